@@ -1,0 +1,105 @@
+"""Stage 4: spend the prune budget (LoRP paper, eqs. 8-11).
+
+This module holds what every allocation strategy shares: budget checks, the
+redundancy score of eq. 8, and validation of a strategy's answer. The
+strategies themselves are plugins (builtin: :mod:`lorp.builtins.allocation`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from .components import AllocationRequest, AllocationStrategy, Removal
+from .errors import ConfigError, PluginError
+
+
+def normalize_protected(protected: Iterable[int], num_blocks: int) -> frozenset[int]:
+    """Map block indices (negative ones count from the end) into ``0..N-1``.
+
+    Raises:
+        ConfigError: an index is outside ``-N..N-1``.
+    """
+    out = set()
+    for b in protected:
+        b = int(b)
+        if not -num_blocks <= b < num_blocks:
+            raise ConfigError(f"protected block {b} does not exist: the model has {num_blocks} blocks (0..{num_blocks - 1})")
+        out.add(b % num_blocks)
+    return frozenset(out)
+
+
+def check_budget(budget: int, num_blocks: int, protected: frozenset[int]) -> None:
+    """Raise :class:`ConfigError` unless ``1 <= budget <= eligible blocks``."""
+    eligible = num_blocks - len(protected)
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+        raise ConfigError(f"budget must be a whole number of blocks, got {budget!r}")
+    if budget < 1:
+        raise ConfigError(f"budget must be at least 1 block to remove, got {budget}")
+    if budget > eligible:
+        raise ConfigError(
+            f"budget {budget} is larger than the {eligible} removable blocks "
+            f"({num_blocks} blocks, {len(protected)} protected: {sorted(protected)}); "
+            f"choose a budget of at most {eligible}"
+        )
+
+
+def redundancy(similarity: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Redundancy ``r(l)``: mean similarity of block ``l`` to the other members of its cluster.
+
+    Args:
+        similarity: float ``[N, N]``.
+        labels: int ``[N]`` cluster labels.
+    Returns:
+        float64 ``[N]``; a block alone in its cluster gets ``-inf``.
+
+    Source: LoRP paper, eq. 8 (members fixed before any pruning).
+    """
+    s = np.asarray(similarity, dtype=np.float64)
+    labels = np.asarray(labels)
+    r = np.full(len(labels), -np.inf)
+    for l in range(len(labels)):  # noqa: E741  (l is the paper's layer index)
+        mates = np.flatnonzero((labels == labels[l]) & (np.arange(len(labels)) != l))
+        if len(mates):
+            r[l] = s[l, mates].mean()
+    return r
+
+
+def mean_pairwise(similarity: np.ndarray, members: Iterable[int]) -> float:
+    """Mean of ``S[i, j]`` over pairs ``i < j`` of ``members``; ``-inf`` for fewer than two.
+
+    Source: LoRP paper, eq. 10 (residual intra-cluster similarity).
+    """
+    idx = np.asarray(sorted(members), dtype=np.int64)
+    if len(idx) < 2:
+        return -np.inf
+    sub = np.asarray(similarity, dtype=np.float64)[np.ix_(idx, idx)]
+    return float(sub[np.triu_indices(len(idx), k=1)].mean())
+
+
+def allocate(request: AllocationRequest, strategy: AllocationStrategy) -> list[Removal]:
+    """Run ``strategy`` on ``request`` and check its answer.
+
+    Returns:
+        the strategy's removals, in the order chosen.
+    Raises:
+        ConfigError: the budget is invalid for this model.
+        PluginError: the strategy returned the wrong number of blocks, a
+            duplicate, an out-of-range or a protected block.
+    """
+    check_budget(request.budget, request.num_blocks, request.protected)
+    removals = list(strategy.allocate(request))
+    blocks = [r.block for r in removals]
+    problem = None
+    if len(blocks) != request.budget:
+        problem = f"returned {len(blocks)} blocks for a budget of {request.budget}"
+    elif len(set(blocks)) != len(blocks):
+        problem = f"returned a block twice: {blocks}"
+    elif any(not 0 <= b < request.num_blocks for b in blocks):
+        problem = f"returned a block outside 0..{request.num_blocks - 1}: {blocks}"
+    elif request.protected & set(blocks):
+        problem = f"returned protected block(s) {sorted(request.protected & set(blocks))}"
+    if problem:
+        raise PluginError(f"allocation strategy {strategy.name!r} {problem}")
+    return removals

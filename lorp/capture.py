@@ -1,0 +1,140 @@
+"""Stage 1: the calibration pass (LoRP eqs. 3-4).
+
+Forward pre-hooks on every decoder block read the block's input hidden states
+(and a forward hook the last block's output); after each batch the states are
+stacked into ``[N + 1, B, T, H]`` and fed to every requested similarity
+accumulator, then dropped. Memory is bounded by one batch, whatever the number
+of calibration sequences.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .blocks import find_blocks
+from .components import SimilarityMetric
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """Matrices accumulated over one calibration pass.
+
+    Attributes:
+        matrices: metric name -> float64 ``[N, N]``.
+        num_blocks: N.
+        num_sequences: calibration sequences seen.
+        num_tokens: real (unmasked) tokens seen.
+        seconds: wall time of the pass.
+        forward_passes: number of batched forward calls.
+    """
+
+    matrices: dict[str, np.ndarray]
+    num_blocks: int
+    num_sequences: int
+    num_tokens: int
+    seconds: float
+    forward_passes: int
+
+
+def _hidden_from(args: tuple, kwargs: dict) -> torch.Tensor:
+    if "hidden_states" in kwargs:
+        return kwargs["hidden_states"]
+    if args and isinstance(args[0], torch.Tensor):
+        return args[0]
+    raise RuntimeError("cannot find the hidden states among a block's inputs")
+
+
+def _last_tokens(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[N+1, B, T, H]`` -> ``[N+1, B, 1, H]`` holding each sequence's last real token."""
+    last = mask.shape[1] - 1 - mask.flip(1).int().argmax(dim=1)  # [B]
+    idx = last.view(1, -1, 1, 1).expand(states.shape[0], -1, 1, states.shape[-1])
+    return states.gather(2, idx)
+
+
+@torch.inference_mode()
+def capture_similarities(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    metrics: Mapping[str, SimilarityMetric],
+    *,
+    attention_mask: torch.Tensor | None = None,
+    batch_size: int = 1,
+    progress: bool = True,
+) -> CalibrationResult:
+    """Run the calibration set through ``model`` once and accumulate every metric.
+
+    Args:
+        model: a causal LM whose blocks :func:`lorp.blocks.find_blocks` finds.
+        input_ids: int64 ``[S, T]`` calibration token ids.
+        metrics: name -> :class:`SimilarityMetric`; all fed from the same pass.
+        attention_mask: optional ``[S, T]`` (1 = real token); padding is excluded.
+        batch_size: sequences per forward call.
+        progress: show a progress bar.
+    Returns:
+        :class:`CalibrationResult` with one ``[N, N]`` matrix per metric.
+    Raises:
+        ConfigError: empty calibration set, bad shapes, or no metric.
+    """
+    if input_ids.ndim != 2 or input_ids.shape[0] == 0:
+        raise ConfigError(f"calibration input_ids must be [sequences, tokens] and non-empty, got {tuple(input_ids.shape)}")
+    if not metrics:
+        raise ConfigError("no similarity metric requested")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    _, blocks = find_blocks(model)
+    n = len(blocks)
+    accumulators = {name: m.create(n) for name, m in metrics.items()}
+    states: list[torch.Tensor | None] = [None] * (n + 1)
+
+    def pre_hook(index: int):
+        def hook(_module, args, kwargs):
+            states[index] = _hidden_from(args, kwargs)
+        return hook
+
+    def post_hook(_module, _args, output):
+        states[n] = output[0] if isinstance(output, tuple) else output
+
+    handles = [blk.register_forward_pre_hook(pre_hook(i), with_kwargs=True) for i, blk in enumerate(blocks)]
+    handles.append(blocks[-1].register_forward_hook(post_hook))
+    backbone = getattr(model, "base_model", model)  # skip the LM head: only hidden states are needed
+    device = next(model.parameters()).device
+    start = time.perf_counter()
+    tokens = passes = 0
+    try:
+        for lo in tqdm(range(0, input_ids.shape[0], batch_size), desc="calibration pass", disable=not progress, unit="batch"):
+            ids = input_ids[lo:lo + batch_size].to(device)
+            mask = attention_mask[lo:lo + batch_size].to(device)
+            backbone(input_ids=ids, attention_mask=mask, use_cache=False)
+            passes += 1
+            stacked = torch.stack(states).float()  # [N+1, B, T, H]
+            bool_mask = mask.bool()
+            last = None
+            for name, acc in accumulators.items():
+                if metrics[name].needs == "last_token":
+                    if last is None:
+                        last = _last_tokens(stacked, bool_mask)
+                    acc.update(last, torch.ones(last.shape[1], 1, dtype=torch.bool, device=device))
+                else:
+                    acc.update(stacked, bool_mask)
+            tokens += int(bool_mask.sum())
+            states[:] = [None] * (n + 1)
+            del stacked, last
+    finally:
+        for h in handles:
+            h.remove()
+    return CalibrationResult(
+        matrices={name: np.asarray(acc.result(), dtype=np.float64) for name, acc in accumulators.items()},
+        num_blocks=n,
+        num_sequences=int(input_ids.shape[0]),
+        num_tokens=tokens,
+        seconds=time.perf_counter() - start,
+        forward_passes=passes,
+    )

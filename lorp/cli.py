@@ -1,0 +1,203 @@
+"""``lorp`` command line: prune, select, study, plugins, models."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .errors import ConfigError, LorpError
+
+
+def _handle_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LorpError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+    return wrapper
+
+
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lorp")
+def main() -> None:
+    """lorp: Locality-Aware Redundancy Pruning of LLM blocks (arXiv 2605.27786)."""
+
+
+_component_options = [
+    click.option("--similarity", default="cosine", show_default=True, help="similarity metric plugin"),
+    click.option("--clustering", default="spectral", show_default=True, help="clustering algorithm plugin"),
+    click.option("--allocation", default="lorp", show_default=True, help="allocation strategy plugin"),
+    click.option("--k", "k", type=int, default=None, help="number of clusters (default: from RLS, eq. 6)"),
+    click.option("--seed", type=int, default=0, show_default=True, help="random seed"),
+    click.option("--protect", default="0,-1", show_default=True,
+                 help="comma-separated blocks never removed (negative counts from the end; '' for none)"),
+]
+
+
+def component_options(fn):
+    for option in reversed(_component_options):
+        fn = option(fn)
+    return fn
+
+
+@main.command()
+@click.option("--model", default="smollm2-135m", show_default=True, help="bundled key, local folder or hub id")
+@click.option("--budget", type=int, required=True, help="number of blocks to remove")
+@click.option("--calibration", default="lambada", show_default=True, help="calibration corpus or text file")
+@click.option("--samples", "num_samples", type=int, default=32, show_default=True, help="calibration sequences (paper: 128)")
+@click.option("--seq-len", type=int, default=256, show_default=True, help="tokens per calibration sequence (paper: 2048)")
+@click.option("--eval", "eval_corpora", default="ptb,wiki-paragraphs", show_default=True, help="perplexity corpora")
+@click.option("--eval-tokens", type=int, default=4096, show_default=True, help="token limit per corpus (0: all)")
+@click.option("--eval-seq-len", type=int, default=256, show_default=True, help="tokens per perplexity window")
+@component_options
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="output folder (default: runs/<model>-b<budget>)")
+@click.option("--no-save-model", is_flag=True, help="do not write the pruned model folder")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--no-cache", is_flag=True, help="recompute the calibration pass even if cached")
+@_handle_errors
+def prune(model, budget, calibration, num_samples, seq_len, eval_corpora, eval_tokens, eval_seq_len,
+          similarity, clustering, allocation, k, seed, protect, out, no_save_model, device, no_cache):
+    """Select blocks with LoRP, remove them, and write the pruned model and results.json."""
+    from .pipeline import PruneConfig, run_prune
+    from .study import report_name
+
+    config = PruneConfig(
+        model=model, budget=budget, calibration=calibration, num_samples=num_samples, seq_len=seq_len,
+        seed=seed, eval_corpora=tuple(c.strip() for c in eval_corpora.split(",") if c.strip()),
+        eval_seq_len=eval_seq_len, eval_tokens=eval_tokens or None, similarity=similarity,
+        clustering=clustering, allocation=allocation, k=k, protected=_int_list(protect, "--protect"),
+        save_model=not no_save_model, device=device, use_cache=not no_cache,
+    )
+    out = out or Path("runs") / f"{report_name(model)}-b{budget}"
+    run = run_prune(config, out_dir=out)
+    r = run.results
+    click.echo(f"RLS = {r['rls']:.4f}, K = {r['k']}, pruned blocks: {r['pruned']}")
+    for name, before in r["perplexity"]["before"].items():
+        after = r["perplexity"]["after"][name]
+        click.echo(f"perplexity {name}: {before['perplexity']:.2f} -> {after['perplexity']:.2f} ({before['tokens']} tokens)")
+    click.echo(f"wrote {out / 'results.json'}")
+
+
+@main.command()
+@click.option("--similarity", "similarity_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="saved [N, N] similarity matrix (.npy, .json or results.json)")
+@click.option("--budget", type=int, required=True, help="number of blocks to remove")
+@click.option("--clustering", default="spectral", show_default=True)
+@click.option("--allocation", default="lorp", show_default=True)
+@click.option("--k", "k", type=int, default=None, help="number of clusters (default: from RLS)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--protect", default="0,-1", show_default=True, help="blocks never removed")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@_handle_errors
+def select(similarity_path, budget, clustering, allocation, k, seed, protect, as_json):
+    """Choose blocks to remove from a saved similarity matrix (no model needed)."""
+    from .atomic import to_json
+    from .selection import select_blocks
+
+    s = load_similarity(similarity_path)
+    sel = select_blocks(s, budget, k=k, seed=seed, clustering=clustering, allocation=allocation,
+                        protected=_int_list(protect, "--protect"))
+    if as_json:
+        click.echo(to_json(sel.to_dict()))
+    else:
+        click.echo(f"RLS = {sel.rls:.4f}, K = {sel.k} ({sel.k_source})")
+        click.echo(f"labels: {sel.labels}")
+        for r in sel.removals:
+            click.echo(f"  remove block {r.block:3d}  (stage {r.stage}) {r.reason}")
+        click.echo(f"pruned: {sel.pruned}")
+
+
+def load_similarity(path: Path) -> np.ndarray:
+    """Read an ``[N, N]`` matrix from ``.npy``, a JSON list of lists, or a results.json ``similarity``.
+
+    Raises:
+        ConfigError: missing or unreadable file, or no matrix inside.
+    """
+    if not path.is_file():
+        raise ConfigError(f"similarity file {path} does not exist")
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        data = json.loads(path.read_text())
+        if isinstance(data, dict):
+            data = data["similarity"]
+        return np.asarray(data, dtype=np.float64)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise ConfigError(f"cannot read a similarity matrix from {path}: {exc!r}; give a .npy file or JSON") from exc
+
+
+@main.command()
+@click.option("--model", "models", multiple=True, default=("smollm2-135m",), show_default=True,
+              help="model to study (repeatable)")
+@click.option("-p", "--parameter", "params", multiple=True, metavar="NAME=VALUE",
+              help="notebook parameter override, e.g. -p budget=4 (repeatable)")
+@click.option("--reports", "reports_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="reports folder (default: the repository's reports/)")
+@_handle_errors
+def study(models, params, reports_dir):
+    """Execute the study notebook headlessly with papermill, one report per model."""
+    from .paths import REPORTS_DIR
+    from .study import notebook_parameters, run_study
+
+    known = notebook_parameters()
+    parameters = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"parameter {item!r} must look like NAME=VALUE")
+        if name not in known:
+            raise ConfigError(f"unknown notebook parameter {name!r}; known: {', '.join(sorted(known))}")
+        kind = known[name]["type"]
+        try:
+            parameters[name] = {"int": int, "float": float, "bool": lambda v: v.lower() in {"1", "true", "yes"}}.get(kind, str)(value)
+        except ValueError:
+            raise ConfigError(f"parameter {name} expects {kind}, got {value!r}") from None
+    for folder in run_study(models, parameters=parameters, reports_dir=reports_dir or REPORTS_DIR):
+        click.echo(f"report: {folder / 'study.html'}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@_handle_errors
+def plugins(as_json):
+    """List loaded plugins: source, version and the components each provides."""
+    from .plugins import load_registry
+
+    registry = load_registry()
+    if as_json:
+        click.echo(json.dumps([p.__dict__ for p in registry.plugins], indent=2, default=list))
+        return
+    for p in registry.plugins:
+        click.echo(f"{p.name}  {p.version}  [{p.source}]")
+        for c in p.components:
+            kind, name = c.split(":", 1)
+            comp = registry.components[kind][name].component
+            click.echo(f"    {kind:<10} {name:<12} {comp.description}")
+
+
+@main.command()
+def models():
+    """List the bundled real models."""
+    from .models import BUNDLED_MODELS
+
+    for m in BUNDLED_MODELS.values():
+        click.echo(f"{m.key:<14} {m.architecture:<12} {m.num_blocks:>3} blocks  hidden {m.hidden_size:<5} {m.description}")
+
+
+if __name__ == "__main__":
+    main()

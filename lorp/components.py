@@ -1,0 +1,156 @@
+"""The component types that plugins register: what lorp's hooks exchange.
+
+Three kinds of component drive block selection, one per pipeline stage:
+
+* :class:`SimilarityMetric` (stage 1, paper eqs. 3-4): a streaming accumulator
+  fed from the one calibration pass that yields an ``[N, N]`` matrix.
+* :class:`ClusteringAlgorithm` (stage 3, eq. 7): groups the ``N`` blocks.
+* :class:`AllocationStrategy` (stage 4, eqs. 8-11): picks the blocks to remove.
+
+Plugins construct these and hand them to the ``register`` callback of the hooks
+in :mod:`lorp.hookspecs`. Builtins do exactly the same (see :mod:`lorp.builtins`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+#: What a similarity metric needs from each calibration sequence.
+TokenSelection = Literal["all_tokens", "last_token"]
+
+
+@runtime_checkable
+class SimilarityAccumulator(Protocol):
+    """Streaming state of one similarity metric over one calibration pass.
+
+    ``update`` is called once per calibration batch; ``result`` once at the end.
+    Memory must not grow with the number of batches.
+    """
+
+    def update(self, hidden: torch.Tensor, mask: torch.Tensor) -> None:
+        """Consume one batch of residual-stream states.
+
+        Args:
+            hidden: float32 tensor ``[N + 1, B, T, H]``. ``hidden[i]`` for
+                ``i < N`` is the input hidden state of block ``i``; ``hidden[N]``
+                is the output of the last block (before the final norm).
+                For a ``last_token`` metric ``T == 1`` and it holds each
+                sequence's last real token.
+            mask: bool tensor ``[B, T]``; ``True`` marks real (non-padding)
+                tokens. Padding positions must not contribute.
+        """
+
+    def result(self) -> np.ndarray:
+        """Return the accumulated float64 matrix ``[N, N]`` (block i vs block j)."""
+
+
+@dataclass(frozen=True)
+class SimilarityMetric:
+    """A named inter-block similarity metric.
+
+    Attributes:
+        name: registry name, e.g. ``"cosine"``.
+        create: ``create(num_blocks) -> SimilarityAccumulator``.
+        needs: ``"all_tokens"`` or ``"last_token"`` (what ``update`` receives).
+        version: bump when the numbers change; part of cache keys.
+        description: one line for ``lorp plugins``.
+        source: paper and equation the metric implements.
+    """
+
+    name: str
+    create: Callable[[int], SimilarityAccumulator]
+    needs: TokenSelection = "all_tokens"
+    version: str = "1"
+    description: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ClusteringAlgorithm:
+    """A named algorithm that groups blocks from their similarity matrix.
+
+    Attributes:
+        name: registry name, e.g. ``"spectral"``.
+        cluster: ``cluster(similarity, k, seed) -> labels`` where ``similarity``
+            is float64 ``[N, N]`` (symmetric, unit diagonal), ``k`` the number of
+            clusters (``2 <= k <= N``), ``seed`` an int; ``labels`` is an int
+            array ``[N]`` with values in ``0..k-1``. lorp renumbers the labels in
+            depth order afterwards, so any consistent labelling is fine.
+    """
+
+    name: str
+    cluster: Callable[[np.ndarray, int, int], np.ndarray]
+    version: str = "1"
+    description: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One block chosen for removal and why.
+
+    Attributes:
+        block: 0-based index of the block in the dense model.
+        stage: allocation stage that chose it (LoRP: 1 or 2; others: 1).
+        cluster: cluster label of the block, or ``None`` without clustering.
+        score: the number that ranked it (LoRP: redundancy r(l), eq. 8).
+        reason: a short human-readable explanation.
+    """
+
+    block: int
+    stage: int = 1
+    cluster: int | None = None
+    score: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class AllocationRequest:
+    """Everything an allocation strategy may read.
+
+    Attributes:
+        similarity: float64 ``[N, N]`` matrix of the selected similarity metric.
+        labels: int ``[N]`` depth-ordered cluster labels, or ``None`` when the
+            strategy does not use clustering.
+        budget: number of blocks to remove (``>= 1``).
+        protected: block indices that must never be removed.
+        statistics: other accumulated metrics by name (each ``[N, N]``).
+    """
+
+    similarity: np.ndarray
+    labels: np.ndarray | None
+    budget: int
+    protected: frozenset[int]
+    statistics: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def num_blocks(self) -> int:
+        return int(self.similarity.shape[0])
+
+
+@dataclass(frozen=True)
+class AllocationStrategy:
+    """A named rule that spends the prune budget.
+
+    Attributes:
+        name: registry name, e.g. ``"lorp"``.
+        allocate: ``allocate(request) -> list[Removal]`` with exactly
+            ``request.budget`` distinct, unprotected blocks, in the order chosen.
+            Raise :class:`lorp.errors.ConfigError` when the budget cannot be met.
+        uses_clusters: whether lorp must compute RLS, K and cluster labels first.
+    """
+
+    name: str
+    allocate: Callable[[AllocationRequest], list[Removal]]
+    uses_clusters: bool = True
+    version: str = "1"
+    description: str = ""
+    source: str = ""
+
+
+Component = SimilarityMetric | ClusteringAlgorithm | AllocationStrategy

