@@ -10,13 +10,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from .allocation import check_budget, normalize_protected
 from .atomic import staged_dir, write_json
+from .blocks import find_blocks
 from .cache import cache_key, load_matrices, save_matrices
 from .capture import capture_similarities
 from .data import calibration_samples, evaluation_windows, load_corpus
 from .errors import ConfigError
 from .evaluation import perplexity
-from .models import DEFAULT_MODEL, load_model
+from .models import DEFAULT_MODEL, load_model, resolve_model
 from .plugins import Registry, load_registry
 from .provenance import git_commit, machine, package_versions
 from .pruning import remove_blocks
@@ -120,6 +122,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     out_dir = Path(out_dir) if out_dir is not None else None
     if out_dir is not None and out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "results.json").exists():
         raise ConfigError(f"output folder {out_dir} exists and is not a lorp result (no results.json); choose another --out")
+    resolve_model(config.model)  # fail fast on a bad model argument
     registry = registry or load_registry()
     metric = registry.similarity(config.similarity)
     strategy = registry.allocation(config.allocation)
@@ -134,6 +137,8 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     model, tokenizer = loaded.model, loaded.tokenizer
     timings["load_model_s"] = loaded.load_seconds
     params_before = _count_parameters(model)
+    num_blocks = len(find_blocks(model)[1])
+    check_budget(config.budget, num_blocks, normalize_protected(config.protected, num_blocks))  # before the heavy work
 
     key = cache_key({
         "model": loaded.source.location if loaded.source.kind != "bundled" else config.model,

@@ -1,0 +1,103 @@
+"""Test helpers for lorp and for plugin authors.
+
+Use as a pytest plugin (``pytest_plugins = ["lorp.testing"]`` in a
+``conftest.py``) to get the fixtures ``lorp_registry``, ``tiny_model`` and
+``fake_hidden_states``, or call the functions directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from .plugins import PluginSettings, Registry, load_registry
+
+#: Architectures :func:`make_tiny_model` can build, with their block paths.
+TINY_ARCHITECTURES = ("llama", "gemma3_text", "qwen2", "gpt2", "gpt_neox", "opt")
+
+
+def make_tiny_model(arch: str = "llama", num_blocks: int = 4, seed: int = 0, vocab_size: int = 128):
+    """A randomly initialised float32 causal LM with ``num_blocks`` blocks and hidden size 32.
+
+    For fast unit tests only: its numbers mean nothing. ``arch`` is one of
+    :data:`TINY_ARCHITECTURES`.
+    """
+    import transformers as tf
+
+    common = dict(vocab_size=vocab_size, num_hidden_layers=num_blocks, num_attention_heads=4)
+    configs: dict[str, Callable[[], object]] = {
+        "llama": lambda: tf.LlamaConfig(hidden_size=32, intermediate_size=64, num_key_value_heads=2,
+                                        max_position_embeddings=128, **common),
+        "gemma3_text": lambda: tf.Gemma3TextConfig(hidden_size=32, intermediate_size=64, num_key_value_heads=2,
+                                                   head_dim=8, sliding_window=8, max_position_embeddings=128, **common),
+        "qwen2": lambda: tf.Qwen2Config(hidden_size=32, intermediate_size=64, num_key_value_heads=2,
+                                        max_position_embeddings=128, **common),
+        "gpt2": lambda: tf.GPT2Config(n_embd=32, n_layer=num_blocks, n_head=4, vocab_size=vocab_size, n_positions=128,
+                                      bos_token_id=0, eos_token_id=0),
+        "gpt_neox": lambda: tf.GPTNeoXConfig(hidden_size=32, intermediate_size=64, max_position_embeddings=128, **common),
+        "opt": lambda: tf.OPTConfig(hidden_size=32, ffn_dim=64, word_embed_proj_dim=32, max_position_embeddings=128,
+                                    **common),
+    }
+    if arch not in configs:
+        raise ValueError(f"unknown tiny architecture {arch!r}; choose from {TINY_ARCHITECTURES}")
+    torch.manual_seed(seed)
+    model = tf.AutoModelForCausalLM.from_config(configs[arch](), dtype=torch.float32)
+    return model.eval()
+
+
+def symmetric_matrix(n: int, entries: dict[tuple[int, int], float], fill: float = 0.0):
+    """A float64 ``[n, n]`` similarity matrix: ``fill`` everywhere, ``entries[(i, j)]`` at (i, j) and (j, i), unit diagonal."""
+    import numpy as np
+
+    s = np.full((n, n), float(fill))
+    for (i, j), v in entries.items():
+        s[i, j] = s[j, i] = v
+    np.fill_diagonal(s, 1.0)
+    return s
+
+
+def make_fake_hidden_states(num_blocks: int = 4, batch: int = 2, tokens: int = 5, hidden: int = 8,
+                            seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random residual-stream states ``[N + 1, B, T, H]`` (float32) and an all-True mask ``[B, T]``.
+
+    This is exactly what a similarity accumulator's ``update`` receives.
+    """
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(num_blocks + 1, batch, tokens, hidden, generator=g),
+            torch.ones(batch, tokens, dtype=torch.bool))
+
+
+def make_word_tokenizer(words: list[str], bos: bool = False):
+    """A whitespace word-level fast tokenizer over ``words`` (ids: ``<bos>`` 0, ``<unk>`` 1, words from 2).
+
+    With ``bos=True`` it prepends ``<bos>`` like Gemma's tokenizer does.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<bos>": 0, "<unk>": 1, **{w: i + 2 for i, w in enumerate(words)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 0)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", unk_token="<unk>")
+
+
+@pytest.fixture
+def lorp_registry(tmp_path) -> Registry:
+    """A fresh registry with builtins only (no entry points, no local plugin folders)."""
+    return load_registry(PluginSettings(autoload=False, plugin_dirs=()))
+
+
+@pytest.fixture
+def tiny_model():
+    """Factory fixture: ``tiny_model(arch="llama", num_blocks=4, seed=0)``."""
+    return make_tiny_model
+
+
+@pytest.fixture
+def fake_hidden_states():
+    """Factory fixture: ``fake_hidden_states(num_blocks=4, batch=2, tokens=5, hidden=8, seed=0)``."""
+    return make_fake_hidden_states

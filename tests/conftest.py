@@ -1,0 +1,18 @@
+import os
+
+import pytest
+
+pytest_plugins = ["lorp.testing"]
+
+# Nothing in the test suite may reach a model or dataset hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real bundled SmolLM2-135M (fetched and converted once into the lorp cache)."""
+    from lorp.models import load_model
+
+    return load_model("smollm2-135m")
