@@ -68,6 +68,7 @@ def capture_similarities(
     attention_mask: torch.Tensor | None = None,
     batch_size: int = 1,
     progress: bool = True,
+    registry=None,
 ) -> CalibrationResult:
     """Run the calibration set through ``model`` once and accumulate every metric.
 
@@ -78,6 +79,7 @@ def capture_similarities(
         attention_mask: optional ``[S, T]`` (1 = real token); padding is excluded.
         batch_size: sequences per forward call.
         progress: show a progress bar.
+        registry: plugin registry whose model adapters find the blocks.
     Returns:
         :class:`CalibrationResult` with one ``[N, N]`` matrix per metric.
     Raises:
@@ -89,7 +91,7 @@ def capture_similarities(
         raise ConfigError("no similarity metric requested")
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    _, blocks = find_blocks(model)
+    _, blocks = find_blocks(model, registry)
     n = len(blocks)
     accumulators = {name: m.create(n) for name, m in metrics.items()}
     states: list[torch.Tensor | None] = [None] * (n + 1)

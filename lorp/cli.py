@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -33,8 +34,22 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="lorp")
-def main() -> None:
+@click.option("--plugins-dir", "plugins_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="extra folder of single-file plugins (repeatable; adds to $LORP_PLUGINS_DIR)")
+@click.option("--no-plugin-autoload", is_flag=True,
+              help="load builtin plugins only (same as LORP_DISABLE_PLUGIN_AUTOLOAD=1)")
+@click.option("--deny-plugin", "deny", multiple=True, help="plugin name never to load (repeatable)")
+def main(plugins_dirs, no_plugin_autoload, deny) -> None:
     """lorp: Locality-Aware Redundancy Pruning of LLM blocks (arXiv 2605.27786)."""
+    # The environment is the one channel for plugin settings, so papermill kernels inherit them too.
+    if plugins_dirs:
+        old = [p for p in os.environ.get("LORP_PLUGINS_DIR", "").split(os.pathsep) if p]
+        os.environ["LORP_PLUGINS_DIR"] = os.pathsep.join(old + [str(Path(p).resolve()) for p in plugins_dirs])
+    if no_plugin_autoload:
+        os.environ["LORP_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    if deny:
+        old = [n for n in os.environ.get("LORP_DENY_PLUGINS", "").split(",") if n]
+        os.environ["LORP_DENY_PLUGINS"] = ",".join(old + list(deny))
 
 
 _component_options = [
@@ -187,7 +202,7 @@ def plugins(as_json):
         for c in p.components:
             kind, name = c.split(":", 1)
             comp = registry.components[kind][name].component
-            click.echo(f"    {kind:<10} {name:<12} {comp.description}")
+            click.echo(f"    {kind:<10} {name:<16} {comp.description}")
 
 
 @main.command()

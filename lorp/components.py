@@ -7,6 +7,11 @@ Three kinds of component drive block selection, one per pipeline stage:
 * :class:`ClusteringAlgorithm` (stage 3, eq. 7): groups the ``N`` blocks.
 * :class:`AllocationStrategy` (stage 4, eqs. 8-11): picks the blocks to remove.
 
+Two more kinds tell lorp about the world around the method:
+
+* :class:`CorpusSource`: a named text corpus for calibration and perplexity.
+* :class:`ModelAdapter`: how to find (and so remove) the blocks of a model family.
+
 Plugins construct these and hand them to the ``register`` callback of the hooks
 in :mod:`lorp.hookspecs`. Builtins do exactly the same (see :mod:`lorp.builtins`).
 """
@@ -19,6 +24,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from torch import nn
 
 #: What a similarity metric needs from each calibration sequence.
 TokenSelection = Literal["all_tokens", "last_token"]
@@ -153,4 +159,62 @@ class AllocationStrategy:
     source: str = ""
 
 
-Component = SimilarityMetric | ClusteringAlgorithm | AllocationStrategy
+@dataclass(frozen=True)
+class Corpus:
+    """Documents of one corpus, split into disjoint calibration and evaluation parts.
+
+    Attributes:
+        name: corpus name (or file path).
+        calibration: documents to draw calibration samples from.
+        evaluation: documents for perplexity, disjoint from ``calibration``.
+        separator: string placed between documents when they are concatenated.
+        source: where the text came from (package and version, hub id, file).
+    """
+
+    name: str
+    calibration: list[str]
+    evaluation: list[str]
+    separator: str
+    source: str
+
+
+@dataclass(frozen=True)
+class CorpusSource:
+    """A named corpus that lorp can load on demand.
+
+    Attributes:
+        name: registry name, e.g. ``"ptb"``.
+        load: ``load() -> Corpus``; raises :class:`lorp.errors.ResourceUnavailableError`
+            when the text cannot be had (e.g. a hub corpus offline).
+        offline: whether ``load`` works without internet.
+    """
+
+    name: str
+    load: Callable[[], Corpus]
+    offline: bool = True
+    version: str = "1"
+    description: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ModelAdapter:
+    """How to find the decoder blocks of a family of models.
+
+    Attributes:
+        name: registry name.
+        find_blocks: ``find_blocks(model) -> (path, blocks) | None``: the dotted
+            attribute path and the ``nn.ModuleList`` of decoder blocks, or
+            ``None`` when the model is not of this family. Pruning replaces the
+            list at ``path``, renumbers ``layer_idx`` attributes and subsets
+            per-layer config lists.
+    """
+
+    name: str
+    find_blocks: Callable[[nn.Module], tuple[str, nn.ModuleList] | None]
+    version: str = "1"
+    description: str = ""
+    source: str = ""
+
+
+Component = SimilarityMetric | ClusteringAlgorithm | AllocationStrategy | CorpusSource | ModelAdapter

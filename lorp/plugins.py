@@ -14,6 +14,7 @@ Environment variables (read by :meth:`PluginSettings.from_env`):
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -27,7 +28,14 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .components import AllocationStrategy, ClusteringAlgorithm, Component, SimilarityMetric
+from .components import (
+    AllocationStrategy,
+    ClusteringAlgorithm,
+    Component,
+    CorpusSource,
+    ModelAdapter,
+    SimilarityMetric,
+)
 from .errors import PluginError, UnknownNameError
 from .paths import PLUGINS_DIR
 
@@ -36,6 +44,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "lorp.builtins.similarity",
     "lorp.builtins.clustering",
     "lorp.builtins.allocation",
+    "lorp.builtins.corpora",
+    "lorp.builtins.adapters",
 )
 ENTRY_POINT_GROUP = "lorp"
 
@@ -43,10 +53,13 @@ _KINDS: dict[type, tuple[str, str]] = {
     SimilarityMetric: ("similarity", "lorp_register_similarity_metrics"),
     ClusteringAlgorithm: ("clustering", "lorp_register_clustering_algorithms"),
     AllocationStrategy: ("allocation", "lorp_register_allocation_strategies"),
+    CorpusSource: ("corpus", "lorp_register_corpora"),
+    ModelAdapter: ("adapter", "lorp_register_model_adapters"),
 }
 
 
-_KIND_LABELS = {"similarity": "similarity metric", "clustering": "clustering algorithm", "allocation": "allocation strategy"}
+_KIND_LABELS = {"similarity": "similarity metric", "clustering": "clustering algorithm",
+                "allocation": "allocation strategy", "corpus": "corpus", "adapter": "model adapter"}
 
 
 def _truthy(value: str | None) -> bool:
@@ -107,7 +120,7 @@ class Registry:
     """Components by kind and name, plus the plugins that provided them."""
 
     components: dict[str, dict[str, RegisteredComponent]] = field(
-        default_factory=lambda: {"similarity": {}, "clustering": {}, "allocation": {}}
+        default_factory=lambda: {kind: {} for kind, _ in _KINDS.values()}
     )
     plugins: list[PluginInfo] = field(default_factory=list)
 
@@ -133,6 +146,14 @@ class Registry:
     def allocation(self, name: str) -> AllocationStrategy:
         """The allocation strategy called ``name``; :class:`UnknownNameError` if none."""
         return self._get("allocation", name)  # type: ignore[return-value]
+
+    def corpus(self, name: str) -> CorpusSource:
+        """The corpus source called ``name``; :class:`UnknownNameError` if none."""
+        return self._get("corpus", name)  # type: ignore[return-value]
+
+    def adapters(self) -> list[ModelAdapter]:
+        """Model adapters in registration order (builtins first)."""
+        return [entry.component for entry in self.components["adapter"].values()]  # type: ignore[misc]
 
     def provenance(self, kind: str, name: str) -> dict[str, str]:
         """``{"name", "plugin", "version", "source"}`` of a registered component, for reports."""
@@ -268,3 +289,17 @@ def load_registry(settings: PluginSettings | None = None) -> Registry:
         PluginInfo(i.name, i.source, i.version, tuple(provided.get(i.name, ()))) for i in infos
     ]
     return registry
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_registry(settings: PluginSettings) -> Registry:
+    return load_registry(settings)
+
+
+def default_registry() -> Registry:
+    """The registry for the current ``LORP_*`` environment, loaded once per distinct setting.
+
+    Functions that take an optional ``registry`` argument use this when it is
+    ``None``. Pass an explicit registry (from :func:`load_registry`) for full control.
+    """
+    return _cached_registry(PluginSettings.from_env())

@@ -13,7 +13,7 @@ from .errors import ConfigError
 _LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layer", "num_layers")
 
 
-def remove_blocks(model: nn.Module, blocks_to_remove: Iterable[int]) -> nn.Module:
+def remove_blocks(model: nn.Module, blocks_to_remove: Iterable[int], registry=None) -> nn.Module:
     """Delete ``blocks_to_remove`` from ``model`` in place and return it.
 
     Keeps the model usable for ``generate`` (KV cache) and ``save_pretrained``:
@@ -26,10 +26,11 @@ def remove_blocks(model: nn.Module, blocks_to_remove: Iterable[int]) -> nn.Modul
         model: a transformers causal LM (blocks at a path in
             :data:`lorp.blocks.BLOCK_PATHS`).
         blocks_to_remove: 0-based block indices.
+        registry: plugin registry whose model adapters find the blocks.
     Raises:
         ConfigError: an index is out of range or repeated, or nothing would remain.
     """
-    path, blocks = find_blocks(model)
+    path, blocks = find_blocks(model, registry)
     n = len(blocks)
     remove = list(blocks_to_remove)
     if len(set(remove)) != len(remove):
@@ -40,20 +41,14 @@ def remove_blocks(model: nn.Module, blocks_to_remove: Iterable[int]) -> nn.Modul
     if len(remove) >= n:
         raise ConfigError(f"cannot remove all {n} blocks")
     kept = [i for i in range(n) if i not in set(remove)]
-    set_blocks(model, path, nn.ModuleList([blocks[i] for i in kept]))
-    for new_index, block in enumerate(getattr_path(model, path)):
+    kept_blocks = nn.ModuleList([blocks[i] for i in kept])
+    set_blocks(model, path, kept_blocks)
+    for new_index, block in enumerate(kept_blocks):
         for module in block.modules():
             if hasattr(module, "layer_idx"):
                 module.layer_idx = new_index
     _update_config(model.config, n, kept)
     return model
-
-
-def getattr_path(obj: object, path: str):
-    """``getattr`` along a dotted path."""
-    for attr in path.split("."):
-        obj = getattr(obj, attr)
-    return obj
 
 
 def _update_config(config, old_n: int, kept: list[int]) -> None:

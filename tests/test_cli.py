@@ -60,7 +60,7 @@ def test_select_missing_file(runner, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--model", "smollm2-13m"], "unknown model 'smollm2-13m' (did you mean 'smollm2-135m'?)"),
     (["--calibration", "c5"], "unknown corpus 'c5'"),
-    (["--similarity", "cka"], "unknown similarity metric 'cka'"),
+    (["--similarity", "ckaa"], "unknown similarity metric 'ckaa' (did you mean 'cka'?)"),
     (["--budget", "0"], "budget must be a whole number of blocks >= 1"),
 ])
 def test_prune_bad_input_fails_fast_and_writes_nothing(runner, tmp_path, args, message):

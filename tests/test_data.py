@@ -4,7 +4,7 @@ import datasets
 import pytest
 import torch
 
-from lorp import data
+from lorp.builtins import corpora
 from lorp.data import Corpus, calibration_samples, evaluation_windows, load_corpus
 from lorp.errors import ConfigError, ResourceUnavailableError, UnknownNameError
 from lorp.models import adds_bos
@@ -112,7 +112,7 @@ def test_hub_path_reads_the_splits_it_asks_for(monkeypatch):
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    corpus = data.load_wikitext2()
+    corpus = corpora.load_wikitext2()
     assert calls[0][0] == ("wikitext", "wikitext-2-raw-v1")
     assert corpus.calibration == ["train a", "train b"] and corpus.evaluation == ["test a"]
 

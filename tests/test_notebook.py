@@ -29,13 +29,17 @@ def test_notebook_parameters_match_the_library():
 
 @pytest.mark.real_model
 def test_study_notebook_writes_a_report(tmp_path):
-    (folder,) = run_study(["smollm2-135m"], parameters=QUICK, reports_dir=tmp_path, progress=False)
+    """Also the plugin promise: a metric from one file in plugins/ is picked by name and reported."""
+    params = {**QUICK, "similarity": "cka"}
+    (folder,) = run_study(["smollm2-135m"], parameters=params, reports_dir=tmp_path, progress=False)
     assert folder == tmp_path / "smollm2-135m"
     for name in ("study.ipynb", "study.html", "results.json", "similarity.png", "similarity.npy", "pruned_blocks.md"):
         assert (folder / name).stat().st_size > 0, name
     results = json.loads((folder / "results.json").read_text())
     assert results["budget"] == 2 and len(results["pruned"]) == 2
     assert results["perplexity"]["after"]["ptb"]["perplexity"] > 1
+    assert results["plugins"]["similarity"]["plugin"] == "cka_similarity"
+    assert results["plugins"]["similarity"]["source"].startswith("local file")
     assert "RLS" in (folder / "study.html").read_text()
     assert "| corpus |" in (folder / "pruned_blocks.md").read_text()
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())

@@ -64,5 +64,5 @@ def test_bad_block_lists(tiny_model, bad, match):
 
 
 def test_unknown_layout_is_a_clear_error():
-    with pytest.raises(ConfigError, match="cannot find the transformer blocks of Linear"):
+    with pytest.raises(ConfigError, match="cannot find the transformer blocks of Linear: no model adapter recognises it"):
         remove_blocks(torch.nn.Linear(2, 2), [0])

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..allocation import mean_pairwise, redundancy
 from ..components import AllocationRequest, AllocationStrategy, Removal
 from ..hookspecs import hookimpl
+
+
+def head(queue: list[int], removed: set[int]) -> int:
+    """LoRP's choice within a cluster: the head of its queue (position 0)."""
+    return 0
 
 
 def lorp_allocate(request: AllocationRequest) -> list[Removal]:
@@ -28,6 +35,20 @@ def lorp_allocate(request: AllocationRequest) -> list[Removal]:
     Returns:
         ``budget`` removals in the order chosen.
     """
+    return two_stage_allocate(request, choose=head)
+
+
+def two_stage_allocate(request: AllocationRequest, choose: Callable[[list[int], set[int]], int]) -> list[Removal]:
+    """LoRP's two-stage allocation with a pluggable choice within a cluster.
+
+    Args:
+        request: as for :func:`lorp_allocate`.
+        choose: ``choose(queue, removed) -> position`` picks which queued block
+            (queue sorted by redundancy, descending) a cluster gives up, given the
+            blocks removed so far. :func:`head` (always 0) is LoRP itself.
+    Returns:
+        ``budget`` removals in the order chosen.
+    """
     s, labels = request.similarity, np.asarray(request.labels)
     r = redundancy(s, labels)
     clusters = sorted(set(labels.tolist()))
@@ -42,21 +63,22 @@ def lorp_allocate(request: AllocationRequest) -> list[Removal]:
     removals: list[Removal] = []
 
     def take(c: int, stage: int, why: str) -> None:
-        block = queues[c].pop(0)
+        block = queues[c].pop(choose(queues[c], {r.block for r in removals}))
         remaining[c].discard(block)
-        removals.append(Removal(block=block, stage=stage, cluster=c, score=float(r[block]), reason=why))
+        removals.append(Removal(block=block, stage=stage, cluster=c, score=float(r[block]),
+                                reason=f"{why}; redundancy r = {r[block]:.4f}"))
 
     for c in clusters:
         if len(removals) == request.budget:
             break
         if queues[c]:
-            take(c, 1, f"most redundant block of cluster {c} (r = {r[queues[c][0]]:.4f})")
+            take(c, 1, f"stage 1: one block from cluster {c}")
 
     while len(removals) < request.budget:
         candidates = [c for c in clusters if queues[c]]
         scores = {c: mean_pairwise(s, remaining[c]) for c in candidates}
         best = max(candidates, key=lambda c: (scores[c], -c))  # -inf everywhere -> lowest index
-        take(best, 2, f"cluster {best} has the highest residual similarity ({scores[best]:.4f})")
+        take(best, 2, f"stage 2: cluster {best} has the highest residual similarity ({scores[best]:.4f})")
     return removals
 
 
