@@ -52,60 +52,100 @@ def main(plugins_dirs, no_plugin_autoload, deny) -> None:
         os.environ["LORP_DENY_PLUGINS"] = ",".join(old + list(deny))
 
 
-_component_options = [
+_run_options = [
+    click.option("--model", default="smollm2-135m", show_default=True, help="bundled key, local folder or hub id"),
+    click.option("--calibration", default="lambada", show_default=True, help="calibration corpus or text file"),
+    click.option("--samples", "num_samples", type=int, default=32, show_default=True,
+                 help="calibration sequences (paper: 128)"),
+    click.option("--seq-len", type=int, default=256, show_default=True, help="tokens per calibration sequence (paper: 2048)"),
+    click.option("--eval", "eval_corpora", default="ptb,wiki-paragraphs", show_default=True, help="perplexity corpora"),
+    click.option("--eval-tokens", type=int, default=4096, show_default=True, help="token limit per corpus (0: all)"),
+    click.option("--eval-seq-len", type=int, default=256, show_default=True, help="tokens per perplexity window"),
     click.option("--similarity", default="cosine", show_default=True, help="similarity metric plugin"),
     click.option("--clustering", default="spectral", show_default=True, help="clustering algorithm plugin"),
-    click.option("--allocation", default="lorp", show_default=True, help="allocation strategy plugin"),
     click.option("--k", "k", type=int, default=None, help="number of clusters (default: from RLS, eq. 6)"),
     click.option("--seed", type=int, default=0, show_default=True, help="random seed"),
     click.option("--protect", default="0,-1", show_default=True,
                  help="comma-separated blocks never removed (negative counts from the end; '' for none)"),
+    click.option("--sleb-samples", type=int, default=4, show_default=True,
+                 help="calibration sequences SLEB scores removals on"),
+    click.option("--device", default="cpu", show_default=True),
+    click.option("--no-cache", is_flag=True, help="recompute the calibration pass even if cached"),
 ]
 
 
-def component_options(fn):
-    for option in reversed(_component_options):
+def run_options(fn):
+    for option in reversed(_run_options):
         fn = option(fn)
     return fn
 
 
+def _config(budget=1, allocation="lorp", save_model=True, **kw):
+    from .pipeline import PruneConfig
+
+    return PruneConfig(
+        model=kw["model"], budget=budget, calibration=kw["calibration"], num_samples=kw["num_samples"],
+        seq_len=kw["seq_len"], seed=kw["seed"],
+        eval_corpora=tuple(c.strip() for c in kw["eval_corpora"].split(",") if c.strip()),
+        eval_seq_len=kw["eval_seq_len"], eval_tokens=kw["eval_tokens"] or None, similarity=kw["similarity"],
+        clustering=kw["clustering"], allocation=allocation, k=kw["k"], protected=_int_list(kw["protect"], "--protect"),
+        save_model=save_model, device=kw["device"], use_cache=not kw["no_cache"], sleb_samples=kw["sleb_samples"],
+    )
+
+
 @main.command()
-@click.option("--model", default="smollm2-135m", show_default=True, help="bundled key, local folder or hub id")
 @click.option("--budget", type=int, required=True, help="number of blocks to remove")
-@click.option("--calibration", default="lambada", show_default=True, help="calibration corpus or text file")
-@click.option("--samples", "num_samples", type=int, default=32, show_default=True, help="calibration sequences (paper: 128)")
-@click.option("--seq-len", type=int, default=256, show_default=True, help="tokens per calibration sequence (paper: 2048)")
-@click.option("--eval", "eval_corpora", default="ptb,wiki-paragraphs", show_default=True, help="perplexity corpora")
-@click.option("--eval-tokens", type=int, default=4096, show_default=True, help="token limit per corpus (0: all)")
-@click.option("--eval-seq-len", type=int, default=256, show_default=True, help="tokens per perplexity window")
-@component_options
+@click.option("--allocation", default="lorp", show_default=True, help="allocation strategy plugin (or a baseline)")
+@run_options
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="output folder (default: runs/<model>-b<budget>)")
+              help="output folder (default: runs/<model>-<allocation>-b<budget>)")
 @click.option("--no-save-model", is_flag=True, help="do not write the pruned model folder")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--no-cache", is_flag=True, help="recompute the calibration pass even if cached")
 @_handle_errors
-def prune(model, budget, calibration, num_samples, seq_len, eval_corpora, eval_tokens, eval_seq_len,
-          similarity, clustering, allocation, k, seed, protect, out, no_save_model, device, no_cache):
-    """Select blocks with LoRP, remove them, and write the pruned model and results.json."""
-    from .pipeline import PruneConfig, run_prune
+def prune(budget, allocation, out, no_save_model, **kw):
+    """Select blocks (LoRP by default), remove them, and write the pruned model and results.json."""
+    from .pipeline import run_prune
     from .study import report_name
 
-    config = PruneConfig(
-        model=model, budget=budget, calibration=calibration, num_samples=num_samples, seq_len=seq_len,
-        seed=seed, eval_corpora=tuple(c.strip() for c in eval_corpora.split(",") if c.strip()),
-        eval_seq_len=eval_seq_len, eval_tokens=eval_tokens or None, similarity=similarity,
-        clustering=clustering, allocation=allocation, k=k, protected=_int_list(protect, "--protect"),
-        save_model=not no_save_model, device=device, use_cache=not no_cache,
-    )
-    out = out or Path("runs") / f"{report_name(model)}-b{budget}"
+    config = _config(budget=budget, allocation=allocation, save_model=not no_save_model, **kw)
+    out = out or Path("runs") / f"{report_name(config.model)}-{allocation}-b{budget}"
     run = run_prune(config, out_dir=out)
     r = run.results
-    click.echo(f"RLS = {r['rls']:.4f}, K = {r['k']}, pruned blocks: {r['pruned']}")
+    k = r["k"] if r["k"] is not None else f"- ({allocation} does not cluster)"
+    click.echo(f"RLS = {r['rls']:.4f}, K = {k}, pruned blocks: {r['pruned']}")
     for name, before in r["perplexity"]["before"].items():
         after = r["perplexity"]["after"][name]
         click.echo(f"perplexity {name}: {before['perplexity']:.2f} -> {after['perplexity']:.2f} ({before['tokens']} tokens)")
     click.echo(f"wrote {out / 'results.json'}")
+
+
+@main.command()
+@click.option("--methods", default=",".join(("lorp", "shortgpt", "streamline", "angular", "sleb", "last", "random")),
+              show_default=True, help="comma-separated allocation strategies")
+@click.option("--budgets", default="3,5,7,9", show_default=True, help="comma-separated budgets (blocks to remove)")
+@run_options
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="sweep folder (default: runs/sweep-<model>); rerunning resumes it")
+@_handle_errors
+def sweep(methods, budgets, out, **kw):
+    """Compare methods × budgets from one calibration pass; writes table.csv/json and one file per cell."""
+    from .study import report_name
+    from .sweep import SweepConfig, run_sweep
+
+    config = SweepConfig(base=_config(save_model=False, **kw),
+                         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+                         budgets=_int_list(budgets, "--budgets"))
+    out = out or Path("runs") / f"sweep-{report_name(config.base.model)}"
+    rows = run_sweep(config, out)
+    corpora = list(dict.fromkeys(r["corpus"] for r in rows))
+    click.echo(f"{'method':<12}{'budget':>7}  " + "  ".join(f"{c:>16}" for c in corpora) + "  pruned")
+    by_cell: dict = {}
+    for r in rows:
+        by_cell.setdefault((r["method"], r["budget"]), {})[r["corpus"]] = r
+    for (method, budget), cell in by_cell.items():
+        first = next(iter(cell.values()))
+        click.echo(f"{method:<12}{budget:>7}  " + "  ".join(f"{cell[c]['perplexity']:>16.2f}" for c in corpora)
+                   + f"  {first['pruned']}")
+    click.echo(f"wrote {out / 'table.csv'}")
 
 
 @main.command()

@@ -28,6 +28,8 @@ from torch import nn
 
 #: What a similarity metric needs from each calibration sequence.
 TokenSelection = Literal["all_tokens", "last_token"]
+#: Which states a metric compares: the N block inputs, or all N + 1 residual-stream states.
+StateSelection = Literal["blocks", "stream"]
 
 
 @runtime_checkable
@@ -52,7 +54,8 @@ class SimilarityAccumulator(Protocol):
         """
 
     def result(self) -> np.ndarray:
-        """Return the accumulated float64 matrix ``[N, N]`` (block i vs block j)."""
+        """Return the accumulated float64 matrix: ``[N, N]`` (block inputs i vs j) for
+        ``states="blocks"``, ``[N + 1, N + 1]`` (residual-stream states) for ``states="stream"``."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,9 @@ class SimilarityMetric:
         name: registry name, e.g. ``"cosine"``.
         create: ``create(num_blocks) -> SimilarityAccumulator``.
         needs: ``"all_tokens"`` or ``"last_token"`` (what ``update`` receives).
+        states: ``"blocks"`` (result ``[N, N]`` over block inputs; usable as
+            LoRP's S) or ``"stream"`` (result ``[N + 1, N + 1]`` over block
+            inputs plus the last block's output).
         version: bump when the numbers change; part of cache keys.
         description: one line for ``lorp plugins``.
         source: paper and equation the metric implements.
@@ -71,6 +77,7 @@ class SimilarityMetric:
     name: str
     create: Callable[[int], SimilarityAccumulator]
     needs: TokenSelection = "all_tokens"
+    states: StateSelection = "blocks"
     version: str = "1"
     description: str = ""
     source: str = ""
@@ -125,7 +132,13 @@ class AllocationRequest:
             strategy does not use clustering.
         budget: number of blocks to remove (``>= 1``).
         protected: block indices that must never be removed.
-        statistics: other accumulated metrics by name (each ``[N, N]``).
+        statistics: accumulated metrics by name (``[N, N]`` or ``[N + 1, N + 1]``,
+            see :attr:`SimilarityMetric.states`); holds every metric named in
+            the strategy's ``needs``.
+        seed: random seed for strategies that draw at random.
+        nll: for strategies with ``needs_model``: ``nll(removed)`` is the mean
+            token negative log-likelihood (nats) of the calibration set with the
+            blocks in ``removed`` deleted; ``None`` otherwise.
     """
 
     similarity: np.ndarray
@@ -133,6 +146,8 @@ class AllocationRequest:
     budget: int
     protected: frozenset[int]
     statistics: Mapping[str, np.ndarray] = field(default_factory=dict)
+    seed: int = 0
+    nll: Callable[[frozenset[int]], float] | None = None
 
     @property
     def num_blocks(self) -> int:
@@ -149,11 +164,16 @@ class AllocationStrategy:
             ``request.budget`` distinct, unprotected blocks, in the order chosen.
             Raise :class:`lorp.errors.ConfigError` when the budget cannot be met.
         uses_clusters: whether lorp must compute RLS, K and cluster labels first.
+        needs: names of similarity metrics the strategy reads from
+            ``request.statistics`` (captured in the same calibration pass).
+        needs_model: whether the strategy calls ``request.nll`` (forward passes).
     """
 
     name: str
     allocate: Callable[[AllocationRequest], list[Removal]]
     uses_clusters: bool = True
+    needs: tuple[str, ...] = ()
+    needs_model: bool = False
     version: str = "1"
     description: str = ""
     source: str = ""

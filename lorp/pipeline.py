@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ from .cache import cache_key, load_matrices, save_matrices
 from .capture import capture_similarities
 from .data import calibration_samples, evaluation_windows, load_corpus
 from .errors import ConfigError
-from .evaluation import perplexity
-from .models import DEFAULT_MODEL, load_model, resolve_model
+from .components import Corpus, SimilarityMetric
+from .evaluation import CalibrationNLL, perplexity
+from .models import DEFAULT_MODEL, LoadedModel, load_model, resolve_model
 from .plugins import Registry, load_registry
 from .provenance import git_commit, machine, package_versions
 from .pruning import remove_blocks
@@ -50,6 +52,8 @@ class PruneConfig:
         device: torch device.
         batch_size: sequences per forward call.
         use_cache: reuse a cached calibration pass with identical settings.
+        progress: show progress bars.
+        sleb_samples: calibration sequences SLEB scores each candidate removal on.
     """
 
     model: str = DEFAULT_MODEL
@@ -71,6 +75,7 @@ class PruneConfig:
     batch_size: int = 1
     use_cache: bool = True
     progress: bool = True
+    sleb_samples: int = 4
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values that cannot work, before any heavy work."""
@@ -78,7 +83,7 @@ class PruneConfig:
             raise ConfigError(f"budget must be a whole number of blocks >= 1, got {self.budget!r}")
         if self.k is not None and (not isinstance(self.k, int) or self.k < 2):
             raise ConfigError(f"K must be a whole number >= 2 (or None to choose it from RLS), got {self.k!r}")
-        for name in ("num_samples", "seq_len", "eval_seq_len", "batch_size"):
+        for name in ("num_samples", "seq_len", "eval_seq_len", "batch_size", "sleb_samples"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
@@ -99,6 +104,50 @@ class RunResult:
 
 def _count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def calibrate(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, metrics: Mapping[str, SimilarityMetric],
+              registry: Registry) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """One calibration pass for every metric not already cached; returns ``(matrices, meta)``.
+
+    Each metric's matrix is cached on disk under a key of the model (bundled key
+    and checkpoint hash, or folder), calibration corpus, sample count and length,
+    seed and the metric's name and version. Metrics found in the cache are not
+    recomputed; the rest share a single forward pass over the calibration set.
+    ``meta`` reports tokens, forward passes run (0 when all were cached) and time.
+    """
+    base = {
+        "model": loaded.source.location if loaded.source.kind != "bundled" else loaded.source.spec,
+        "model_info": {k: loaded.info.get(k) for k in ("model_type", "num_parameters", "gguf_sha256", "dtype")},
+        "corpus": config.calibration, "num_samples": config.num_samples, "seq_len": config.seq_len, "seed": config.seed,
+    }
+    keys = {name: cache_key({**base, "metric": name, "metric_version": m.version}) for name, m in metrics.items()}
+    matrices: dict[str, np.ndarray] = {}
+    meta: dict[str, Any] = {}
+    if config.use_cache:
+        for name, key in keys.items():
+            hit = load_matrices(key)
+            if hit is not None:
+                matrices[name], meta = hit[0][name], hit[1]
+    missing = {name: m for name, m in metrics.items() if name not in matrices}
+    if missing:
+        samples = calibration_samples(loaded.tokenizer, corpus, config.num_samples, config.seq_len, config.seed)
+        calib = capture_similarities(loaded.model, samples, missing, batch_size=config.batch_size,
+                                     progress=config.progress, registry=registry)
+        meta = {"num_sequences": calib.num_sequences, "num_tokens": calib.num_tokens, "seconds": calib.seconds}
+        for name in missing:
+            matrices[name] = calib.matrices[name]
+            save_matrices(keys[name], {name: calib.matrices[name]}, meta)
+        meta["forward_passes"] = calib.forward_passes
+    else:
+        meta = {**meta, "forward_passes": 0}
+    return matrices, {**meta, "from_cache": sorted(set(metrics) - set(missing)), "cache_keys": keys}
+
+
+def calibration_nll(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, registry: Registry) -> CalibrationNLL:
+    """Calibration NLL scorer for SLEB-style strategies: the first ``config.sleb_samples`` calibration sequences."""
+    samples = calibration_samples(loaded.tokenizer, corpus, config.num_samples, config.seq_len, config.seed)
+    return CalibrationNLL(loaded.model, samples[: config.sleb_samples], registry=registry)
 
 
 def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: Registry | None = None) -> RunResult:
@@ -140,33 +189,21 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     num_blocks = len(find_blocks(model, registry)[1])
     check_budget(config.budget, num_blocks, normalize_protected(config.protected, num_blocks))  # before the heavy work
 
-    key = cache_key({
-        "model": loaded.source.location if loaded.source.kind != "bundled" else config.model,
-        "model_info": {k: loaded.info.get(k) for k in ("model_type", "num_parameters", "gguf_sha256", "dtype")},
-        "corpus": config.calibration, "num_samples": config.num_samples, "seq_len": config.seq_len,
-        "seed": config.seed, "metric": config.similarity, "metric_version": metric.version,
-    })
-    cached = load_matrices(key) if config.use_cache else None
     t = time.perf_counter()
-    if cached is not None:
-        matrices, calib_meta = cached
-        calib_meta = {**calib_meta, "from_cache": True}
-    else:
-        samples = calibration_samples(tokenizer, calib_corpus, config.num_samples, config.seq_len, config.seed)
-        calib = capture_similarities(model, samples, {config.similarity: metric},
-                                     batch_size=config.batch_size, progress=config.progress, registry=registry)
-        matrices = calib.matrices
-        calib_meta = {"num_sequences": calib.num_sequences, "num_tokens": calib.num_tokens,
-                      "forward_passes": calib.forward_passes, "seconds": calib.seconds}
-        save_matrices(key, matrices, calib_meta)
-        calib_meta = {**calib_meta, "from_cache": False}
+    needed = {config.similarity: metric, **{name: registry.similarity(name) for name in strategy.needs}}
+    matrices, calib_meta = calibrate(loaded, calib_corpus, config, needed, registry)
     timings["calibration_s"] = time.perf_counter() - t
     s = matrices[config.similarity]
 
     t = time.perf_counter()
+    nll = calibration_nll(loaded, calib_corpus, config, registry) if strategy.needs_model else None
     selection = select_blocks(s, config.budget, k=config.k, seed=config.seed, clustering=config.clustering,
-                              allocation=config.allocation, protected=config.protected, registry=registry)
+                              allocation=config.allocation, protected=config.protected, statistics=matrices,
+                              nll=nll, registry=registry)
     timings["selection_s"] = time.perf_counter() - t
+    if nll is not None:
+        calib_meta["nll_forward_passes"] = nll.forward_passes
+        calib_meta["nll_partial_passes"] = nll.partial_passes
 
     windows = {name: evaluation_windows(tokenizer, c, config.eval_seq_len, config.eval_tokens)
                for name, c in eval_corpora.items()}
@@ -195,7 +232,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
         "model": {"spec": config.model, "name": loaded.name, "source": loaded.source.kind, **loaded.info},
         "config": {**asdict(config), "eval_corpora": list(config.eval_corpora), "protected": list(config.protected)},
         "calibration": {"corpus": config.calibration, "source": calib_corpus.source, "num_samples": config.num_samples,
-                        "seq_len": config.seq_len, "seed": config.seed, "cache_key": key, **calib_meta},
+                        "seq_len": config.seq_len, "seed": config.seed, **calib_meta},
         "num_blocks": selection.num_blocks,
         "similarity_metric": config.similarity,
         "similarity": s,

@@ -44,6 +44,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "lorp.builtins.similarity",
     "lorp.builtins.clustering",
     "lorp.builtins.allocation",
+    "lorp.builtins.baselines",
     "lorp.builtins.corpora",
     "lorp.builtins.adapters",
 )

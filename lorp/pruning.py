@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from torch import nn
 
@@ -63,3 +64,27 @@ def _update_config(config, old_n: int, kept: list[int]) -> None:
         for attr in _LAYER_COUNT_ATTRS:
             if getattr(cfg, attr, None) == old_n:
                 setattr(cfg, attr, len(kept))
+
+
+@contextmanager
+def blocks_removed(model: nn.Module, blocks_to_remove: Iterable[int], registry=None) -> Iterator[nn.Module]:
+    """Temporarily remove blocks: inside the ``with``, ``model`` is the pruned model.
+
+    Nothing is copied: the block list, ``layer_idx`` attributes and config
+    entries are swapped and restored on exit (also on error). Used to score
+    many candidate removals on one model (SLEB, sweeps).
+    """
+    path, original = find_blocks(model, registry)
+    configs = [model.config] + ([model.config.text_config] if getattr(model.config, "text_config", None) is not None else [])
+    saved_configs = [dict(vars(cfg)) for cfg in configs]
+    saved_idx = [(m, m.layer_idx) for m in original.modules() if hasattr(m, "layer_idx")]
+    try:
+        remove_blocks(model, list(blocks_to_remove), registry)
+        yield model
+    finally:
+        set_blocks(model, path, original)
+        for module, idx in saved_idx:
+            module.layer_idx = idx
+        for cfg, saved in zip(configs, saved_configs):
+            cfg.__dict__.clear()
+            cfg.__dict__.update(saved)

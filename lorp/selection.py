@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -11,6 +11,7 @@ import numpy as np
 from .allocation import allocate, check_budget, normalize_protected
 from .clustering import cluster_blocks
 from .components import AllocationRequest, Removal
+from .errors import ConfigError
 from .locality import check_similarity, choose_k, representation_locality_score
 from .plugins import Registry, load_registry
 
@@ -73,6 +74,7 @@ def select_blocks(
     allocation: str = "lorp",
     protected: Iterable[int] = DEFAULT_PROTECTED,
     statistics: Mapping[str, np.ndarray] | None = None,
+    nll: Callable[[frozenset[int]], float] | None = None,
     registry: Registry | None = None,
 ) -> Selection:
     """Choose ``budget`` blocks to remove from a similarity matrix.
@@ -89,10 +91,12 @@ def select_blocks(
         clustering: registered clustering algorithm name.
         allocation: registered allocation strategy name.
         protected: blocks never removed; negative indices count from the end.
-        statistics: other ``[N, N]`` metrics a strategy may read.
+        statistics: metrics by name that the strategy reads (its ``needs``).
+        nll: calibration NLL of the model with given blocks removed (strategies with ``needs_model``).
         registry: plugin registry (default: :func:`lorp.plugins.load_registry`).
     Raises:
-        ConfigError: bad matrix, budget, K or protected index.
+        ConfigError: bad matrix, budget, K or protected index; a metric or the
+            model that the strategy needs was not supplied.
         UnknownNameError: unknown clustering or allocation name.
     """
     s = check_similarity(similarity)
@@ -101,6 +105,14 @@ def select_blocks(
     strategy = registry.allocation(allocation)
     prot = normalize_protected(protected, n)
     check_budget(budget, n, prot)
+    statistics = dict(statistics or {})
+    missing = [m for m in strategy.needs if m not in statistics]
+    if missing:
+        raise ConfigError(f"allocation {allocation!r} needs the metric(s) {missing} from the calibration pass; "
+                          "run it through `lorp prune` or `lorp sweep`, which capture them")
+    if strategy.needs_model and nll is None:
+        raise ConfigError(f"allocation {allocation!r} needs forward passes of the model; "
+                          "run it through `lorp prune` or `lorp sweep`")
     rls = representation_locality_score(s)
     labels = None
     k_used = k_source = None
@@ -110,7 +122,7 @@ def select_blocks(
         labels = cluster_blocks(s, k_used, algorithm, seed)
     elif k is not None:
         k_used, k_source = k, "override (unused)"
-    request = AllocationRequest(s, labels, int(budget), prot, dict(statistics or {}))
+    request = AllocationRequest(s, labels, int(budget), prot, statistics, seed=int(seed), nll=nll)
     removals = allocate(request, strategy)
     return Selection(
         num_blocks=n,

@@ -85,6 +85,23 @@ def make_word_tokenizer(words: list[str], bos: bool = False):
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", unk_token="<unk>")
 
 
+def make_tiny_model_folder(folder, arch: str = "llama", num_blocks: int = 5, words: int = 40):
+    """Save a tiny random model with a word-level tokenizer and a matching text file.
+
+    Returns ``(model_folder, text_file)``: ``--model`` and ``--calibration``
+    arguments for a complete lorp run that needs no download (tests only).
+    """
+    from pathlib import Path
+
+    folder = Path(folder)
+    vocab = [f"w{i}" for i in range(words)]
+    make_tiny_model(arch, num_blocks=num_blocks).save_pretrained(folder / "model")
+    make_word_tokenizer(vocab).save_pretrained(folder / "model")
+    text = folder / "text.txt"
+    text.write_text("\n\n".join(" ".join(vocab[(i * 7 + j) % words] for j in range(30)) for i in range(40)))
+    return folder / "model", text
+
+
 @pytest.fixture
 def lorp_registry(tmp_path) -> Registry:
     """A fresh registry with builtins only (no entry points, no local plugin folders)."""

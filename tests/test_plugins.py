@@ -32,9 +32,10 @@ def settings(folder, **kw):
 
 
 def test_builtins_register_through_the_hooks(lorp_registry):
-    assert set(lorp_registry.components["similarity"]) == {"cosine"}
+    assert set(lorp_registry.components["similarity"]) == {"cosine", "stream-cosine", "angular-distance"}
     assert set(lorp_registry.components["clustering"]) == {"spectral"}
-    assert set(lorp_registry.components["allocation"]) == {"lorp"}
+    assert set(lorp_registry.components["allocation"]) == {"lorp", "shortgpt", "streamline", "angular", "sleb",
+                                                           "last", "random"}
     assert set(lorp_registry.components["corpus"]) == {"ptb", "wiki-paragraphs", "lambada", "wikitext2", "c4"}
     assert [a.name for a in lorp_registry.adapters()] == ["decoder-layers", "gpt2", "gpt-neox", "opt"]
     sources = {p.name: p.source for p in lorp_registry.plugins}
@@ -61,6 +62,7 @@ def test_local_file_plugin_is_loaded_and_listed(tmp_path):
 def test_autoload_switch_and_deny_list(tmp_path):
     stem = write_plugin(tmp_path, METRIC_PLUGIN.format(name="mine2"))
     assert "mine2" not in load_registry(settings(tmp_path, autoload=False)).components["similarity"]
+    assert "mine2" in load_registry(settings(tmp_path)).components["similarity"]
     assert "mine2" not in load_registry(settings(tmp_path, deny=frozenset({stem}))).components["similarity"]
 
 

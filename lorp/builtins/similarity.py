@@ -1,4 +1,12 @@
-"""Builtin similarity metric: token-wise cosine between block inputs (LoRP eqs. 3-4)."""
+"""Builtin similarity metrics from the residual stream.
+
+* ``cosine``: token-wise cosine between block inputs, ``[N, N]`` (LoRP eqs. 3-4).
+* ``stream-cosine``: the same over all ``N + 1`` residual-stream states (block
+  inputs and the last block's output), ``[N + 1, N + 1]``. Block Influence
+  (ShortGPT) is ``1 - C[i, i + 1]``; LLM-Streamline scores spans by ``C[s, s + n]``.
+* ``angular-distance``: Gromov et al.'s ``arccos(cos) / pi`` on each sequence's
+  last token, averaged over sequences, ``[N + 1, N + 1]`` (a distance: 0 = same).
+"""
 
 from __future__ import annotations
 
@@ -20,22 +28,23 @@ class CosineAccumulator:
     ``[N, N]`` total, so memory does not grow with the number of batches.
     """
 
-    def __init__(self, num_blocks: int):
+    def __init__(self, num_blocks: int, include_output: bool = False):
         self.num_blocks = num_blocks
-        self._sum = np.zeros((num_blocks, num_blocks), dtype=np.float64)
+        self.size = num_blocks + int(include_output)
+        self._sum = np.zeros((self.size, self.size), dtype=np.float64)
         self._tokens = 0
 
     def update(self, hidden: torch.Tensor, mask: torch.Tensor) -> None:
         """Add one batch. ``hidden``: ``[N + 1, B, T, H]`` float; ``mask``: ``[B, T]`` bool."""
-        x = hidden[: self.num_blocks][:, mask.bool()]  # [N, M, H], real tokens only
+        x = hidden[: self.size][:, mask.bool()]  # [N (+1), M, H], real tokens only
         if x.shape[1] == 0:
             return
-        x = F.normalize(x.float(), dim=-1).reshape(self.num_blocks, -1)
+        x = F.normalize(x.float(), dim=-1).reshape(self.size, -1)
         self._sum += (x @ x.T).double().cpu().numpy()
         self._tokens += int(mask.sum())
 
     def result(self) -> np.ndarray:
-        """Return ``S`` as float64 ``[N, N]``: symmetric, diagonal exactly 1.
+        """Return ``S`` as float64 ``[N, N]`` (``[N + 1, N + 1]`` with the output): symmetric, diagonal exactly 1.
 
         Raises:
             RuntimeError: no token was accumulated.
@@ -48,6 +57,42 @@ class CosineAccumulator:
         return s
 
 
+def stream_cosine(num_blocks: int) -> CosineAccumulator:
+    """Cosine accumulator over all ``N + 1`` residual-stream states."""
+    return CosineAccumulator(num_blocks, include_output=True)
+
+
+class AngularDistanceAccumulator:
+    """Mean angular distance between residual-stream states at each sequence's last token.
+
+    ``D[l, m] = mean over sequences of arccos(clamp(cos(x_l, x_m), -1, 1)) / pi``
+    (Gromov et al. 2024, arXiv 2403.17887, eq. 7), where ``x_l`` is the input of
+    block ``l`` (``x_N`` the last block's output). Returns float64
+    ``[N + 1, N + 1]`` with values in ``[0, 1]`` and a zero diagonal.
+    """
+
+    def __init__(self, num_blocks: int):
+        self.size = num_blocks + 1
+        self._sum = np.zeros((self.size, self.size), dtype=np.float64)
+        self._sequences = 0
+
+    def update(self, hidden: torch.Tensor, mask: torch.Tensor) -> None:
+        """``hidden``: ``[N + 1, B, 1, H]`` (last tokens); ``mask``: ``[B, 1]``."""
+        keep = mask[:, -1].bool()
+        x = F.normalize(hidden[:, keep, -1].double(), dim=-1)      # [N+1, B', H]
+        cos = torch.einsum("ibh,jbh->bij", x, x).clamp(-1.0, 1.0)  # [B', N+1, N+1]
+        self._sum += (torch.arccos(cos) / torch.pi).sum(0).cpu().numpy()
+        self._sequences += int(keep.sum())
+
+    def result(self) -> np.ndarray:
+        if self._sequences == 0:
+            raise RuntimeError("angular distance: no calibration sequences were seen")
+        d = self._sum / self._sequences
+        d = (d + d.T) / 2
+        np.fill_diagonal(d, 0.0)
+        return d
+
+
 @hookimpl
 def lorp_register_similarity_metrics(register):
     register(
@@ -58,5 +103,27 @@ def lorp_register_similarity_metrics(register):
             version="1",
             description="mean token-wise cosine similarity between block inputs",
             source="LoRP (arXiv 2605.27786), eqs. 3-4",
+        )
+    )
+    register(
+        SimilarityMetric(
+            name="stream-cosine",
+            create=stream_cosine,
+            needs="all_tokens",
+            states="stream",
+            version="1",
+            description="token-wise cosine between all residual-stream states (block inputs + last output)",
+            source="ShortGPT Block Influence (arXiv 2403.03853); LLM-Streamline (ICLR 2025)",
+        )
+    )
+    register(
+        SimilarityMetric(
+            name="angular-distance",
+            create=AngularDistanceAccumulator,
+            needs="last_token",
+            states="stream",
+            version="1",
+            description="arccos(cos)/pi between residual-stream states at the last token (a distance)",
+            source="Gromov et al. 2024 (arXiv 2403.17887), eq. 7",
         )
     )

@@ -1,0 +1,182 @@
+"""One calibration pass, many methods × budgets: the comparison table behind the study.
+
+Layout of a sweep folder::
+
+    sweep.json                settings, the calibration record, dense perplexity
+    cells/<method>-b<B>.json  one per (method, budget): pruned blocks, perplexity, parameters
+    table.csv, table.json     tidy table: one row per (method, budget, corpus)
+
+Every file is written atomically. A rerun with the same settings skips the
+cells already written (and, when none is left, does not even load the model);
+the calibration pass itself is cached on disk (:func:`lorp.pipeline.calibrate`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .atomic import write_json, write_text
+from .blocks import find_blocks
+from .cache import cache_key
+from .data import evaluation_windows, load_corpus
+from .errors import ConfigError
+from .evaluation import perplexity
+from .models import load_model, resolve_model
+from .pipeline import PruneConfig, calibrate, calibration_nll
+from .plugins import Registry, load_registry
+from .provenance import git_commit, package_versions
+from .pruning import blocks_removed
+from .selection import select_blocks
+
+DEFAULT_METHODS = ("lorp", "shortgpt", "streamline", "angular", "sleb", "last", "random")
+DEFAULT_BUDGETS = (3, 5, 7, 9)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A sweep: the shared settings of one run (``base``) × methods × budgets.
+
+    ``base.budget`` and ``base.allocation`` are ignored; every other field of
+    :class:`lorp.pipeline.PruneConfig` applies to all cells.
+    """
+
+    base: PruneConfig = PruneConfig()
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    budgets: tuple[int, ...] = DEFAULT_BUDGETS
+
+    def identity(self) -> str:
+        """Hash of the settings every cell shares (cells from other settings are not reused)."""
+        shared = asdict(replace(self.base, budget=1, allocation="", progress=True, use_cache=True))
+        return cache_key({"sweep": shared})
+
+
+def _cell_name(method: str, budget: int) -> str:
+    return f"{method}-b{budget}"
+
+
+def _table(cells: list[dict[str, Any]], dense: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [{"method": "dense", "budget": 0, "corpus": c, "perplexity": v["perplexity"], "tokens": v["tokens"],
+             "parameters": dense["parameters"], "pruned": ""} for c, v in dense["perplexity"].items()]
+    for cell in cells:
+        for corpus, v in cell["perplexity"].items():
+            rows.append({"method": cell["method"], "budget": cell["budget"], "corpus": corpus,
+                         "perplexity": v["perplexity"], "tokens": v["tokens"], "parameters": cell["parameters"],
+                         "pruned": " ".join(map(str, cell["pruned"]))})
+    return rows
+
+
+def write_table(folder: Path, rows: list[dict[str, Any]]) -> None:
+    """``table.csv`` and ``table.json`` (atomic)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(folder / "table.csv", buf.getvalue())
+    write_json(folder / "table.json", rows)
+
+
+def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | None = None) -> list[dict[str, Any]]:
+    """Evaluate every (method, budget) cell from one calibration pass; return the tidy table rows.
+
+    Raises:
+        ConfigError, UnknownNameError: unknown method, bad budgets, or a folder
+            holding a sweep with other settings — all before any heavy work.
+    """
+    base = config.base
+    base.validate()
+    out = Path(out_dir)
+    registry = registry or load_registry()
+    strategies = {m: registry.allocation(m) for m in config.methods}
+    if not config.methods or not config.budgets:
+        raise ConfigError("give at least one method and one budget")
+    if any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in config.budgets):
+        raise ConfigError(f"budgets must be whole numbers >= 1, got {list(config.budgets)}")
+    if any(s.uses_clusters for s in strategies.values()):
+        registry.clustering(base.clustering)
+    resolve_model(base.model)
+    identity = config.identity()
+    meta_path = out / "sweep.json"
+    previous = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    if previous is not None and previous.get("identity") != identity:
+        raise ConfigError(f"{out} holds a sweep with other settings (identity {previous.get('identity')}); "
+                          "use another --out or delete it")
+    if out.exists() and previous is None and any(out.iterdir()):
+        raise ConfigError(f"output folder {out} exists and is not a lorp sweep; choose another --out")
+
+    def load_cell(method: str, budget: int) -> dict[str, Any] | None:
+        path = out / "cells" / f"{_cell_name(method, budget)}.json"
+        if path.is_file():
+            cell = json.loads(path.read_text())
+            if cell.get("identity") == identity:
+                return cell
+        return None
+
+    pending = [(m, b) for m in config.methods for b in config.budgets if load_cell(m, b) is None]
+    if pending or previous is None:
+        calib_corpus = load_corpus(base.calibration, registry)
+        eval_corpora = {name: load_corpus(name, registry) for name in base.eval_corpora}
+        loaded = load_model(base.model, device=base.device)
+        model = loaded.model
+        _, blocks = find_blocks(model, registry)
+        num_params = sum(p.numel() for p in model.parameters())
+        block_params = [sum(p.numel() for p in blk.parameters()) for blk in blocks]
+        needed = {base.similarity: registry.similarity(base.similarity)}
+        for m, _ in pending:
+            needed.update({n: registry.similarity(n) for n in strategies[m].needs})
+        t0 = time.perf_counter()
+        matrices, calib_meta = calibrate(loaded, calib_corpus, base, needed, registry)
+        calib_seconds = time.perf_counter() - t0
+        windows = {n: evaluation_windows(loaded.tokenizer, c, base.eval_seq_len, base.eval_tokens)
+                   for n, c in eval_corpora.items()}
+
+        def evaluate() -> dict[str, Any]:
+            return {n: asdict(perplexity(model, w, batch_size=base.batch_size, progress=False))
+                    for n, w in windows.items()}
+
+        if previous is None:
+            dense = {"parameters": num_params, "perplexity": evaluate()}
+        else:
+            dense = previous["dense"]
+        write_json(meta_path, {
+            "identity": identity, "config": {**asdict(base), "methods": list(config.methods),
+                                             "budgets": list(config.budgets)},
+            "model": {"spec": base.model, "name": loaded.name, **loaded.info, "num_blocks": len(blocks)},
+            "calibration": {**calib_meta, "seconds_this_run": calib_seconds, "corpus": base.calibration,
+                            "source": calib_corpus.source},
+            "similarity": matrices[base.similarity], "dense": dense,
+            "versions": package_versions(), "git_commit": git_commit(),
+        })
+        nll = None
+        for method, budget in tqdm(pending, desc="sweep cells", disable=not base.progress, unit="cell"):
+            strategy = strategies[method]
+            if strategy.needs_model and nll is None:
+                nll = calibration_nll(loaded, calib_corpus, base, registry)
+            t = time.perf_counter()
+            selection = select_blocks(matrices[base.similarity], budget, k=base.k, seed=base.seed,
+                                      clustering=base.clustering, allocation=method, protected=base.protected,
+                                      statistics=matrices, nll=nll if strategy.needs_model else None,
+                                      registry=registry)
+            select_s = time.perf_counter() - t
+            with blocks_removed(model, selection.pruned, registry):
+                ppl = evaluate()
+            write_json(out / "cells" / f"{_cell_name(method, budget)}.json", {
+                "identity": identity, "method": method, "budget": budget, "pruned": selection.pruned,
+                "selection": selection.to_dict(), "perplexity": ppl,
+                "parameters": num_params - sum(block_params[b] for b in selection.pruned),
+                "plugin": registry.provenance("allocation", method),
+                "seconds": {"selection": select_s, "total": time.perf_counter() - t},
+                "nll_passes": {"full": nll.forward_passes, "partial": nll.partial_passes} if strategy.needs_model else None,
+            })
+    summary = json.loads(meta_path.read_text())
+    cells = [load_cell(m, b) for m in config.methods for b in config.budgets]
+    rows = _table([c for c in cells if c is not None], summary["dense"])
+    write_table(out, rows)
+    return rows
