@@ -106,6 +106,21 @@ def _count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def block_metric(registry: Registry, name: str) -> SimilarityMetric:
+    """The similarity metric ``name``, checked to compare block inputs (``[N, N]``), as LoRP's S must.
+
+    Raises:
+        UnknownNameError: no such metric.
+        ConfigError: the metric compares the ``N + 1`` residual-stream states.
+    """
+    metric = registry.similarity(name)
+    if metric.states != "blocks":
+        blocks = sorted(n for n, e in registry.components["similarity"].items() if e.component.states == "blocks")
+        raise ConfigError(f"similarity metric {name!r} compares the N + 1 residual-stream states, not the N block "
+                          f"inputs; for --similarity choose one of: {', '.join(blocks)}")
+    return metric
+
+
 def calibrate(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, metrics: Mapping[str, SimilarityMetric],
               registry: Registry) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """One calibration pass for every metric not already cached; returns ``(matrices, meta)``.
@@ -173,7 +188,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
         raise ConfigError(f"output folder {out_dir} exists and is not a lorp result (no results.json); choose another --out")
     resolve_model(config.model)  # fail fast on a bad model argument
     registry = registry or load_registry()
-    metric = registry.similarity(config.similarity)
+    metric = block_metric(registry, config.similarity)
     strategy = registry.allocation(config.allocation)
     if strategy.uses_clusters:
         registry.clustering(config.clustering)

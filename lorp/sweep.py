@@ -30,7 +30,7 @@ from .data import evaluation_windows, load_corpus
 from .errors import ConfigError
 from .evaluation import perplexity
 from .models import load_model, resolve_model
-from .pipeline import PruneConfig, calibrate, calibration_nll
+from .pipeline import PruneConfig, block_metric, calibrate, calibration_nll
 from .plugins import Registry, load_registry
 from .provenance import git_commit, package_versions
 from .pruning import blocks_removed
@@ -101,6 +101,7 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
         raise ConfigError(f"budgets must be whole numbers >= 1, got {list(config.budgets)}")
     if any(s.uses_clusters for s in strategies.values()):
         registry.clustering(base.clustering)
+    block_metric(registry, base.similarity)
     resolve_model(base.model)
     identity = config.identity()
     meta_path = out / "sweep.json"
@@ -128,7 +129,7 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
         _, blocks = find_blocks(model, registry)
         num_params = sum(p.numel() for p in model.parameters())
         block_params = [sum(p.numel() for p in blk.parameters()) for blk in blocks]
-        needed = {base.similarity: registry.similarity(base.similarity)}
+        needed = {base.similarity: block_metric(registry, base.similarity)}
         for m, _ in pending:
             needed.update({n: registry.similarity(n) for n in strategies[m].needs})
         t0 = time.perf_counter()

@@ -62,6 +62,7 @@ def test_select_missing_file(runner, tmp_path):
     (["--calibration", "c5"], "unknown corpus 'c5'"),
     (["--similarity", "ckaa"], "unknown similarity metric 'ckaa' (did you mean 'cka'?)"),
     (["--budget", "0"], "budget must be a whole number of blocks >= 1"),
+    (["--similarity", "stream-cosine"], "compares the N + 1 residual-stream states"),
 ])
 def test_prune_bad_input_fails_fast_and_writes_nothing(runner, tmp_path, args, message):
     out = tmp_path / "run"
