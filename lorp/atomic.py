@@ -26,9 +26,25 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 
 
+def _finite(obj: Any) -> Any:
+    """Replace non-finite floats (inf, nan) by ``None`` so the output is strict JSON."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def to_json(obj: Any) -> str:
-    """Serialise ``obj`` to indented JSON; numpy arrays and scalars become lists/numbers."""
-    return json.dumps(obj, indent=2, default=_json_default, allow_nan=True)
+    """Serialise ``obj`` to indented, strict JSON.
+
+    numpy arrays and scalars become lists and numbers; non-finite floats
+    (e.g. an infinite RLS) become ``null``.
+    """
+    plain = json.loads(json.dumps(obj, default=_json_default, allow_nan=True))
+    return json.dumps(_finite(plain), indent=2, allow_nan=False)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

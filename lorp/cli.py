@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -41,7 +42,13 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 @click.option("--deny-plugin", "deny", multiple=True, help="plugin name never to load (repeatable)")
 def main(plugins_dirs, no_plugin_autoload, deny) -> None:
     """lorp: Locality-Aware Redundancy Pruning of LLM blocks (arXiv 2605.27786)."""
+    # SIGTERM unwinds like Ctrl-C, so staged outputs are removed rather than left half-written.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # The environment is the one channel for plugin settings, so papermill kernels inherit them too.
+    missing = [p for p in plugins_dirs if not Path(p).is_dir()]
+    if missing:
+        click.echo(f"error: plugin folder {missing[0]} does not exist", err=True)
+        sys.exit(2)
     if plugins_dirs:
         old = [p for p in os.environ.get("LORP_PLUGINS_DIR", "").split(os.pathsep) if p]
         os.environ["LORP_PLUGINS_DIR"] = os.pathsep.join(old + [str(Path(p).resolve()) for p in plugins_dirs])
@@ -258,14 +265,19 @@ def load_similarity(path: Path) -> np.ndarray:
     if not path.is_file():
         raise ConfigError(f"similarity file {path} does not exist")
     try:
-        if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        data = json.loads(path.read_text())
-        if isinstance(data, dict):
-            data = data["similarity"]
+        with open(path, "rb") as fh:
+            is_npy = fh.read(6) == b"\x93NUMPY"
+        if is_npy:
+            data = np.load(path, allow_pickle=False)
+        else:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                data = data["similarity"]
         return np.asarray(data, dtype=np.float64)
-    except (ValueError, KeyError, TypeError, OSError) as exc:
-        raise ConfigError(f"cannot read a similarity matrix from {path}: {exc!r}; give a .npy file or JSON") from exc
+    except (ValueError, KeyError, TypeError, OSError, UnicodeDecodeError) as exc:
+        reason = type(exc).__name__ + (f": {str(exc)[:120]}" if not isinstance(exc, UnicodeDecodeError) else "")
+        raise ConfigError(f"cannot read a numeric similarity matrix from {path} ({reason}); "
+                          "give a .npy file, a JSON list of lists, or a lorp results.json") from None
 
 
 @main.command()
@@ -287,15 +299,29 @@ def study(models, params, reports_dir):
         name, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"parameter {item!r} must look like NAME=VALUE")
+        if name in {"model", "out_dir"}:
+            raise ConfigError(f"set {name} with {'--model' if name == 'model' else '--reports'}, not -p "
+                              "(lorp study sets it for each report)")
         if name not in known:
             raise ConfigError(f"unknown notebook parameter {name!r}; known: {', '.join(sorted(known))}")
-        kind = known[name]["type"]
-        try:
-            parameters[name] = {"int": int, "float": float, "bool": lambda v: v.lower() in {"1", "true", "yes"}}.get(kind, str)(value)
-        except ValueError:
-            raise ConfigError(f"parameter {name} expects {kind}, got {value!r}") from None
+        parameters[name] = _parse_parameter(name, known[name]["type"], value)
     for folder in run_study(models, parameters=parameters, reports_dir=reports_dir or REPORTS_DIR):
         click.echo(f"report: {folder / 'study.html'}")
+
+
+def _parse_parameter(name: str, kind: str, value: str):
+    """Convert a ``-p NAME=VALUE`` string to the notebook parameter's declared type."""
+    if kind == "bool":
+        lowered = value.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"parameter {name} expects true or false, got {value!r}")
+    try:
+        return {"int": int, "float": float}.get(kind, str)(value)
+    except ValueError:
+        raise ConfigError(f"parameter {name} expects {kind}, got {value!r}") from None
 
 
 @main.command()

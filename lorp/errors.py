@@ -31,7 +31,8 @@ class UnknownNameError(ConfigError, KeyError):
         msg = f"unknown {kind} {name!r}"
         if close:
             msg += f" (did you mean {close[0]!r}?)"
-        msg += f"; known {kind}s: {', '.join(known) if known else '(none)'}"
+        plural = kind[:-1] + "ies" if kind.endswith("y") else kind[:-2] + "ora" if kind.endswith("us") else kind + "s"
+        msg += f"; known {plural}: {', '.join(known) if known else '(none)'}"
         if hint:
             msg += f". {hint}"
         super().__init__(msg)

@@ -22,9 +22,6 @@ def similarity_heatmap(similarity: np.ndarray, labels: Sequence[int] | None = No
     Returns:
         the matplotlib ``Figure``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     import seaborn as sns
 

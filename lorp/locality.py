@@ -20,7 +20,10 @@ def check_similarity(similarity: np.ndarray) -> np.ndarray:
         ConfigError: not a square 2-D matrix with at least 3 blocks, contains
             NaN/inf, or is not symmetric (tolerance 1e-6).
     """
-    s = np.asarray(similarity, dtype=np.float64)
+    try:
+        s = np.asarray(similarity, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError("similarity matrix must hold numbers") from None
     if s.ndim != 2 or s.shape[0] != s.shape[1]:
         raise ConfigError(f"similarity matrix must be square [N, N], got shape {tuple(s.shape)}")
     if s.shape[0] < 3:

@@ -187,9 +187,11 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
         model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
-    except OSError as exc:
-        if source.kind != "hub":
-            raise ConfigError(f"could not load the model folder {location}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001  (transformers raises many types for a broken folder)
+        if source.kind != "hub" or not isinstance(exc, OSError):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"could not load the model in {location}: {first[:300]} "
+                              "(a model folder needs config.json, weights and tokenizer files)") from exc
         raise ResourceUnavailableError(
             f"could not load hub model {spec!r}: {str(exc).splitlines()[0]}\n"
             f"Offline, use a bundled model instead: {', '.join(BUNDLED_MODELS)} "

@@ -89,13 +89,25 @@ class PruneConfig:
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
             raise ConfigError(f"budget must be a whole number of blocks >= 1, got {self.budget!r}")
         if self.k is not None and (not isinstance(self.k, int) or self.k < 2):
-            raise ConfigError(f"K must be a whole number >= 2 (or None to choose it from RLS), got {self.k!r}")
+            raise ConfigError(f"K must be a whole number >= 2 (omit --k to choose it from RLS), got {self.k!r}")
         for name in ("num_samples", "seq_len", "eval_seq_len", "batch_size", "sleb_samples"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
         if not self.eval_corpora:
             raise ConfigError("give at least one evaluation corpus")
+        if self.seq_len < 2 or self.eval_seq_len < 2:
+            raise ConfigError(f"sequence lengths must be at least 2 tokens, got seq_len {self.seq_len}, "
+                              f"eval_seq_len {self.eval_seq_len}")
+        if self.eval_tokens is not None and self.eval_tokens < self.eval_seq_len:
+            raise ConfigError(f"the evaluation token limit ({self.eval_tokens}) must hold at least one window of "
+                              f"{self.eval_seq_len} tokens; raise --eval-tokens (0 evaluates everything)")
+        try:
+            device = torch.device(self.device)
+        except RuntimeError as exc:
+            raise ConfigError(f"unknown device {self.device!r}: {exc}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {self.device!r} asked for, but this torch build sees no CUDA GPU; use --device cpu")
         for task in self.zero_shot_tasks:
             if task not in ZERO_SHOT_TASKS:
                 raise UnknownNameError("zero-shot task", task, ZERO_SHOT_TASKS, hint=NOT_AVAILABLE_OFFLINE.get(task, ""))
@@ -116,6 +128,25 @@ class RunResult:
 
 def _count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+#: What a run folder holds; anything else in an existing --out folder stops the run.
+RUN_OUTPUTS = frozenset({"results.json", "similarity.npy", "model"})
+
+
+def check_output_folder(out_dir: Path) -> None:
+    """Refuse an existing ``out_dir`` that holds anything but a previous run's outputs (it would be replaced).
+
+    Raises:
+        ConfigError: ``out_dir`` is a file, or holds files lorp did not write.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"output folder {out_dir} is a file; choose another --out")
+    if out_dir.is_dir():
+        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in RUN_OUTPUTS)
+        if foreign:
+            raise ConfigError(f"output folder {out_dir} holds files lorp did not write ({', '.join(foreign[:5])}); "
+                              "a run replaces its folder whole, so choose another --out")
 
 
 def block_metric(registry: Registry, name: str) -> SimilarityMetric:
@@ -196,8 +227,8 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     """
     config.validate()
     out_dir = Path(out_dir) if out_dir is not None else None
-    if out_dir is not None and out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "results.json").exists():
-        raise ConfigError(f"output folder {out_dir} exists and is not a lorp result (no results.json); choose another --out")
+    if out_dir is not None:
+        check_output_folder(out_dir)
     resolve_model(config.model)  # fail fast on a bad model argument
     registry = registry or load_registry()
     metric = block_metric(registry, config.similarity)
@@ -215,6 +246,8 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     params_before = _count_parameters(model)
     num_blocks = len(find_blocks(model, registry)[1])
     check_budget(config.budget, num_blocks, normalize_protected(config.protected, num_blocks))  # before the heavy work
+    windows = {name: evaluation_windows(tokenizer, c, config.eval_seq_len, config.eval_tokens)
+               for name, c in eval_corpora.items()}
 
     t = time.perf_counter()
     needed = {config.similarity: metric, **{name: registry.similarity(name) for name in strategy.needs}}
@@ -232,8 +265,6 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
         calib_meta["nll_forward_passes"] = nll.forward_passes
         calib_meta["nll_partial_passes"] = nll.partial_passes
 
-    windows = {name: evaluation_windows(tokenizer, c, config.eval_seq_len, config.eval_tokens)
-               for name, c in eval_corpora.items()}
 
     def evaluate(tag: str) -> dict[str, Any]:
         out = {}
@@ -314,6 +345,8 @@ def save_run(run: RunResult, folder: str | Path, *, save_model: bool = True) -> 
     if save_model:
         run.model.save_pretrained(folder / "model")
         run.tokenizer.save_pretrained(folder / "model")
+        for f in (folder / "model").iterdir():
+            f.chmod(0o644)  # safetensors writes 0600 through a temporary file
         run.results["model_dir"] = "model"
     write_json(folder / "results.json", run.results)
     run.out_dir = folder

@@ -54,6 +54,8 @@ def run_study(models: Iterable[str], *, parameters: Mapping[str, Any] | None = N
     import papermill as pm
 
     known = notebook_parameters(notebook)
+    if {"model", "out_dir"} & set(parameters or {}):
+        raise LorpError("run_study sets the notebook's model and out_dir itself; pass models= and reports_dir=")
     unknown = sorted(set(parameters or {}) - set(known))
     if unknown:
         raise LorpError(f"unknown notebook parameter(s) {unknown}; the notebook takes: {', '.join(sorted(known))}")

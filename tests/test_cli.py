@@ -63,6 +63,9 @@ def test_select_missing_file(runner, tmp_path):
     (["--similarity", "ckaa"], "unknown similarity metric 'ckaa' (did you mean 'cka'?)"),
     (["--budget", "0"], "budget must be a whole number of blocks >= 1"),
     (["--similarity", "stream-cosine"], "compares the N + 1 residual-stream states"),
+    (["--device", "foo"], "unknown device 'foo'"),
+    (["--eval-tokens", "32"], "must hold at least one window of 256 tokens"),
+    (["--seq-len", "1"], "at least 2 tokens"),
 ])
 def test_prune_bad_input_fails_fast_and_writes_nothing(runner, tmp_path, args, message):
     out = tmp_path / "run"
@@ -77,3 +80,36 @@ def test_plugins_listing(runner):
     assert res.exit_code == 0
     for name in ("lorp.builtins.similarity", "cosine", "spectral", "lorp  "):
         assert name in res.output
+
+
+def test_prune_refuses_a_folder_with_foreign_files(runner, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    res = runner.invoke(main, ["prune", "--budget", "2", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "holds files lorp did not write (notes.txt)" in res.output
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_select_json_is_strict_even_for_infinite_rls(runner, tmp_path):
+    with open(tmp_path / "eye.NPY", "wb") as fh:  # upper-case suffix: read by content, not by name
+        np.save(fh, np.eye(5))
+    res = runner.invoke(main, ["select", "--similarity", str(tmp_path / "eye.NPY"), "--budget", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert out["rls"] is None and out["k"] == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-p", "model=gemma3-270m"], "set model with --model"),
+    (["-p", "save_model=maybe"], "expects true or false"),
+    (["-p", "budget=abc"], "expects int"),
+    (["-p", "budgett=3"], "unknown notebook parameter 'budgett'"),
+])
+def test_study_parameter_errors(runner, tmp_path, args, message):
+    res = runner.invoke(main, ["study", "--reports", str(tmp_path), *args])
+    assert res.exit_code == 2 and message in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_plugins_dir_is_an_error(runner, tmp_path):
+    res = runner.invoke(main, ["--plugins-dir", str(tmp_path / "nope"), "plugins"])
+    assert res.exit_code == 2 and "does not exist" in res.output

@@ -72,13 +72,13 @@ def two_stage_allocate(request: AllocationRequest, choose: Callable[[list[int], 
         if len(removals) == request.budget:
             break
         if queues[c]:
-            take(c, 1, f"stage 1: one block from cluster {c}")
+            take(c, 1, f"one block from each cluster in depth order (cluster {c})")
 
     while len(removals) < request.budget:
         candidates = [c for c in clusters if queues[c]]
         scores = {c: mean_pairwise(s, remaining[c]) for c in candidates}
         best = max(candidates, key=lambda c: (scores[c], -c))  # -inf everywhere -> lowest index
-        take(best, 2, f"stage 2: cluster {best} has the highest residual similarity ({scores[best]:.4f})")
+        take(best, 2, f"cluster {best} has the highest residual similarity ({scores[best]:.4f})")
     return removals
 
 
