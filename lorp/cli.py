@@ -97,7 +97,7 @@ def _config(budget=1, allocation="lorp", save_model=True, tasks="", limit=None, 
         eval_seq_len=kw["eval_seq_len"], eval_tokens=kw["eval_tokens"] or None, similarity=kw["similarity"],
         clustering=kw["clustering"], allocation=allocation, k=kw["k"], protected=_int_list(kw["protect"], "--protect"),
         save_model=save_model, device=kw["device"], use_cache=not kw["no_cache"], sleb_samples=kw["sleb_samples"],
-        zero_shot_tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()), zero_shot_limit=limit or None,
+        zero_shot_tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()), zero_shot_limit=limit,
     )
 
 
@@ -139,7 +139,8 @@ def _print_run(r, allocation):
 
 @main.command(name="eval")
 @click.option("--pruned-from", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="results.json of a pruning run: evaluate its dense and pruned model and add the numbers to it")
+              help="results.json of a pruning run: evaluate its model (its own --model) dense and pruned, "
+                   "and add the numbers to it")
 @click.option("--budget", type=int, default=None, help="prune this many blocks first (with --allocation)")
 @click.option("--allocation", default="lorp", show_default=True)
 @click.option("--tasks", default=",".join(("arc_easy", "arc_challenge", "hellaswag", "winogrande", "boolq",
@@ -161,7 +162,8 @@ def eval_(pruned_from, budget, allocation, tasks, limit, out, **kw):
 
     if pruned_from is not None and budget is not None:
         raise ConfigError("give either --pruned-from or --budget, not both")
-    config = _config(budget=budget or 1, allocation=allocation, save_model=False, tasks=tasks, limit=limit, **kw)
+    config = _config(budget=1 if budget is None else budget, allocation=allocation, save_model=False, tasks=tasks,
+                     limit=limit, **kw)
     config.validate()
     if budget is not None:
         out = out or Path("runs") / f"{report_name(config.model)}-{allocation}-b{budget}"
@@ -174,12 +176,14 @@ def eval_(pruned_from, budget, allocation, tasks, limit, out, **kw):
             raise ConfigError(f"{pruned_from} does not exist; give the results.json of a `lorp prune` run")
         try:
             results = json.loads(pruned_from.read_text())
-            model_spec, pruned = results["config"]["model"], results["pruned"]
-        except (ValueError, KeyError) as exc:
-            raise ConfigError(f"{pruned_from} is not a lorp results.json ({exc!r})") from exc
+            model_spec, pruned = str(results["config"]["model"]), [int(b) for b in results["pruned"]]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{pruned_from} is not a lorp results.json ({type(exc).__name__}: {exc})") from None
     else:
         results, model_spec, pruned = None, config.model, []
     loaded = load_model(model_spec, device=config.device)
+    with blocks_removed(loaded.model, pruned):
+        pass  # checks the block list against this model before any evaluation
     run_zs = functools.partial(zero_shot, loaded.model, loaded.tokenizer, config.zero_shot_tasks,
                                limit=config.zero_shot_limit, seed=config.seed)
     dense = run_zs()

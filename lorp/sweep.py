@@ -17,7 +17,7 @@ import csv
 import io
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,15 @@ class SweepConfig:
 
     def identity(self) -> str:
         """Hash of the settings every cell shares (cells from other settings are not reused)."""
-        shared = asdict(replace(self.base, budget=1, allocation="", progress=True, use_cache=True))
-        return cache_key({"sweep": shared})
+        return cache_key({"sweep": _shared_settings(self.base)})
+
+
+def _shared_settings(base: PruneConfig) -> dict[str, Any]:
+    """The settings every cell shares, JSON-ready (per-cell fields left out)."""
+    shared = json.loads(json.dumps(asdict(base), default=list))
+    for per_cell in ("budget", "allocation", "save_model", "progress", "use_cache"):
+        shared.pop(per_cell)
+    return shared
 
 
 def _cell_name(method: str, budget: int) -> str:
@@ -107,7 +114,9 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
     meta_path = out / "sweep.json"
     previous = json.loads(meta_path.read_text()) if meta_path.is_file() else None
     if previous is not None and previous.get("identity") != identity:
-        raise ConfigError(f"{out} holds a sweep with other settings (identity {previous.get('identity')}); "
+        now = _shared_settings(base)
+        changed = sorted(k for k in now if previous.get("config", {}).get(k) != now[k])
+        raise ConfigError(f"{out} holds a sweep with other settings (differing: {', '.join(changed) or 'lorp version'}); "
                           "use another --out or delete it")
     if out.exists() and previous is None and any(out.iterdir()):
         raise ConfigError(f"output folder {out} exists and is not a lorp sweep; choose another --out")
@@ -147,7 +156,7 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
         else:
             dense = previous["dense"]
         write_json(meta_path, {
-            "identity": identity, "config": {**asdict(base), "methods": list(config.methods),
+            "identity": identity, "config": {**_shared_settings(base), "methods": list(config.methods),
                                              "budgets": list(config.budgets)},
             "model": {"spec": base.model, "name": loaded.name, **loaded.info, "num_blocks": len(blocks)},
             "calibration": {**calib_meta, "seconds_this_run": calib_seconds, "corpus": base.calibration,

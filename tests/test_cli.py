@@ -113,3 +113,21 @@ def test_study_parameter_errors(runner, tmp_path, args, message):
 def test_missing_plugins_dir_is_an_error(runner, tmp_path):
     res = runner.invoke(main, ["--plugins-dir", str(tmp_path / "nope"), "plugins"])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--limit", "0", "--tasks", "copa"], "item limit must be >= 1"),
+    (["--budget", "0", "--tasks", "copa"], "budget must be a whole number of blocks >= 1"),
+    (["--tasks", "race"], "No offline copy of RACE"),
+])
+def test_eval_bad_input(runner, tmp_path, args, message):
+    res = runner.invoke(main, ["eval", *args, "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2, res.output
+    assert message in res.output and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '{"config": "x", "pruned": [3]}', "not json"])
+def test_eval_pruned_from_something_else(runner, tmp_path, content):
+    (tmp_path / "r.json").write_text(content)
+    res = runner.invoke(main, ["eval", "--pruned-from", str(tmp_path / "r.json"), "--tasks", "copa", "--limit", "2"])
+    assert res.exit_code == 2 and "is not a lorp results.json" in res.output

@@ -88,7 +88,7 @@ def test_other_settings_in_the_same_folder_are_refused(tiny_run):
     base, out = tiny_run
     run_sweep(SweepConfig(base=base, methods=("last",), budgets=(1,)), out)
     changed = SweepConfig(base=PruneConfig(**{**base.__dict__, "seed": 1}), methods=("last",), budgets=(1,))
-    with pytest.raises(ConfigError, match="holds a sweep with other settings"):
+    with pytest.raises(ConfigError, match="holds a sweep with other settings \(differing: seed\)"):
         run_sweep(changed, out)
 
 
