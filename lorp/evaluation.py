@@ -57,6 +57,16 @@ def perplexity(model: nn.Module, windows: torch.Tensor, *, batch_size: int = 1, 
     return Perplexity(math.exp(nll), nll, total_tokens, int(windows.shape[0]), time.perf_counter() - start)
 
 
+def perplexities(model: nn.Module, windows: dict[str, torch.Tensor], *, batch_size: int = 1,
+                 progress: bool = True, tag: str = "") -> dict[str, dict]:
+    """:func:`perplexity` on every evaluation corpus: ``{corpus: asdict(Perplexity)}``."""
+    from dataclasses import asdict
+
+    return {name: asdict(perplexity(model, w, batch_size=batch_size, progress=progress,
+                                    desc=f"perplexity {tag} {name}".replace("  ", " ")))
+            for name, w in windows.items()}
+
+
 def _mean_nll(logits: torch.Tensor, ids: torch.Tensor) -> tuple[float, int]:
     logits = logits[:, :-1].float()
     targets = ids[:, 1:]

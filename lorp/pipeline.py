@@ -19,7 +19,7 @@ from .capture import capture_similarities
 from .data import calibration_samples, evaluation_windows, load_corpus
 from .errors import ConfigError, UnknownNameError
 from .components import Corpus, SimilarityMetric
-from .evaluation import CalibrationNLL, perplexity
+from .evaluation import CalibrationNLL, perplexities
 from .models import DEFAULT_MODEL, LoadedModel, load_model, resolve_model
 from .plugins import Registry, load_registry
 from .provenance import git_commit, machine, package_versions
@@ -111,8 +111,8 @@ class PruneConfig:
         for task in self.zero_shot_tasks:
             if task not in ZERO_SHOT_TASKS:
                 raise UnknownNameError("zero-shot task", task, ZERO_SHOT_TASKS, hint=NOT_AVAILABLE_OFFLINE.get(task, ""))
-            if self.zero_shot_limit is not None and self.zero_shot_limit < 1:
-                raise ConfigError(f"zero-shot item limit must be >= 1, got {self.zero_shot_limit}")
+        if self.zero_shot_tasks and self.zero_shot_limit is not None and self.zero_shot_limit < 1:
+            raise ConfigError(f"zero-shot item limit must be >= 1, got {self.zero_shot_limit}")
 
 
 @dataclass
@@ -265,13 +265,8 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
         calib_meta["nll_forward_passes"] = nll.forward_passes
         calib_meta["nll_partial_passes"] = nll.partial_passes
 
-
     def evaluate(tag: str) -> dict[str, Any]:
-        out = {}
-        for name, w in windows.items():
-            p = perplexity(model, w, batch_size=config.batch_size, progress=config.progress, desc=f"perplexity {tag} {name}")
-            out[name] = asdict(p)
-        return out
+        return perplexities(model, windows, batch_size=config.batch_size, progress=config.progress, tag=tag)
 
     def accuracy() -> dict[str, Any] | None:
         if not config.zero_shot_tasks:
@@ -288,6 +283,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     acc_after = accuracy()
     timings["evaluation_pruned_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - start
+    params_after = _count_parameters(model)
 
     used = {"similarity": registry.provenance("similarity", config.similarity),
             "allocation": registry.provenance("allocation", config.allocation)}
@@ -310,8 +306,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
         "kept": selection.kept,
         "protected": selection.protected,
         "removals": [asdict(r) for r in selection.removals],
-        "parameters": {"before": params_before, "after": _count_parameters(model),
-                       "removed_fraction": 1 - _count_parameters(model) / params_before},
+        "parameters": {"before": params_before, "after": params_after, "removed_fraction": 1 - params_after / params_before},
         "perplexity": {"before": ppl_before, "after": ppl_after,
                        "eval_seq_len": config.eval_seq_len, "eval_tokens_limit": config.eval_tokens,
                        "sources": {n: c.source for n, c in eval_corpora.items()}},

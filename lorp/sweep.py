@@ -28,7 +28,7 @@ from .blocks import find_blocks
 from .cache import cache_key
 from .data import evaluation_windows, load_corpus
 from .errors import ConfigError
-from .evaluation import perplexity
+from .evaluation import perplexities
 from .models import load_model, resolve_model
 from .pipeline import PruneConfig, block_metric, calibrate, calibration_nll
 from .plugins import Registry, load_registry
@@ -148,8 +148,7 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
                    for n, c in eval_corpora.items()}
 
         def evaluate() -> dict[str, Any]:
-            return {n: asdict(perplexity(model, w, batch_size=base.batch_size, progress=False))
-                    for n, w in windows.items()}
+            return perplexities(model, windows, batch_size=base.batch_size, progress=False)
 
         if previous is None:
             dense = {"parameters": num_params, "perplexity": evaluate()}
