@@ -285,47 +285,39 @@ def load_similarity(path: Path) -> np.ndarray:
 
 
 @main.command()
-@click.option("--model", "models", multiple=True, default=("smollm2-135m",), show_default=True,
-              help="model to study (repeatable)")
+@click.option("--preset", default="default", show_default=True,
+              help="parameter set from notebooks/variants.yaml: quick (CI, minutes), default (three model "
+                   "families, about 30 min on 2 CPU cores), paper (the paper's protocol, for a GPU)")
+@click.option("--models", "models", multiple=True, metavar="A,B",
+              help="comma-separated models to study (default: the preset's models)")
 @click.option("-p", "--parameter", "params", multiple=True, metavar="NAME=VALUE",
-              help="notebook parameter override, e.g. -p budget=4 (repeatable)")
+              help="notebook parameter override for every model, e.g. -p budgets=2,4 (repeatable)")
 @click.option("--reports", "reports_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="reports folder (default: the repository's reports/)")
+              help="reports folder (default: reports/ for the default preset, reports/<preset>/ otherwise)")
+@click.option("--no-summary", is_flag=True, help="skip the summary notebook and the index")
+@click.option("--list-parameters", is_flag=True, help="print the study notebook's parameters and exit")
 @_handle_errors
-def study(models, params, reports_dir):
-    """Execute the study notebook headlessly with papermill, one report per model."""
-    from .paths import REPORTS_DIR
+def study(preset, models, params, reports_dir, no_summary, list_parameters):
+    """Run the study notebooks headlessly with papermill: one report per model, then the summary and index."""
     from .study import notebook_parameters, run_study
 
-    known = notebook_parameters()
+    if list_parameters:
+        for name, spec in notebook_parameters().items():
+            click.echo(f"{name} ({spec['type']}, default {spec['default']}): {spec['help']}")
+        return
     parameters = {}
     for item in params:
         name, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"parameter {item!r} must look like NAME=VALUE")
-        if name in {"model", "out_dir"}:
-            raise ConfigError(f"set {name} with {'--model' if name == 'model' else '--reports'}, not -p "
-                              "(lorp study sets it for each report)")
-        if name not in known:
-            raise ConfigError(f"unknown notebook parameter {name!r}; known: {', '.join(sorted(known))}")
-        parameters[name] = _parse_parameter(name, known[name]["type"], value)
-    for folder in run_study(models, parameters=parameters, reports_dir=reports_dir or REPORTS_DIR):
-        click.echo(f"report: {folder / 'study.html'}")
-
-
-def _parse_parameter(name: str, kind: str, value: str):
-    """Convert a ``-p NAME=VALUE`` string to the notebook parameter's declared type."""
-    if kind == "bool":
-        lowered = value.strip().lower()
-        if lowered in {"1", "true", "yes", "on"}:
-            return True
-        if lowered in {"0", "false", "no", "off"}:
-            return False
-        raise ConfigError(f"parameter {name} expects true or false, got {value!r}")
-    try:
-        return {"int": int, "float": float}.get(kind, str)(value)
-    except ValueError:
-        raise ConfigError(f"parameter {name} expects {kind}, got {value!r}") from None
+        if not sep or not name.strip():
+            raise ConfigError(f"parameter {item!r} must look like NAME=VALUE, e.g. -p budgets=2,4")
+        if name in parameters:
+            raise ConfigError(f"parameter {name} given twice (-p {name}=...); give it once")
+        parameters[name.strip()] = value
+    chosen = [m.strip() for group in models for m in group.split(",") if m.strip()]
+    for folder in run_study(chosen or None, preset=preset, parameters=parameters, reports_dir=reports_dir,
+                            summary=not no_summary, echo=lambda line: click.echo(line, err=True)):
+        page = "summary.html" if folder.name == "summary" else "study.html"
+        click.echo(f"report: {folder / page}")
 
 
 @main.command()

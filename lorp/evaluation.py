@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -74,6 +75,131 @@ def _mean_nll(logits: torch.Tensor, ids: torch.Tensor) -> tuple[float, int]:
     return total, targets.numel()
 
 
+@torch.inference_mode()
+def block_inputs(model: nn.Module, ids: torch.Tensor, keep: Iterable[int], *, removed: Iterable[int] = (),
+                 registry=None) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    """One forward of ``model`` (with ``removed`` blocks deleted) keeping the hidden states entering blocks ``keep``.
+
+    Args:
+        ids: int64 token ids ``[B, T]``.
+        keep: original block indices whose input hidden states ``[B, T, H]`` are kept
+            (indices of removed blocks are ignored).
+    Returns:
+        ``(states, logits)``: ``{block: hidden states}`` and the logits ``[B, T, V]``.
+    """
+    from .blocks import find_blocks
+    from .pruning import blocks_removed
+
+    removed = set(removed)
+    keep = set(keep)
+    states: dict[int, torch.Tensor] = {}
+    kept = [b for b in range(len(find_blocks(model, registry)[1])) if b not in removed]
+    with blocks_removed(model, sorted(removed), registry):
+        _, blocks = find_blocks(model, registry)
+        hooks = [blk.register_forward_pre_hook(
+            lambda _m, args, kwargs, b=b: states.__setitem__(b, kwargs.get("hidden_states", args[0] if args else None)),
+            with_kwargs=True) for b, blk in zip(kept, blocks) if b in keep]
+        try:
+            logits = model(input_ids=ids, use_cache=False).logits
+        finally:
+            for h in hooks:
+                h.remove()
+    return states, logits
+
+
+@torch.inference_mode()
+def logits_from(model: nn.Module, states: torch.Tensor, start: int, removed: Iterable[int], registry=None) -> torch.Tensor:
+    """Logits ``[B, T, V]`` of the model with ``removed`` deleted, run from the hidden states entering block ``start``.
+
+    ``states`` ``[B, T, H]`` must be what block ``start`` receives in that pruned
+    model (true when every removed block is at or after ``start``, or the states
+    were captured with the same earlier blocks removed). Blocks before ``start`` are
+    skipped and the states enter as ``inputs_embeds``; valid for models whose
+    positions are applied inside the blocks (rotary), which callers check.
+    """
+    from .pruning import blocks_removed
+
+    skip = sorted(set(removed) | set(range(start)) | ({start} if start in set(removed) else set()))
+    with blocks_removed(model, skip, registry):
+        return model(inputs_embeds=states, use_cache=False).logits
+
+
+class SweepPerplexity:
+    """Perplexity of many pruned variants of one model, each restarted from the dense model's hidden states.
+
+    A pruned variant that first removes block ``f`` computes exactly what the
+    dense model computes up to block ``f``; so the dense evaluation pass keeps the
+    hidden states entering the blocks in ``first_blocks`` and each variant runs
+    only from there (:func:`logits_from`). Reuse is enabled only if a probe on the
+    first window reproduces the plain forward to 1e-5 (rotary-position models;
+    not GPT-2), and states are kept only within ``max_state_bytes`` (the blocks
+    that save most first); variants without kept states run plainly.
+
+    Attributes:
+        dense: ``{corpus: asdict(Perplexity)}`` of the dense model.
+        reuse: whether reuse passed the probe.
+        stored_blocks: blocks whose dense input states are kept.
+    """
+
+    def __init__(self, model: nn.Module, windows: dict[str, torch.Tensor], first_blocks: Iterable[int] = (), *,
+                 batch_size: int = 1, registry=None, reuse: bool = True, max_state_bytes: int = 2 * 2**30):
+        from dataclasses import asdict
+
+        from .blocks import find_blocks
+
+        self.model, self.windows, self.batch_size, self.registry = model, windows, batch_size, registry
+        num_blocks = self._num_blocks = len(find_blocks(model, registry)[1])
+        config = getattr(model.config, "text_config", None) or model.config
+        hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd")
+        per_block = sum(w.numel() for w in windows.values()) * hidden * next(model.parameters()).element_size()
+        wanted = sorted({b for b in first_blocks if 0 < b < num_blocks} if reuse else set(), reverse=True)
+        self.stored_blocks = sorted(wanted[: max(0, max_state_bytes // max(per_block, 1))])
+        self._states: dict[str, list[dict[int, torch.Tensor]]] = {}
+        self.dense = {}
+        for name, w in windows.items():
+            start, total, count, batches = time.perf_counter(), 0.0, 0, []
+            for lo in range(0, w.shape[0], batch_size):
+                ids = w[lo:lo + batch_size].to(next(model.parameters()).device)
+                states, logits = block_inputs(model, ids, self.stored_blocks, registry=registry)
+                t, c = _mean_nll(logits, ids)
+                total, count = total + t, count + c
+                batches.append(states)
+            self._states[name] = batches
+            self.dense[name] = asdict(Perplexity(math.exp(total / count), total / count, count, int(w.shape[0]),
+                                                 time.perf_counter() - start))
+        self.reuse = False
+        if self.stored_blocks:
+            name, f = next(iter(windows)), self.stored_blocks[0]
+            ids = windows[name][: batch_size].to(next(model.parameters()).device)
+            plain = _mean_nll(block_inputs(model, ids, (), removed={f}, registry=registry)[1], ids)[0]
+            fast = _mean_nll(logits_from(model, self._states[name][0][f], f, {f}, registry), ids)[0]
+            self.reuse = abs(fast - plain) <= 1e-5 * max(1.0, abs(plain))
+        if not self.reuse:
+            self._states, self.stored_blocks = {}, []
+
+    @torch.inference_mode()
+    def __call__(self, removed: Iterable[int]) -> dict[str, dict]:
+        """``{corpus: asdict(Perplexity)}`` with ``removed`` blocks deleted (same numbers as :func:`perplexities`)."""
+        from dataclasses import asdict
+
+        removed = set(removed)
+        first = min(removed) if removed else None
+        out = {}
+        for name, w in self.windows.items():
+            start, total, count = time.perf_counter(), 0.0, 0
+            for i, lo in enumerate(range(0, w.shape[0], self.batch_size)):
+                ids = w[lo:lo + self.batch_size].to(next(self.model.parameters()).device)
+                if first in self.stored_blocks and not set(range(first, self._num_blocks)) <= removed:
+                    logits = logits_from(self.model, self._states[name][i][first], first, removed, self.registry)
+                else:
+                    logits = block_inputs(self.model, ids, (), removed=removed, registry=self.registry)[1]
+                t, c = _mean_nll(logits, ids)
+                total, count = total + t, count + c
+            out[name] = asdict(Perplexity(math.exp(total / count), total / count, count, int(w.shape[0]),
+                                          time.perf_counter() - start))
+        return out
+
+
 class CalibrationNLL:
     """Mean token NLL (nats) of a calibration set with a set of blocks removed.
 
@@ -113,45 +239,22 @@ class CalibrationNLL:
             self._set_base(frozenset())
             self.reuse = abs(self._from_base(1) - plain) <= 1e-5 * max(1.0, abs(plain))
 
-    @torch.inference_mode()
     def _plain(self, removed: frozenset[int]) -> float:
-        from .pruning import blocks_removed
-
         self.forward_passes += 1
-        with blocks_removed(self.model, sorted(removed), self.registry):
-            total, count = _mean_nll(self.model(input_ids=self.ids, use_cache=False).logits, self.ids)
+        total, count = _mean_nll(block_inputs(self.model, self.ids, (), removed=removed, registry=self.registry)[1],
+                                 self.ids)
         return total / count
 
-    @torch.inference_mode()
     def _set_base(self, base: frozenset[int]) -> None:
         """Run the base model once, keeping every kept block's input states."""
-        from .blocks import find_blocks
-        from .pruning import blocks_removed
-
-        kept = [b for b in range(self.num_blocks) if b not in base]
-        states: dict[int, torch.Tensor] = {}
-        with blocks_removed(self.model, sorted(base), self.registry):
-            _, blocks = find_blocks(self.model, self.registry)
-            hooks = [blk.register_forward_pre_hook(
-                lambda _m, args, kwargs, b=b: states.__setitem__(b, (kwargs.get("hidden_states", args[0] if args else None))),
-                with_kwargs=True) for b, blk in zip(kept, blocks)]
-            try:
-                self.model.base_model(input_ids=self.ids, use_cache=False)
-            finally:
-                for h in hooks:
-                    h.remove()
+        self._states = block_inputs(self.model, self.ids, range(self.num_blocks), removed=base, registry=self.registry)[0]
         self.forward_passes += 1
-        self._base, self._states = base, states
+        self._base = base
 
-    @torch.inference_mode()
     def _from_base(self, x: int) -> float:
         """NLL with ``base | {x}`` removed, starting from the base model's input to block ``x``."""
-        from .pruning import blocks_removed
-
         self.partial_passes += 1
-        skip = sorted(set(self._base) | {x} | set(range(x)))
-        with blocks_removed(self.model, skip, self.registry):
-            logits = self.model(inputs_embeds=self._states[x], use_cache=False).logits
+        logits = logits_from(self.model, self._states[x], x, set(self._base) | {x}, self.registry)
         total, count = _mean_nll(logits, self.ids)
         return total / count
 

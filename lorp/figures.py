@@ -73,3 +73,153 @@ def pruned_blocks_table(results: dict[str, Any]) -> str:
               f"blocks: {results['num_blocks']} → {results['num_blocks'] - len(results['pruned'])}; "
               f"RLS = {results['rls']:.3f}, K = {results['k']} ({results['k_source']})."]
     return "\n".join(lines) + "\n"
+
+
+def _save(fig, path):
+    if path is not None:
+        fig.savefig(path, dpi=150)
+    return fig
+
+
+def blocks_grid(results: dict[str, Any], path: str | Path | None = None):
+    """Which blocks each method removes, per budget: rows (method, budget) × columns (block); red = removed.
+
+    Args:
+        results: the study's ``results.json`` (:func:`lorp.report.summarize`).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    n = results["num_blocks"]
+    cells = sorted(results["cells"], key=lambda r: (r["budget"], r["method"]))
+    grid = np.zeros((len(cells), n))
+    for i, r in enumerate(cells):
+        grid[i, r["pruned"]] = 1
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * n + 2), 0.26 * len(cells) + 1.4), constrained_layout=True)
+    ax.imshow(grid, aspect="auto", cmap=ListedColormap(["#eeeeee", "#d62728"]), vmin=0, vmax=1)
+    ax.set_yticks(range(len(cells)), [f"{r['method']} (b={r['budget']})" for r in cells], fontsize=7)
+    ax.set_xticks(range(n), range(n), fontsize=6)
+    ax.set_xlabel("block")
+    budgets = [r["budget"] for r in cells]
+    for i in range(1, len(cells)):
+        if budgets[i] != budgets[i - 1]:
+            ax.axhline(i - 0.5, color="black", lw=1)
+    if results.get("labels"):
+        for b in np.flatnonzero(np.diff(results["labels"])) + 0.5:
+            ax.axvline(b, color="#1f77b4", lw=1, ls="--")
+    ax.set_title(f"{results['model']['name']}: removed blocks (red) per method and budget; "
+                 "dashed: LoRP cluster boundaries", fontsize=9)
+    return _save(fig, path)
+
+
+def perplexity_vs_budget(results: dict[str, Any], path: str | Path | None = None):
+    """Perplexity (log scale) vs budget, one line per method, dense as a dashed reference; one panel per corpus."""
+    import matplotlib.pyplot as plt
+
+    corpora = list(results["dense"]["perplexity"])
+    methods = list(dict.fromkeys(r["method"] for r in results["cells"]))
+    fig, axes = plt.subplots(1, len(corpora), figsize=(5.2 * len(corpora), 4), squeeze=False, constrained_layout=True)
+    for ax, corpus in zip(axes[0], corpora):
+        for m in methods:
+            pts = sorted((r["budget"], r["perplexity"][corpus]) for r in results["cells"] if r["method"] == m)
+            ax.plot(*zip(*pts), marker="o", label=m, lw=2.2 if m == "lorp" else 1.2)
+        ax.axhline(results["dense"]["perplexity"][corpus], color="black", ls="--", lw=1, label="dense")
+        ax.set_yscale("log")
+        ax.set_xlabel("budget (blocks removed)")
+        ax.set_ylabel("perplexity")
+        ax.set_title(f"{results['model']['name']} — {corpus}", fontsize=10)
+        ax.set_xticks(sorted({r["budget"] for r in results["cells"]}))
+    axes[0][-1].legend(fontsize=7, loc="upper left")
+    return _save(fig, path)
+
+
+def zero_shot_bars(results: dict[str, Any], path: str | Path | None = None):
+    """Zero-shot accuracy per task and the average: dense and each method at the detail budget (grouped bars).
+
+    Returns ``None`` when the run measured no zero-shot accuracy.
+    """
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results["cells"] if r.get("zero_shot")]
+    dense = results["dense"].get("zero_shot")
+    if not rows or not dense:
+        return None
+    tasks = list(dense) + ["average"]
+    series = [("dense", [dense[t] for t in dense] + [results["dense"]["zero_shot_average"]])]
+    series += [(f"{r['method']} (b={r['budget']})", [r["zero_shot"][t] for t in dense] + [r["zero_shot_average"]])
+               for r in rows]
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(tasks) + 2), 4), constrained_layout=True)
+    for i, (name, vals) in enumerate(series):
+        ax.bar(np.arange(len(tasks)) + i * width - 0.4 + width / 2, 100 * np.asarray(vals), width, label=name,
+               color="black" if name == "dense" else None)
+    ax.set_xticks(range(len(tasks)), tasks, fontsize=8)
+    ax.set_ylabel("accuracy (%)")
+    items = sorted({v for v in (results["config"].get("zero_shot_limit"),) if v})
+    ax.set_title(f"{results['model']['name']}: zero-shot accuracy"
+                 + (f" ({items[0]} items per task)" if items else ""), fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def speed_bars(results: dict[str, Any], path: str | Path | None = None):
+    """Parameters and measured decode speed, dense vs pruned (two panels); ``None`` without speed figures."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results["cells"] if r.get("speed")]
+    dense = results["dense"]
+    if not rows or not dense.get("speed"):
+        return None
+    names = ["dense"] + [f"{r['method']}\n(b={r['budget']})" for r in rows]
+    params = [dense["parameters"]] + [r["parameters"] for r in rows]
+    speed = [dense["speed"]["tokens_per_s"]] + [r["speed"]["tokens_per_s"] for r in rows]
+    ideal = [dense["speed"]["tokens_per_s"]] + [dense["speed"]["tokens_per_s"] * dense["flops_per_token"]
+                                                / r["speed"]["flops_per_token"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(max(8.0, 1.3 * len(names) + 3), 3.6), constrained_layout=True)
+    a.bar(names, np.asarray(params) / 1e6, color=["black"] + ["#1f77b4"] * len(rows))
+    a.set_ylabel("parameters (M)")
+    b.bar(names, speed, color=["black"] + ["#2ca02c"] * len(rows), label="measured")
+    b.scatter(names, ideal, color="red", zorder=3, label="ideal from FLOPs")
+    b.set_ylabel("greedy decode tokens/s")
+    b.legend(fontsize=7)
+    for ax in (a, b):
+        ax.tick_params(axis="x", labelsize=7)
+    fig.suptitle(f"{results['model']['name']}: size and decode speed", fontsize=10)
+    return _save(fig, path)
+
+
+def rls_chart(models: dict[str, float], paper: dict[str, float], path: str | Path | None = None):
+    """RLS of each studied model next to the paper's values, with the K thresholds of eq. 6 (1.0 and 0.7)."""
+    import matplotlib.pyplot as plt
+
+    names = list(models) + list(paper)
+    vals = list(models.values()) + list(paper.values())
+    colors = ["#d62728"] * len(models) + ["#7f7f7f"] * len(paper)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(names) + 1.5), 3.8), constrained_layout=True)
+    ax.bar(names, vals, color=colors)
+    for y, label in ((1.0, "K = 2 above"), (0.7, "K = 3 above, K = 4 below")):
+        ax.axhline(y, color="black", ls="--", lw=0.8)
+        ax.text(len(names) - 0.5, y, label, ha="right", va="bottom", fontsize=7)
+    ax.set_ylabel("RLS = -log2(mean off-diagonal S)")
+    ax.set_title("Representation Locality Score: this study (red) vs the paper (grey)", fontsize=10)
+    ax.tick_params(axis="x", labelsize=7, rotation=30)
+    return _save(fig, path)
+
+
+def heatmaps_side_by_side(matrices: dict[str, tuple[np.ndarray, Sequence[int] | None]], path: str | Path | None = None):
+    """S of several models side by side (shared colour scale), cluster boundaries as white lines."""
+    import matplotlib.pyplot as plt
+
+    k = len(matrices)
+    fig, axes = plt.subplots(1, k, figsize=(4.2 * k, 4.0), squeeze=False, constrained_layout=True)
+    lo = min(float(np.min(s)) for s, _ in matrices.values())
+    for ax, (name, (s, labels)) in zip(axes[0], matrices.items()):
+        im = ax.imshow(np.asarray(s), cmap="viridis", vmin=lo, vmax=1.0)
+        if labels is not None:
+            for b in np.flatnonzero(np.diff(labels)) + 0.5:
+                ax.axhline(b, color="white", lw=1.2)
+                ax.axvline(b, color="white", lw=1.2)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("block")
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="mean token cosine similarity")
+    return _save(fig, path)

@@ -1,16 +1,30 @@
-"""Run the study notebooks headlessly with papermill and render them to HTML."""
+"""Run the study notebooks headlessly with papermill; write per-model reports, the summary and the index.
+
+``reports/<model>/`` comes from ``notebooks/lorp_study.ipynb`` (one per model),
+``reports/summary/`` from ``notebooks/summary.ipynb``, and ``reports/index.md`` /
+``index.html`` link them. Parameters come from a preset of ``notebooks/variants.yaml``
+(:mod:`lorp.variants`) plus overrides.
+"""
 
 from __future__ import annotations
 
+import html
+import json
+import time
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .atomic import staged_dir, write_text
-from .errors import LorpError
+from .errors import ConfigError, LorpError
 from .paths import NOTEBOOKS_DIR, REPORTS_DIR
 
 STUDY_NOTEBOOK = NOTEBOOKS_DIR / "lorp_study.ipynb"
+SUMMARY_NOTEBOOK = NOTEBOOKS_DIR / "summary.ipynb"
+#: Files of a per-model report, besides the notebook and its HTML.
+REPORT_FILES = ("results.json", "table.csv", "similarity.png", "blocks.png", "perplexity.png", "perplexity.md",
+                "zero_shot.md", "speed.md", "reading.md")
 
 
 def notebook_parameters(notebook: str | Path = STUDY_NOTEBOOK) -> dict[str, dict[str, Any]]:
@@ -22,7 +36,7 @@ def notebook_parameters(notebook: str | Path = STUDY_NOTEBOOK) -> dict[str, dict
 
 
 def render_html(notebook: Path, target: Path) -> Path:
-    """Render an executed notebook to a standalone HTML file (nbconvert)."""
+    """Render an executed notebook to a standalone HTML file (nbconvert), figures embedded."""
     from nbconvert import HTMLExporter
 
     body, _ = HTMLExporter().from_filename(str(notebook))
@@ -34,45 +48,144 @@ def report_name(model: str) -> str:
     return model.rstrip("/").replace("/", "--").lstrip(".-") or "model"
 
 
-def run_study(models: Iterable[str], *, parameters: Mapping[str, Any] | None = None,
-              reports_dir: str | Path = REPORTS_DIR, notebook: str | Path = STUDY_NOTEBOOK,
-              progress: bool = True) -> list[Path]:
-    """Execute the study notebook once per model into ``reports_dir/<model>/``.
+def _cast(params: Mapping[str, Any], known: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """Check names against the notebook and convert command-line strings to the parameter's type."""
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        from difflib import get_close_matches
 
-    Each report folder gets the executed notebook ``study.ipynb``, ``study.html``,
-    ``results.json``, ``similarity.png``, ``similarity.npy``, ``pruned_blocks.md``
-    and the pruned ``model/``. A report is built in a temporary folder and only
-    replaces the previous one when complete; a failing notebook raises
-    :class:`LorpError` with the failing cell's error and leaves earlier reports intact.
+        hints = {u: get_close_matches(u, list(known), n=1) for u in unknown}
+        extra = "; ".join(f"{u!r}: did you mean {h[0]!r}?" for u, h in hints.items() if h)
+        raise ConfigError(f"unknown notebook parameter(s) {unknown}" + (f" ({extra})" if extra else "")
+                          + f"; the notebook takes: {', '.join(sorted(known))}")
+    out = {}
+    for name, value in params.items():
+        kind = known[name]["type"]
+        if isinstance(value, str) and kind in ("int", "bool"):
+            try:
+                value = int(value) if kind == "int" else {"true": True, "false": False, "1": True, "0": False}[value.lower()]
+            except (ValueError, KeyError):
+                raise ConfigError(f"notebook parameter {name} takes a{'n' if kind == 'int' else ''} {kind}, "
+                                  f"got {value!r}") from None
+        out[name] = value
+    return out
 
-    Args:
-        models: model arguments (bundled keys, folders or hub ids).
-        parameters: papermill parameters for every model (``model`` and ``out_dir`` are set per run).
-    Returns:
-        the report folders written.
-    """
+
+def _execute(notebook: Path, target_dir: Path, name: str, parameters: dict[str, Any], progress: bool, what: str) -> None:
     import papermill as pm
 
-    known = notebook_parameters(notebook)
-    if {"model", "out_dir"} & set(parameters or {}):
-        raise LorpError("run_study sets the notebook's model and out_dir itself; pass models= and reports_dir=")
-    unknown = sorted(set(parameters or {}) - set(known))
-    if unknown:
-        raise LorpError(f"unknown notebook parameter(s) {unknown}; the notebook takes: {', '.join(sorted(known))}")
+    try:
+        pm.execute_notebook(str(notebook), str(target_dir / name), parameters=parameters, progress_bar=progress,
+                            kernel_name="python3", cwd=str(notebook.parent))
+    except pm.PapermillExecutionError as exc:
+        raise LorpError(f"{what} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
+                        f"(the executed notebook up to the error was discarded; earlier reports are intact)") from exc
+    render_html(target_dir / name, target_dir / name.replace(".ipynb", ".html"))
+
+
+def run_study(models: Iterable[str] | None = None, *, preset: str = "default",
+              parameters: Mapping[str, Any] | None = None, reports_dir: str | Path | None = None,
+              summary: bool = True, progress: bool = True, echo=print) -> list[Path]:
+    """Run the study: the per-model notebook for each model, then the summary notebook and the index.
+
+    Args:
+        models: model arguments (bundled keys, folders or hub ids); default: the preset's models.
+        preset: a preset of ``notebooks/variants.yaml`` (``quick``, ``default``, ``paper``).
+        parameters: notebook parameters overriding the preset for every model
+            (strings are converted to the parameter's type).
+        reports_dir: where reports go (default ``reports/`` for the default
+            preset, ``reports/<preset>/`` otherwise).
+        summary: also run the summary notebook and write the index.
+        echo: progress lines go here.
+    Each model's report is built in a temporary folder and replaces the previous
+    one only when complete. A failing notebook raises :class:`LorpError` with the
+    failing cell's error; reports written before it stay. Finished sweep cells
+    and calibration passes are cached, so a rerun skips finished work.
+
+    Returns:
+        the report folders written (models, then the summary).
+    Raises:
+        ConfigError, UnknownNameError: unknown preset or parameter, bad values.
+        LorpError: a notebook failed.
+    """
+    from .variants import load_preset
+
+    known = notebook_parameters(STUDY_NOTEBOOK)
+    chosen = load_preset(preset, known_parameters=list(known))
+    overrides = _cast(dict(parameters or {}), known)
+    if {"model", "out_dir"} & set(overrides):
+        raise ConfigError("the study sets each notebook's model and out_dir itself; choose models with --models "
+                          "and the folder with --reports")
+    models = list(models) if models else list(chosen.models)
+    if not models:
+        raise ConfigError(f"preset {preset!r} names no models; give --models")
+    root = Path(reports_dir) if reports_dir else (REPORTS_DIR if preset == "default" else REPORTS_DIR / preset)
+    from .models import resolve_model
+
+    for m in models:
+        resolve_model(m)  # fail on a bad model name before running anything
     written = []
-    for model in models:
-        final = Path(reports_dir) / report_name(model)
+    for i, model in enumerate(models, 1):
+        params = chosen.parameters_for(model, overrides)
+        final = root / report_name(model)
+        echo(f"[{i}/{len(models)}] {model}: running notebooks/lorp_study.ipynb (preset {preset}) -> {final}")
+        t = time.perf_counter()
         with staged_dir(final) as stage:
-            try:
-                pm.execute_notebook(
-                    str(notebook), str(stage / "study.ipynb"),
-                    parameters={**(parameters or {}), "model": model, "out_dir": str(stage)},
-                    progress_bar=progress, kernel_name="python3", cwd=str(Path(notebook).parent),
-                )
-            except pm.PapermillExecutionError as exc:
-                raise LorpError(
-                    f"study notebook failed for {model!r} in cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-                ) from exc
-            render_html(stage / "study.ipynb", stage / "study.html")
+            _execute(STUDY_NOTEBOOK, stage, "study.ipynb", {**params, "preset": preset, "out_dir": str(stage)},
+                     progress, f"study notebook for {model!r}")
+        echo(f"[{i}/{len(models)}] {model}: done in {time.perf_counter() - t:.0f} s")
         written.append(final)
+    if summary:
+        final = root / "summary"
+        echo(f"summary: running notebooks/summary.ipynb over {root} -> {final}")
+        with staged_dir(final) as stage:
+            _execute(SUMMARY_NOTEBOOK, stage, "summary.ipynb", {"reports_dir": str(root), "out_dir": str(stage)},
+                     progress, "summary notebook")
+        written.append(final)
+        write_index(root, preset=preset)
+        echo(f"index: {root / 'index.html'}")
     return written
+
+
+def write_index(root: str | Path, *, preset: str = "") -> Path:
+    """``index.md`` and ``index.html`` under ``root`` linking every model report and the summary."""
+    root = Path(root)
+    rows = []
+    for res in sorted(root.glob("*/results.json")):
+        data = json.loads(res.read_text())
+        if "cells" not in data:
+            continue
+        folder = res.parent.name
+        rows.append((folder, data["model"].get("model_type", ""), data["num_blocks"], data["rls"], data["k"],
+                     data.get("parameters", {}).get("preset", "")))
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    has_summary = (root / "summary" / "summary.html").is_file()
+    md = ["# LoRP study reports", "",
+          "Locality-Aware Redundancy Pruning (arXiv 2605.27786) and its baselines on real pretrained models.", ""]
+    if has_summary:
+        md += ["**[Summary across models](summary/summary.html)** "
+               "([notebook](summary/summary.ipynb), [verdict](summary/verdict.md), [winners](summary/winners.md))", ""]
+    md += ["| model | architecture | blocks | RLS | K | preset | report |", "|---|---|---:|---:|---:|---|---|"]
+    for folder, arch, n, rls, k, pre in rows:
+        md.append(f"| {folder} | {arch} | {n} | {rls:.3f} | {k} | {pre} | [HTML]({folder}/study.html) · "
+                  f"[notebook]({folder}/study.ipynb) · [perplexity]({folder}/perplexity.md) · "
+                  f"[results.json]({folder}/results.json) |")
+    md += ["", f"Written {stamp}. Rerun with `make study` (or `lorp study --preset {preset or 'default'}`)."]
+    write_text(root / "index.md", "\n".join(md) + "\n")
+    body = ["<!doctype html><meta charset='utf-8'><title>LoRP study reports</title>",
+            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:.3em .6em}</style>",
+            "<h1>LoRP study reports</h1>",
+            "<p>Locality-Aware Redundancy Pruning (arXiv 2605.27786) and its baselines on real pretrained models.</p>"]
+    if has_summary:
+        body.append("<p><b><a href='summary/summary.html'>Summary across models</a></b></p>")
+    body.append("<table><tr><th>model</th><th>architecture</th><th>blocks</th><th>RLS</th><th>K</th><th>preset</th>"
+                "<th>report</th></tr>")
+    for folder, arch, n, rls, k, pre in rows:
+        f = html.escape(folder)
+        body.append(f"<tr><td>{f}</td><td>{html.escape(arch)}</td><td>{n}</td><td>{rls:.3f}</td><td>{k}</td>"
+                    f"<td>{html.escape(pre)}</td><td><a href='{f}/study.html'>HTML</a> · "
+                    f"<a href='{f}/study.ipynb'>notebook</a> · <a href='{f}/results.json'>results.json</a></td></tr>")
+    body += ["</table>", f"<p>Written {stamp}.</p>"]
+    write_text(root / "index.html", "\n".join(body) + "\n")
+    return root / "index.html"

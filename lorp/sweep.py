@@ -28,13 +28,15 @@ from .blocks import find_blocks
 from .cache import cache_key
 from .data import evaluation_windows, load_corpus
 from .errors import ConfigError
-from .evaluation import perplexities
+from .evaluation import SweepPerplexity
 from .models import load_model, resolve_model
 from .pipeline import PruneConfig, block_metric, calibrate, calibration_nll
 from .plugins import Registry, load_registry
 from .provenance import git_commit, package_versions
 from .pruning import blocks_removed
 from .selection import select_blocks
+from .speed import decode_speed, flops_per_token
+from .zeroshot import zero_shot
 
 DEFAULT_METHODS = ("lorp", "shortgpt", "streamline", "angular", "sleb", "last", "random")
 DEFAULT_BUDGETS = (3, 5, 7, 9)
@@ -46,11 +48,23 @@ class SweepConfig:
 
     ``base.budget`` and ``base.allocation`` are ignored; every other field of
     :class:`lorp.pipeline.PruneConfig` applies to all cells.
+
+    Attributes:
+        methods: allocation strategies compared.
+        budgets: blocks to remove.
+        detail_budgets: budgets (a subset of ``budgets``) whose cells also get
+            zero-shot accuracy (``base.zero_shot_tasks``) and decode speed.
+        decode_tokens: tokens generated per decode-speed run (0: no speed).
+        reuse_states: restart each pruned variant's perplexity from the dense
+            model's hidden states (:class:`lorp.evaluation.SweepPerplexity`).
     """
 
     base: PruneConfig = PruneConfig()
     methods: tuple[str, ...] = DEFAULT_METHODS
     budgets: tuple[int, ...] = DEFAULT_BUDGETS
+    detail_budgets: tuple[int, ...] = ()
+    decode_tokens: int = 0
+    reuse_states: bool = True
 
     def identity(self) -> str:
         """Hash of the settings every cell shares (cells from other settings are not reused)."""
@@ -90,6 +104,91 @@ def write_table(folder: Path, rows: list[dict[str, Any]]) -> None:
     write_json(folder / "table.json", rows)
 
 
+def _run_cells(config: SweepConfig, out: Path, registry: Registry, strategies: dict[str, Any],
+               pending: list[tuple[str, int]], previous: dict[str, Any] | None, identity: str) -> None:
+    """Load the model once, select every pending cell, evaluate it and write its JSON."""
+    base = config.base
+    calib_corpus = load_corpus(base.calibration, registry)
+    eval_corpora = {name: load_corpus(name, registry) for name in base.eval_corpora}
+    loaded = load_model(base.model, device=base.device)
+    model = loaded.model
+    _, blocks = find_blocks(model, registry)
+    num_params = sum(p.numel() for p in model.parameters())
+    block_params = [sum(p.numel() for p in blk.parameters()) for blk in blocks]
+    needed = {base.similarity: block_metric(registry, base.similarity)}
+    for m, _ in pending:
+        needed.update({n: registry.similarity(n) for n in strategies[m].needs})
+    t0 = time.perf_counter()
+    matrices, calib_meta = calibrate(loaded, calib_corpus, base, needed, registry)
+    calib_seconds = time.perf_counter() - t0
+
+    nll, selections = None, {}
+    for method, budget in tqdm(pending, desc="selection", disable=not base.progress, unit="cell"):
+        strategy = strategies[method]
+        if strategy.needs_model and nll is None:
+            nll = calibration_nll(loaded, calib_corpus, base, registry)
+        t = time.perf_counter()
+        selection = select_blocks(matrices[base.similarity], budget, k=base.k, seed=base.seed,
+                                  clustering=base.clustering, allocation=method, protected=base.protected,
+                                  statistics=matrices, nll=nll if strategy.needs_model else None,
+                                  registry=registry)
+        passes = {"full": nll.forward_passes, "partial": nll.partial_passes} if strategy.needs_model else None
+        selections[method, budget] = (selection, time.perf_counter() - t, passes)
+
+    windows = {n: evaluation_windows(loaded.tokenizer, c, base.eval_seq_len, base.eval_tokens)
+               for n, c in eval_corpora.items()}
+    t = time.perf_counter()
+    firsts = {min(sel.pruned) for sel, _, _ in selections.values()} if config.reuse_states else set()
+    scorer = SweepPerplexity(model, windows, firsts, batch_size=base.batch_size, registry=registry,
+                             reuse=config.reuse_states)
+    prompt = next(iter(windows.values()))[:1, : min(32, base.eval_seq_len)]
+
+    def details() -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if base.zero_shot_tasks:
+            extra["zero_shot"] = zero_shot(model, loaded.tokenizer, base.zero_shot_tasks, limit=base.zero_shot_limit,
+                                           seed=base.seed)
+        if config.decode_tokens:
+            extra["speed"] = {**decode_speed(model, prompt, new_tokens=config.decode_tokens),
+                              "flops_per_token": flops_per_token(model, registry)}
+        return extra
+
+    dense = {"parameters": num_params, "perplexity": scorer.dense, "flops_per_token": flops_per_token(model, registry),
+             "seconds": time.perf_counter() - t}
+    old_dense = (previous or {}).get("dense", {})
+    reusable = {k: old_dense[k] for k in ("zero_shot", "speed") if old_dense.get(k) is not None}
+    if config.detail_budgets:
+        dense.update(reusable if len(reusable) == bool(base.zero_shot_tasks) + bool(config.decode_tokens) else details())
+    write_json(out / "sweep.json", {
+        "identity": identity, "config": {**_shared_settings(base), "methods": list(config.methods),
+                                         "budgets": list(config.budgets), "detail_budgets": list(config.detail_budgets),
+                                         "decode_tokens": config.decode_tokens},
+        "model": {"spec": base.model, "name": loaded.name, **loaded.info, "num_blocks": len(blocks)},
+        "calibration": {**calib_meta, "seconds_this_run": calib_seconds, "corpus": base.calibration,
+                        "source": calib_corpus.source},
+        "similarity": matrices[base.similarity], "dense": dense,
+        "perplexity_reuse": {"enabled": scorer.reuse, "stored_blocks": scorer.stored_blocks},
+        "versions": package_versions(), "git_commit": git_commit(),
+    })
+    for (method, budget), (selection, select_s, passes) in tqdm(selections.items(), desc="sweep cells",
+                                                                 disable=not base.progress, unit="cell"):
+        t = time.perf_counter()
+        ppl = scorer(selection.pruned)
+        ppl_s = time.perf_counter() - t
+        extra = {}
+        if budget in config.detail_budgets:
+            with blocks_removed(model, selection.pruned, registry):
+                extra = details()
+        write_json(out / "cells" / f"{_cell_name(method, budget)}.json", {
+            "identity": identity, "method": method, "budget": budget, "pruned": selection.pruned,
+            "selection": selection.to_dict(), "perplexity": ppl,
+            "parameters": num_params - sum(block_params[b] for b in selection.pruned), **extra,
+            "plugin": registry.provenance("allocation", method),
+            "seconds": {"selection": select_s, "perplexity": ppl_s, "total": select_s + time.perf_counter() - t},
+            "nll_passes": passes,
+        })
+
+
 def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | None = None) -> list[dict[str, Any]]:
     """Evaluate every (method, budget) cell from one calibration pass; return the tidy table rows.
 
@@ -121,69 +220,34 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
     if out.exists() and previous is None and any(out.iterdir()):
         raise ConfigError(f"output folder {out} exists and is not a lorp sweep; choose another --out")
 
+    if not set(config.detail_budgets) <= set(config.budgets):
+        raise ConfigError(f"detail budgets {list(config.detail_budgets)} must be among the budgets {list(config.budgets)}")
+    if isinstance(config.decode_tokens, bool) or config.decode_tokens < 0 or config.decode_tokens == 1:
+        raise ConfigError(f"decode_tokens must be 0 (no speed) or >= 2, got {config.decode_tokens!r}")
+
+    def detailed(budget: int) -> bool:
+        return budget in config.detail_budgets
+
+    def complete(cell: dict[str, Any], budget: int) -> bool:
+        if not detailed(budget):
+            return True
+        return ((not base.zero_shot_tasks or cell.get("zero_shot") is not None)
+                and (not config.decode_tokens or cell.get("speed") is not None))
+
     def load_cell(method: str, budget: int) -> dict[str, Any] | None:
         path = out / "cells" / f"{_cell_name(method, budget)}.json"
         if path.is_file():
             cell = json.loads(path.read_text())
-            if cell.get("identity") == identity:
+            if cell.get("identity") == identity and complete(cell, budget):
                 return cell
         return None
 
+    dense_needs = bool(config.detail_budgets) and (
+        (base.zero_shot_tasks and (previous or {}).get("dense", {}).get("zero_shot") is None)
+        or (config.decode_tokens and (previous or {}).get("dense", {}).get("speed") is None))
     pending = [(m, b) for m in config.methods for b in config.budgets if load_cell(m, b) is None]
-    if pending or previous is None:
-        calib_corpus = load_corpus(base.calibration, registry)
-        eval_corpora = {name: load_corpus(name, registry) for name in base.eval_corpora}
-        loaded = load_model(base.model, device=base.device)
-        model = loaded.model
-        _, blocks = find_blocks(model, registry)
-        num_params = sum(p.numel() for p in model.parameters())
-        block_params = [sum(p.numel() for p in blk.parameters()) for blk in blocks]
-        needed = {base.similarity: block_metric(registry, base.similarity)}
-        for m, _ in pending:
-            needed.update({n: registry.similarity(n) for n in strategies[m].needs})
-        t0 = time.perf_counter()
-        matrices, calib_meta = calibrate(loaded, calib_corpus, base, needed, registry)
-        calib_seconds = time.perf_counter() - t0
-        windows = {n: evaluation_windows(loaded.tokenizer, c, base.eval_seq_len, base.eval_tokens)
-                   for n, c in eval_corpora.items()}
-
-        def evaluate() -> dict[str, Any]:
-            return perplexities(model, windows, batch_size=base.batch_size, progress=False)
-
-        if previous is None:
-            dense = {"parameters": num_params, "perplexity": evaluate()}
-        else:
-            dense = previous["dense"]
-        write_json(meta_path, {
-            "identity": identity, "config": {**_shared_settings(base), "methods": list(config.methods),
-                                             "budgets": list(config.budgets)},
-            "model": {"spec": base.model, "name": loaded.name, **loaded.info, "num_blocks": len(blocks)},
-            "calibration": {**calib_meta, "seconds_this_run": calib_seconds, "corpus": base.calibration,
-                            "source": calib_corpus.source},
-            "similarity": matrices[base.similarity], "dense": dense,
-            "versions": package_versions(), "git_commit": git_commit(),
-        })
-        nll = None
-        for method, budget in tqdm(pending, desc="sweep cells", disable=not base.progress, unit="cell"):
-            strategy = strategies[method]
-            if strategy.needs_model and nll is None:
-                nll = calibration_nll(loaded, calib_corpus, base, registry)
-            t = time.perf_counter()
-            selection = select_blocks(matrices[base.similarity], budget, k=base.k, seed=base.seed,
-                                      clustering=base.clustering, allocation=method, protected=base.protected,
-                                      statistics=matrices, nll=nll if strategy.needs_model else None,
-                                      registry=registry)
-            select_s = time.perf_counter() - t
-            with blocks_removed(model, selection.pruned, registry):
-                ppl = evaluate()
-            write_json(out / "cells" / f"{_cell_name(method, budget)}.json", {
-                "identity": identity, "method": method, "budget": budget, "pruned": selection.pruned,
-                "selection": selection.to_dict(), "perplexity": ppl,
-                "parameters": num_params - sum(block_params[b] for b in selection.pruned),
-                "plugin": registry.provenance("allocation", method),
-                "seconds": {"selection": select_s, "total": time.perf_counter() - t},
-                "nll_passes": {"full": nll.forward_passes, "partial": nll.partial_passes} if strategy.needs_model else None,
-            })
+    if pending or previous is None or dense_needs:
+        _run_cells(config, out, registry, strategies, pending, previous, identity)
     summary = json.loads(meta_path.read_text())
     cells = [load_cell(m, b) for m in config.methods for b in config.budgets]
     rows = _table([c for c in cells if c is not None], summary["dense"])

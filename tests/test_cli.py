@@ -99,10 +99,13 @@ def test_select_json_is_strict_even_for_infinite_rls(runner, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-p", "model=gemma3-270m"], "set model with --model"),
-    (["-p", "save_model=maybe"], "expects true or false"),
-    (["-p", "budget=abc"], "expects int"),
-    (["-p", "budgett=3"], "unknown notebook parameter 'budgett'"),
+    (["-p", "model=gemma3-270m"], "sets each notebook's model and out_dir itself"),
+    (["-p", "detail_budget=abc"], "detail_budget takes an int, got 'abc'"),
+    (["-p", "budgett=3"], "unknown notebook parameter(s) ['budgett'] ('budgett': did you mean 'budgets'?)"),
+    (["-p", "budgets"], "must look like NAME=VALUE"),
+    (["-p", "seed=1", "-p", "seed=2"], "given twice"),
+    (["--preset", "quik"], "unknown preset 'quik'"),
+    (["--models", "smollm2-13m"], "unknown model 'smollm2-13m'"),
 ])
 def test_study_parameter_errors(runner, tmp_path, args, message):
     res = runner.invoke(main, ["study", "--reports", str(tmp_path), *args])

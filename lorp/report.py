@@ -1,0 +1,337 @@
+"""From notebook parameters to a sweep, and from a sweep folder to the report a reader opens.
+
+Used by the study notebooks (``notebooks/lorp_study.ipynb``,
+``notebooks/summary.ipynb``) so that they stay thin: parse parameters, run, render.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .pipeline import PruneConfig
+from .sweep import SweepConfig
+
+#: RLS the paper reports for its models (arXiv 2605.27786, Table 1).
+PAPER_RLS = {"Llama-3.1-8B": 1.149, "OLMo-3-7B": 0.941, "Mistral-Nemo-12B": 0.926, "Qwen3-8B": 0.685,
+             "Qwen3-14B": 0.644}
+
+
+def split_list(value: str | Sequence[str], what: str) -> tuple[str, ...]:
+    """``"a, b"`` -> ``("a", "b")``; a list passes through. Empty items are dropped."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(str(v).strip() for v in items if str(v).strip())
+
+
+def split_ints(value: str | Sequence[int], what: str) -> tuple[int, ...]:
+    """``"3,6,9"`` -> ``(3, 6, 9)``.
+
+    Raises:
+        ConfigError: an item is not a whole number.
+    """
+    out = []
+    for item in split_list(value if isinstance(value, str) else [str(v) for v in value], what):
+        try:
+            out.append(int(item))
+        except ValueError:
+            raise ConfigError(f"{what} must be comma-separated whole numbers, got {item!r} in {value!r}") from None
+    return tuple(out)
+
+
+def study_config(p: Mapping[str, Any]) -> SweepConfig:
+    """The :class:`lorp.sweep.SweepConfig` of the study notebook's parameters ``p``.
+
+    Comma-separated strings become tuples; 0 means "none"/"all" where the
+    notebook says so (``k``, ``eval_tokens``, ``zero_shot_limit``, ``detail_budget``
+    picks the budget nearest 25 % of the blocks at run time). ``allocation`` is
+    added to ``methods`` if missing.
+
+    Raises:
+        ConfigError: malformed lists or values (checked again by the sweep).
+    """
+    methods = split_list(p["methods"], "methods")
+    if p["allocation"] not in methods:
+        methods = (p["allocation"], *methods)
+    budgets = split_ints(p["budgets"], "budgets")
+    if not budgets:
+        raise ConfigError("give at least one budget, e.g. budgets='4,8'")
+    detail = int(p["detail_budget"])
+    if detail and detail not in budgets:
+        raise ConfigError(f"detail_budget {detail} must be one of the budgets {list(budgets)} (or 0 to pick one)")
+    base = PruneConfig(
+        model=p["model"], calibration=p["calibration"], num_samples=int(p["num_samples"]), seq_len=int(p["seq_len"]),
+        seed=int(p["seed"]), eval_corpora=split_list(p["eval_corpora"], "eval_corpora"),
+        eval_seq_len=int(p["eval_seq_len"]), eval_tokens=int(p["eval_tokens"]) or None,
+        similarity=p["similarity"], clustering=p["clustering"], allocation=p["allocation"], k=int(p["k"]) or None,
+        save_model=False, device=p["device"], progress=False, sleb_samples=int(p["sleb_samples"]),
+        zero_shot_tasks=split_list(p["zero_shot_tasks"], "zero_shot_tasks"),
+        zero_shot_limit=int(p["zero_shot_limit"]) or None)
+    base.validate()
+    return SweepConfig(base=base, methods=methods, budgets=budgets, detail_budgets=(detail,) if detail else (),
+                       decode_tokens=int(p["decode_tokens"]))
+
+
+def nearest_budget(budgets: Sequence[int], num_blocks: int, fraction: float = 0.25) -> int:
+    """The budget closest to ``fraction`` of ``num_blocks`` (ties: the smaller)."""
+    return min(budgets, key=lambda b: (abs(b - fraction * num_blocks), b))
+
+
+def load_sweep(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``(sweep.json, cells)`` of a sweep folder, cells sorted by method order then budget."""
+    folder = Path(folder)
+    meta = json.loads((folder / "sweep.json").read_text())
+    order = {m: i for i, m in enumerate(meta["config"]["methods"])}
+    cells = [json.loads(f.read_text()) for f in sorted((folder / "cells").glob("*.json"))]
+    cells = [c for c in cells if c.get("identity") == meta["identity"] and c["method"] in order
+             and c["budget"] in meta["config"]["budgets"]]
+    return meta, sorted(cells, key=lambda c: (order[c["method"]], c["budget"]))
+
+
+def mean_perplexity(ppl: Mapping[str, Mapping[str, Any]]) -> float:
+    """Arithmetic mean over evaluation corpora of ``{corpus: {"perplexity": …}}``."""
+    return statistics.fmean(v["perplexity"] for v in ppl.values())
+
+
+def summarize(meta: dict[str, Any], cells: list[dict[str, Any]], allocation: str = "lorp") -> dict[str, Any]:
+    """The per-model ``results.json`` of the study: settings, RLS/K, every cell, dense reference.
+
+    ``rls``, ``k`` and ``labels`` come from the ``allocation`` method's cells
+    (LoRP's clustering, eqs. 5-7); each cell carries its pruned blocks, perplexity
+    per corpus and their mean, parameters, and, at detail budgets, zero-shot
+    accuracy and decode speed.
+    """
+    lorp_cells = [c for c in cells if c["method"] == allocation and c["selection"].get("rls") is not None]
+    ref = lorp_cells[0]["selection"] if lorp_cells else {}
+    dense = meta["dense"]
+    rows = []
+    for c in cells:
+        row = {"method": c["method"], "budget": c["budget"], "pruned": c["pruned"],
+               "perplexity": {k: v["perplexity"] for k, v in c["perplexity"].items()},
+               "mean_perplexity": mean_perplexity(c["perplexity"]), "parameters": c["parameters"],
+               "seconds": c["seconds"], "nll_passes": c.get("nll_passes")}
+        if c.get("zero_shot"):
+            row["zero_shot"] = {t: v["score"] for t, v in c["zero_shot"]["tasks"].items()}
+            row["zero_shot_average"] = c["zero_shot"]["average"]
+        if c.get("speed"):
+            row["speed"] = c["speed"]
+        rows.append(row)
+    return {
+        "model": meta["model"], "num_blocks": meta["model"]["num_blocks"], "config": meta["config"],
+        "rls": ref.get("rls"), "k": ref.get("k"), "k_source": ref.get("k_source"), "labels": ref.get("labels"),
+        "similarity": meta["similarity"], "calibration": meta["calibration"],
+        "dense": {"parameters": dense["parameters"],
+                  "perplexity": {k: v["perplexity"] for k, v in dense["perplexity"].items()},
+                  "mean_perplexity": mean_perplexity(dense["perplexity"]),
+                  "zero_shot": ({t: v["score"] for t, v in dense["zero_shot"]["tasks"].items()}
+                                if dense.get("zero_shot") else None),
+                  "zero_shot_average": dense["zero_shot"]["average"] if dense.get("zero_shot") else None,
+                  "speed": dense.get("speed"), "flops_per_token": dense.get("flops_per_token")},
+        "cells": rows, "perplexity_reuse": meta.get("perplexity_reuse"),
+        "plugins": {c["method"]: c["plugin"] for c in cells},
+        "versions": meta["versions"], "git_commit": meta["git_commit"],
+    }
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    if x is None:
+        return "–"
+    return f"{x:,.{digits}f}" if abs(x) < 1e5 else f"{x:.2e}"
+
+
+def perplexity_markdown(results: dict[str, Any]) -> str:
+    """Markdown: one row per (method, budget) with perplexity per corpus and their mean; best per budget in bold."""
+    corpora = list(results["dense"]["perplexity"])
+    head = "| method | budget | " + " | ".join(corpora) + " | mean | pruned blocks |"
+    lines = [head, "|---|---:|" + "---:|" * (len(corpora) + 1) + "---|",
+             "| dense | 0 | " + " | ".join(_fmt(results["dense"]["perplexity"][c]) for c in corpora)
+             + f" | {_fmt(results['dense']['mean_perplexity'])} | |"]
+    best = {b: min(r["mean_perplexity"] for r in results["cells"] if r["budget"] == b)
+            for b in {r["budget"] for r in results["cells"]}}
+    for r in sorted(results["cells"], key=lambda r: (r["budget"], r["mean_perplexity"])):
+        mean = _fmt(r["mean_perplexity"])
+        if r["mean_perplexity"] == best[r["budget"]]:
+            mean = f"**{mean}**"
+        lines.append(f"| {r['method']} | {r['budget']} | " + " | ".join(_fmt(r["perplexity"][c]) for c in corpora)
+                     + f" | {mean} | {' '.join(map(str, r['pruned']))} |")
+    return "\n".join(lines) + "\n"
+
+
+def zero_shot_markdown(results: dict[str, Any]) -> str:
+    """Markdown: zero-shot accuracy (%) per task and average, dense and every method at the detail budget."""
+    rows = [r for r in results["cells"] if r.get("zero_shot")]
+    dense = results["dense"]["zero_shot"]
+    if not rows or not dense:
+        return "_No zero-shot accuracy in this run (set zero_shot_tasks and detail_budget)._\n"
+    tasks = list(dense)
+    lines = ["| model | budget | " + " | ".join(tasks) + " | average |", "|---|---:|" + "---:|" * (len(tasks) + 1),
+             "| dense | 0 | " + " | ".join(f"{100 * dense[t]:.1f}" for t in tasks)
+             + f" | {100 * results['dense']['zero_shot_average']:.1f} |"]
+    for r in sorted(rows, key=lambda r: -r["zero_shot_average"]):
+        lines.append(f"| {r['method']} | {r['budget']} | " + " | ".join(f"{100 * r['zero_shot'][t]:.1f}" for t in tasks)
+                     + f" | {100 * r['zero_shot_average']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def speed_markdown(results: dict[str, Any]) -> str:
+    """Markdown: parameters, FLOPs per token and measured decode speed, dense vs each pruned model measured."""
+    dense = results["dense"]
+    rows = [r for r in results["cells"] if r.get("speed")]
+    if not dense.get("speed") or not rows:
+        return "_No decode speed in this run (set decode_tokens and detail_budget)._\n"
+    lines = ["| model | budget | parameters (M) | GFLOPs / token | decode tokens/s | speed-up | ideal (FLOPs) |",
+             "|---|---:|---:|---:|---:|---:|---:|",
+             f"| dense | 0 | {dense['parameters'] / 1e6:.1f} | {dense['flops_per_token'] / 1e9:.3f} | "
+             f"{dense['speed']['tokens_per_s']:.1f} | 1.00× | 1.00× |"]
+    for r in rows:
+        s = r["speed"]
+        lines.append(f"| {r['method']} | {r['budget']} | {r['parameters'] / 1e6:.1f} | {s['flops_per_token'] / 1e9:.3f} | "
+                     f"{s['tokens_per_s']:.1f} | {s['tokens_per_s'] / dense['speed']['tokens_per_s']:.2f}× | "
+                     f"{dense['flops_per_token'] / s['flops_per_token']:.2f}× |")
+    return "\n".join(lines) + "\n"
+
+
+def winners(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per budget: the method with the lowest mean perplexity and (where measured) the highest mean accuracy.
+
+    Returns rows ``{"model", "budget", "perplexity_winner", "perplexity", "lorp_perplexity",
+    "accuracy_winner", "accuracy", "lorp_accuracy"}`` (accuracy fields ``None`` where not measured).
+    """
+    out = []
+    for b in sorted({r["budget"] for r in results["cells"]}):
+        cells = [r for r in results["cells"] if r["budget"] == b]
+        ppl = min(cells, key=lambda r: r["mean_perplexity"])
+        lorp = next((r for r in cells if r["method"] == "lorp"), None)
+        acc_cells = [r for r in cells if r.get("zero_shot_average") is not None]
+        acc = max(acc_cells, key=lambda r: r["zero_shot_average"]) if acc_cells else None
+        out.append({"model": results["model"]["name"], "budget": b, "perplexity_winner": ppl["method"],
+                    "perplexity": ppl["mean_perplexity"], "lorp_perplexity": lorp and lorp["mean_perplexity"],
+                    "accuracy_winner": acc and acc["method"], "accuracy": acc and acc["zero_shot_average"],
+                    "lorp_accuracy": lorp and lorp.get("zero_shot_average")})
+    return out
+
+
+#: The baselines the paper compares LoRP against.
+PAPER_BASELINES = ("shortgpt", "streamline")
+
+
+def reading(results: dict[str, Any]) -> str:
+    """A plain-language reading of one model's study (Markdown): who wins where, by how much."""
+    name, n = results["model"]["name"], results["num_blocks"]
+    lines = [f"**{name}** has RLS {results['rls']:.3f}, so LoRP splits its {n} blocks into K = {results['k']} "
+             f"clusters (eq. 6: RLS ≥ 1.0 → 2, ≥ 0.7 → 3, else 4).", ""]
+    for w in winners(results):
+        b = w["budget"]
+        line = (f"- Budget {b} ({100 * b / n:.0f} % of the blocks): lowest mean perplexity from "
+                f"**{w['perplexity_winner']}** ({_fmt(w['perplexity'])}; dense {_fmt(results['dense']['mean_perplexity'])})")
+        if w["lorp_perplexity"] is not None and w["perplexity_winner"] != "lorp":
+            line += f", LoRP {_fmt(w['lorp_perplexity'])} ({w['lorp_perplexity'] / w['perplexity']:.1f}× the best)"
+        if w["accuracy_winner"] is not None:
+            line += (f"; highest mean zero-shot accuracy from **{w['accuracy_winner']}** ({100 * w['accuracy']:.1f} %, "
+                     f"dense {100 * results['dense']['zero_shot_average']:.1f} %"
+                     + (f", LoRP {100 * w['lorp_accuracy']:.1f} %" if w["lorp_accuracy"] is not None else "") + ")")
+        lines.append(line + ".")
+    limit = results["config"].get("zero_shot_limit")
+    if limit:
+        lines += ["", f"Zero-shot accuracies rest on {limit} items per task: differences under about "
+                      f"{100 / limit ** 0.5:.0f} points are within sampling noise."]
+    return "\n".join(lines) + "\n"
+
+
+def load_studies(root: str | Path, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Per-model study results under ``root``: ``{folder name: results.json}``.
+
+    Every ``root/<name>/results.json`` written by the study notebook is read (or
+    only ``names``).
+
+    Raises:
+        ConfigError: a named report is missing, or none is found.
+    """
+    root = Path(root)
+    if names:
+        missing = [n for n in names if not (root / n / "results.json").is_file()]
+        if missing:
+            raise ConfigError(f"no study report for {missing} under {root}; run `lorp study --models ...` first")
+        folders = [root / n for n in names]
+    else:
+        folders = sorted(p.parent for p in root.glob("*/results.json"))
+    studies = {}
+    for folder in folders:
+        data = json.loads((folder / "results.json").read_text())
+        if "cells" in data:
+            studies[folder.name] = data
+    if not studies:
+        raise ConfigError(f"no study reports under {root}; run `lorp study` first")
+    return studies
+
+
+def rls_markdown(studies: Mapping[str, dict[str, Any]]) -> str:
+    """Markdown: RLS and K of each studied model, then the paper's values."""
+    lines = ["| model | architecture | blocks | RLS | K | source |", "|---|---|---:|---:|---:|---|"]
+    for name, r in studies.items():
+        lines.append(f"| {name} | {r['model'].get('model_type', '')} | {r['num_blocks']} | {r['rls']:.3f} | {r['k']} | "
+                     f"this study ({r['config']['num_samples']} × {r['config']['seq_len']} tokens of "
+                     f"{r['config']['calibration']}) |")
+    from .locality import choose_k
+
+    for name, v in PAPER_RLS.items():
+        lines.append(f"| {name} | | | {v:.3f} | {choose_k(v)} | paper (arXiv 2605.27786) |")
+    return "\n".join(lines) + "\n"
+
+
+def winners_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown of :func:`winners` rows across models."""
+    lines = ["| model | budget | best on mean perplexity | its perplexity | LoRP perplexity | best on mean accuracy "
+             "| its accuracy | LoRP accuracy |", "|---|---:|---|---:|---:|---|---:|---:|"]
+    for w in rows:
+        acc = "–" if w["accuracy"] is None else f"{100 * w['accuracy']:.1f} %"
+        lacc = "–" if w["lorp_accuracy"] is None else f"{100 * w['lorp_accuracy']:.1f} %"
+        lines.append(f"| {w['model']} | {w['budget']} | {w['perplexity_winner']} | {_fmt(w['perplexity'])} | "
+                     f"{_fmt(w['lorp_perplexity'])} | {w['accuracy_winner'] or '–'} | {acc} | {lacc} |")
+    return "\n".join(lines) + "\n"
+
+
+def verdict(studies: Mapping[str, dict[str, Any]]) -> str:
+    """Plain statement of whether the paper's claim holds on these models, whichever way it falls.
+
+    The claim tested: at the same budget, LoRP's pruned model has lower perplexity and
+    higher zero-shot accuracy than the paper's baselines (ShortGPT, LLM-Streamline).
+    Counted per (model, budget) on mean perplexity, and per (model, detail budget)
+    on mean accuracy (ties count as not beaten).
+    """
+    ppl_wins = ppl_total = acc_wins = acc_total = best = 0
+    for r in studies.values():
+        for b in sorted({c["budget"] for c in r["cells"]}):
+            cells = {c["method"]: c for c in r["cells"] if c["budget"] == b}
+            lorp = cells.get("lorp")
+            rivals = [cells[m] for m in PAPER_BASELINES if m in cells]
+            if lorp is None or not rivals:
+                continue
+            ppl_total += 1
+            ppl_wins += all(lorp["mean_perplexity"] < c["mean_perplexity"] for c in rivals)
+            best += lorp["mean_perplexity"] == min(c["mean_perplexity"] for c in cells.values())
+            if lorp.get("zero_shot_average") is not None and all(c.get("zero_shot_average") is not None for c in rivals):
+                acc_total += 1
+                acc_wins += all(lorp["zero_shot_average"] > c["zero_shot_average"] for c in rivals)
+    if not ppl_total:
+        return "The studies hold no LoRP cells next to ShortGPT or LLM-Streamline cells; the claim cannot be tested.\n"
+    ppl_holds = ppl_wins > ppl_total / 2
+    acc_holds = acc_total > 0 and acc_wins > acc_total / 2
+    if ppl_holds and (acc_holds or not acc_total):
+        head = "**The paper's claim holds on these models.**"
+    elif not ppl_holds and not acc_holds:
+        head = "**The paper's claim does not hold on these models.**"
+    else:
+        head = "**The paper's claim holds only in part on these models.**"
+    text = (f"{head} LoRP beats both ShortGPT and LLM-Streamline on mean perplexity in {ppl_wins} of {ppl_total} "
+            f"(model, budget) settings and is the best of all methods compared in {best}")
+    text += (f"; it beats both on mean zero-shot accuracy in {acc_wins} of {acc_total} settings." if acc_total
+             else "; zero-shot accuracy was not measured.")
+    rls = ", ".join(f"RLS {r['rls']:.2f}" for r in studies.values())
+    text += (f" Models: {', '.join(studies)} ({rls}). "
+             "These are small models (135M-500M parameters) evaluated on small samples on CPU; the paper's "
+             "models are 7-14B, so this tests whether the method transfers down in scale, not the paper's numbers.")
+    return text + "\n"
