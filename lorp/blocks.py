@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .errors import ConfigError
@@ -37,3 +38,20 @@ def set_blocks(model: nn.Module, path: str, blocks: nn.ModuleList) -> None:
     for attr in parents:
         obj = getattr(obj, attr)
     setattr(obj, leaf, blocks)
+
+
+def input_device(model: nn.Module) -> torch.device:
+    """Where input ids go: the device of the input embedding.
+
+    For a model dispatched by accelerate (``model.hf_device_map``, multi-GPU or
+    CPU/disk offload) this is the execution device of its first module (disk and
+    meta count as CPU; accelerate's hooks move the weights in); otherwise the
+    device of the first parameter.
+    """
+    device_map = getattr(model, "hf_device_map", None)
+    if device_map:
+        first = next(iter(device_map.values()))
+        if isinstance(first, int):
+            return torch.device("cuda", first)
+        return torch.device("cpu" if first in ("disk", "meta") else first)
+    return next(model.parameters()).device

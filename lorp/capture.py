@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .blocks import find_blocks
+from .blocks import input_device
 from .components import SimilarityMetric
 from .errors import ConfigError
 
@@ -107,7 +108,7 @@ def capture_similarities(
     handles = [blk.register_forward_pre_hook(pre_hook(i), with_kwargs=True) for i, blk in enumerate(blocks)]
     handles.append(blocks[-1].register_forward_hook(post_hook))
     backbone = getattr(model, "base_model", model)  # skip the LM head: only hidden states are needed
-    device = next(model.parameters()).device
+    device = input_device(model)
     start = time.perf_counter()
     tokens = passes = 0
     try:

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .blocks import input_device
+
 
 @dataclass(frozen=True)
 class Perplexity:
@@ -45,7 +47,7 @@ def perplexity(model: nn.Module, windows: torch.Tensor, *, batch_size: int = 1, 
         windows: int64 ``[W, T]`` token ids (see :func:`lorp.data.evaluation_windows`).
         batch_size: windows per forward call.
     """
-    device = next(model.parameters()).device
+    device = input_device(model)
     total_nll, total_tokens = 0.0, 0
     start = time.perf_counter()
     for lo in tqdm(range(0, windows.shape[0], batch_size), desc=desc, disable=not progress, unit="batch"):
@@ -159,7 +161,7 @@ class SweepPerplexity:
         for name, w in windows.items():
             start, total, count, batches = time.perf_counter(), 0.0, 0, []
             for lo in range(0, w.shape[0], batch_size):
-                ids = w[lo:lo + batch_size].to(next(model.parameters()).device)
+                ids = w[lo:lo + batch_size].to(input_device(model))
                 states, logits = block_inputs(model, ids, self.stored_blocks, registry=registry)
                 t, c = _mean_nll(logits, ids)
                 total, count = total + t, count + c
@@ -170,7 +172,7 @@ class SweepPerplexity:
         self.reuse = False
         if self.stored_blocks:
             name, f = next(iter(windows)), self.stored_blocks[0]
-            ids = windows[name][: batch_size].to(next(model.parameters()).device)
+            ids = windows[name][: batch_size].to(input_device(model))
             plain = _mean_nll(block_inputs(model, ids, (), removed={f}, registry=registry)[1], ids)[0]
             fast = _mean_nll(logits_from(model, self._states[name][0][f], f, {f}, registry), ids)[0]
             self.reuse = abs(fast - plain) <= 1e-5 * max(1.0, abs(plain))
@@ -188,7 +190,7 @@ class SweepPerplexity:
         for name, w in self.windows.items():
             start, total, count = time.perf_counter(), 0.0, 0
             for i, lo in enumerate(range(0, w.shape[0], self.batch_size)):
-                ids = w[lo:lo + self.batch_size].to(next(self.model.parameters()).device)
+                ids = w[lo:lo + self.batch_size].to(input_device(self.model))
                 if first in self.stored_blocks and not set(range(first, self._num_blocks)) <= removed:
                     logits = logits_from(self.model, self._states[name][i][first], first, removed, self.registry)
                 else:

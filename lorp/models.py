@@ -168,13 +168,19 @@ def bundled_model_dir(key: str) -> Path:
     return target
 
 
-def load_model(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32, device: str = "cpu") -> LoadedModel:
+def load_model(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32, device: str = "cpu",
+               device_map: str | dict | None = None, offload_folder: str | Path | None = None) -> LoadedModel:
     """Load a causal LM and its tokenizer in eval mode.
 
     Args:
         spec: bundled key, local folder or hub id (see :func:`resolve_model`).
         dtype: parameter dtype (default float32).
-        device: torch device string.
+        device: torch device string (ignored with ``device_map``).
+        device_map: dispatch the model with accelerate for models larger than one
+            device: ``"auto"`` or a dict module name -> GPU index, ``"cpu"`` or
+            ``"disk"`` (see transformers' ``from_pretrained``). Capture, pruning and
+            evaluation work on the dispatched model.
+        offload_folder: where ``"disk"`` weights go (default: a folder in the lorp cache).
     Raises:
         UnknownNameError, ConfigError: see :func:`resolve_model`.
         ResourceUnavailableError: a hub model cannot be had (offline, unknown id).
@@ -186,7 +192,12 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
     location = str(bundled_model_dir(spec)) if source.kind == "bundled" else source.location
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+        if device_map is None:
+            model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+        else:
+            offload = Path(offload_folder) if offload_folder else cache_dir() / "offload" / Path(location).name
+            model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, device_map=device_map,
+                                                         offload_folder=str(offload))
     except Exception as exc:  # noqa: BLE001  (transformers raises many types for a broken folder)
         if source.kind != "hub" or not isinstance(exc, OSError):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -197,13 +208,17 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
             f"Offline, use a bundled model instead: {', '.join(BUNDLED_MODELS)} "
             "(or a local model folder)."
         ) from exc
-    model.to(device).eval()
+    if device_map is None:
+        model.to(device)
+    model.eval()
     info = {
         "model_type": model.config.model_type,
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "dtype": str(dtype).replace("torch.", ""),
         "location": location,
     }
+    if device_map is not None:
+        info["device_map"] = dict(getattr(model, "hf_device_map", {}) or {})
     if source.kind == "bundled":
         bm = BUNDLED_MODELS[spec]
         info.update(gguf_sha256=bm.sha256, packages=[f"{p.name}=={p.version}" for p in bm.parts[:1]] + (

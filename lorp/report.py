@@ -71,8 +71,14 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
         zero_shot_tasks=split_list(p["zero_shot_tasks"], "zero_shot_tasks"),
         zero_shot_limit=int(p["zero_shot_limit"]) or None)
     base.validate()
+    detail_methods = split_list(p["detail_methods"], "detail_methods") or None
+    if detail_methods and p["allocation"] not in detail_methods:
+        detail_methods = (p["allocation"], *detail_methods)
+    unknown = sorted(set(detail_methods or ()) - set(methods))
+    if unknown:
+        raise ConfigError(f"detail_methods {unknown} are not among the methods {list(methods)}")
     return SweepConfig(base=base, methods=methods, budgets=budgets, detail_budgets=(detail,) if detail else (),
-                       decode_tokens=int(p["decode_tokens"]))
+                       detail_methods=detail_methods, decode_tokens=int(p["decode_tokens"]))
 
 
 def nearest_budget(budgets: Sequence[int], num_blocks: int, fraction: float = 0.25) -> int:

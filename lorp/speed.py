@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .blocks import find_blocks
+from .blocks import find_blocks, input_device
 
 
 def flops_per_token(model: nn.Module, registry=None) -> int:
@@ -48,7 +48,7 @@ def decode_speed(model: nn.Module, prompt_ids: torch.Tensor, *, new_tokens: int 
     """
     if new_tokens < 2 or repeats < 1:
         raise ValueError(f"need new_tokens >= 2 and repeats >= 1, got {new_tokens}, {repeats}")
-    ids = prompt_ids.to(next(model.parameters()).device)
+    ids = prompt_ids.to(input_device(model))
     pad = getattr(model.generation_config, "pad_token_id", None)
     if pad is None:
         pad = getattr(model.generation_config, "eos_token_id", None)

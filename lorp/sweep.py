@@ -54,6 +54,7 @@ class SweepConfig:
         budgets: blocks to remove.
         detail_budgets: budgets (a subset of ``budgets``) whose cells also get
             zero-shot accuracy (``base.zero_shot_tasks``) and decode speed.
+        detail_methods: the methods measured at detail budgets (``None``: all).
         decode_tokens: tokens generated per decode-speed run (0: no speed).
         reuse_states: restart each pruned variant's perplexity from the dense
             model's hidden states (:class:`lorp.evaluation.SweepPerplexity`).
@@ -63,8 +64,13 @@ class SweepConfig:
     methods: tuple[str, ...] = DEFAULT_METHODS
     budgets: tuple[int, ...] = DEFAULT_BUDGETS
     detail_budgets: tuple[int, ...] = ()
+    detail_methods: tuple[str, ...] | None = None
     decode_tokens: int = 0
     reuse_states: bool = True
+
+    def detailed(self, method: str, budget: int) -> bool:
+        """Whether the cell (method, budget) gets zero-shot accuracy and decode speed."""
+        return budget in self.detail_budgets and (self.detail_methods is None or method in self.detail_methods)
 
     def identity(self) -> str:
         """Hash of the settings every cell shares (cells from other settings are not reused)."""
@@ -122,18 +128,25 @@ def _run_cells(config: SweepConfig, out: Path, registry: Registry, strategies: d
     matrices, calib_meta = calibrate(loaded, calib_corpus, base, needed, registry)
     calib_seconds = time.perf_counter() - t0
 
-    nll, selections = None, {}
-    for method, budget in tqdm(pending, desc="selection", disable=not base.progress, unit="cell"):
+    nll: list = []
+
+    def select(method: str, budget: int):
         strategy = strategies[method]
-        if strategy.needs_model and nll is None:
-            nll = calibration_nll(loaded, calib_corpus, base, registry)
+        if strategy.needs_model and not nll:
+            nll.append(calibration_nll(loaded, calib_corpus, base, registry))
+        scorer_nll = nll[0] if strategy.needs_model else None
         t = time.perf_counter()
         selection = select_blocks(matrices[base.similarity], budget, k=base.k, seed=base.seed,
                                   clustering=base.clustering, allocation=method, protected=base.protected,
-                                  statistics=matrices, nll=nll if strategy.needs_model else None,
-                                  registry=registry)
-        passes = {"full": nll.forward_passes, "partial": nll.partial_passes} if strategy.needs_model else None
-        selections[method, budget] = (selection, time.perf_counter() - t, passes)
+                                  statistics=matrices, nll=scorer_nll, registry=registry)
+        passes = {"full": scorer_nll.forward_passes, "partial": scorer_nll.partial_passes} if scorer_nll else None
+        return selection, time.perf_counter() - t, passes
+
+    # Cheap selections first (their first removed blocks tell the scorer which dense states to keep);
+    # strategies that run the model (SLEB) are selected and evaluated one cell at a time afterwards.
+    cheap = [(m, b) for m, b in pending if not strategies[m].needs_model]
+    costly = [(m, b) for m, b in pending if strategies[m].needs_model]
+    selections = {cell: select(*cell) for cell in cheap}
 
     windows = {n: evaluation_windows(loaded.tokenizer, c, base.eval_seq_len, base.eval_tokens)
                for n, c in eval_corpora.items()}
@@ -170,13 +183,13 @@ def _run_cells(config: SweepConfig, out: Path, registry: Registry, strategies: d
         "perplexity_reuse": {"enabled": scorer.reuse, "stored_blocks": scorer.stored_blocks},
         "versions": package_versions(), "git_commit": git_commit(),
     })
-    for (method, budget), (selection, select_s, passes) in tqdm(selections.items(), desc="sweep cells",
-                                                                 disable=not base.progress, unit="cell"):
+    for method, budget in tqdm(cheap + costly, desc="sweep cells", disable=not base.progress, unit="cell"):
+        selection, select_s, passes = selections.pop((method, budget), None) or select(method, budget)
         t = time.perf_counter()
         ppl = scorer(selection.pruned)
         ppl_s = time.perf_counter() - t
         extra = {}
-        if budget in config.detail_budgets:
+        if config.detailed(method, budget):
             with blocks_removed(model, selection.pruned, registry):
                 extra = details()
         write_json(out / "cells" / f"{_cell_name(method, budget)}.json", {
@@ -225,11 +238,12 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
     if isinstance(config.decode_tokens, bool) or config.decode_tokens < 0 or config.decode_tokens == 1:
         raise ConfigError(f"decode_tokens must be 0 (no speed) or >= 2, got {config.decode_tokens!r}")
 
-    def detailed(budget: int) -> bool:
-        return budget in config.detail_budgets
+    if config.detail_methods is not None and not set(config.detail_methods) <= set(config.methods):
+        raise ConfigError(f"detail methods {sorted(set(config.detail_methods) - set(config.methods))} are not among "
+                          f"the methods {list(config.methods)}")
 
     def complete(cell: dict[str, Any], budget: int) -> bool:
-        if not detailed(budget):
+        if not config.detailed(cell["method"], budget):
             return True
         return ((not base.zero_shot_tasks or cell.get("zero_shot") is not None)
                 and (not config.decode_tokens or cell.get("speed") is not None))

@@ -27,6 +27,7 @@ import numpy as np
 
 from .assets import PackagedFiles, extract_tree
 from .atomic import write_text
+from .blocks import input_device
 from .errors import ConfigError, UnknownNameError
 from .paths import cache_dir
 
@@ -185,7 +186,7 @@ def zero_shot(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, *, limit: 
             info[t] = {"split": TASKS[t].split, "items": len(items) if items is not None else count,
                        "item_indices": items}
         manager = TaskManager(include_path=str(cache_dir() / "zeroshot" / "tasks"))
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(next(model.parameters()).device))
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(input_device(model)))
     out = lm_eval.simple_evaluate(model=lm, tasks=list(names.values()), task_manager=manager, num_fewshot=0,
                                   samples=samples or None, limit=limit if hub else None, random_seed=seed,
                                   log_samples=False, bootstrap_iters=0)

@@ -1,61 +1,94 @@
-"""The study notebook runs headlessly under papermill on the real bundled model."""
+"""The study notebooks run headlessly under papermill on a real bundled model (the `quick` preset)."""
 
-import dataclasses
+import ast
 import json
 
 import pytest
 
 from lorp.errors import LorpError
-from lorp.pipeline import PruneConfig
-from lorp.study import notebook_parameters, run_study
-
-QUICK = {"budget": 2, "num_samples": 4, "seq_len": 64, "eval_corpora": "ptb", "eval_tokens": 512, "save_model": False}
-
-NOT_CONFIG = {"out_dir"}  # the only notebook parameter that is not a PruneConfig field
+from lorp.paths import NOTEBOOKS_DIR
+from lorp.report import study_config
+from lorp.study import SUMMARY_NOTEBOOK, notebook_parameters, run_study
 
 
 def test_notebook_parameters_match_the_library():
     params = notebook_parameters()
-    fields = {f.name: f for f in dataclasses.fields(PruneConfig)}
     for name, spec in params.items():
         assert spec["help"], f"notebook parameter {name!r} has no comment"
-        if name not in NOT_CONFIG:
-            assert name in fields, f"notebook parameter {name!r} is not a PruneConfig field"
-    defaults = PruneConfig()
-    assert params["budget"]["default"] == str(defaults.budget)
-    assert params["model"]["default"] == f'"{defaults.model}"'
-    assert params["num_samples"]["default"] == str(defaults.num_samples)
+    values = {n: ast.literal_eval(s["default"]) for n, s in params.items()}
+    config = study_config(values)  # every parameter the notebook declares is one the library accepts
+    assert config.base.model == values["model"] and config.base.num_samples == values["num_samples"]
+    assert ",".join(config.methods) == values["methods"] and config.detail_budgets == (values["detail_budget"],)
+    assert config.base.zero_shot_tasks == tuple(values["zero_shot_tasks"].split(","))
+    cells = json.loads((NOTEBOOKS_DIR / "lorp_study.ipynb").read_text())["cells"]
+    source = "".join("".join(c["source"]) for c in cells)
+    for name in set(params) - {"preset", "out_dir", "work_dir"}:
+        assert f"{name}={name}" in source, f"notebook parameter {name!r} is not passed to the library"
+    assert set(notebook_parameters(SUMMARY_NOTEBOOK)) == {"reports_dir", "models", "out_dir"}
 
 
 @pytest.mark.real_model
-def test_study_notebook_writes_a_report(tmp_path):
-    """Also the plugin promise: a metric from one file in plugins/ is picked by name and reported."""
-    params = {**QUICK, "similarity": "cka"}
-    (folder,) = run_study(["smollm2-135m"], parameters=params, reports_dir=tmp_path, progress=False)
-    assert folder == tmp_path / "smollm2-135m"
-    for name in ("study.ipynb", "study.html", "results.json", "similarity.png", "similarity.npy", "pruned_blocks.md"):
-        assert (folder / name).stat().st_size > 0, name
-    results = json.loads((folder / "results.json").read_text())
-    assert results["budget"] == 2 and len(results["pruned"]) == 2
-    assert results["perplexity"]["after"]["ptb"]["perplexity"] > 1
-    assert results["plugins"]["similarity"]["plugin"] == "cka_similarity"
-    assert results["plugins"]["similarity"]["source"].startswith("local file")
-    assert "RLS" in (folder / "study.html").read_text()
-    assert "| corpus |" in (folder / "pruned_blocks.md").read_text()
-    assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
+def test_quick_preset_writes_model_report_summary_and_index(tmp_path):
+    folders = run_study(preset="quick", reports_dir=tmp_path, progress=False, echo=lambda _: None)
+    assert folders == [tmp_path / "smollm2-135m", tmp_path / "summary"]
+    report = tmp_path / "smollm2-135m"
+    for name in ("study.ipynb", "study.html", "results.json", "table.csv", "similarity.png", "blocks.png",
+                 "perplexity.png", "zero_shot.png", "speed.png", "perplexity.md", "zero_shot.md", "speed.md",
+                 "reading.md"):
+        assert (report / name).stat().st_size > 0, name
+    r = json.loads((report / "results.json").read_text())
+    n = r["num_blocks"]
+    assert n == 30 and 0.1 < r["rls"] < 3 and r["k"] in (2, 3, 4) and len(r["labels"]) == n
+    assert {(c["method"], c["budget"]) for c in r["cells"]} == {(m, b) for m in ("lorp", "shortgpt", "streamline", "sleb")
+                                                                 for b in (3, 7)}
+    for c in r["cells"]:
+        assert len(c["pruned"]) == c["budget"] and not {0, n - 1} & set(c["pruned"])
+        assert all(v > 1 for v in c["perplexity"].values()) and c["parameters"] < r["dense"]["parameters"]
+        if c["budget"] == 7:
+            assert 0 <= c["zero_shot_average"] <= 1 and c["speed"]["tokens_per_s"] > 0
+            assert r["dense"]["flops_per_token"] / c["speed"]["flops_per_token"] > 1.2
+    assert r["parameters"]["preset"] == "quick" and r["git_commit"] and r["versions"]["lorp"]
+    assert r["plugins_used"]["allocation:lorp"]["plugin"] and r["wall_time_s"] > 0
+    summary = tmp_path / "summary"
+    for name in ("summary.html", "summary.ipynb", "summary.json", "rls.png", "similarity.png", "winners.md",
+                 "verdict.md", "rls.md"):
+        assert (summary / name).stat().st_size > 0, name
+    assert "The paper's claim" in (summary / "verdict.md").read_text()
+    index = (tmp_path / "index.html").read_text()
+    assert "smollm2-135m/study.html" in index and "summary/summary.html" in index
+
+    # A rerun reuses the finished sweep: same selections, and the cells are not recomputed.
+    cells_before = {c["method"] + str(c["budget"]): c["seconds"] for c in r["cells"]}
+    run_study(preset="quick", reports_dir=tmp_path, progress=False, summary=False, echo=lambda _: None)
+    again = json.loads((report / "results.json").read_text())
+    assert [c["pruned"] for c in again["cells"]] == [c["pruned"] for c in r["cells"]]
+    assert {c["method"] + str(c["budget"]): c["seconds"] for c in again["cells"]} == cells_before
 
 
 @pytest.mark.real_model
-def test_failing_notebook_keeps_the_earlier_report(tmp_path):
-    earlier = tmp_path / "smollm2-13m"
+def test_plain_papermill_runs_the_notebook_with_a_plugin_metric(tmp_path):
+    """The plugin promise: a metric from one file in plugins/ is picked by name and recorded."""
+    import papermill as pm
+
+    out = tmp_path / "report"
+    pm.execute_notebook(str(NOTEBOOKS_DIR / "lorp_study.ipynb"), str(tmp_path / "out.ipynb"), progress_bar=False,
+                        parameters={"similarity": "cka", "methods": "lorp", "budgets": "2", "detail_budget": 0,
+                                    "num_samples": 4, "seq_len": 32, "eval_corpora": "ptb", "eval_tokens": 128,
+                                    "eval_seq_len": 64, "out_dir": str(out), "work_dir": str(tmp_path / "work")},
+                        cwd=str(NOTEBOOKS_DIR))
+    r = json.loads((out / "results.json").read_text())
+    assert r["plugins_used"]["similarity"]["plugin"] == "cka_similarity"
+    assert r["plugins_used"]["similarity"]["source"].startswith("local file")
+    assert [c["budget"] for c in r["cells"]] == [2] and "zero_shot" not in r["cells"][0]
+    assert "No zero-shot accuracy" in (out / "zero_shot.md").read_text()
+
+
+def test_failing_notebook_stops_with_the_cell_error_and_keeps_earlier_reports(tmp_path):
+    earlier = tmp_path / "smollm2-135m"
     earlier.mkdir()
     (earlier / "results.json").write_text("{}")
-    with pytest.raises(LorpError, match="unknown model 'smollm2-13m'"):
-        run_study(["smollm2-13m"], parameters=QUICK, reports_dir=tmp_path, progress=False)
-    assert [p.name for p in tmp_path.iterdir()] == ["smollm2-13m"]
+    with pytest.raises(LorpError, match="study notebook for 'smollm2-135m' failed in cell .*unknown allocation"):
+        run_study(["smollm2-135m"], preset="quick", parameters={"methods": "lorp,shortgtp", "detail_methods": ""}, reports_dir=tmp_path,
+                  progress=False, echo=lambda _: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["smollm2-135m"]
     assert (earlier / "results.json").read_text() == "{}"
-
-
-def test_unknown_notebook_parameter_is_an_error(tmp_path):
-    with pytest.raises(LorpError, match="unknown notebook parameter"):
-        run_study(["smollm2-135m"], parameters={"budgett": 3}, reports_dir=tmp_path)
