@@ -107,7 +107,8 @@ class PruneConfig:
         except RuntimeError as exc:
             raise ConfigError(f"unknown device {self.device!r}: {exc}") from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device {self.device!r} asked for, but this torch build sees no CUDA GPU; use --device cpu")
+            raise ConfigError(f"device {self.device!r} asked for, but this torch build sees no CUDA GPU; use the CPU "
+                              "(--device cpu; in lorp study -p device=cpu)")
         for task in self.zero_shot_tasks:
             if task not in ZERO_SHOT_TASKS:
                 raise UnknownNameError("zero-shot task", task, ZERO_SHOT_TASKS, hint=NOT_AVAILABLE_OFFLINE.get(task, ""))

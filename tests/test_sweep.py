@@ -99,3 +99,23 @@ def test_bad_sweep_input(tiny_run):
     with pytest.raises(ConfigError, match="budgets must be whole numbers"):
         run_sweep(SweepConfig(base=base, methods=("last",), budgets=(0,)), out)
     assert not out.exists()
+
+
+def test_detail_budget_adds_speed_to_chosen_methods_and_a_rerun_completes_missing_details(tiny_run):
+    base, out = tiny_run
+    plain = SweepConfig(base=base, methods=("lorp", "last"), budgets=(1, 2))
+    run_sweep(plain, out)
+    assert "speed" not in json.loads((out / "cells" / "last-b2.json").read_text())
+    detailed = SweepConfig(base=base, methods=("lorp", "last"), budgets=(1, 2), detail_budgets=(2,),
+                           detail_methods=("last",), decode_tokens=3)
+    run_sweep(detailed, out)  # same shared settings: cells are reused, the missing details are added
+    meta = json.loads((out / "sweep.json").read_text())
+    last2 = json.loads((out / "cells" / "last-b2.json").read_text())
+    assert meta["dense"]["speed"]["tokens_per_s"] > 0 and last2["speed"]["tokens_per_s"] > 0
+    assert meta["dense"]["flops_per_token"] > last2["speed"]["flops_per_token"]
+    assert "speed" not in json.loads((out / "cells" / "lorp-b2.json").read_text())  # not a detail method
+    assert "speed" not in json.loads((out / "cells" / "last-b1.json").read_text())  # not the detail budget
+    with pytest.raises(ConfigError, match=r"detail budgets \[3\] must be among the budgets"):
+        run_sweep(SweepConfig(base=base, methods=("last",), budgets=(1, 2), detail_budgets=(3,)), out)
+    with pytest.raises(ConfigError, match="decode_tokens must be 0"):
+        run_sweep(SweepConfig(base=base, methods=("last",), budgets=(1,), decode_tokens=1), out)
