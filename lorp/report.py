@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .pipeline import PruneConfig
+from .provenance import git_commit
 from .sweep import SweepConfig
 
 #: RLS the paper reports for its models (arXiv 2605.27786, Table 1).
@@ -86,14 +87,20 @@ def nearest_budget(budgets: Sequence[int], num_blocks: int, fraction: float = 0.
     return min(budgets, key=lambda b: (abs(b - fraction * num_blocks), b))
 
 
-def load_sweep(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """``(sweep.json, cells)`` of a sweep folder, cells sorted by method order then budget."""
+def load_sweep(folder: str | Path, methods: Sequence[str] | None = None,
+               budgets: Sequence[int] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``(sweep.json, cells)`` of a sweep folder, cells sorted by method order then budget.
+
+    Only cells of ``methods`` × ``budgets`` are returned (default: those the sweep
+    last ran), so a folder reused with fewer methods reports just those.
+    """
     folder = Path(folder)
     meta = json.loads((folder / "sweep.json").read_text())
-    order = {m: i for i, m in enumerate(meta["config"]["methods"])}
+    order = {m: i for i, m in enumerate(methods or meta["config"]["methods"])}
+    budgets = set(budgets or meta["config"]["budgets"])
     cells = [json.loads(f.read_text()) for f in sorted((folder / "cells").glob("*.json"))]
     cells = [c for c in cells if c.get("identity") == meta["identity"] and c["method"] in order
-             and c["budget"] in meta["config"]["budgets"]]
+             and c["budget"] in budgets]
     return meta, sorted(cells, key=lambda c: (order[c["method"]], c["budget"]))
 
 
@@ -108,7 +115,9 @@ def summarize(meta: dict[str, Any], cells: list[dict[str, Any]], allocation: str
     ``rls``, ``k`` and ``labels`` come from the ``allocation`` method's cells
     (LoRP's clustering, eqs. 5-7); each cell carries its pruned blocks, perplexity
     per corpus and their mean, parameters, and, at detail budgets, zero-shot
-    accuracy and decode speed.
+    accuracy and decode speed. ``git_commit`` is the checkout rendering the report;
+    ``computed_at_commit`` the one that computed the sweep's numbers (finished cells
+    are reused across reruns).
     """
     lorp_cells = [c for c in cells if c["method"] == allocation and c["selection"].get("rls") is not None]
     ref = lorp_cells[0]["selection"] if lorp_cells else {}
@@ -138,7 +147,7 @@ def summarize(meta: dict[str, Any], cells: list[dict[str, Any]], allocation: str
                   "speed": dense.get("speed"), "flops_per_token": dense.get("flops_per_token")},
         "cells": rows, "perplexity_reuse": meta.get("perplexity_reuse"),
         "plugins": {c["method"]: c["plugin"] for c in cells},
-        "versions": meta["versions"], "git_commit": meta["git_commit"],
+        "versions": meta["versions"], "computed_at_commit": meta["git_commit"], "git_commit": git_commit(),
     }
 
 
