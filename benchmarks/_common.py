@@ -29,9 +29,11 @@ class Figure:
                 f"(min {self.spread[0]:.3f}, max {self.spread[1]:.3f}); goal {self.goal}: {status}")
 
 
-def interleaved(a: Callable[[], Any], b: Callable[[], Any], repeats: int) -> tuple[list[float], list[float]]:
-    """Time ``a`` and ``b`` alternately (``a, b, b, a, a, b, ...``) after one warm-up each; seconds per run."""
-    a(), b()
+def interleaved(a: Callable[[], Any], b: Callable[[], Any], repeats: int,
+                warmup: bool = True) -> tuple[list[float], list[float]]:
+    """Time ``a`` and ``b`` alternately (``a, b, b, a, a, b, ...``), after one warm-up each; seconds per run."""
+    if warmup:
+        a(), b()
     ta, tb = [], []
     for i in range(repeats):
         order = (a, b) if i % 2 == 0 else (b, a)

@@ -22,7 +22,7 @@ from ._common import Figure, interleaved, ratio_stats
 from .capture_overhead import BUILTIN_METRICS, SIMILARITY_METHODS, budgets_for
 
 
-def run(model_name: str, *, eval_tokens: int = 1024, seq_len: int = 256, repeats: int = 3):
+def run(model_name: str, *, eval_tokens: int = 512, seq_len: int = 256, repeats: int = 2):
     registry = load_registry()
     loaded = load_model(model_name)
     model = loaded.model
@@ -50,7 +50,7 @@ def run(model_name: str, *, eval_tokens: int = 1024, seq_len: int = 256, repeats
                 res.append(perplexities(model, windows, progress=False))
         out["plain"] = res
 
-    t_reuse, t_plain = interleaved(with_reuse, without, repeats)
+    t_reuse, t_plain = interleaved(with_reuse, without, repeats, warmup=False)
     ratio, spread = ratio_stats(t_reuse, t_plain)
     diff = max(abs(a[c]["nll"] - b[c]["nll"]) for a, b in zip(out["reuse"], out["plain"]) for c in windows)
     return [Figure(5, f"perplexity of {len(variants)} sweep variants with reuse / without", model_name, ratio, spread,

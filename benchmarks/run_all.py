@@ -68,9 +68,9 @@ def main(models: str, repeats: int, out: str, only: str) -> None:
     figures: list[Figure] = []
     for model in [m.strip() for m in models.split(",") if m.strip()]:
         steps = [({1, 2}, lambda: capture_overhead.run(model, repeats=repeats)),
-                 ({3}, lambda: memory.run(model)),
+                 ({3}, lambda: memory.run(model, repeats=1)),
                  ({4}, lambda: decode.run(model, repeats=repeats)),
-                 ({5}, lambda: perplexity_reuse.run(model, repeats=max(1, repeats // 2 + 1)))]
+                 ({5}, lambda: perplexity_reuse.run(model, repeats=max(1, repeats - 1)))]
         for numbers, step in steps:
             if numbers & wanted:
                 for f in step():

@@ -345,8 +345,8 @@ def verdict(studies: Mapping[str, dict[str, Any]]) -> str:
             f"(model, budget) settings and is the best of all methods compared in {best}")
     text += (f"; it beats both on mean zero-shot accuracy in {acc_wins} of {acc_total} settings." if acc_total
              else "; zero-shot accuracy was not measured.")
-    rls = ", ".join(f"RLS {r['rls']:.2f}" for r in studies.values())
-    text += (f" Models: {', '.join(studies)} ({rls}). "
-             "These are small models (135M-500M parameters) evaluated on small samples on CPU; the paper's "
-             "models are 7-14B, so this tests whether the method transfers down in scale, not the paper's numbers.")
+    models = ", ".join(f"{name} (RLS {r['rls']:.2f}, {r['dense']['parameters'] / 1e6:.0f}M parameters)"
+                       for name, r in studies.items())
+    text += (f" Models: {models}. These are small models evaluated on small samples; the paper's models have "
+             "7-14B parameters, so this tests whether the method transfers down in scale, not the paper's numbers.")
     return text + "\n"

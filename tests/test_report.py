@@ -18,7 +18,7 @@ def cell(method, budget, ppl, acc=None):
 
 def study(name, cells, rls=0.8):
     return {"model": {"name": name, "model_type": "llama"}, "num_blocks": 12, "rls": rls, "k": 3, "config": {},
-            "dense": {"perplexity": {"a": 10.0, "b": 10.0}, "mean_perplexity": 10.0, "zero_shot": {"t": 0.6},
+            "dense": {"perplexity": {"a": 10.0, "b": 10.0}, "mean_perplexity": 10.0, "zero_shot": {"t": 0.6}, "parameters": 1e8,
                       "zero_shot_average": 0.6}, "cells": cells}
 
 

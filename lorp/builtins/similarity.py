@@ -36,7 +36,11 @@ class CosineAccumulator:
 
     def update(self, hidden: torch.Tensor, mask: torch.Tensor) -> None:
         """Add one batch. ``hidden``: ``[N + 1, B, T, H]`` float; ``mask``: ``[B, T]`` bool."""
-        x = hidden[: self.size][:, mask.bool()]  # [N (+1), M, H], real tokens only
+        mask = mask.bool()
+        if bool(mask.all()):
+            x = hidden[: self.size].flatten(1, 2)  # [N (+1), B*T, H], a view: no padding to drop
+        else:
+            x = hidden[: self.size][:, mask]  # [N (+1), M, H], real tokens only
         if x.shape[1] == 0:
             return
         x = F.normalize(x.float(), dim=-1).reshape(self.size, -1)
