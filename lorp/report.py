@@ -115,7 +115,9 @@ def summarize(meta: dict[str, Any], cells: list[dict[str, Any]], allocation: str
     ``rls``, ``k`` and ``labels`` come from the ``allocation`` method's cells
     (LoRP's clustering, eqs. 5-7); each cell carries its pruned blocks, perplexity
     per corpus and their mean, parameters, and, at detail budgets, zero-shot
-    accuracy and decode speed. ``git_commit`` is the checkout rendering the report;
+    accuracy and decode speed. ``compute_seconds`` is the time the numbers took when
+    computed (calibration pass, dense evaluation, every cell), which a rerun that
+    reuses them does not repeat. ``git_commit`` is the checkout rendering the report;
     ``computed_at_commit`` the one that computed the sweep's numbers (finished cells
     are reused across reruns).
     """
@@ -146,6 +148,8 @@ def summarize(meta: dict[str, Any], cells: list[dict[str, Any]], allocation: str
                   "zero_shot_average": dense["zero_shot"]["average"] if dense.get("zero_shot") else None,
                   "speed": dense.get("speed"), "flops_per_token": dense.get("flops_per_token")},
         "cells": rows, "perplexity_reuse": meta.get("perplexity_reuse"),
+        "compute_seconds": {"calibration": meta["calibration"].get("seconds"), "dense": dense.get("seconds"),
+                            "cells": sum(c["seconds"]["total"] for c in cells)},
         "plugins": {c["method"]: c["plugin"] for c in cells},
         "versions": meta["versions"], "computed_at_commit": meta["git_commit"], "git_commit": git_commit(),
     }
