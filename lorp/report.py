@@ -24,6 +24,8 @@ PAPER_RLS = {"Llama-3.1-8B": 1.149, "OLMo-3-7B": 0.941, "Mistral-Nemo-12B": 0.92
 
 def split_list(value: str | Sequence[str], what: str) -> tuple[str, ...]:
     """``"a, b"`` -> ``("a", "b")``; a list passes through. Empty items are dropped."""
+    if isinstance(value, (int, float)):
+        value = str(value)  # papermill -p budgets 2 passes a number
     items = value.split(",") if isinstance(value, str) else list(value)
     return tuple(str(v).strip() for v in items if str(v).strip())
 
@@ -35,7 +37,9 @@ def split_ints(value: str | Sequence[int], what: str) -> tuple[int, ...]:
         ConfigError: an item is not a whole number.
     """
     out = []
-    for item in split_list(value if isinstance(value, str) else [str(v) for v in value], what):
+    if isinstance(value, (list, tuple)):
+        value = [str(v) for v in value]
+    for item in split_list(value, what):
         try:
             out.append(int(item))
         except ValueError:
@@ -46,10 +50,10 @@ def split_ints(value: str | Sequence[int], what: str) -> tuple[int, ...]:
 def study_config(p: Mapping[str, Any]) -> SweepConfig:
     """The :class:`lorp.sweep.SweepConfig` of the study notebook's parameters ``p``.
 
-    Comma-separated strings become tuples; 0 means "none"/"all" where the
-    notebook says so (``k``, ``eval_tokens``, ``zero_shot_limit``, ``detail_budget``
-    picks the budget nearest 25 % of the blocks at run time). ``allocation`` is
-    added to ``methods`` if missing.
+    Comma-separated strings (or a single number) become tuples; 0 means "none" or
+    "all" where the notebook says so (``k``, ``eval_tokens``, ``zero_shot_limit``,
+    ``detail_budget``). ``allocation`` is added to ``methods`` if missing;
+    ``detail_methods`` filters the compared methods (names not compared are skipped).
 
     Raises:
         ConfigError: malformed lists or values (checked again by the sweep).
@@ -62,7 +66,7 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
         raise ConfigError("give at least one budget, e.g. budgets='4,8'")
     detail = int(p["detail_budget"])
     if detail and detail not in budgets:
-        raise ConfigError(f"detail_budget {detail} must be one of the budgets {list(budgets)} (or 0 to pick one)")
+        raise ConfigError(f"detail_budget {detail} must be one of the budgets {list(budgets)} (or 0 for none)")
     base = PruneConfig(
         model=p["model"], calibration=p["calibration"], num_samples=int(p["num_samples"]), seq_len=int(p["seq_len"]),
         seed=int(p["seed"]), eval_corpora=split_list(p["eval_corpora"], "eval_corpora"),
@@ -73,11 +77,8 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
         zero_shot_limit=int(p["zero_shot_limit"]) or None)
     base.validate()
     detail_methods = split_list(p["detail_methods"], "detail_methods") or None
-    if detail_methods and p["allocation"] not in detail_methods:
-        detail_methods = (p["allocation"], *detail_methods)
-    unknown = sorted(set(detail_methods or ()) - set(methods))
-    if unknown:
-        raise ConfigError(f"detail_methods {unknown} are not among the methods {list(methods)}")
+    if detail_methods:  # a filter on the compared methods: names not compared are skipped
+        detail_methods = tuple(m for m in methods if m in detail_methods or m == p["allocation"])
     return SweepConfig(base=base, methods=methods, budgets=budgets, detail_budgets=(detail,) if detail else (),
                        detail_methods=detail_methods, decode_tokens=int(p["decode_tokens"]))
 
@@ -137,7 +138,9 @@ def summarize(meta: dict[str, Any], cells: list[dict[str, Any]], allocation: str
             row["speed"] = c["speed"]
         rows.append(row)
     return {
-        "model": meta["model"], "num_blocks": meta["model"]["num_blocks"], "config": meta["config"],
+        "model": meta["model"], "num_blocks": meta["model"]["num_blocks"],
+        "config": {**meta["config"], "methods": list(dict.fromkeys(c["method"] for c in cells)),
+                   "budgets": sorted({c["budget"] for c in cells})},
         "rls": ref.get("rls"), "k": ref.get("k"), "k_source": ref.get("k_source"), "labels": ref.get("labels"),
         "similarity": meta["similarity"], "calibration": meta["calibration"],
         "dense": {"parameters": dense["parameters"],
@@ -186,7 +189,7 @@ def zero_shot_markdown(results: dict[str, Any]) -> str:
     if not rows or not dense:
         return "_No zero-shot accuracy in this run (set zero_shot_tasks and detail_budget)._\n"
     tasks = list(dense)
-    lines = ["| model | budget | " + " | ".join(tasks) + " | average |", "|---|---:|" + "---:|" * (len(tasks) + 1),
+    lines = ["| method | budget | " + " | ".join(tasks) + " | average |", "|---|---:|" + "---:|" * (len(tasks) + 1),
              "| dense | 0 | " + " | ".join(f"{100 * dense[t]:.1f}" for t in tasks)
              + f" | {100 * results['dense']['zero_shot_average']:.1f} |"]
     for r in sorted(rows, key=lambda r: -r["zero_shot_average"]):
@@ -201,7 +204,7 @@ def speed_markdown(results: dict[str, Any]) -> str:
     rows = [r for r in results["cells"] if r.get("speed")]
     if not dense.get("speed") or not rows:
         return "_No decode speed in this run (set decode_tokens and detail_budget)._\n"
-    lines = ["| model | budget | parameters (M) | GFLOPs / token | decode tokens/s | speed-up | ideal (FLOPs) |",
+    lines = ["| method | budget | parameters (M) | GFLOPs / token | decode tokens/s | speed-up | ideal (FLOPs) |",
              "|---|---:|---:|---:|---:|---:|---:|",
              f"| dense | 0 | {dense['parameters'] / 1e6:.1f} | {dense['flops_per_token'] / 1e9:.3f} | "
              f"{dense['speed']['tokens_per_s']:.1f} | 1.00× | 1.00× |"]
@@ -216,6 +219,7 @@ def speed_markdown(results: dict[str, Any]) -> str:
 def winners(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Per budget: the method with the lowest mean perplexity and (where measured) the highest mean accuracy.
 
+    Tied methods are all named, comma-separated.
     Returns rows ``{"model", "budget", "perplexity_winner", "perplexity", "lorp_perplexity",
     "accuracy_winner", "accuracy", "lorp_accuracy"}`` (accuracy fields ``None`` where not measured).
     """
@@ -226,9 +230,11 @@ def winners(results: dict[str, Any]) -> list[dict[str, Any]]:
         lorp = next((r for r in cells if r["method"] == "lorp"), None)
         acc_cells = [r for r in cells if r.get("zero_shot_average") is not None]
         acc = max(acc_cells, key=lambda r: r["zero_shot_average"]) if acc_cells else None
-        out.append({"model": results["model"]["name"], "budget": b, "perplexity_winner": ppl["method"],
+        ppl_names = ", ".join(r["method"] for r in cells if r["mean_perplexity"] == ppl["mean_perplexity"])
+        acc_names = acc and ", ".join(r["method"] for r in acc_cells if r["zero_shot_average"] == acc["zero_shot_average"])
+        out.append({"model": results["model"]["name"], "budget": b, "perplexity_winner": ppl_names,
                     "perplexity": ppl["mean_perplexity"], "lorp_perplexity": lorp and lorp["mean_perplexity"],
-                    "accuracy_winner": acc and acc["method"], "accuracy": acc and acc["zero_shot_average"],
+                    "accuracy_winner": acc_names, "accuracy": acc and acc["zero_shot_average"],
                     "lorp_accuracy": lorp and lorp.get("zero_shot_average")})
     return out
 
@@ -246,7 +252,7 @@ def reading(results: dict[str, Any]) -> str:
         b = w["budget"]
         line = (f"- Budget {b} ({100 * b / n:.0f} % of the blocks): lowest mean perplexity from "
                 f"**{w['perplexity_winner']}** ({_fmt(w['perplexity'])}; dense {_fmt(results['dense']['mean_perplexity'])})")
-        if w["lorp_perplexity"] is not None and w["perplexity_winner"] != "lorp":
+        if w["lorp_perplexity"] is not None and "lorp" not in w["perplexity_winner"].split(", "):
             line += f", LoRP {_fmt(w['lorp_perplexity'])} ({w['lorp_perplexity'] / w['perplexity']:.1f}× the best)"
         if w["accuracy_winner"] is not None:
             line += (f"; highest mean zero-shot accuracy from **{w['accuracy_winner']}** ({100 * w['accuracy']:.1f} %, "
@@ -254,7 +260,7 @@ def reading(results: dict[str, Any]) -> str:
                      + (f", LoRP {100 * w['lorp_accuracy']:.1f} %" if w["lorp_accuracy"] is not None else "") + ")")
         lines.append(line + ".")
     limit = results["config"].get("zero_shot_limit")
-    if limit:
+    if limit and any(r.get("zero_shot_average") is not None for r in results["cells"]):
         lines += ["", f"Zero-shot accuracies rest on {limit} items per task: differences under about "
                       f"{100 / limit ** 0.5:.0f} points are within sampling noise."]
     return "\n".join(lines) + "\n"
@@ -349,6 +355,11 @@ def verdict(studies: Mapping[str, dict[str, Any]]) -> str:
             f"(model, budget) settings and is the best of all methods compared in {best}")
     text += (f"; it beats both on mean zero-shot accuracy in {acc_wins} of {acc_total} settings." if acc_total
              else "; zero-shot accuracy was not measured.")
+    sizes = sorted({(r["config"].get("num_samples"), r["config"].get("seq_len"), r["config"].get("eval_tokens"),
+                     r["config"].get("zero_shot_limit")) for r in studies.values()}, key=str)
+    samples = "; ".join(f"{n} x {t} calibration tokens, {e or 'all'} evaluation tokens per corpus"
+                        + (f", {z} zero-shot items per task" if z else "") for n, t, e, z in sizes)
+    text += f" Ties do not count as wins. Sample sizes: {samples}."
     models = ", ".join(f"{name} (RLS {r['rls']:.2f}, {r['dense']['parameters'] / 1e6:.0f}M parameters)"
                        for name, r in studies.items())
     text += (f" Models: {models}. These are small models evaluated on small samples; the paper's models have "

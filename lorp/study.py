@@ -124,6 +124,16 @@ def run_study(models: Iterable[str] | None = None, *, preset: str = "default",
 
     for m in models:
         resolve_model(m)  # fail on a bad model name before running anything
+    created = not root.exists()
+    try:
+        return _run_all(models, chosen, overrides, root, preset, summary, progress, echo)
+    except BaseException:
+        if created and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()  # a study that wrote nothing leaves no empty folder behind
+        raise
+
+
+def _run_all(models, chosen, overrides, root: Path, preset: str, summary: bool, progress: bool, echo) -> list[Path]:
     written = []
     for i, model in enumerate(models, 1):
         params = chosen.parameters_for(model, overrides)
@@ -142,12 +152,12 @@ def run_study(models: Iterable[str] | None = None, *, preset: str = "default",
             _execute(SUMMARY_NOTEBOOK, stage, "summary.ipynb", {"reports_dir": str(root), "out_dir": str(stage)},
                      progress, "summary notebook")
         written.append(final)
-        write_index(root, preset=preset)
+        write_index(root, preset=preset, default_root=root == REPORTS_DIR)
         echo(f"index: {root / 'index.html'}")
     return written
 
 
-def write_index(root: str | Path, *, preset: str = "") -> Path:
+def write_index(root: str | Path, *, preset: str = "", default_root: bool = True) -> Path:
     """``index.md`` and ``index.html`` under ``root`` linking every model report and the summary."""
     root = Path(root)
     rows = []
@@ -170,7 +180,10 @@ def write_index(root: str | Path, *, preset: str = "") -> Path:
         md.append(f"| {folder} | {arch} | {n} | {rls:.3f} | {k} | {pre} | [HTML]({folder}/study.html) · "
                   f"[notebook]({folder}/study.ipynb) · [perplexity]({folder}/perplexity.md) · "
                   f"[results.json]({folder}/results.json) |")
-    md += ["", f"Written {stamp}. Rerun with `make study` (or `lorp study --preset {preset or 'default'}`)."]
+    rerun = f"lorp study --preset {preset or 'default'}" + ("" if default_root else f" --reports {root}")
+    if preset in ("", "default") and default_root:
+        rerun = f"make study` (or `{rerun}"
+    md += ["", f"Written {stamp}. Rerun with `{rerun}` (finished work is reused)."]
     write_text(root / "index.md", "\n".join(md) + "\n")
     body = ["<!doctype html><meta charset='utf-8'><title>LoRP study reports</title>",
             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"

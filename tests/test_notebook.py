@@ -72,7 +72,7 @@ def test_plain_papermill_runs_the_notebook_with_a_plugin_metric(tmp_path):
 
     out = tmp_path / "report"
     pm.execute_notebook(str(NOTEBOOKS_DIR / "lorp_study.ipynb"), str(tmp_path / "out.ipynb"), progress_bar=False,
-                        parameters={"similarity": "cka", "methods": "lorp", "budgets": "2", "detail_budget": 0,
+                        parameters={"similarity": "cka", "methods": "lorp", "budgets": 2, "detail_budget": 0,
                                     "num_samples": 4, "seq_len": 32, "eval_corpora": "ptb", "eval_tokens": 128,
                                     "eval_seq_len": 64, "out_dir": str(out), "work_dir": str(tmp_path / "work")},
                         cwd=str(NOTEBOOKS_DIR))
@@ -87,8 +87,13 @@ def test_failing_notebook_stops_with_the_cell_error_and_keeps_earlier_reports(tm
     earlier = tmp_path / "smollm2-135m"
     earlier.mkdir()
     (earlier / "results.json").write_text("{}")
-    with pytest.raises(LorpError, match="study notebook for 'smollm2-135m' failed in cell .*unknown allocation"):
-        run_study(["smollm2-135m"], preset="quick", parameters={"methods": "lorp,shortgtp", "detail_methods": ""}, reports_dir=tmp_path,
+    with pytest.raises(LorpError, match="study notebook for 'smollm2-135m' failed in cell .*'shortgtp'.*did you mean"):
+        run_study(["smollm2-135m"], preset="quick", parameters={"methods": "lorp,shortgtp"}, reports_dir=tmp_path,
                   progress=False, echo=lambda _: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["smollm2-135m"]
     assert (earlier / "results.json").read_text() == "{}"
+    fresh = tmp_path / "new-reports"
+    with pytest.raises(LorpError, match="detail_budget 5 must be one of the budgets"):
+        run_study(preset="quick", parameters={"detail_budget": "5"}, reports_dir=fresh, progress=False,
+                  echo=lambda _: None)
+    assert not fresh.exists()  # nothing half-written, not even an empty folder

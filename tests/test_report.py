@@ -24,12 +24,12 @@ def study(name, cells, rls=0.8):
 
 def test_winners_pick_lowest_perplexity_and_highest_accuracy_per_budget():
     r = study("m", [cell("lorp", 2, 20.0, 0.5), cell("shortgpt", 2, 15.0, 0.55), cell("streamline", 2, 30.0, 0.4),
-                    cell("lorp", 4, 40.0), cell("shortgpt", 4, 50.0)])
+                    cell("lorp", 4, 40.0), cell("shortgpt", 4, 50.0), cell("angular", 4, 40.0)])
     w = winners(r)
     assert [x["budget"] for x in w] == [2, 4]
     assert (w[0]["perplexity_winner"], w[0]["perplexity"], w[0]["lorp_perplexity"]) == ("shortgpt", 15.0, 20.0)
     assert (w[0]["accuracy_winner"], w[0]["accuracy"], w[0]["lorp_accuracy"]) == ("shortgpt", 0.55, 0.5)
-    assert w[1]["perplexity_winner"] == "lorp" and w[1]["accuracy_winner"] is None
+    assert w[1]["perplexity_winner"] == "lorp, angular" and w[1]["accuracy_winner"] is None  # ties: all named
     table = perplexity_markdown(r)
     assert "| shortgpt | 2 | 15.0 | 15.0 | **15.0** |" in table and "| lorp | 4 | 40.0 | 40.0 | **40.0** |" in table
 
