@@ -149,7 +149,7 @@ def zero_shot_bars(results: dict[str, Any], path: str | Path | None = None):
     series += [(f"{r['method']} (b={r['budget']})", [r["zero_shot"][t] for t in dense] + [r["zero_shot_average"]])
                for r in rows]
     width = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(tasks) + 2), 4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(tasks) + 2) + 1.8, 4), constrained_layout=True)
     for i, (name, vals) in enumerate(series):
         ax.bar(np.arange(len(tasks)) + i * width - 0.4 + width / 2, 100 * np.asarray(vals), width, label=name,
                color="black" if name == "dense" else None)
@@ -158,7 +158,7 @@ def zero_shot_bars(results: dict[str, Any], path: str | Path | None = None):
     items = sorted({v for v in (results["config"].get("zero_shot_limit"),) if v})
     ax.set_title(f"{results['model']['name']}: zero-shot accuracy"
                  + (f" ({items[0]} items per task)" if items else ""), fontsize=10)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never covers a bar
     return _save(fig, path)
 
 
