@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -47,17 +47,9 @@ def perplexity(model: nn.Module, windows: torch.Tensor, *, batch_size: int = 1, 
         windows: int64 ``[W, T]`` token ids (see :func:`lorp.data.evaluation_windows`).
         batch_size: windows per forward call.
     """
-    device = input_device(model)
-    total_nll, total_tokens = 0.0, 0
-    start = time.perf_counter()
-    for lo in tqdm(range(0, windows.shape[0], batch_size), desc=desc, disable=not progress, unit="batch"):
-        ids = windows[lo:lo + batch_size].to(device)
-        logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
-        targets = ids[:, 1:]
-        total_nll += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum").item()
-        total_tokens += targets.numel()
-    nll = total_nll / total_tokens
-    return Perplexity(math.exp(nll), nll, total_tokens, int(windows.shape[0]), time.perf_counter() - start)
+    batches = tqdm(range(0, windows.shape[0], batch_size), desc=desc, disable=not progress, unit="batch")
+    return _windows_perplexity(windows, batch_size, input_device(model),
+                               lambda _i, ids: model(input_ids=ids, use_cache=False).logits, batches)
 
 
 def perplexities(model: nn.Module, windows: dict[str, torch.Tensor], *, batch_size: int = 1,
@@ -71,10 +63,23 @@ def perplexities(model: nn.Module, windows: dict[str, torch.Tensor], *, batch_si
 
 
 def _mean_nll(logits: torch.Tensor, ids: torch.Tensor) -> tuple[float, int]:
+    """Summed token NLL (nats, float32 logits) of ``ids`` ``[B, T]`` under ``logits`` ``[B, T, V]``, and the token count."""
     logits = logits[:, :-1].float()
     targets = ids[:, 1:]
     total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum").item()
     return total, targets.numel()
+
+
+def _windows_perplexity(windows: torch.Tensor, batch_size: int, device: torch.device,
+                        logits_of: Callable[[int, torch.Tensor], torch.Tensor], batches: Iterable[int] | None = None
+                        ) -> Perplexity:
+    """Perplexity over ``windows`` ``[W, T]``: ``logits_of(batch_index, ids)`` gives each batch's logits."""
+    start, total, count = time.perf_counter(), 0.0, 0
+    for i, lo in enumerate(batches if batches is not None else range(0, windows.shape[0], batch_size)):
+        ids = windows[lo:lo + batch_size].to(device)
+        t, c = _mean_nll(logits_of(i, ids), ids)
+        total, count = total + t, count + c
+    return Perplexity(math.exp(total / count), total / count, count, int(windows.shape[0]), time.perf_counter() - start)
 
 
 @torch.inference_mode()
@@ -159,16 +164,15 @@ class SweepPerplexity:
         self._states: dict[str, list[dict[int, torch.Tensor]]] = {}
         self.dense = {}
         for name, w in windows.items():
-            start, total, count, batches = time.perf_counter(), 0.0, 0, []
-            for lo in range(0, w.shape[0], batch_size):
-                ids = w[lo:lo + batch_size].to(input_device(model))
+            kept: list[dict[int, torch.Tensor]] = []
+
+            def dense_logits(_i: int, ids: torch.Tensor, kept: list = kept) -> torch.Tensor:
                 states, logits = block_inputs(model, ids, self.stored_blocks, registry=registry)
-                t, c = _mean_nll(logits, ids)
-                total, count = total + t, count + c
-                batches.append(states)
-            self._states[name] = batches
-            self.dense[name] = asdict(Perplexity(math.exp(total / count), total / count, count, int(w.shape[0]),
-                                                 time.perf_counter() - start))
+                kept.append(states)
+                return logits
+
+            self.dense[name] = asdict(_windows_perplexity(w, batch_size, input_device(model), dense_logits))
+            self._states[name] = kept
         self.reuse = False
         if self.stored_blocks:
             name, f = next(iter(windows)), self.stored_blocks[0]
@@ -186,19 +190,15 @@ class SweepPerplexity:
 
         removed = set(removed)
         first = min(removed) if removed else None
+        restart = first in self.stored_blocks and not set(range(first, self._num_blocks)) <= removed
         out = {}
         for name, w in self.windows.items():
-            start, total, count = time.perf_counter(), 0.0, 0
-            for i, lo in enumerate(range(0, w.shape[0], self.batch_size)):
-                ids = w[lo:lo + self.batch_size].to(input_device(self.model))
-                if first in self.stored_blocks and not set(range(first, self._num_blocks)) <= removed:
-                    logits = logits_from(self.model, self._states[name][i][first], first, removed, self.registry)
-                else:
-                    logits = block_inputs(self.model, ids, (), removed=removed, registry=self.registry)[1]
-                t, c = _mean_nll(logits, ids)
-                total, count = total + t, count + c
-            out[name] = asdict(Perplexity(math.exp(total / count), total / count, count, int(w.shape[0]),
-                                          time.perf_counter() - start))
+            def variant_logits(i: int, ids: torch.Tensor, name: str = name) -> torch.Tensor:
+                if restart:
+                    return logits_from(self.model, self._states[name][i][first], first, removed, self.registry)
+                return block_inputs(self.model, ids, (), removed=removed, registry=self.registry)[1]
+
+            out[name] = asdict(_windows_perplexity(w, self.batch_size, input_device(self.model), variant_logits))
         return out
 
 

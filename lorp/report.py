@@ -83,11 +83,6 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
                        detail_methods=detail_methods, decode_tokens=int(p["decode_tokens"]))
 
 
-def nearest_budget(budgets: Sequence[int], num_blocks: int, fraction: float = 0.25) -> int:
-    """The budget closest to ``fraction`` of ``num_blocks`` (ties: the smaller)."""
-    return min(budgets, key=lambda b: (abs(b - fraction * num_blocks), b))
-
-
 def load_sweep(folder: str | Path, methods: Sequence[str] | None = None,
                budgets: Sequence[int] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``(sweep.json, cells)`` of a sweep folder, cells sorted by method order then budget.

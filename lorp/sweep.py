@@ -169,9 +169,10 @@ def _run_cells(config: SweepConfig, out: Path, registry: Registry, strategies: d
     dense = {"parameters": num_params, "perplexity": scorer.dense, "flops_per_token": flops_per_token(model, registry),
              "seconds": time.perf_counter() - t}
     old_dense = (previous or {}).get("dense", {})
-    reusable = {k: old_dense[k] for k in ("zero_shot", "speed") if old_dense.get(k) is not None}
+    wanted = {k for k, on in (("zero_shot", base.zero_shot_tasks), ("speed", config.decode_tokens)) if on}
+    reusable = {k: old_dense[k] for k in wanted if old_dense.get(k) is not None}
     if config.detail_budgets:
-        dense.update(reusable if len(reusable) == bool(base.zero_shot_tasks) + bool(config.decode_tokens) else details())
+        dense.update(reusable if set(reusable) == wanted else details())
     write_json(out / "sweep.json", {
         "identity": identity, "config": {**_shared_settings(base), "methods": list(config.methods),
                                          "budgets": list(config.budgets), "detail_budgets": list(config.detail_budgets),
