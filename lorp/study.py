@@ -17,14 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import staged_dir, write_text
-from .errors import ConfigError, LorpError
+from .errors import ConfigError, LorpError, UnknownNameError
 from .paths import NOTEBOOKS_DIR, REPORTS_DIR
 
 STUDY_NOTEBOOK = NOTEBOOKS_DIR / "lorp_study.ipynb"
 SUMMARY_NOTEBOOK = NOTEBOOKS_DIR / "summary.ipynb"
-#: Files of a per-model report, besides the notebook and its HTML.
-REPORT_FILES = ("results.json", "table.csv", "similarity.png", "blocks.png", "perplexity.png", "perplexity.md",
-                "zero_shot.md", "speed.md", "reading.md")
 
 
 def notebook_parameters(notebook: str | Path = STUDY_NOTEBOOK) -> dict[str, dict[str, Any]]:
@@ -52,12 +49,7 @@ def _cast(params: Mapping[str, Any], known: Mapping[str, dict[str, Any]]) -> dic
     """Check names against the notebook and convert command-line strings to the parameter's type."""
     unknown = sorted(set(params) - set(known))
     if unknown:
-        from difflib import get_close_matches
-
-        hints = {u: get_close_matches(u, list(known), n=1) for u in unknown}
-        extra = "; ".join(f"{u!r}: did you mean {h[0]!r}?" for u, h in hints.items() if h)
-        raise ConfigError(f"unknown notebook parameter(s) {unknown}" + (f" ({extra})" if extra else "")
-                          + f"; the notebook takes: {', '.join(sorted(known))}")
+        raise UnknownNameError("notebook parameter", unknown[0], known)
     out = {}
     for name, value in params.items():
         kind = known[name]["type"]

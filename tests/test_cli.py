@@ -101,7 +101,7 @@ def test_select_json_is_strict_even_for_infinite_rls(runner, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["-p", "model=gemma3-270m"], "sets each notebook's model and out_dir itself"),
     (["-p", "detail_budget=abc"], "detail_budget takes an int, got 'abc'"),
-    (["-p", "budgett=3"], "unknown notebook parameter(s) ['budgett'] ('budgett': did you mean 'budgets'?)"),
+    (["-p", "budgett=3"], "unknown notebook parameter 'budgett' (did you mean 'budgets'?)"),
     (["-p", "budgets"], "must look like NAME=VALUE"),
     (["-p", "seed=1", "-p", "seed=2"], "given twice"),
     (["--preset", "quik"], "unknown preset 'quik'"),
