@@ -16,13 +16,22 @@ def find_blocks(model: nn.Module, registry=None) -> tuple[str, nn.ModuleList]:
 
     Raises:
         ConfigError: no adapter recognises the model.
+        PluginError: an adapter broke its contract (wrong return value, ``sys.exit()``).
     """
     from .plugins import default_registry
 
     adapters = (registry or default_registry()).adapters()
+    from .errors import PluginError
+    from .plugins import plugin_code
+
     for adapter in adapters:
-        found = adapter.find_blocks(model)
+        with plugin_code(f"model adapter {adapter.name!r}"):
+            found = adapter.find_blocks(model)
         if found is not None:
+            if not (isinstance(found, tuple) and len(found) == 2 and isinstance(found[0], str)
+                    and isinstance(found[1], nn.ModuleList) and len(found[1]) > 0):
+                raise PluginError(f"model adapter {adapter.name!r} must return (dotted path, non-empty "
+                                  f"nn.ModuleList) or None, got {type(found).__name__}")
             return found
     raise ConfigError(
         f"cannot find the transformer blocks of {type(model).__name__}: no model adapter recognises it "

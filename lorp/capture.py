@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 from .blocks import find_blocks
 from .blocks import input_device
 from .components import SimilarityMetric
-from .errors import ConfigError
+from .errors import ConfigError, PluginError
+from .plugins import plugin_code
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,18 @@ def capture_similarities(
     finally:
         for h in handles:
             h.remove()
+    matrices = {}
+    for name, acc in accumulators.items():
+        with plugin_code(f"similarity metric {name!r}"):
+            result = np.asarray(acc.result(), dtype=np.float64)
+        size = n if metrics[name].states == "blocks" else n + 1
+        if result.shape != (size, size) or not np.isfinite(result).all():
+            raise PluginError(f"similarity metric {name!r} must return a finite float [{size}, {size}] matrix "
+                              f"({metrics[name].states} states of {n} blocks), got shape {result.shape}"
+                              + ("" if np.isfinite(result).all() else " with NaN or infinite values"))
+        matrices[name] = result
     return CalibrationResult(
-        matrices={name: np.asarray(acc.result(), dtype=np.float64) for name, acc in accumulators.items()},
+        matrices=matrices,
         num_blocks=n,
         num_sequences=int(input_ids.shape[0]),
         num_tokens=tokens,

@@ -38,15 +38,21 @@ def cluster_blocks(similarity: np.ndarray, k: int, algorithm: ClusteringAlgorith
         int64 labels ``[N]`` in ``0..k-1``, depth-ordered (:func:`depth_ordered`).
     Raises:
         ConfigError: ``k`` is out of range.
-        PluginError: the algorithm returned labels of the wrong shape or not
-            exactly ``k`` distinct clusters.
+        PluginError: the algorithm returned labels of the wrong shape, type or
+            range, not exactly ``k`` distinct clusters, or called ``sys.exit()``.
     """
     n = similarity.shape[0]
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 2 <= k <= n:
         raise ConfigError(f"number of clusters K must be a whole number between 2 and {n} (the block count), got {k!r}")
-    labels = np.asarray(algorithm.cluster(similarity, int(k), int(seed)))
+    from .plugins import plugin_code
+
+    with plugin_code(f"clustering {algorithm.name!r}"):
+        labels = np.asarray(algorithm.cluster(similarity, int(k), int(seed)))
     if labels.shape != (n,):
         raise PluginError(f"clustering {algorithm.name!r} returned labels of shape {labels.shape}, expected ({n},)")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= k:
+        raise PluginError(f"clustering {algorithm.name!r} must return integer labels in 0..{k - 1}, got "
+                          f"{labels.tolist()}")
     if len(set(labels.tolist())) != k:
         raise PluginError(f"clustering {algorithm.name!r} returned {len(set(labels.tolist()))} clusters, expected {k}")
     return depth_ordered(labels)

@@ -59,7 +59,16 @@ def load_corpus(name: str, registry=None) -> Corpus:
 
     registry = registry or default_registry()
     if name in registry.components["corpus"]:
-        return registry.corpus(name).load()
+        from .components import Corpus as _Corpus
+        from .errors import PluginError
+        from .plugins import plugin_code
+
+        with plugin_code(f"corpus {name!r}"):
+            corpus = registry.corpus(name).load()
+        if not isinstance(corpus, _Corpus) or not corpus.calibration or not corpus.evaluation:
+            raise PluginError(f"corpus {name!r} must load a lorp.Corpus with calibration and evaluation documents, "
+                              f"got {type(corpus).__name__}")
+        return corpus
     if Path(name).expanduser().is_file():
         return load_text_file(Path(name).expanduser())
     raise UnknownNameError("corpus", name, registry.components["corpus"],

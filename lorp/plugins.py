@@ -14,6 +14,7 @@ Environment variables (read by :meth:`PluginSettings.from_env`):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.metadata
@@ -170,7 +171,14 @@ class Registry:
 
 
 def _import_local_plugin(path: Path) -> ModuleType:
-    """Import ``path`` as a top-level module named by its stem (so it pickles)."""
+    """Import ``path`` as a top-level module named by its stem (so its objects pickle into workers).
+
+    Whatever the file does at import, the result is that module or a
+    :class:`PluginError` naming the file: an exception, ``sys.exit()`` or any
+    other ``BaseException`` but Ctrl-C is caught. A file named like a module
+    that is importable anyway (``numpy.py``, ``ray.py``) is refused, since loading
+    it would shadow that module for the rest of the process.
+    """
     name = path.stem
     existing = sys.modules.get(name)
     if existing is not None:
@@ -180,13 +188,46 @@ def _import_local_plugin(path: Path) -> ModuleType:
             f"local plugin {path} is named {name!r}, which is already an imported module "
             f"({getattr(existing, '__file__', 'builtin')}); rename the file"
         )
+    if not name.isidentifier():
+        raise PluginError(f"local plugin {path} is not named like a Python module; rename it (letters, digits, _)")
+    try:
+        other = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        other = None
+    if other is not None and Path(other.origin or "").resolve() != path.resolve():
+        raise PluginError(f"local plugin {path} has the name of the importable module {name!r} ({other.origin}) "
+                          "and would shadow it; rename the file")
     folder = str(path.parent.resolve())
     if folder not in sys.path:
         sys.path.append(folder)
     try:
         return importlib.import_module(name)
-    except Exception as exc:
-        raise PluginError(f"local plugin {path} failed to import: {exc!r}") from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001  (sys.exit() in a plugin must not end lorp silently)
+        sys.modules.pop(name, None)
+        raise PluginError(f"local plugin {path} failed to import: {_describe(exc)}; fix or remove the file, "
+                          "or skip it with --deny-plugin " + name) from None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    return repr(exc)
+
+
+@contextlib.contextmanager
+def plugin_code(what: str):
+    """Run a plugin component's code; a ``sys.exit()`` inside it becomes a :class:`PluginError` naming ``what``.
+
+    Ordinary exceptions pass through unchanged (lorp's own errors keep their
+    message; a plugin's bug keeps its traceback).
+    """
+    try:
+        yield
+    except SystemExit as exc:
+        raise PluginError(f"{what} {_describe(exc)}, which would end lorp; a component must raise an error "
+                          "instead") from None
 
 
 def build_plugin_manager(settings: PluginSettings | None = None) -> tuple[pluggy.PluginManager, list[PluginInfo]]:
@@ -214,8 +255,11 @@ def build_plugin_manager(settings: PluginSettings | None = None) -> tuple[pluggy
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:
-                raise PluginError(f"entry-point plugin {ep.name!r} ({ep.value}) failed to load: {exc!r}") from exc
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001  (a plugin's sys.exit() must not end lorp silently)
+                raise PluginError(f"entry-point plugin {ep.name!r} ({ep.value}) failed to load: {_describe(exc)}; "
+                                  f"uninstall it or skip it with --deny-plugin {ep.name}") from None
             _register(pm, plugin, ep.name)
             dist = ep.dist
             infos.append(
@@ -281,10 +325,10 @@ def load_registry(settings: PluginSettings | None = None) -> Registry:
 
             try:
                 impl.function(register)
-            except PluginError:
+            except (PluginError, KeyboardInterrupt):
                 raise
-            except Exception as exc:
-                raise PluginError(f"plugin {plugin_name!r} failed in {hook_name}: {exc!r}") from exc
+            except BaseException as exc:  # noqa: BLE001  (a plugin's sys.exit() must not end lorp silently)
+                raise PluginError(f"plugin {plugin_name!r} failed in {hook_name}: {_describe(exc)}") from None
 
     registry.plugins = [
         PluginInfo(i.name, i.source, i.version, tuple(provided.get(i.name, ()))) for i in infos
