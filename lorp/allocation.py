@@ -31,8 +31,12 @@ def normalize_protected(protected: Iterable[int], num_blocks: int) -> frozenset[
 
 
 def check_budget(budget: int, num_blocks: int, protected: frozenset[int]) -> None:
-    """Raise :class:`ConfigError` unless ``1 <= budget <= eligible blocks``."""
-    eligible = num_blocks - len(protected)
+    """Raise :class:`ConfigError` unless ``1 <= budget <= eligible blocks`` and at least one block stays.
+
+    A model with every block removed is no model: even with nothing protected
+    (``--protect ''``) the budget is at most ``N - 1``.
+    """
+    eligible = min(num_blocks - len(protected), num_blocks - 1)
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
         raise ConfigError(f"budget must be a whole number of blocks, got {budget!r}")
     if budget < 1:
@@ -40,9 +44,21 @@ def check_budget(budget: int, num_blocks: int, protected: frozenset[int]) -> Non
     if budget > eligible:
         raise ConfigError(
             f"budget {budget} is larger than the {eligible} removable blocks "
-            f"({num_blocks} blocks, {len(protected)} protected: {sorted(protected)}); "
+            f"({num_blocks} blocks, {len(protected)} protected: {sorted(protected)}"
+            f"{'; at least one block must stay' if eligible == num_blocks - 1 and not protected else ''}); "
             f"choose a budget of at most {eligible}"
         )
+
+
+def check_seed(seed: object, what: str = "seed") -> int:
+    """Return ``seed`` if it is a whole number in ``0 .. 2**32 - 1`` (what numpy and scikit-learn accept).
+
+    Raises:
+        ConfigError: otherwise.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= 2**32 - 1:
+        raise ConfigError(f"{what} must be a whole number between 0 and 2**32 - 1 = {2**32 - 1}, got {seed!r}")
+    return int(seed)
 
 
 def redundancy(similarity: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -89,8 +105,17 @@ def allocate(request: AllocationRequest, strategy: AllocationStrategy) -> list[R
             duplicate, an out-of-range or a protected block.
     """
     check_budget(request.budget, request.num_blocks, request.protected)
-    removals = list(strategy.allocate(request))
+    from .plugins import plugin_code
+
+    with plugin_code(f"allocation strategy {strategy.name!r}"):
+        removals = list(strategy.allocate(request))
+    if not all(isinstance(r, Removal) for r in removals):
+        raise PluginError(f"allocation strategy {strategy.name!r} must return lorp.Removal entries, got "
+                          f"{sorted({type(r).__name__ for r in removals})}")
     blocks = [r.block for r in removals]
+    if not all(isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in blocks):
+        raise PluginError(f"allocation strategy {strategy.name!r} returned non-integer block indices: {blocks}")
+    blocks = [int(b) for b in blocks]
     problem = None
     if len(blocks) != request.budget:
         problem = f"returned {len(blocks)} blocks for a budget of {request.budget}"

@@ -18,7 +18,7 @@ def check_similarity(similarity: np.ndarray) -> np.ndarray:
 
     Raises:
         ConfigError: not a square 2-D matrix with at least 3 blocks, contains
-            NaN/inf, or is not symmetric (tolerance 1e-6).
+            NaN/inf, is not symmetric, or has values outside [-1, 1] (tolerance 1e-6).
     """
     try:
         s = np.asarray(similarity, dtype=np.float64)
@@ -32,6 +32,9 @@ def check_similarity(similarity: np.ndarray) -> np.ndarray:
         raise ConfigError("similarity matrix contains NaN or infinite values")
     if not np.allclose(s, s.T, atol=1e-6):
         raise ConfigError("similarity matrix must be symmetric (S[i, j] == S[j, i])")
+    if s.min() < -1 - 1e-6 or s.max() > 1 + 1e-6:
+        raise ConfigError(f"similarity values must lie in [-1, 1] like cosines (RLS and the affinity (S + 1) / 2 "
+                          f"assume it), got values from {s.min():.4g} to {s.max():.4g}")
     return s
 
 

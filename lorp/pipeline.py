@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .allocation import check_budget, normalize_protected
-from .atomic import staged_dir, write_json
+from .allocation import check_budget, check_seed, normalize_protected
+from .atomic import check_output_location, staged_dir, write_json
 from .blocks import find_blocks
-from .cache import cache_key, load_matrices, save_matrices
+from .cache import cache_key, input_fingerprint, load_matrices, save_matrices
 from .capture import capture_similarities
 from .data import calibration_samples, evaluation_windows, load_corpus
 from .errors import ConfigError, UnknownNameError
@@ -94,12 +94,29 @@ class PruneConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+        check_seed(self.seed)
+        for name in ("model", "calibration", "similarity", "clustering", "allocation", "device"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ConfigError(f"{name} must be a non-empty name, got {getattr(self, name)!r}")
+        if self.sleb_samples > self.num_samples:
+            raise ConfigError(f"sleb_samples ({self.sleb_samples}) cannot exceed the {self.num_samples} calibration "
+                              "samples it is drawn from; lower --sleb-samples or raise --samples")
+        if self.eval_tokens is not None and (isinstance(self.eval_tokens, bool) or not isinstance(self.eval_tokens, int)
+                                             or self.eval_tokens < 0):
+            raise ConfigError(f"eval_tokens must be a whole number of tokens >= 0 (0 or None: all), "
+                              f"got {self.eval_tokens!r}")
+        try:
+            protected = tuple(int(b) for b in self.protected)
+        except (TypeError, ValueError):
+            raise ConfigError(f"protected must be whole block indices, got {self.protected!r}") from None
+        if any(isinstance(b, bool) for b in self.protected) or protected != tuple(self.protected):
+            raise ConfigError(f"protected must be whole block indices, got {self.protected!r}")
         if not self.eval_corpora:
             raise ConfigError("give at least one evaluation corpus")
         if self.seq_len < 2 or self.eval_seq_len < 2:
             raise ConfigError(f"sequence lengths must be at least 2 tokens, got seq_len {self.seq_len}, "
                               f"eval_seq_len {self.eval_seq_len}")
-        if self.eval_tokens is not None and self.eval_tokens < self.eval_seq_len:
+        if self.eval_tokens and self.eval_tokens < self.eval_seq_len:
             raise ConfigError(f"the evaluation token limit ({self.eval_tokens}) must hold at least one window of "
                               f"{self.eval_seq_len} tokens; raise --eval-tokens (0 evaluates everything)")
         try:
@@ -109,11 +126,53 @@ class PruneConfig:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {self.device!r} asked for, but this torch build sees no CUDA GPU; use the CPU "
                               "(--device cpu; in lorp study -p device=cpu)")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {self.device!r} does not exist: {torch.cuda.device_count()} CUDA GPU(s) "
+                              f"visible (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ConfigError(f"device {self.device!r} asked for, but Apple MPS is not available here; use --device cpu")
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ConfigError(f"device {self.device!r} is not supported; use cpu, cuda, cuda:N or mps")
         for task in self.zero_shot_tasks:
             if task not in ZERO_SHOT_TASKS:
                 raise UnknownNameError("zero-shot task", task, ZERO_SHOT_TASKS, hint=NOT_AVAILABLE_OFFLINE.get(task, ""))
         if self.zero_shot_tasks and self.zero_shot_limit is not None and self.zero_shot_limit < 1:
             raise ConfigError(f"zero-shot item limit must be >= 1, got {self.zero_shot_limit}")
+
+
+    def check_against_model(self, budgets: tuple[int, ...] | None = None) -> int | None:
+        """Check the settings that depend on the model (budget, protected blocks, K, window lengths) before loading it.
+
+        The block count comes from the bundled table or the folder's config.json;
+        for a hub model it is known only after loading (checked again then).
+
+        Args:
+            budgets: the budgets to check (default: ``(self.budget,)``).
+        Returns:
+            the model's block count, or ``None`` if not known yet.
+        Raises:
+            ConfigError: a budget leaves no block or exceeds the removable blocks, a
+                protected index or K is out of range, or a window is longer than
+                the model's positions.
+        """
+        from .models import model_config, num_blocks_of
+
+        n = num_blocks_of(self.model)
+        if n is not None:
+            protected = normalize_protected(self.protected, n)
+            for budget in budgets or (self.budget,):
+                check_budget(budget, n, protected)
+            if self.k is not None and self.k > n:
+                raise ConfigError(f"K = {self.k} exceeds the {n} blocks of {self.model}; choose K between 2 and {n}")
+        config = model_config(self.model)
+        if config is not None:
+            config = getattr(config, "text_config", None) or config
+            limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+            for name in ("seq_len", "eval_seq_len"):
+                if isinstance(limit, int) and getattr(self, name) > limit:
+                    raise ConfigError(f"{name} {getattr(self, name)} is longer than the {limit} positions "
+                                      f"{self.model} was built for; choose at most {limit}")
+        return n
 
 
 @dataclass
@@ -136,13 +195,15 @@ RUN_OUTPUTS = frozenset({"results.json", "similarity.npy", "model"})
 
 
 def check_output_folder(out_dir: Path) -> None:
-    """Refuse an existing ``out_dir`` that holds anything but a previous run's outputs (it would be replaced).
+    """Refuse an ``out_dir`` that cannot be written, or that holds anything but a previous run's outputs.
 
     Raises:
         ConfigError: ``out_dir`` is a file, or holds files lorp did not write.
+        StorageError: ``out_dir`` is a mount point or its folder cannot be written.
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"output folder {out_dir} is a file; choose another --out")
+    check_output_location(out_dir)
     if out_dir.is_dir():
         foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in RUN_OUTPUTS)
         if foreign:
@@ -170,8 +231,9 @@ def calibrate(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, metrics:
     """One calibration pass for every metric not already cached; returns ``(matrices, meta)``.
 
     Each metric's matrix is cached on disk under a key of the model (bundled key
-    and checkpoint hash, or folder), calibration corpus, sample count and length,
-    seed and the metric's name and version. Metrics found in the cache are not
+    and checkpoint hash, or a local folder's content digest), the calibration
+    corpus (a text file's content digest), sample count and length, seed and the
+    metric's name and version (:mod:`lorp.cache`). Metrics found in the cache are not
     recomputed; the rest share a single forward pass over the calibration set.
     ``meta`` reports tokens, forward passes run (0 when all were cached) and time.
     """
@@ -180,6 +242,9 @@ def calibrate(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, metrics:
         "model_info": {k: loaded.info.get(k) for k in ("model_type", "num_parameters", "gguf_sha256", "dtype")},
         "corpus": config.calibration, "num_samples": config.num_samples, "seq_len": config.seq_len, "seed": config.seed,
     }
+    local = input_fingerprint(config.model, [config.calibration], registry)
+    if local:  # content of a local model folder or calibration text file, not just its path
+        base["content"] = local
     keys = {name: cache_key({**base, "metric": name, "metric_version": m.version}) for name, m in metrics.items()}
     matrices: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {}
@@ -231,6 +296,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     if out_dir is not None:
         check_output_folder(out_dir)
     resolve_model(config.model)  # fail fast on a bad model argument
+    config.check_against_model()
     registry = registry or load_registry()
     metric = block_metric(registry, config.similarity)
     strategy = registry.allocation(config.allocation)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .cache import read_json
 from .errors import ConfigError
 from .pipeline import PruneConfig
 from .provenance import git_commit
@@ -47,6 +48,44 @@ def split_ints(value: str | Sequence[int], what: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def coerce_parameters(p: Mapping[str, Any], known: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Check each study-notebook parameter against the type its parameters cell declares; return them typed.
+
+    The notebook is the one place that declares the parameters (read with
+    papermill, :func:`lorp.study.notebook_parameters`). ``int`` parameters take
+    whole numbers or their decimal strings (``"32"``), never booleans or
+    fractions; ``str`` parameters take text, and a number or a list (as
+    papermill's ``-p budgets 4`` or YAML lists give) is turned into
+    comma-separated text. Names the notebook does not declare pass unchanged.
+
+    Raises:
+        ConfigError: a value of the wrong type, naming the parameter and its type.
+    """
+    if known is None:
+        from .study import notebook_parameters
+
+        known = notebook_parameters()
+    out = dict(p)
+    for name, value in p.items():
+        kind = known.get(name, {}).get("type")
+        if kind == "int":
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                value = int(value.strip())
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"notebook parameter {name} takes a whole number (int), got {value!r}; "
+                                  f"e.g. -p {name} {known[name].get('default', 0)}")
+        elif kind == "str":
+            if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int)) and not isinstance(v, bool)
+                                                        for v in value):
+                value = ",".join(str(v) for v in value)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = str(value)
+            if not isinstance(value, str):
+                raise ConfigError(f"notebook parameter {name} takes text (str), got {value!r}")
+        out[name] = value
+    return out
+
+
 def study_config(p: Mapping[str, Any]) -> SweepConfig:
     """The :class:`lorp.sweep.SweepConfig` of the study notebook's parameters ``p``.
 
@@ -56,8 +95,10 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
     ``detail_methods`` filters the compared methods (names not compared are skipped).
 
     Raises:
-        ConfigError: malformed lists or values (checked again by the sweep).
+        ConfigError: a value of the wrong type (:func:`coerce_parameters`),
+            malformed lists or values (checked again by the sweep).
     """
+    p = coerce_parameters(p)
     methods = split_list(p["methods"], "methods")
     if p["allocation"] not in methods:
         methods = (p["allocation"], *methods)
@@ -94,8 +135,8 @@ def load_sweep(folder: str | Path, methods: Sequence[str] | None = None,
     meta = json.loads((folder / "sweep.json").read_text())
     order = {m: i for i, m in enumerate(methods or meta["config"]["methods"])}
     budgets = set(budgets or meta["config"]["budgets"])
-    cells = [json.loads(f.read_text()) for f in sorted((folder / "cells").glob("*.json"))]
-    cells = [c for c in cells if c.get("identity") == meta["identity"] and c["method"] in order
+    cells = [read_json(f, "sweep cell") for f in sorted((folder / "cells").glob("*.json"))]
+    cells = [c for c in cells if isinstance(c, dict) and c.get("identity") == meta["identity"] and c["method"] in order
              and c["budget"] in budgets]
     return meta, sorted(cells, key=lambda c: (order[c["method"]], c["budget"]))
 

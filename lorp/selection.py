@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .allocation import allocate, check_budget, normalize_protected
+from .allocation import allocate, check_budget, check_seed, normalize_protected
 from .clustering import cluster_blocks
 from .components import AllocationRequest, Removal
 from .errors import ConfigError
@@ -95,12 +95,16 @@ def select_blocks(
         nll: calibration NLL of the model with given blocks removed (strategies with ``needs_model``).
         registry: plugin registry (default: :func:`lorp.plugins.load_registry`).
     Raises:
-        ConfigError: bad matrix, budget, K or protected index; a metric or the
+        ConfigError: bad matrix, budget, K, seed or protected index; a metric or the
             model that the strategy needs was not supplied.
         UnknownNameError: unknown clustering or allocation name.
     """
     s = check_similarity(similarity)
     n = s.shape[0]
+    check_seed(seed)
+    if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 2 <= k <= n):
+        raise ConfigError(f"number of clusters K must be a whole number between 2 and {n} (the block count), "
+                          f"got {k!r}")
     registry = registry or load_registry()
     strategy = registry.allocation(allocation)
     prot = normalize_protected(protected, n)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import ast
 import html
 import json
 import time
@@ -16,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .atomic import staged_dir, write_text
+from .atomic import check_output_location, staged_dir, write_text
 from .errors import ConfigError, LorpError, UnknownNameError
 from .paths import NOTEBOOKS_DIR, REPORTS_DIR
 
@@ -61,6 +62,37 @@ def _cast(params: Mapping[str, Any], known: Mapping[str, dict[str, Any]]) -> dic
                                   f"got {value!r}") from None
         out[name] = value
     return out
+
+
+def notebook_defaults(known: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """The default value of each notebook parameter (its literal in the parameters cell)."""
+    return {name: ast.literal_eval(spec["default"]) for name, spec in known.items()}
+
+
+def check_study_parameters(params: Mapping[str, Any]) -> None:
+    """Check one model's study parameters before any notebook runs: types, values, names, and the model.
+
+    Raises:
+        ConfigError, UnknownNameError: a wrong type or value, an unknown method,
+            metric, clustering, corpus or zero-shot task, or a budget the model cannot
+            take (its block count is read from the bundled table or config.json).
+    """
+    from .data import load_corpus
+    from .pipeline import block_metric
+    from .plugins import default_registry
+    from .report import study_config
+
+    config = study_config({k: v for k, v in params.items() if k not in ("preset", "out_dir", "work_dir")})
+    base = config.base
+    registry = default_registry()
+    strategies = [registry.allocation(m) for m in config.methods]
+    if any(s.uses_clusters for s in strategies):
+        registry.clustering(base.clustering)
+    block_metric(registry, base.similarity)
+    for name in (base.calibration, *base.eval_corpora):
+        if name not in registry.components["corpus"]:
+            load_corpus(name, registry)  # a text file: read and split now, so a bad path fails here
+    base.check_against_model(config.budgets)
 
 
 def _execute(notebook: Path, target_dir: Path, name: str, parameters: dict[str, Any], progress: bool, what: str) -> None:
@@ -112,10 +144,9 @@ def run_study(models: Iterable[str] | None = None, *, preset: str = "default",
     if not models:
         raise ConfigError(f"preset {preset!r} names no models; give --models")
     root = Path(reports_dir) if reports_dir else (REPORTS_DIR if preset == "default" else REPORTS_DIR / preset)
-    from .models import resolve_model
-
-    for m in models:
-        resolve_model(m)  # fail on a bad model name before running anything
+    for m in models:  # every model's settings are checked before any notebook runs
+        check_study_parameters({**notebook_defaults(known), **chosen.parameters_for(m, overrides), "model": m})
+        check_output_location(root / report_name(m))
     created = not root.exists()
     try:
         return _run_all(models, chosen, overrides, root, preset, summary, progress, echo)

@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 
 from .atomic import write_json, write_text
 from .blocks import find_blocks
-from .cache import cache_key
+from .atomic import check_output_location
+from .cache import cache_key, input_fingerprint, read_json
 from .data import evaluation_windows, load_corpus
 from .errors import ConfigError
 from .evaluation import SweepPerplexity
@@ -73,8 +74,17 @@ class SweepConfig:
         return budget in self.detail_budgets and (self.detail_methods is None or method in self.detail_methods)
 
     def identity(self) -> str:
-        """Hash of the settings every cell shares (cells from other settings are not reused)."""
-        return cache_key({"sweep": _shared_settings(self.base)})
+        """Hash of the settings every cell shares (cells from other settings are not reused).
+
+        Includes the content digests of local inputs (a model folder, text-file
+        corpora: :func:`lorp.cache.input_fingerprint`), so a rewritten file gives
+        a new identity and its cells are recomputed.
+        """
+        fields: dict[str, Any] = {"sweep": _shared_settings(self.base)}
+        local = input_fingerprint(self.base.model, [self.base.calibration, *self.base.eval_corpora])
+        if local:
+            fields["content"] = local
+        return cache_key(fields)
 
 
 def _shared_settings(base: PruneConfig) -> dict[str, Any]:
@@ -183,6 +193,7 @@ def _run_cells(config: SweepConfig, out: Path, registry: Registry, strategies: d
         "similarity": matrices[base.similarity], "dense": dense,
         "perplexity_reuse": {"enabled": scorer.reuse, "stored_blocks": scorer.stored_blocks},
         "versions": package_versions(), "git_commit": git_commit(),
+        "content": input_fingerprint(base.model, [base.calibration, *base.eval_corpora], registry),
     })
     for method, budget in tqdm(cheap + costly, desc="sweep cells", disable=not base.progress, unit="cell"):
         selection, select_s, passes = selections.pop((method, budget), None) or select(method, budget)
@@ -223,15 +234,22 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
         registry.clustering(base.clustering)
     block_metric(registry, base.similarity)
     resolve_model(base.model)
+    base.check_against_model(config.budgets)
+    check_output_location(out)
     identity = config.identity()
     meta_path = out / "sweep.json"
-    previous = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    previous = read_json(meta_path, "sweep record")
+    if previous is not None and not isinstance(previous, dict):
+        previous = None
     if previous is not None and previous.get("identity") != identity:
         now = _shared_settings(base)
         changed = sorted(k for k in now if previous.get("config", {}).get(k) != now[k])
+        local = input_fingerprint(base.model, [base.calibration, *base.eval_corpora], registry)
+        changed += [f"content of {k.split(':', 1)[-1] if ':' in k else base.model}" for k in local
+                    if previous.get("content", {}).get(k) != local[k]]
         raise ConfigError(f"{out} holds a sweep with other settings (differing: {', '.join(changed) or 'lorp version'}); "
                           "use another --out or delete it")
-    if out.exists() and previous is None and any(out.iterdir()):
+    if out.exists() and previous is None and not meta_path.exists() and any(out.iterdir()):
         raise ConfigError(f"output folder {out} exists and is not a lorp sweep; choose another --out")
 
     if not set(config.detail_budgets) <= set(config.budgets):
@@ -250,11 +268,9 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
                 and (not config.decode_tokens or cell.get("speed") is not None))
 
     def load_cell(method: str, budget: int) -> dict[str, Any] | None:
-        path = out / "cells" / f"{_cell_name(method, budget)}.json"
-        if path.is_file():
-            cell = json.loads(path.read_text())
-            if cell.get("identity") == identity and complete(cell, budget):
-                return cell
+        cell = read_json(out / "cells" / f"{_cell_name(method, budget)}.json", "sweep cell")
+        if isinstance(cell, dict) and cell.get("identity") == identity and complete(cell, budget):
+            return cell
         return None
 
     dense_needs = bool(config.detail_budgets) and (
@@ -263,7 +279,7 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
     pending = [(m, b) for m in config.methods for b in config.budgets if load_cell(m, b) is None]
     if pending or previous is None or dense_needs:
         _run_cells(config, out, registry, strategies, pending, previous, identity)
-    summary = json.loads(meta_path.read_text())
+    summary = read_json(meta_path, "sweep record")
     cells = [load_cell(m, b) for m in config.methods for b in config.budgets]
     rows = _table([c for c in cells if c is not None], summary["dense"])
     write_table(out, rows)

@@ -51,6 +51,7 @@ def test_nonpositive_mean_gives_infinite_rls():
     (np.ones((2, 2)), "at least 3"),
     (np.array([[1, .5, 0], [.4, 1, 0], [0, 0, 1.]]), "symmetric"),
     (np.array([[1, np.nan, 0], [np.nan, 1, 0], [0, 0, 1.]]), "NaN"),
+    (np.array([[1, 2.5, 0], [2.5, 1, 0], [0, 0, 1.]]), r"must lie in \[-1, 1\].*from 0 to 2.5"),
 ])
 def test_bad_matrices(bad, match):
     with pytest.raises(ConfigError, match=match):

@@ -83,14 +83,27 @@ def test_plain_papermill_runs_the_notebook_with_a_plugin_metric(tmp_path):
     assert "No zero-shot accuracy" in (out / "zero_shot.md").read_text()
 
 
-def test_failing_notebook_stops_with_the_cell_error_and_keeps_earlier_reports(tmp_path):
+def test_failing_notebook_stops_with_the_cell_error_and_keeps_earlier_reports(tmp_path, monkeypatch):
     earlier = tmp_path / "smollm2-135m"
     earlier.mkdir()
     (earlier / "results.json").write_text("{}")
-    with pytest.raises(LorpError, match="study notebook for 'smollm2-135m' failed in cell .*'shortgtp'.*did you mean"):
+    # a bad name is refused before any notebook runs
+    with pytest.raises(LorpError, match="unknown allocation strategy 'shortgtp' \\(did you mean 'shortgpt'\\?\\)"):
         run_study(["smollm2-135m"], preset="quick", parameters={"methods": "lorp,shortgtp"}, reports_dir=tmp_path,
                   progress=False, echo=lambda _: None)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["smollm2-135m"]
+    # a strategy that passes every check but fails while the notebook runs
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "broken_strategy.py").write_text(
+        "import lorp\n"
+        "def allocate(request):\n    raise RuntimeError('boom in allocate')\n"
+        "@lorp.hookimpl\ndef lorp_register_allocation_strategies(register):\n"
+        "    register(lorp.AllocationStrategy('broken', allocate, uses_clusters=False))\n")
+    monkeypatch.setenv("LORP_PLUGINS_DIR", str(plugins))
+    with pytest.raises(LorpError, match="study notebook for 'smollm2-135m' failed in cell .*boom in allocate"):
+        run_study(["smollm2-135m"], preset="quick", parameters={"methods": "lorp,broken"}, reports_dir=tmp_path,
+                  progress=False, echo=lambda _: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plugins", "smollm2-135m"]
     assert (earlier / "results.json").read_text() == "{}"
     fresh = tmp_path / "new-reports"
     with pytest.raises(LorpError, match="detail_budget 5 must be one of the budgets"):
