@@ -9,8 +9,11 @@
 from __future__ import annotations
 
 import ast
+import functools
 import html
 import json
+import os
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
@@ -20,6 +23,8 @@ from typing import Any
 from .atomic import check_output_location, staged_dir, write_text
 from .errors import ConfigError, LorpError, UnknownNameError
 from .paths import NOTEBOOKS_DIR, REPORTS_DIR
+from .progress import ENV as progress_env
+from .progress import Follower
 
 STUDY_NOTEBOOK = NOTEBOOKS_DIR / "lorp_study.ipynb"
 SUMMARY_NOTEBOOK = NOTEBOOKS_DIR / "summary.ipynb"
@@ -95,15 +100,45 @@ def check_study_parameters(params: Mapping[str, Any]) -> None:
     base.check_against_model(config.budgets)
 
 
-def _execute(notebook: Path, target_dir: Path, name: str, parameters: dict[str, Any], progress: bool, what: str) -> None:
+@functools.lru_cache(maxsize=1)
+def _ipc_kernel_manager():
+    """A jupyter kernel manager whose kernel talks over local IPC sockets instead of TCP.
+
+    The kernel then opens no network port, and prints no "running over TCP
+    without encryption" warning into the user's terminal.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc")
+
+    return IPCKernelManager
+
+
+def _execute(notebook: Path, target_dir: Path, name: str, parameters: dict[str, Any], progress: bool, what: str,
+             echo=print, prefix: str = "") -> None:
+    """Execute ``notebook`` into ``target_dir / name`` and render its HTML; stream the sweep's progress to ``echo``."""
     import papermill as pm
 
+    fd, progress_file = tempfile.mkstemp(prefix="lorp-progress-", suffix=".jsonl")
+    os.close(fd)
+    previous = os.environ.get(progress_env)
+    os.environ[progress_env] = progress_file  # the kernel inherits it; the sweep appends its events there
     try:
-        pm.execute_notebook(str(notebook), str(target_dir / name), parameters=parameters, progress_bar=progress,
-                            kernel_name="python3", cwd=str(notebook.parent))
+        with Follower(progress_file, echo if progress else (lambda _line: None), prefix=prefix):
+            pm.execute_notebook(str(notebook), str(target_dir / name), parameters=parameters, progress_bar=False,
+                                kernel_name="python3", cwd=str(notebook.parent),
+                                kernel_manager_class=_ipc_kernel_manager())
     except pm.PapermillExecutionError as exc:
         raise LorpError(f"{what} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
                         f"(the executed notebook up to the error was discarded; earlier reports are intact)") from exc
+    finally:
+        if previous is None:
+            os.environ.pop(progress_env, None)
+        else:
+            os.environ[progress_env] = previous
+        os.unlink(progress_file)
     render_html(target_dir / name, target_dir / name.replace(".ipynb", ".html"))
 
 
@@ -165,7 +200,7 @@ def _run_all(models, chosen, overrides, root: Path, preset: str, summary: bool, 
         t = time.perf_counter()
         with staged_dir(final) as stage:
             _execute(STUDY_NOTEBOOK, stage, "study.ipynb", {**params, "preset": preset, "out_dir": str(stage)},
-                     progress, f"study notebook for {model!r}")
+                     progress, f"study notebook for {model!r}", echo, f"[{i}/{len(models)}] {model}: ")
         echo(f"[{i}/{len(models)}] {model}: done in {time.perf_counter() - t:.0f} s")
         written.append(final)
     if summary:
@@ -173,7 +208,7 @@ def _run_all(models, chosen, overrides, root: Path, preset: str, summary: bool, 
         echo(f"summary: running notebooks/summary.ipynb over {root} -> {final}")
         with staged_dir(final) as stage:
             _execute(SUMMARY_NOTEBOOK, stage, "summary.ipynb", {"reports_dir": str(root), "out_dir": str(stage)},
-                     progress, "summary notebook")
+                     progress, "summary notebook", echo, "summary: ")
         written.append(final)
         write_index(root, preset=preset, default_root=root == REPORTS_DIR)
         echo(f"index: {root / 'index.html'}")

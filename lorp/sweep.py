@@ -23,6 +23,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from . import progress
 from .atomic import write_json, write_text
 from .blocks import find_blocks
 from .atomic import check_output_location
@@ -135,6 +136,8 @@ def _run_cells(config: SweepConfig, out: Path, registry: Registry, strategies: d
     for m, _ in pending:
         needed.update({n: registry.similarity(n) for n in strategies[m].needs})
     t0 = time.perf_counter()
+    progress.report(stage="calibration", message=f"calibration pass ({base.num_samples} x {base.seq_len} tokens of "
+                                                 f"{base.calibration}; cached passes are reused)")
     matrices, calib_meta = calibrate(loaded, calib_corpus, base, needed, registry)
     calib_seconds = time.perf_counter() - t0
 
@@ -160,6 +163,8 @@ def _run_cells(config: SweepConfig, out: Path, registry: Registry, strategies: d
 
     windows = {n: evaluation_windows(loaded.tokenizer, c, base.eval_seq_len, base.eval_tokens)
                for n, c in eval_corpora.items()}
+    progress.report(stage="dense", message="dense model: perplexity" + (", zero-shot accuracy and decode speed"
+                                                                        if config.detail_budgets else ""))
     t = time.perf_counter()
     firsts = {min(sel.pruned) for sel, _, _ in selections.values()} if config.reuse_states else set()
     scorer = SweepPerplexity(model, windows, firsts, batch_size=base.batch_size, registry=registry,
@@ -195,7 +200,9 @@ def _run_cells(config: SweepConfig, out: Path, registry: Registry, strategies: d
         "versions": package_versions(), "git_commit": git_commit(),
         "content": input_fingerprint(base.model, [base.calibration, *base.eval_corpora], registry),
     })
-    for method, budget in tqdm(cheap + costly, desc="sweep cells", disable=not base.progress, unit="cell"):
+    order = cheap + costly
+    progress.report(stage="cells", total=len(order), message=f"{len(order)} cells to compute")
+    for done, (method, budget) in enumerate(tqdm(order, desc="sweep cells", disable=not base.progress, unit="cell"), 1):
         selection, select_s, passes = selections.pop((method, budget), None) or select(method, budget)
         t = time.perf_counter()
         ppl = scorer(selection.pruned)
@@ -212,6 +219,7 @@ def _run_cells(config: SweepConfig, out: Path, registry: Registry, strategies: d
             "seconds": {"selection": select_s, "perplexity": ppl_s, "total": select_s + time.perf_counter() - t},
             "nll_passes": passes,
         })
+        progress.report(stage="cell", done=done, total=len(order), method=method, budget=budget)
 
 
 def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | None = None) -> list[dict[str, Any]]:
@@ -279,6 +287,9 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
     pending = [(m, b) for m in config.methods for b in config.budgets if load_cell(m, b) is None]
     if pending or previous is None or dense_needs:
         _run_cells(config, out, registry, strategies, pending, previous, identity)
+    else:
+        progress.report(stage="cached", message=f"all {len(config.methods) * len(config.budgets)} cells already "
+                                                f"computed in {out}; reusing them")
     summary = read_json(meta_path, "sweep record")
     cells = [load_cell(m, b) for m in config.methods for b in config.budgets]
     rows = _table([c for c in cells if c is not None], summary["dense"])
