@@ -5,9 +5,9 @@ converted models, extracted data, zero-shot task files; sweep cells use the same
 rules) follows three rules:
 
 * **Keyed by content.** A key hashes every setting that changes the entry and,
-  for a local text file or model folder, a digest of its *content*
-  (:func:`input_fingerprint`), never just its path: rewrite the file and the old
-  entry is no longer found.
+  for a local text file or model folder, a digest of its *content* in place of
+  its path (:func:`content_id`): rewrite the file and the old entry is no longer
+  found; copy it elsewhere and the entry is still found.
 * **Written as if another process wrote the same key at the same moment.** An
   entry is written under a unique temporary name in its final folder and moved
   into place with one ``os.replace`` (:func:`publish_folder` for folders), so a
@@ -43,8 +43,6 @@ from .paths import cache_dir
 CAPTURE_VERSION = "1"
 #: Name of the manifest that seals a cached folder (written last, inside the folder).
 MANIFEST = ".lorp-manifest.json"
-#: Files up to this size are checksummed in manifests; larger ones (model weights) are checked by size.
-_HASHED_SIZE = 64 << 20
 _CHUNK = 1 << 22
 
 
@@ -60,6 +58,13 @@ def cache_key(fields: Mapping[str, Any]) -> str:
 
 
 def _file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered within the process while its size, mtime and inode stay the same."""
+    st = path.stat()
+    return _sha256_of(str(path.resolve()), (st.st_size, st.st_mtime_ns, st.st_ino))
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_of(path: str, _stamp: tuple) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
@@ -100,27 +105,43 @@ def content_digest(path: str | os.PathLike) -> str:
         raise StorageError(f"cannot read {root} to fingerprint its content ({os_reason(exc)})") from None
 
 
-def input_fingerprint(model: str, corpora: Iterable[str], registry=None) -> dict[str, str]:
-    """Content digests of the *local* inputs of a run: a model folder and text-file corpora.
+def content_id(spec: str, kind: str, registry=None) -> str:
+    """How an input enters cache keys: by name, or for a local input by its content alone.
 
-    Bundled models (pinned by GGUF sha256), hub ids and registered corpora are
-    named by their spec alone and do not appear. The result goes into cache keys,
-    so a changed local file gives new keys.
-
+    Args:
+        spec: a ``--model`` or corpus argument.
+        kind: ``"model"`` or ``"corpus"``.
     Returns:
-        ``{"model": sha256, "corpus:<path>": sha256, ...}`` (empty when nothing is local).
+        ``"sha256:<hex>"`` of a local model folder's or text file's content (so a
+        copy elsewhere has the same id, and a rewrite a new one); otherwise
+        ``spec`` (bundled models are pinned by their GGUF sha256, registered corpora
+        by their package versions, hub ids by id).
     """
-    from .models import resolve_model
+    if kind == "model":
+        from .models import resolve_model
+
+        source = resolve_model(spec)
+        return f"sha256:{content_digest(source.location)}" if source.kind == "local" else spec
     from .plugins import default_registry
 
-    out: dict[str, str] = {}
-    source = resolve_model(model)
-    if source.kind == "local":
-        out["model"] = content_digest(source.location)
     registry = registry or default_registry()
+    if spec not in registry.components["corpus"] and Path(spec).expanduser().is_file():
+        return f"sha256:{content_digest(Path(spec).expanduser())}"
+    return spec
+
+
+def input_fingerprint(model: str, corpora: Iterable[str], registry=None) -> dict[str, str]:
+    """Content ids of the *local* inputs of a run, by argument: ``{"model": "sha256:…", "<path>": "sha256:…"}``.
+
+    Empty when nothing is local. Recorded in sweep folders, so a refusal can name
+    the input whose content changed.
+    """
+    out = {}
+    if (mid := content_id(model, "model")) != model:
+        out["model"] = mid
     for name in dict.fromkeys(corpora):
-        if name not in registry.components["corpus"] and Path(name).expanduser().is_file():
-            out[f"corpus:{name}"] = content_digest(Path(name).expanduser())
+        if (cid := content_id(name, "corpus", registry)) != name:
+            out[name] = cid
     return out
 
 
@@ -170,6 +191,44 @@ def read_json(path: str | os.PathLike, what: str) -> Any | None:
         return None
 
 
+def _payload_sha256(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_checked_json(path: str | os.PathLike, obj: Mapping[str, Any]) -> Path:
+    """Atomically write the JSON object ``obj`` with a ``"sha256"`` of its other fields, for :func:`read_checked_json`.
+
+    Raises:
+        StorageError: the file cannot be written.
+    """
+    from .atomic import write_json
+
+    plain = json.loads(to_json({k: v for k, v in obj.items() if k != "sha256"}))
+    return write_json(path, {**plain, "sha256": _payload_sha256(plain)})
+
+
+def read_checked_json(path: str | os.PathLike, what: str, required: Iterable[str] = ()) -> dict[str, Any] | None:
+    """The object written by :func:`write_checked_json`, or ``None`` if missing, unreadable or changed.
+
+    A file that exists but does not parse, lacks a ``required`` field or whose
+    ``"sha256"`` does not match its content (truncated, edited, written by an older
+    lorp) gets a one-line notice, and ``None`` so the caller recomputes it.
+    """
+    obj = read_json(path, what)
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        problem = "not a JSON object"
+    elif obj.get("sha256") != _payload_sha256({k: v for k, v in obj.items() if k != "sha256"}):
+        problem = "its checksum does not match its content"
+    elif any(k not in obj for k in required):
+        problem = f"it lacks {sorted(k for k in required if k not in obj)}"
+    else:
+        return obj
+    notice(f"{what} {path} is unusable ({problem}); recomputing it")
+    return None
+
+
 def seal_file(path: Path) -> None:
     """Write ``<path>.sha256`` (size and checksum), after ``path`` itself is in place."""
     record = {"size": path.stat().st_size, "sha256": _file_sha256(path)}
@@ -194,19 +253,18 @@ def file_is_sealed(path: Path) -> bool:
 # -- folders --------------------------------------------------------------------------------------------------
 
 def write_manifest(folder: Path, extra: Mapping[str, Any] | None = None) -> None:
-    """Seal ``folder``: record every file's size (and sha256 up to 64 MiB) in :data:`MANIFEST`."""
-    files = {}
-    for f in _files(folder):
-        size = f.stat().st_size
-        files[f.relative_to(folder).as_posix()] = {"size": size, **(
-            {"sha256": _file_sha256(f)} if size <= _HASHED_SIZE else {})}
+    """Seal ``folder``: record every file's size and sha256 in :data:`MANIFEST`."""
+    files = {f.relative_to(folder).as_posix(): {"size": f.stat().st_size, "sha256": _file_sha256(f)}
+             for f in _files(folder)}
     write_text(folder / MANIFEST, json.dumps({"files": files, **dict(extra or {})}, indent=1, sort_keys=True))
 
 
-def folder_is_sealed(folder: Path, expect: Mapping[str, Any] | None = None) -> bool:
-    """Whether ``folder`` holds exactly what its manifest lists (sizes, small files' sha256) and ``expect``.
+def folder_is_sealed(folder: Path, expect: Mapping[str, Any] | None = None, *, quiet: bool = False) -> bool:
+    """Whether ``folder`` holds exactly what its manifest lists (names, sizes, sha256) and ``expect``.
 
-    A folder that exists but fails the check gets a notice. ``expect`` entries must
+    A folder that exists but fails the check gets a notice. Checksums are
+    remembered within the process while files keep their size, mtime and inode,
+    so a second check of the same folder costs a ``stat`` per file. ``expect`` entries must
     equal the manifest's extra fields (e.g. the GGUF checksum a model came from).
     """
     if not folder.is_dir():
@@ -219,12 +277,12 @@ def folder_is_sealed(folder: Path, expect: Mapping[str, Any] | None = None) -> b
         ok = ok and present == set(files)
         for name, info in files.items() if ok else ():
             f = folder / name
-            if f.stat().st_size != info["size"] or ("sha256" in info and _file_sha256(f) != info["sha256"]):
+            if f.stat().st_size != info["size"] or _file_sha256(f) != info["sha256"]:
                 ok = False
                 break
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         ok = False
-    if not ok:
+    if not ok and not quiet:
         notice(f"cache entry {folder} is incomplete or changed; rebuilding it")
     return ok
 
@@ -245,7 +303,7 @@ def publish_folder(tmp: Path, target: Path, extra: Mapping[str, Any] | None = No
                 os.replace(tmp, target)
                 return target
             except OSError:
-                if target.is_dir() and (target / MANIFEST).is_file() and folder_is_sealed(target, extra):
+                if target.is_dir() and folder_is_sealed(target, extra, quiet=True):
                     shutil.rmtree(tmp, ignore_errors=True)
                     return target
                 if target.exists():
@@ -277,6 +335,23 @@ def new_build_dir(target: Path) -> Path:
                            "LORP_CACHE_DIR to a writable folder") from None
 
 
+def check_cache_writable() -> Path:
+    """Check, before any work, that the cache folder exists or can be made, and takes files.
+
+    Raises:
+        StorageError: it cannot be created or written (names ``$LORP_CACHE_DIR``).
+    """
+    root = cache_dir()
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=root)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise StorageError(f"cannot write in the lorp cache folder {root} ({os_reason(exc)}); set LORP_CACHE_DIR "
+                           "to a writable folder") from None
+    return root
+
+
 # -- similarity matrices of calibration passes ------------------------------------------------------------------
 
 def _path(key: str) -> Path:
@@ -287,8 +362,8 @@ def load_matrices(key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | No
     """Return ``(matrices, meta)`` cached under ``key``, or ``None`` when absent or unusable.
 
     An entry that cannot be read whole (truncated, bad CRC, missing metadata, a
-    key that does not match, a non-finite or non-square matrix) gives a notice and
-    ``None``, so the caller recomputes it.
+    key or checksum that does not match, a non-finite or non-square matrix) gives
+    a notice and ``None``, so the caller recomputes it.
     """
     path = _path(key)
     if not path.is_file():
@@ -299,14 +374,26 @@ def load_matrices(key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | No
             meta = json.loads(str(data["__meta__"]))
         if meta.get("cache_key", key) != key or not matrices:
             raise ValueError("entry stored under another key")
+        if "sha256" in meta and meta["sha256"] != _matrices_sha256(matrices):
+            raise ValueError("checksum does not match the matrices")
         for m in matrices.values():
             if m.ndim != 2 or m.shape[0] != m.shape[1] or not np.isfinite(m).all():
                 raise ValueError(f"matrix of shape {m.shape} or with non-finite values")
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        notice(f"cached similarity {path} is unreadable ({type(exc).__name__}); recomputing it")
+        reason = type(exc).__name__ + (f": {exc}" if isinstance(exc, ValueError) and str(exc) else "")
+        notice(f"cached similarity {path} is unreadable ({reason[:200]}); recomputing it")
         return None
     meta.pop("cache_key", None)
+    meta.pop("sha256", None)
     return matrices, meta
+
+
+def _matrices_sha256(matrices: Mapping[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(matrices):
+        m = np.ascontiguousarray(matrices[name], dtype=np.float64)
+        digest.update(f"{name}:{m.shape}".encode() + m.tobytes())
+    return digest.hexdigest()
 
 
 def save_matrices(key: str, matrices: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
@@ -315,13 +402,14 @@ def save_matrices(key: str, matrices: Mapping[str, np.ndarray], meta: Mapping[st
     Raises:
         StorageError: the cache cannot be written.
     """
-    blob = {"__meta__": np.array(to_json({**dict(meta), "cache_key": key})),
-            **{k: np.asarray(v, dtype=np.float64) for k, v in matrices.items()}}
+    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in matrices.items()}
+    blob = {"__meta__": np.array(to_json({**dict(meta), "cache_key": key, "sha256": _matrices_sha256(arrays)})),
+            **arrays}
     return atomic_write_bytes(_path(key), lambda fh: np.savez(fh, **blob))
 
 
 __all__ = [
-    "CAPTURE_VERSION", "MANIFEST", "atomic_write_bytes", "cache_key", "content_digest", "file_is_sealed",
+    "CAPTURE_VERSION", "MANIFEST", "atomic_write_bytes", "cache_key", "check_cache_writable", "content_digest", "content_id", "file_is_sealed",
     "folder_is_sealed", "input_fingerprint", "load_matrices", "new_build_dir", "notice", "publish_folder",
-    "read_json", "save_matrices", "seal_file", "write_manifest",
+    "read_checked_json", "read_json", "save_matrices", "seal_file", "write_checked_json", "write_manifest",
 ]

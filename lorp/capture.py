@@ -95,7 +95,10 @@ def capture_similarities(
         attention_mask = torch.ones_like(input_ids)
     _, blocks = find_blocks(model, registry)
     n = len(blocks)
-    accumulators = {name: m.create(n) for name, m in metrics.items()}
+    accumulators = {}
+    for name, m in metrics.items():
+        with plugin_code(f"similarity metric {name!r}"):
+            accumulators[name] = m.create(n)
     states: list[torch.Tensor | None] = [None] * (n + 1)
 
     def pre_hook(index: int):
@@ -122,12 +125,13 @@ def capture_similarities(
             bool_mask = mask.bool()
             last = None
             for name, acc in accumulators.items():
-                if metrics[name].needs == "last_token":
-                    if last is None:
-                        last = _last_tokens(stacked, bool_mask)
-                    acc.update(last, torch.ones(last.shape[1], 1, dtype=torch.bool, device=device))
-                else:
-                    acc.update(stacked, bool_mask)
+                with plugin_code(f"similarity metric {name!r}"):
+                    if metrics[name].needs == "last_token":
+                        if last is None:
+                            last = _last_tokens(stacked, bool_mask)
+                        acc.update(last, torch.ones(last.shape[1], 1, dtype=torch.bool, device=device))
+                    else:
+                        acc.update(stacked, bool_mask)
             tokens += int(bool_mask.sum())
             states[:] = [None] * (n + 1)
             del stacked, last
@@ -143,6 +147,9 @@ def capture_similarities(
             raise PluginError(f"similarity metric {name!r} must return a finite float [{size}, {size}] matrix "
                               f"({metrics[name].states} states of {n} blocks), got shape {result.shape}"
                               + ("" if np.isfinite(result).all() else " with NaN or infinite values"))
+        if metrics[name].states == "blocks" and not np.allclose(result, result.T, atol=1e-6):
+            raise PluginError(f"similarity metric {name!r} returned a matrix that is not symmetric; S[i, j] must "
+                              "equal S[j, i]")
         matrices[name] = result
     return CalibrationResult(
         matrices=matrices,

@@ -161,15 +161,16 @@ def model_config(spec: str):
     if source.kind == "hub":
         return None
     folder = Path(source.location) if source.kind == "local" else cache_dir() / "models" / spec
-    if source.kind == "bundled" and not (folder / "config.json").is_file():
-        return None
+    if source.kind == "bundled" and not folder_is_sealed(folder, {"gguf_sha256": BUNDLED_MODELS[spec].sha256},
+                                                         quiet=True):
+        return None  # not converted yet, or damaged: loading (re)builds it
     from transformers import AutoConfig
 
     try:
         return AutoConfig.from_pretrained(str(folder))
     except Exception as exc:  # noqa: BLE001  (transformers raises many types for a bad config.json)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"cannot read the model config in {folder}: {first[:300]}") from None
+        text = " ".join(line.strip() for line in str(exc).strip().splitlines()) or type(exc).__name__
+        raise ConfigError(f"cannot read the model config in {folder}: {text[:400]}") from None
 
 
 def num_blocks_of(spec: str) -> int | None:
@@ -249,11 +250,11 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
         if device_map is None:
-            model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+            model, loading = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, output_loading_info=True)
         else:
             offload = Path(offload_folder) if offload_folder else cache_dir() / "offload" / Path(location).name
-            model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, device_map=device_map,
-                                                         offload_folder=str(offload))
+            model, loading = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, device_map=device_map,
+                                                                  offload_folder=str(offload), output_loading_info=True)
     except Exception as exc:  # noqa: BLE001  (transformers raises many types for a broken folder)
         if source.kind != "hub" or not isinstance(exc, OSError):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -264,6 +265,11 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
             f"Offline, use a bundled model instead: {', '.join(BUNDLED_MODELS)} "
             "(or a local model folder)."
         ) from exc
+    missing = sorted(loading.get("missing_keys") or [])
+    if missing:
+        raise ConfigError(f"the weights in {location} lack {len(missing)} parameter(s) that its config.json asks for "
+                          f"(e.g. {missing[0]}); lorp will not run randomly initialised blocks. Check config.json "
+                          "(num_hidden_layers, sizes) against the weights")
     if device_map is None:
         model.to(device)
     model.eval()

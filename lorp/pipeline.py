@@ -14,7 +14,7 @@ import torch
 from .allocation import check_budget, check_seed, normalize_protected
 from .atomic import check_output_location, staged_dir, write_json
 from .blocks import find_blocks
-from .cache import cache_key, input_fingerprint, load_matrices, save_matrices
+from .cache import cache_key, check_cache_writable, content_id, load_matrices, notice, save_matrices
 from .capture import capture_similarities
 from .data import calibration_samples, evaluation_windows, load_corpus
 from .errors import ConfigError, UnknownNameError
@@ -237,20 +237,23 @@ def calibrate(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, metrics:
     recomputed; the rest share a single forward pass over the calibration set.
     ``meta`` reports tokens, forward passes run (0 when all were cached) and time.
     """
-    base = {
-        "model": loaded.source.location if loaded.source.kind != "bundled" else loaded.source.spec,
+    base = {  # a local model folder or text file enters by its content, not its path
+        "model": content_id(config.model, "model"),
         "model_info": {k: loaded.info.get(k) for k in ("model_type", "num_parameters", "gguf_sha256", "dtype")},
-        "corpus": config.calibration, "num_samples": config.num_samples, "seq_len": config.seq_len, "seed": config.seed,
+        "corpus": content_id(config.calibration, "corpus", registry), "num_samples": config.num_samples,
+        "seq_len": config.seq_len, "seed": config.seed,
     }
-    local = input_fingerprint(config.model, [config.calibration], registry)
-    if local:  # content of a local model folder or calibration text file, not just its path
-        base["content"] = local
     keys = {name: cache_key({**base, "metric": name, "metric_version": m.version}) for name, m in metrics.items()}
     matrices: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {}
     if config.use_cache:
+        n = len(find_blocks(loaded.model, registry)[1])
         for name, key in keys.items():
             hit = load_matrices(key)
+            size = n if metrics[name].states == "blocks" else n + 1
+            if hit is not None and (name not in hit[0] or hit[0][name].shape != (size, size)):
+                notice(f"cached similarity {key} does not fit this {n}-block model; recomputing it")
+                hit = None
             if hit is not None:
                 matrices[name], meta = hit[0][name], hit[1]
     missing = {name: m for name, m in metrics.items() if name not in matrices}
@@ -296,6 +299,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     if out_dir is not None:
         check_output_folder(out_dir)
     resolve_model(config.model)  # fail fast on a bad model argument
+    check_cache_writable()
     config.check_against_model()
     registry = registry or load_registry()
     metric = block_metric(registry, config.similarity)

@@ -213,7 +213,10 @@ def _import_local_plugin(path: Path) -> ModuleType:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return f"it called sys.exit({exc.code!r})"
-    return repr(exc)
+    try:
+        return repr(exc)
+    except Exception:  # noqa: BLE001  (an exception whose repr fails still gets named)
+        return f"{type(exc).__name__} (unprintable)"
 
 
 @contextlib.contextmanager
@@ -306,6 +309,9 @@ def load_registry(settings: PluginSettings | None = None) -> Registry:
         hook = getattr(pm.hook, hook_name)
         for impl in hook.get_hookimpls():
             plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
+            if impl.hookwrapper or getattr(impl, "wrapper", False):
+                raise PluginError(f"plugin {plugin_name!r} declares {hook_name} as a hook wrapper; lorp's hooks take "
+                                  "plain implementations: use @lorp.hookimpl without wrapper=/hookwrapper=")
 
             def register(component: object, _kind=kind, _cls=cls, _plugin=plugin_name) -> None:
                 if not isinstance(component, _cls):

@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .cache import read_json
+from .cache import read_checked_json
 from .errors import ConfigError
 from .pipeline import PruneConfig
 from .provenance import git_commit
-from .sweep import SweepConfig
+from .sweep import CELL_FIELDS, SweepConfig
 
 #: RLS the paper reports for its models (arXiv 2605.27786, Table 1).
 PAPER_RLS = {"Llama-3.1-8B": 1.149, "OLMo-3-7B": 0.941, "Mistral-Nemo-12B": 0.926, "Qwen3-8B": 0.685,
@@ -135,7 +135,7 @@ def load_sweep(folder: str | Path, methods: Sequence[str] | None = None,
     meta = json.loads((folder / "sweep.json").read_text())
     order = {m: i for i, m in enumerate(methods or meta["config"]["methods"])}
     budgets = set(budgets or meta["config"]["budgets"])
-    cells = [read_json(f, "sweep cell") for f in sorted((folder / "cells").glob("*.json"))]
+    cells = [read_checked_json(f, "sweep cell", CELL_FIELDS) for f in sorted((folder / "cells").glob("*.json"))]
     cells = [c for c in cells if isinstance(c, dict) and c.get("identity") == meta["identity"] and c["method"] in order
              and c["budget"] in budgets]
     return meta, sorted(cells, key=lambda c: (order[c["method"]], c["budget"]))

@@ -82,12 +82,16 @@ def check_study_parameters(params: Mapping[str, Any]) -> None:
             metric, clustering, corpus or zero-shot task, or a budget the model cannot
             take (its block count is read from the bundled table or config.json).
     """
+    from .cache import check_cache_writable
     from .data import load_corpus
     from .pipeline import block_metric
     from .plugins import default_registry
     from .report import study_config
 
     config = study_config({k: v for k, v in params.items() if k not in ("preset", "out_dir", "work_dir")})
+    check_cache_writable()
+    if params.get("work_dir"):
+        check_output_location(Path(params["work_dir"]))
     base = config.base
     registry = default_registry()
     strategies = [registry.allocation(m) for m in config.methods]
@@ -179,10 +183,15 @@ def run_study(models: Iterable[str] | None = None, *, preset: str = "default",
     if not models:
         raise ConfigError(f"preset {preset!r} names no models; give --models")
     root = Path(reports_dir) if reports_dir else (REPORTS_DIR if preset == "default" else REPORTS_DIR / preset)
-    for m in models:  # every model's settings are checked before any notebook runs
-        check_study_parameters({**notebook_defaults(known), **chosen.parameters_for(m, overrides), "model": m})
-        check_output_location(root / report_name(m))
     created = not root.exists()
+    try:
+        for m in models:  # every model's settings are checked before any notebook runs
+            check_study_parameters({**notebook_defaults(known), **chosen.parameters_for(m, overrides), "model": m})
+            check_output_location(root / report_name(m))
+    except BaseException:
+        if created and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+        raise
     try:
         return _run_all(models, chosen, overrides, root, preset, summary, progress, echo)
     except BaseException:

@@ -27,7 +27,7 @@ from . import progress
 from .atomic import write_json, write_text
 from .blocks import find_blocks
 from .atomic import check_output_location
-from .cache import cache_key, input_fingerprint, read_json
+from .cache import cache_key, check_cache_writable, input_fingerprint, read_checked_json, write_checked_json
 from .data import evaluation_windows, load_corpus
 from .errors import ConfigError
 from .evaluation import SweepPerplexity
@@ -40,6 +40,8 @@ from .selection import select_blocks
 from .speed import decode_speed, flops_per_token
 from .zeroshot import zero_shot
 
+#: Fields every cell file must hold to be reused.
+CELL_FIELDS = ("identity", "method", "budget", "pruned", "selection", "perplexity", "parameters")
 DEFAULT_METHODS = ("lorp", "shortgpt", "streamline", "angular", "sleb", "last", "random")
 DEFAULT_BUDGETS = (3, 5, 7, 9)
 
@@ -81,11 +83,13 @@ class SweepConfig:
         corpora: :func:`lorp.cache.input_fingerprint`), so a rewritten file gives
         a new identity and its cells are recomputed.
         """
-        fields: dict[str, Any] = {"sweep": _shared_settings(self.base)}
+        shared = _shared_settings(self.base)
         local = input_fingerprint(self.base.model, [self.base.calibration, *self.base.eval_corpora])
-        if local:
-            fields["content"] = local
-        return cache_key(fields)
+        if local:  # local inputs enter by content, not by path
+            shared["model"] = local.get("model", shared["model"])
+            shared["calibration"] = local.get(shared["calibration"], shared["calibration"])
+            shared["eval_corpora"] = [local.get(c, c) for c in shared["eval_corpora"]]
+        return cache_key({"sweep": shared})
 
 
 def _shared_settings(base: PruneConfig) -> dict[str, Any]:
@@ -188,7 +192,7 @@ def _run_cells(config: SweepConfig, out: Path, registry: Registry, strategies: d
     reusable = {k: old_dense[k] for k in wanted if old_dense.get(k) is not None}
     if config.detail_budgets:
         dense.update(reusable if set(reusable) == wanted else details())
-    write_json(out / "sweep.json", {
+    write_checked_json(out / "sweep.json", {
         "identity": identity, "config": {**_shared_settings(base), "methods": list(config.methods),
                                          "budgets": list(config.budgets), "detail_budgets": list(config.detail_budgets),
                                          "decode_tokens": config.decode_tokens},
@@ -211,7 +215,7 @@ def _run_cells(config: SweepConfig, out: Path, registry: Registry, strategies: d
         if config.detailed(method, budget):
             with blocks_removed(model, selection.pruned, registry):
                 extra = details()
-        write_json(out / "cells" / f"{_cell_name(method, budget)}.json", {
+        write_checked_json(out / "cells" / f"{_cell_name(method, budget)}.json", {
             "identity": identity, "method": method, "budget": budget, "pruned": selection.pruned,
             "selection": selection.to_dict(), "perplexity": ppl,
             "parameters": num_params - sum(block_params[b] for b in selection.pruned), **extra,
@@ -242,18 +246,19 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
         registry.clustering(base.clustering)
     block_metric(registry, base.similarity)
     resolve_model(base.model)
+    check_cache_writable()
     base.check_against_model(config.budgets)
     check_output_location(out)
     identity = config.identity()
     meta_path = out / "sweep.json"
-    previous = read_json(meta_path, "sweep record")
+    previous = read_checked_json(meta_path, "sweep record", ("identity", "config", "dense"))
     if previous is not None and not isinstance(previous, dict):
         previous = None
     if previous is not None and previous.get("identity") != identity:
         now = _shared_settings(base)
         changed = sorted(k for k in now if previous.get("config", {}).get(k) != now[k])
         local = input_fingerprint(base.model, [base.calibration, *base.eval_corpora], registry)
-        changed += [f"content of {k.split(':', 1)[-1] if ':' in k else base.model}" for k in local
+        changed += [f"content of {base.model if k == 'model' else k}" for k in local
                     if previous.get("content", {}).get(k) != local[k]]
         raise ConfigError(f"{out} holds a sweep with other settings (differing: {', '.join(changed) or 'lorp version'}); "
                           "use another --out or delete it")
@@ -276,7 +281,7 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
                 and (not config.decode_tokens or cell.get("speed") is not None))
 
     def load_cell(method: str, budget: int) -> dict[str, Any] | None:
-        cell = read_json(out / "cells" / f"{_cell_name(method, budget)}.json", "sweep cell")
+        cell = read_checked_json(out / "cells" / f"{_cell_name(method, budget)}.json", "sweep cell", CELL_FIELDS)
         if isinstance(cell, dict) and cell.get("identity") == identity and complete(cell, budget):
             return cell
         return None
@@ -290,7 +295,7 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
     else:
         progress.report(stage="cached", message=f"all {len(config.methods) * len(config.budgets)} cells already "
                                                 f"computed in {out}; reusing them")
-    summary = read_json(meta_path, "sweep record")
+    summary = read_checked_json(meta_path, "sweep record", ("identity", "config", "dense"))
     cells = [load_cell(m, b) for m in config.methods for b in config.budgets]
     rows = _table([c for c in cells if c is not None], summary["dense"])
     write_table(out, rows)

@@ -111,6 +111,39 @@ def test_hook_and_component_that_call_sys_exit_become_plugin_errors(tmp_path):
         select_blocks(S30, 2, allocation="quitter", registry=registry)
 
 
+def test_metric_that_exits_while_streaming_is_a_plugin_error(tiny, tmp_path):
+    config, _, _ = tiny
+    plugins = tmp_path / "metric_plugins"
+    plugins.mkdir()
+    (plugins / "exiting_metric.py").write_text(
+        "import sys, numpy as np, lorp\n"
+        "class Acc:\n    def __init__(self, n): self.n = n\n"
+        "    def update(self, hidden, mask): sys.exit(0)\n"
+        "    def result(self): return np.eye(self.n)\n"
+        "class Asym(Acc):\n    def update(self, hidden, mask): pass\n"
+        "    def result(self):\n        m = np.eye(self.n); m[0, 1] = 0.5; return m\n"
+        "@lorp.hookimpl\ndef lorp_register_similarity_metrics(register):\n"
+        "    register(lorp.SimilarityMetric('exits', Acc))\n    register(lorp.SimilarityMetric('asym', Asym))\n")
+    registry = load_registry(PluginSettings(plugin_dirs=(plugins,)))
+    with pytest.raises(PluginError, match=r"similarity metric 'exits' it called sys.exit\(0\)"):
+        run_prune(PruneConfig(**{**config.__dict__, "similarity": "exits"}), registry=registry)
+    with pytest.raises(PluginError, match="similarity metric 'asym' returned a matrix that is not symmetric"):
+        run_prune(PruneConfig(**{**config.__dict__, "similarity": "asym"}), registry=registry)
+
+
+def test_wrapper_hooks_and_unprintable_errors_are_named(tmp_path):
+    (tmp_path / "wrapping.py").write_text(
+        "import lorp\n@lorp.hookimpl(wrapper=True)\ndef lorp_register_clustering_algorithms(register):\n"
+        "    return (yield)\n")
+    with pytest.raises(PluginError, match="'wrapping' declares lorp_register_clustering_algorithms as a hook wrapper"):
+        load_registry(PluginSettings(plugin_dirs=(tmp_path,)))
+    (tmp_path / "wrapping.py").unlink()
+    (tmp_path / "unprintable.py").write_text(
+        "class E(Exception):\n    def __repr__(self): raise RuntimeError('no repr')\nraise E()\n")
+    with pytest.raises(PluginError, match=r"unprintable.py failed to import: E \(unprintable\)"):
+        load_registry(PluginSettings(plugin_dirs=(tmp_path,)))
+
+
 def test_components_that_break_their_hook_contract_are_named(tmp_path):
     (tmp_path / "bad_components.py").write_text(
         "import numpy as np, lorp\n"
@@ -140,11 +173,59 @@ def test_truncated_similarity_entry_is_recomputed_with_a_notice(tiny, capsys):
     capsys.readouterr()
     again = run_prune(config)
     err = capsys.readouterr().err
-    assert "is unreadable (BadZipFile); recomputing it" in err
+    assert "is unreadable (BadZipFile" in err and "recomputing it" in err
     assert again.results["calibration"]["forward_passes"] == 4  # really recomputed
     np.testing.assert_array_equal(again.similarity, first.similarity)
     third = run_prune(config)  # and the rewritten entry is whole again
     assert third.results["calibration"]["forward_passes"] == 0
+
+
+def test_cached_matrix_of_another_shape_or_with_changed_values_is_not_used(tiny, capsys):
+    config, _, _ = tiny
+    first = run_prune(config)
+    (entry,) = [e for e in (cache.cache_dir() / "similarity").glob("*.npz")
+                if "cosine" in np.load(e).files]
+    key = entry.stem
+    with np.load(entry) as data:
+        meta = json.loads(str(data["__meta__"]))
+    np.savez(entry, __meta__=np.array(json.dumps(meta)), cosine=first.similarity * 0.5)  # values changed
+    capsys.readouterr()
+    again = run_prune(config)
+    assert "checksum does not match" in capsys.readouterr().err
+    np.testing.assert_array_equal(again.similarity, first.similarity)
+    cache.save_matrices(key, {"cosine": np.eye(3)}, {"num_tokens": 1})  # a whole entry, but not for a 6-block model
+    again = run_prune(config)
+    assert "does not fit this 6-block model; recomputing it" in capsys.readouterr().err
+    np.testing.assert_array_equal(again.similarity, first.similarity)
+
+
+def test_edited_sweep_cell_is_recomputed(tiny, tmp_path, capsys):
+    config, _, _ = tiny
+    sweep = SweepConfig(base=config, methods=("shortgpt",), budgets=(1,))
+    first = run_sweep(sweep, tmp_path / "sweep")
+    cell = tmp_path / "sweep" / "cells" / "shortgpt-b1.json"
+    data = json.loads(cell.read_text())
+    data["pruned"] = [99, 100, 101]
+    data["perplexity"] = {k: {**v, "perplexity": 1.0} for k, v in data["perplexity"].items()}
+    cell.write_text(json.dumps(data))
+    again = run_sweep(sweep, tmp_path / "sweep")
+    assert "checksum does not match its content" in capsys.readouterr().err
+    assert again == first
+    data.pop("perplexity")
+    data.pop("sha256")
+    cell.write_text(json.dumps(data))
+    assert run_sweep(sweep, tmp_path / "sweep") == first
+
+
+def test_model_folder_whose_config_does_not_match_its_weights_is_refused(tiny, tmp_path):
+    _, folder, _ = tiny
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"] = 9  # the weights hold 6 blocks
+    (folder / "config.json").write_text(json.dumps(config))
+    from lorp.models import load_model
+
+    with pytest.raises(ConfigError, match="lack .* parameter.* that its config.json asks for .*randomly initialised"):
+        load_model(str(folder))
 
 
 def test_calibration_text_file_is_keyed_by_content_not_path(tiny):
@@ -242,6 +323,11 @@ def test_sealed_folder_detects_truncation_and_foreign_files(tmp_path, capsys):
     _publish((str(target), 1))
     assert cache.folder_is_sealed(target, {"source": "same"})
     assert not cache.folder_is_sealed(target, {"source": "other"})  # built from something else
+    with open(target / "weights.bin", "r+b") as fh:  # same size, other bytes
+        fh.seek(1000)
+        fh.write(b"\xff" * 10)
+    assert not cache.folder_is_sealed(target)
+    _publish((str(target), 1))
     os.truncate(target / "weights.bin", 10)
     assert not cache.folder_is_sealed(target)
     assert "incomplete or changed; rebuilding it" in capsys.readouterr().err
@@ -354,12 +440,23 @@ def test_mistyped_local_model_folder_is_named_at_once(runner, tmp_path, monkeypa
     assert resolve_model("HuggingFaceTB/SmolLM2-135M").kind == "hub"  # no such local folder: a hub id
 
 
-def test_unwritable_cache_is_one_line(runner, tmp_path, monkeypatch):
-    np.save(tmp_path / "S.npy", S30)
+def test_unwritable_cache_is_one_line_before_the_work(runner, tmp_path, monkeypatch, no_model_loading):
     monkeypatch.setenv("LORP_CACHE_DIR", "/sys/lorp-test-cache")
-    res = runner.invoke(main, ["prune", "--budget", "2", "--no-save-model"])
-    line = one_error_line(res)
-    assert "/sys/lorp-test-cache" in line and "LORP_CACHE_DIR" in line
+    for command in (["prune", "--budget", "2", "--no-save-model", "--no-cache"],
+                    ["sweep", "--budgets", "2", "--methods", "lorp", "--out", str(tmp_path / "sweep")]):
+        line = one_error_line(runner.invoke(main, command))
+        assert "/sys/lorp-test-cache" in line and "LORP_CACHE_DIR" in line
+
+
+def test_unwritable_study_work_dir_is_refused_before_any_notebook(runner, tmp_path, monkeypatch):
+    import lorp.study
+
+    monkeypatch.setattr(lorp.study, "_run_all", lambda *a, **k: pytest.fail("a notebook ran"))
+    reports = tmp_path / "reports"
+    res = runner.invoke(main, ["study", "--preset", "quick", "-p", "work_dir=/sys/lorp-work", "--reports",
+                               str(reports)])
+    assert "cannot write the output folder /sys/lorp-work" in one_error_line(res)
+    assert not reports.exists()
 
 
 @pytest.mark.parametrize("override, message", [
