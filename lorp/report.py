@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import asdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .evaluation import Perplexity
 from .pipeline import PruneConfig
 from .provenance import git_commit
-from .sweep import SweepConfig
+from .records import STUDY_SCHEMA, CellResult, SweepRecord, schema_of
+from .sweep import SweepConfig, load_sweep_folder
 
 #: RLS the paper reports for its models (arXiv 2605.27786, Table 1).
 PAPER_RLS = {"Llama-3.1-8B": 1.149, "OLMo-3-7B": 0.941, "Mistral-Nemo-12B": 0.926, "Qwen3-8B": 0.685,
@@ -84,29 +87,26 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
 
 
 def load_sweep(folder: str | Path, methods: Sequence[str] | None = None,
-               budgets: Sequence[int] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """``(sweep.json, cells)`` of a sweep folder, cells sorted by method order then budget.
+               budgets: Sequence[int] | None = None) -> tuple[SweepRecord, list[CellResult]]:
+    """``(sweep.json, cells)`` of a sweep folder as typed records, cells sorted by method order, budget, seed.
 
     Only cells of ``methods`` × ``budgets`` are returned (default: those the sweep
     last ran), so a folder reused with fewer methods reports just those.
     """
-    folder = Path(folder)
-    meta = json.loads((folder / "sweep.json").read_text())
-    order = {m: i for i, m in enumerate(methods or meta["config"]["methods"])}
-    budgets = set(budgets or meta["config"]["budgets"])
-    cells = [json.loads(f.read_text()) for f in sorted((folder / "cells").glob("*.json"))]
-    cells = [c for c in cells if c.get("identity") == meta["identity"] and c["method"] in order
-             and c["budget"] in budgets]
-    return meta, sorted(cells, key=lambda c: (order[c["method"]], c["budget"]))
+    record, cells = load_sweep_folder(folder)
+    order = {m: i for i, m in enumerate(methods or record.config["methods"])}
+    budgets = set(budgets or record.config["budgets"])
+    cells = [c for c in cells if c.method in order and c.budget in budgets]
+    return record, sorted(cells, key=lambda c: (order[c.method], c.budget, c.spec.seed))
 
 
-def mean_perplexity(ppl: Mapping[str, Mapping[str, Any]]) -> float:
-    """Arithmetic mean over evaluation corpora of ``{corpus: {"perplexity": …}}``."""
-    return statistics.fmean(v["perplexity"] for v in ppl.values())
+def mean_perplexity(ppl: Mapping[str, Any]) -> float:
+    """Arithmetic mean over evaluation corpora of ``{corpus: Perplexity}`` (or ``{corpus: {"perplexity": …}}``)."""
+    return statistics.fmean(v.perplexity if isinstance(v, Perplexity) else v["perplexity"] for v in ppl.values())
 
 
-def summarize(meta: dict[str, Any], cells: list[dict[str, Any]], allocation: str = "lorp") -> dict[str, Any]:
-    """The per-model ``results.json`` of the study: settings, RLS/K, every cell, dense reference.
+def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = "lorp") -> dict[str, Any]:
+    """The per-model ``results.json`` of the study (``"schema": "lorp.study"``): settings, RLS/K, every cell, dense.
 
     ``rls``, ``k`` and ``labels`` come from the ``allocation`` method's cells
     (LoRP's clustering, eqs. 5-7); each cell carries its pruned blocks, perplexity
@@ -115,41 +115,46 @@ def summarize(meta: dict[str, Any], cells: list[dict[str, Any]], allocation: str
     computed (calibration pass, dense evaluation, every cell), which a rerun that
     reuses them does not repeat. ``git_commit`` is the checkout rendering the report;
     ``computed_at_commit`` the one that computed the sweep's numbers (finished cells
-    are reused across reruns).
+    are reused across reruns). ``evaluations_shared`` counts cells whose evaluation
+    came from another cell removing the same blocks.
     """
-    lorp_cells = [c for c in cells if c["method"] == allocation and c["selection"].get("rls") is not None]
-    ref = lorp_cells[0]["selection"] if lorp_cells else {}
-    dense = meta["dense"]
+    lorp_cells = [c for c in cells if c.method == allocation and c.selection.rls is not None]
+    ref = lorp_cells[0].selection if lorp_cells else None
+    dense, ctx = meta.dense, meta.context
     rows = []
     for c in cells:
-        row = {"method": c["method"], "budget": c["budget"], "pruned": c["pruned"],
-               "perplexity": {k: v["perplexity"] for k, v in c["perplexity"].items()},
-               "mean_perplexity": mean_perplexity(c["perplexity"]), "parameters": c["parameters"],
-               "seconds": c["seconds"], "nll_passes": c.get("nll_passes")}
-        if c.get("zero_shot"):
-            row["zero_shot"] = {t: v["score"] for t, v in c["zero_shot"]["tasks"].items()}
-            row["zero_shot_average"] = c["zero_shot"]["average"]
-        if c.get("speed"):
-            row["speed"] = c["speed"]
+        ev = c.evaluation
+        row = {"method": c.method, "budget": c.budget, "seed": c.spec.seed, "pruned": c.pruned,
+               "perplexity": {k: v.perplexity for k, v in ev.perplexity.items()},
+               "mean_perplexity": mean_perplexity(ev.perplexity), "parameters": ev.parameters,
+               "seconds": dict(c.timings), "nll_passes": c.nll_passes, "evaluation_reused": c.evaluation_reused}
+        if ev.zero_shot is not None:
+            row["zero_shot"] = {t: v.score for t, v in ev.zero_shot.tasks.items()}
+            row["zero_shot_items"] = {t: v.items for t, v in ev.zero_shot.tasks.items()}
+            row["zero_shot_average"] = ev.zero_shot.average
+        if ev.speed is not None:
+            row["speed"] = asdict(ev.speed)
         rows.append(row)
     return {
-        "model": meta["model"], "num_blocks": meta["model"]["num_blocks"],
-        "config": {**meta["config"], "methods": list(dict.fromkeys(c["method"] for c in cells)),
-                   "budgets": sorted({c["budget"] for c in cells})},
-        "rls": ref.get("rls"), "k": ref.get("k"), "k_source": ref.get("k_source"), "labels": ref.get("labels"),
-        "similarity": meta["similarity"], "calibration": meta["calibration"],
-        "dense": {"parameters": dense["parameters"],
-                  "perplexity": {k: v["perplexity"] for k, v in dense["perplexity"].items()},
-                  "mean_perplexity": mean_perplexity(dense["perplexity"]),
-                  "zero_shot": ({t: v["score"] for t, v in dense["zero_shot"]["tasks"].items()}
-                                if dense.get("zero_shot") else None),
-                  "zero_shot_average": dense["zero_shot"]["average"] if dense.get("zero_shot") else None,
-                  "speed": dense.get("speed"), "flops_per_token": dense.get("flops_per_token")},
-        "cells": rows, "perplexity_reuse": meta.get("perplexity_reuse"),
-        "compute_seconds": {"calibration": meta["calibration"].get("seconds"), "dense": dense.get("seconds"),
-                            "cells": sum(c["seconds"]["total"] for c in cells)},
-        "plugins": {c["method"]: c["plugin"] for c in cells},
-        "versions": meta["versions"], "computed_at_commit": meta["git_commit"], "git_commit": git_commit(),
+        "schema": STUDY_SCHEMA, "version": 1,
+        "model": ctx.model, "num_blocks": ctx.num_blocks,
+        "config": {**meta.config, "methods": list(dict.fromkeys(c.method for c in cells)),
+                   "budgets": sorted({c.budget for c in cells})},
+        "rls": ref and ref.rls, "k": ref and ref.k, "k_source": ref and ref.k_source, "labels": ref and ref.labels,
+        "similarity": ctx.similarity, "calibration": ctx.calibration,
+        "dense": {"parameters": dense.parameters,
+                  "perplexity": {k: v.perplexity for k, v in dense.perplexity.items()},
+                  "mean_perplexity": mean_perplexity(dense.perplexity),
+                  "zero_shot": ({t: v.score for t, v in dense.zero_shot.tasks.items()} if dense.zero_shot else None),
+                  "zero_shot_average": dense.zero_shot.average if dense.zero_shot else None,
+                  "speed": asdict(dense.speed) if dense.speed else None,
+                  "flops_per_token": meta.dense_flops_per_token},
+        "cells": rows, "perplexity_reuse": meta.perplexity_reuse,
+        "evaluations_shared": sum(c.evaluation_reused for c in cells),
+        "compute_seconds": {"calibration": ctx.calibration.get("seconds"), "dense": dense.seconds,
+                            "cells": sum(c.timings["total"] for c in cells)},
+        "plugins": {c.method: c.plugin for c in cells},
+        "versions": meta.versions, "computed_at_commit": meta.git_commit, "git_commit": git_commit(),
     }
 
 
@@ -281,7 +286,7 @@ def load_studies(root: str | Path, names: Sequence[str] | None = None) -> dict[s
     studies = {}
     for folder in folders:
         data = json.loads((folder / "results.json").read_text())
-        if "cells" in data:
+        if schema_of(data) == STUDY_SCHEMA:
             studies[folder.name] = data
     if not studies:
         raise ConfigError(f"no study reports under {root}; run `lorp study` first")

@@ -19,6 +19,7 @@ from typing import Any
 from .atomic import staged_dir, write_text
 from .errors import ConfigError, LorpError, UnknownNameError
 from .paths import NOTEBOOKS_DIR, REPORTS_DIR
+from .records import STUDY_SCHEMA, schema_of
 
 STUDY_NOTEBOOK = NOTEBOOKS_DIR / "lorp_study.ipynb"
 SUMMARY_NOTEBOOK = NOTEBOOKS_DIR / "summary.ipynb"
@@ -155,7 +156,7 @@ def write_index(root: str | Path, *, preset: str = "", default_root: bool = True
     rows = []
     for res in sorted(root.glob("*/results.json")):
         data = json.loads(res.read_text())
-        if "cells" not in data:
+        if schema_of(data) != STUDY_SCHEMA:
             continue
         folder = res.parent.name
         rows.append((folder, data["model"].get("model_type", ""), data["num_blocks"], data["rls"], data["k"],
