@@ -86,6 +86,22 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
                        detail_methods=detail_methods, decode_tokens=int(p["decode_tokens"]))
 
 
+def study_executor(executor: str = "serial", ray_address: str = "", ray_workers: int = 0):
+    """The executor of the study notebook's ``executor``, ``ray_address`` and ``ray_workers`` parameters.
+
+    ``ray_address`` empty and ``ray_workers`` 0 mean Ray's own choice (a local Ray) and
+    lorp's default worker count.
+
+    Raises:
+        ConfigError: unknown executor, or Ray settings with ``executor="serial"``.
+    """
+    from .executors import make_executor
+
+    if executor == "serial" and (ray_address or ray_workers):
+        raise ConfigError("ray_address and ray_workers only apply with executor=ray")
+    return make_executor(executor, address=ray_address or None, num_workers=int(ray_workers) or None)
+
+
 def load_sweep(folder: str | Path, methods: Sequence[str] | None = None,
                budgets: Sequence[int] | None = None) -> tuple[SweepRecord, list[CellResult]]:
     """``(sweep.json, cells)`` of a sweep folder as typed records, cells sorted by method order, budget, seed.

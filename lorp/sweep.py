@@ -89,12 +89,14 @@ def _shared_settings(base: PruneConfig) -> dict[str, Any]:
     return shared
 
 
-def _table(cells: list[CellResult], dense: Evaluation) -> list[dict[str, Any]]:
-    rows = [{"method": "dense", "budget": 0, "corpus": c, "perplexity": v.perplexity, "tokens": v.tokens,
-             "parameters": dense.parameters, "pruned": ""} for c, v in dense.perplexity.items()]
+def _table(cells: list[CellResult], dense: Evaluation, seeds: bool = False) -> list[dict[str, Any]]:
+    """Tidy rows: dense first, then one per (cell, corpus); a ``seed`` column when the sweep has several seeds."""
+    extra = (lambda s: {"seed": s}) if seeds else (lambda s: {})
+    rows = [{"method": "dense", "budget": 0, **extra(None), "corpus": c, "perplexity": v.perplexity,
+             "tokens": v.tokens, "parameters": dense.parameters, "pruned": ""} for c, v in dense.perplexity.items()]
     for cell in cells:
         for corpus, v in cell.perplexity.items():
-            rows.append({"method": cell.method, "budget": cell.budget, "corpus": corpus,
+            rows.append({"method": cell.method, "budget": cell.budget, **extra(cell.spec.seed), "corpus": corpus,
                          "perplexity": v.perplexity, "tokens": v.tokens, "parameters": cell.evaluation.parameters,
                          "pruned": " ".join(map(str, cell.pruned))})
     return rows
@@ -259,7 +261,7 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
         write_failures(out, stats.failures)
     record = SweepRecord.from_json(json.loads(meta_path.read_text()))
     cells = [c for c in (store.load(spec) for spec in plan) if c is not None]
-    rows = _table(cells, record.dense)
+    rows = _table(cells, record.dense, seeds=len(config.cell_seeds) > 1)
     write_table(out, rows)
     if stats is not None and stats.failures:
         raise CellsFailedError(stats.failures)
