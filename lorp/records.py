@@ -446,6 +446,139 @@ class SweepRecord:
                    data.get("perplexity_reuse") or {}, data.get("versions") or {}, data.get("git_commit"))
 
 
+@dataclass
+class StudyCell:
+    """One (method, budget, seed) row of a study: what reports and figures read.
+
+    Attributes:
+        method, budget, seed: the cell.
+        pruned: removed blocks.
+        perplexity: perplexity per corpus; ``mean_perplexity`` their mean.
+        parameters: parameters of the pruned model.
+        seconds: ``selection``, ``evaluation`` and ``total`` wall time.
+        zero_shot: score per task (``None``: not measured); ``zero_shot_items`` items per task;
+            ``zero_shot_average`` their mean.
+        speed: decode speed (``tokens_per_s``, ``flops_per_token``, …), or ``None``.
+        nll_passes: forwards of a model-scoring strategy, or ``None``.
+        evaluation_reused: the evaluation was shared with a cell removing the same blocks.
+    """
+
+    method: str
+    budget: int
+    pruned: list[int]
+    perplexity: dict[str, float]
+    mean_perplexity: float
+    parameters: int
+    seed: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    zero_shot: dict[str, float] | None = None
+    zero_shot_items: dict[str, int] | None = None
+    zero_shot_average: float | None = None
+    speed: dict[str, Any] | None = None
+    nll_passes: dict[str, int] | None = None
+    evaluation_reused: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict; zero-shot and speed keys only where measured."""
+        d = _plain(asdict(self))
+        for k in ("zero_shot", "zero_shot_items", "zero_shot_average", "speed"):
+            if d[k] is None:
+                d.pop(k)
+        return d
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StudyCell:
+        """From :meth:`to_json`'s dict (keys it does not know are ignored)."""
+        return cls(**{k: v for k, v in data.items() if k in _field_names(cls)})
+
+
+@dataclass
+class StudyDense:
+    """The dense reference of a study: perplexity per corpus and mean, parameters, zero-shot, speed."""
+
+    perplexity: dict[str, float]
+    mean_perplexity: float
+    parameters: int
+    zero_shot: dict[str, float] | None = None
+    zero_shot_average: float | None = None
+    speed: dict[str, Any] | None = None
+    flops_per_token: int | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StudyDense:
+        return cls(**{k: v for k, v in data.items() if k in _field_names(cls)})
+
+
+@dataclass
+class StudyResult:
+    """A model's study (``results.json`` of ``notebooks/lorp_study.ipynb``): settings, RLS/K, dense, every cell.
+
+    Built by :func:`lorp.report.summarize`; the notebook adds ``parameters``,
+    ``machine``, ``plugins_used``, ``plugins_loaded`` and ``wall_time_s``. Reports and
+    figures (:mod:`lorp.report`, :mod:`lorp.figures`) read this type.
+
+    Attributes:
+        model: name, spec, model type, …; num_blocks: N.
+        config: the sweep's shared settings, methods and budgets.
+        rls, k, k_source, labels: LoRP's locality score, cluster count and labels (eqs. 5-7).
+        similarity: float64 ``[N, N]`` S; calibration: the calibration record.
+        dense: the dense reference; cells: one :class:`StudyCell` per cell.
+        evaluations_shared: cells whose evaluation came from another cell with the same removed blocks.
+        compute_seconds: calibration, dense and cells time when computed.
+    """
+
+    SCHEMA: ClassVar[str] = STUDY_SCHEMA
+    VERSION: ClassVar[int] = 1
+
+    model: dict[str, Any]
+    num_blocks: int
+    config: dict[str, Any]
+    rls: float | None
+    k: int | None
+    dense: StudyDense
+    cells: list[StudyCell]
+    k_source: str | None = None
+    labels: list[int] | None = None
+    similarity: Any = field(default=None, repr=False)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    perplexity_reuse: dict[str, Any] | None = None
+    evaluations_shared: int = 0
+    compute_seconds: dict[str, Any] = field(default_factory=dict)
+    plugins: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    computed_at_commit: str | None = None
+    git_commit: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+    plugins_used: dict[str, Any] = field(default_factory=dict)
+    plugins_loaded: list[Any] = field(default_factory=list)
+    wall_time_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Tagged plain dict (the layout of ``results.json``)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["dense"] = asdict(self.dense)
+        d["cells"] = [c.to_json() for c in self.cells]
+        return {"schema": self.SCHEMA, "version": self.VERSION, **_plain(d)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StudyResult:
+        """From ``results.json`` (also untagged ones written before records were tagged)."""
+        if "schema" in data:
+            _check(cls, data)
+        kw = {k: v for k, v in data.items() if k in _field_names(cls)}
+        kw["dense"] = StudyDense.from_json(data["dense"])
+        kw["cells"] = [StudyCell.from_json(c) for c in data["cells"]]
+        if kw.get("similarity") is not None:
+            kw["similarity"] = np.asarray(kw["similarity"], dtype=np.float64)
+        return cls(**kw)
+
+
+def as_study(results: StudyResult | dict[str, Any]) -> StudyResult:
+    """``results`` as a :class:`StudyResult` (a loaded ``results.json`` dict is converted)."""
+    return results if isinstance(results, StudyResult) else StudyResult.from_json(results)
+
+
 __all__ = ["CELL_SCHEMA", "EVALUATION_SCHEMA", "PRUNE_SCHEMA", "STUDY_SCHEMA", "SWEEP_SCHEMA", "CellFailure",
-           "CellResult", "CellSpec", "EvalSettings", "Evaluation", "RunContext", "Speed", "SweepRecord", "TaskScore",
-           "ZeroShot", "schema_of"]
+           "CellResult", "CellSpec", "EvalSettings", "Evaluation", "RunContext", "Speed", "StudyCell", "StudyDense",
+           "StudyResult", "SweepRecord", "TaskScore", "ZeroShot", "as_study", "schema_of"]
