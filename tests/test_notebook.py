@@ -21,6 +21,9 @@ def test_notebook_parameters_match_the_library():
     assert ",".join(config.methods) == values["methods"] and config.detail_budgets == (values["detail_budget"],)
     assert config.base.zero_shot_tasks == tuple(values["zero_shot_tasks"].split(","))
     cells = json.loads((NOTEBOOKS_DIR / "lorp_study.ipynb").read_text())["cells"]
+    declared = {line.split(":")[0] for c in cells if "parameters" in c["metadata"].get("tags", [])
+                for line in "".join(c["source"]).splitlines() if line and not line.startswith("#")}
+    assert declared == set(params), "papermill skipped a parameter line (e.g. an '=' in its comment)"
     source = "".join("".join(c["source"]) for c in cells)
     for name in set(params) - {"preset", "out_dir", "work_dir"}:
         assert f"{name}={name}" in source, f"notebook parameter {name!r} is not passed to the library"
