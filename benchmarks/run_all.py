@@ -13,6 +13,7 @@ import shlex
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 
@@ -65,6 +66,10 @@ def render(figures: list[Figure], command: str, seconds: float) -> str:
     return "\n".join(lines)
 
 
+#: Heading of the section ``benchmarks/ray_executor.py`` measures; run_all keeps it when rewriting the report.
+KEPT_SECTION = "## Ray executor"
+
+
 @click.command()
 @click.option("--models", default="smollm2-135m,gemma3-270m", show_default=True, help="comma-separated bundled models")
 @click.option("--repeats", default=5, show_default=True, type=click.IntRange(1))
@@ -87,7 +92,11 @@ def main(models: str, repeats: int, out: str, only: str) -> None:
                         print(f.line(), f.note, flush=True)
                         figures.append(f)
     command = "python -m benchmarks.run_all " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    write_text(out, render(figures, command.strip(), time.perf_counter() - start))
+    kept = ""
+    if Path(out).is_file():  # sections measured by other scripts (benchmarks/ray_executor.py) stay
+        old = Path(out).read_text()
+        kept = old[old.index(KEPT_SECTION):] if KEPT_SECTION in old else ""
+    write_text(out, render(figures, command.strip(), time.perf_counter() - start) + ("\n" + kept if kept else ""))
     write_json(out.rsplit(".", 1)[0] + ".json", [vars(f) for f in figures])
     print(f"wrote {out}")
 

@@ -59,24 +59,41 @@ def main(plugins_dirs, no_plugin_autoload, deny) -> None:
         os.environ["LORP_DENY_PLUGINS"] = ",".join(old + list(deny))
 
 
+def _defaults() -> dict:
+    """``PruneConfig``'s field defaults: the one place run defaults are spelled."""
+    from dataclasses import MISSING, fields
+
+    from .pipeline import PruneConfig
+
+    return {f.name: f.default for f in fields(PruneConfig) if f.default is not MISSING}
+
+
+_D = _defaults()
+
 _run_options = [
-    click.option("--model", default="smollm2-135m", show_default=True, help="bundled key, local folder or hub id"),
-    click.option("--calibration", default="lambada", show_default=True, help="calibration corpus or text file"),
-    click.option("--samples", "num_samples", type=int, default=32, show_default=True,
+    click.option("--model", default=_D["model"], show_default=True, help="bundled key, local folder or hub id"),
+    click.option("--calibration", default=_D["calibration"], show_default=True, help="calibration corpus or text file"),
+    click.option("--samples", "num_samples", type=int, default=_D["num_samples"], show_default=True,
                  help="calibration sequences (paper: 128)"),
-    click.option("--seq-len", type=int, default=256, show_default=True, help="tokens per calibration sequence (paper: 2048)"),
-    click.option("--eval", "eval_corpora", default="ptb,wiki-paragraphs", show_default=True, help="perplexity corpora"),
-    click.option("--eval-tokens", type=int, default=4096, show_default=True, help="token limit per corpus (0: all)"),
-    click.option("--eval-seq-len", type=int, default=256, show_default=True, help="tokens per perplexity window"),
-    click.option("--similarity", default="cosine", show_default=True, help="similarity metric plugin"),
-    click.option("--clustering", default="spectral", show_default=True, help="clustering algorithm plugin"),
-    click.option("--k", "k", type=int, default=None, help="number of clusters (default: from RLS, eq. 6)"),
-    click.option("--seed", type=int, default=0, show_default=True, help="random seed"),
-    click.option("--protect", default="0,-1", show_default=True,
+    click.option("--seq-len", type=int, default=_D["seq_len"], show_default=True,
+                 help="tokens per calibration sequence (paper: 2048)"),
+    click.option("--eval", "eval_corpora", default=",".join(_D["eval_corpora"]), show_default=True,
+                 help="perplexity corpora"),
+    click.option("--eval-tokens", type=int, default=_D["eval_tokens"] or 0, show_default=True,
+                 help="token limit per corpus (0: all)"),
+    click.option("--eval-seq-len", type=int, default=_D["eval_seq_len"], show_default=True,
+                 help="tokens per perplexity window"),
+    click.option("--similarity", default=_D["similarity"], show_default=True, help="similarity metric plugin"),
+    click.option("--clustering", default=_D["clustering"], show_default=True, help="clustering algorithm plugin"),
+    click.option("--k", "k", type=int, default=_D["k"], help="number of clusters (default: from RLS, eq. 6)"),
+    click.option("--seed", type=int, default=_D["seed"], show_default=True, help="random seed"),
+    click.option("--protect", default=",".join(map(str, _D["protected"])), show_default=True,
                  help="comma-separated blocks never removed (negative counts from the end; '' for none)"),
-    click.option("--sleb-samples", type=int, default=4, show_default=True,
+    click.option("--sleb-samples", type=int, default=_D["sleb_samples"], show_default=True,
                  help="calibration sequences SLEB scores removals on"),
-    click.option("--device", default="cpu", show_default=True),
+    click.option("--device", default=_D["device"], show_default=True),
+    click.option("--batch-size", type=int, default=_D["batch_size"], show_default=True,
+                 help="sequences per forward call"),
     click.option("--no-cache", is_flag=True, help="recompute the calibration pass even if cached"),
 ]
 
@@ -87,7 +104,7 @@ def run_options(fn):
     return fn
 
 
-def _config(budget=1, allocation="lorp", save_model=True, tasks="", limit=None, **kw):
+def _config(budget=1, allocation=_D["allocation"], save_model=True, tasks="", limit=None, **kw):
     from .pipeline import PruneConfig
 
     return PruneConfig(
@@ -97,13 +114,15 @@ def _config(budget=1, allocation="lorp", save_model=True, tasks="", limit=None, 
         eval_seq_len=kw["eval_seq_len"], eval_tokens=kw["eval_tokens"] or None, similarity=kw["similarity"],
         clustering=kw["clustering"], allocation=allocation, k=kw["k"], protected=_int_list(kw["protect"], "--protect"),
         save_model=save_model, device=kw["device"], use_cache=not kw["no_cache"], sleb_samples=kw["sleb_samples"],
+        batch_size=kw["batch_size"],
         zero_shot_tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()), zero_shot_limit=limit,
     )
 
 
 @main.command()
 @click.option("--budget", type=int, required=True, help="number of blocks to remove")
-@click.option("--allocation", default="lorp", show_default=True, help="allocation strategy plugin (or a baseline)")
+@click.option("--allocation", default=_D["allocation"], show_default=True,
+              help="allocation strategy plugin (or a baseline)")
 @run_options
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="output folder (default: runs/<model>-<allocation>-b<budget>)")
@@ -142,7 +161,7 @@ def _print_run(r, allocation):
               help="results.json of a pruning run: evaluate its model (its own --model) dense and pruned, "
                    "and add the numbers to it")
 @click.option("--budget", type=int, default=None, help="prune this many blocks first (with --allocation)")
-@click.option("--allocation", default="lorp", show_default=True)
+@click.option("--allocation", default=_D["allocation"], show_default=True)
 @click.option("--tasks", default=",".join(("arc_easy", "arc_challenge", "hellaswag", "winogrande", "boolq",
                                            "openbookqa", "rte", "copa", "piqa")), show_default=True,
               help="zero-shot tasks (offline copies; race has none)")
@@ -201,32 +220,66 @@ def eval_(pruned_from, budget, allocation, tasks, limit, out, **kw):
         click.echo(f"updated {pruned_from}")
 
 
+def _sweep_defaults() -> dict:
+    from dataclasses import fields
+
+    from .sweep import SweepConfig
+
+    return {f.name: f.default for f in fields(SweepConfig)}
+
+
+_S = _sweep_defaults()
+
+
+def _ray_defaults() -> dict:
+    from dataclasses import fields
+
+    from .executors import RayExecutor
+
+    return {f.name: f.default for f in fields(RayExecutor)}
+
+
+_R = _ray_defaults()
+
+
 @main.command()
-@click.option("--methods", default=",".join(("lorp", "shortgpt", "streamline", "angular", "sleb", "last", "random")),
-              show_default=True, help="comma-separated allocation strategies")
-@click.option("--budgets", default="3,5,7,9", show_default=True, help="comma-separated budgets (blocks to remove)")
+@click.option("--methods", default=",".join(_S["methods"]), show_default=True,
+              help="comma-separated allocation strategies")
+@click.option("--budgets", default=",".join(map(str, _S["budgets"])), show_default=True,
+              help="comma-separated budgets (blocks to remove)")
+@click.option("--seeds", default="", help="comma-separated selection seeds, one cell each (default: --seed)")
 @run_options
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="sweep folder (default: runs/sweep-<model>); rerunning resumes it")
+@click.option("--executor", type=click.Choice(["serial", "ray"]), default="serial", show_default=True,
+              help="where cells run: this process, or Ray actors (pip install 'lorp[ray]')")
+@click.option("--address", default=None, help="Ray cluster address (auto, host:6379, ray://host:10001); "
+                                              "default: start a local Ray")
+@click.option("--workers", "num_workers", type=int, default=None, help=f"Ray workers, each loads the model once  [default: {_R['num_workers']}]")
+@click.option("--worker-cpus", "num_cpus", type=float, default=None, help=f"CPUs per Ray worker  [default: {_R['num_cpus']:g}]")
+@click.option("--worker-gpus", "num_gpus", type=float, default=None, help=f"GPUs per Ray worker  [default: {_R['num_gpus']:g}]")
 @_handle_errors
-def sweep(methods, budgets, out, **kw):
+def sweep(methods, budgets, seeds, out, executor, address, num_workers, num_cpus, num_gpus, **kw):
     """Compare methods × budgets from one calibration pass; writes table.csv/json and one file per cell."""
+    from .executors import make_executor
     from .study import report_name
     from .sweep import SweepConfig, run_sweep
 
+    runner = make_executor(executor, address=address, num_workers=num_workers, num_cpus=num_cpus, num_gpus=num_gpus)
     config = SweepConfig(base=_config(save_model=False, **kw),
                          methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-                         budgets=_int_list(budgets, "--budgets"))
+                         budgets=_int_list(budgets, "--budgets"), seeds=_int_list(seeds, "--seeds"))
     out = out or Path("runs") / f"sweep-{report_name(config.base.model)}"
-    rows = run_sweep(config, out)
+    rows = run_sweep(config, out, executor=runner)
     corpora = list(dict.fromkeys(r["corpus"] for r in rows))
     click.echo(f"{'method':<12}{'budget':>7}  " + "  ".join(f"{c:>16}" for c in corpora) + "  pruned")
     by_cell: dict = {}
     for r in rows:
-        by_cell.setdefault((r["method"], r["budget"]), {})[r["corpus"]] = r
-    for (method, budget), cell in by_cell.items():
+        by_cell.setdefault((r["method"], r["budget"], r.get("seed")), {})[r["corpus"]] = r
+    for (method, budget, seed), cell in by_cell.items():
         first = next(iter(cell.values()))
-        click.echo(f"{method:<12}{budget:>7}  " + "  ".join(f"{cell[c]['perplexity']:>16.2f}" for c in corpora)
+        name = method if seed is None else f"{method} s{seed}"
+        click.echo(f"{name:<12}{budget:>7}  " + "  ".join(f"{cell[c]['perplexity']:>16.2f}" for c in corpora)
                    + f"  {first['pruned']}")
     click.echo(f"wrote {out / 'table.csv'}")
 
@@ -235,11 +288,11 @@ def sweep(methods, budgets, out, **kw):
 @click.option("--similarity", "similarity_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="saved [N, N] similarity matrix (.npy, .json or results.json)")
 @click.option("--budget", type=int, required=True, help="number of blocks to remove")
-@click.option("--clustering", default="spectral", show_default=True)
-@click.option("--allocation", default="lorp", show_default=True)
+@click.option("--clustering", default=_D["clustering"], show_default=True)
+@click.option("--allocation", default=_D["allocation"], show_default=True)
 @click.option("--k", "k", type=int, default=None, help="number of clusters (default: from RLS)")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--protect", default="0,-1", show_default=True, help="blocks never removed")
+@click.option("--seed", type=int, default=_D["seed"], show_default=True)
+@click.option("--protect", default=",".join(map(str, _D["protected"])), show_default=True, help="blocks never removed")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @_handle_errors
 def select(similarity_path, budget, clustering, allocation, k, seed, protect, as_json):

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from .records import StudyResult, as_study
+
 
 def similarity_heatmap(similarity: np.ndarray, labels: Sequence[int] | None = None,
                        pruned: Sequence[int] = (), title: str = "", path: str | Path | None = None):
@@ -81,72 +83,75 @@ def _save(fig, path):
     return fig
 
 
-def blocks_grid(results: dict[str, Any], path: str | Path | None = None):
+def blocks_grid(results: StudyResult | dict[str, Any], path: str | Path | None = None):
     """Which blocks each method removes, per budget: rows (method, budget) × columns (block); red = removed.
 
     Args:
-        results: the study's ``results.json`` (:func:`lorp.report.summarize`).
+        results: the study result (:func:`lorp.report.summarize`, or its ``results.json``).
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
-    n = results["num_blocks"]
-    cells = sorted(results["cells"], key=lambda r: (r["budget"], r["method"]))
+    results = as_study(results)
+    n = results.num_blocks
+    cells = sorted(results.cells, key=lambda r: (r.budget, r.method))
     grid = np.zeros((len(cells), n))
     for i, r in enumerate(cells):
-        grid[i, r["pruned"]] = 1
+        grid[i, r.pruned] = 1
     fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * n + 2), 0.26 * len(cells) + 1.4), constrained_layout=True)
     ax.imshow(grid, aspect="auto", cmap=ListedColormap(["#eeeeee", "#d62728"]), vmin=0, vmax=1)
-    ax.set_yticks(range(len(cells)), [f"{r['method']} (b={r['budget']})" for r in cells], fontsize=7)
+    ax.set_yticks(range(len(cells)), [f"{r.method} (b={r.budget})" for r in cells], fontsize=7)
     ax.set_xticks(range(n), range(n), fontsize=6)
     ax.set_xlabel("block")
-    budgets = [r["budget"] for r in cells]
+    budgets = [r.budget for r in cells]
     for i in range(1, len(cells)):
         if budgets[i] != budgets[i - 1]:
             ax.axhline(i - 0.5, color="black", lw=1)
-    if results.get("labels"):
-        for b in np.flatnonzero(np.diff(results["labels"])) + 0.5:
+    if results.labels:
+        for b in np.flatnonzero(np.diff(results.labels)) + 0.5:
             ax.axvline(b, color="#1f77b4", lw=1, ls="--")
-    ax.set_title(f"{results['model']['name']}: removed blocks (red) per method and budget; "
+    ax.set_title(f"{results.model['name']}: removed blocks (red) per method and budget; "
                  "dashed: LoRP cluster boundaries", fontsize=9)
     return _save(fig, path)
 
 
-def perplexity_vs_budget(results: dict[str, Any], path: str | Path | None = None):
+def perplexity_vs_budget(results: StudyResult | dict[str, Any], path: str | Path | None = None):
     """Perplexity (log scale) vs budget, one line per method, dense as a dashed reference; one panel per corpus."""
     import matplotlib.pyplot as plt
 
-    corpora = list(results["dense"]["perplexity"])
-    methods = list(dict.fromkeys(r["method"] for r in results["cells"]))
+    results = as_study(results)
+    corpora = list(results.dense.perplexity)
+    methods = list(dict.fromkeys(r.method for r in results.cells))
     fig, axes = plt.subplots(1, len(corpora), figsize=(5.2 * len(corpora), 4), squeeze=False, constrained_layout=True)
     for ax, corpus in zip(axes[0], corpora):
         for m in methods:
-            pts = sorted((r["budget"], r["perplexity"][corpus]) for r in results["cells"] if r["method"] == m)
+            pts = sorted((r.budget, r.perplexity[corpus]) for r in results.cells if r.method == m)
             ax.plot(*zip(*pts), marker="o", label=m, lw=2.2 if m == "lorp" else 1.2)
-        ax.axhline(results["dense"]["perplexity"][corpus], color="black", ls="--", lw=1, label="dense")
+        ax.axhline(results.dense.perplexity[corpus], color="black", ls="--", lw=1, label="dense")
         ax.set_yscale("log")
         ax.set_xlabel("budget (blocks removed)")
         ax.set_ylabel("perplexity")
-        ax.set_title(f"{results['model']['name']} — {corpus}", fontsize=10)
-        ax.set_xticks(sorted({r["budget"] for r in results["cells"]}))
+        ax.set_title(f"{results.model['name']} — {corpus}", fontsize=10)
+        ax.set_xticks(sorted({r.budget for r in results.cells}))
     axes[0][-1].legend(fontsize=7, loc="upper left")
     return _save(fig, path)
 
 
-def zero_shot_bars(results: dict[str, Any], path: str | Path | None = None):
+def zero_shot_bars(results: StudyResult | dict[str, Any], path: str | Path | None = None):
     """Zero-shot accuracy per task and the average: dense and each method at the detail budget (grouped bars).
 
     Returns ``None`` when the run measured no zero-shot accuracy.
     """
     import matplotlib.pyplot as plt
 
-    rows = [r for r in results["cells"] if r.get("zero_shot")]
-    dense = results["dense"].get("zero_shot")
+    results = as_study(results)
+    rows = [r for r in results.cells if r.zero_shot]
+    dense = results.dense.zero_shot
     if not rows or not dense:
         return None
     tasks = list(dense) + ["average"]
-    series = [("dense", [dense[t] for t in dense] + [results["dense"]["zero_shot_average"]])]
-    series += [(f"{r['method']} (b={r['budget']})", [r["zero_shot"][t] for t in dense] + [r["zero_shot_average"]])
+    series = [("dense", [dense[t] for t in dense] + [results.dense.zero_shot_average])]
+    series += [(f"{r.method} (b={r.budget})", [r.zero_shot[t] for t in dense] + [r.zero_shot_average])
                for r in rows]
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(tasks) + 2) + 1.8, 4), constrained_layout=True)
@@ -155,26 +160,27 @@ def zero_shot_bars(results: dict[str, Any], path: str | Path | None = None):
                color="black" if name == "dense" else None)
     ax.set_xticks(range(len(tasks)), tasks, fontsize=8)
     ax.set_ylabel("accuracy (%)")
-    items = sorted({v for v in (results["config"].get("zero_shot_limit"),) if v})
-    ax.set_title(f"{results['model']['name']}: zero-shot accuracy"
+    items = sorted({v for v in (results.config.get("zero_shot_limit"),) if v})
+    ax.set_title(f"{results.model['name']}: zero-shot accuracy"
                  + (f" ({items[0]} items per task)" if items else ""), fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never covers a bar
     return _save(fig, path)
 
 
-def speed_bars(results: dict[str, Any], path: str | Path | None = None):
+def speed_bars(results: StudyResult | dict[str, Any], path: str | Path | None = None):
     """Parameters and measured decode speed, dense vs pruned (two panels); ``None`` without speed figures."""
     import matplotlib.pyplot as plt
 
-    rows = [r for r in results["cells"] if r.get("speed")]
-    dense = results["dense"]
-    if not rows or not dense.get("speed"):
+    results = as_study(results)
+    rows = [r for r in results.cells if r.speed]
+    dense = results.dense
+    if not rows or not dense.speed:
         return None
-    names = ["dense"] + [f"{r['method']}\n(b={r['budget']})" for r in rows]
-    params = [dense["parameters"]] + [r["parameters"] for r in rows]
-    speed = [dense["speed"]["tokens_per_s"]] + [r["speed"]["tokens_per_s"] for r in rows]
-    ideal = [dense["speed"]["tokens_per_s"]] + [dense["speed"]["tokens_per_s"] * dense["flops_per_token"]
-                                                / r["speed"]["flops_per_token"] for r in rows]
+    names = ["dense"] + [f"{r.method}\n(b={r.budget})" for r in rows]
+    params = [dense.parameters] + [r.parameters for r in rows]
+    speed = [dense.speed["tokens_per_s"]] + [r.speed["tokens_per_s"] for r in rows]
+    ideal = [dense.speed["tokens_per_s"]] + [dense.speed["tokens_per_s"] * dense.flops_per_token
+                                             / r.speed["flops_per_token"] for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(max(8.0, 1.3 * len(names) + 3), 3.6), constrained_layout=True)
     a.bar(names, np.asarray(params) / 1e6, color=["black"] + ["#1f77b4"] * len(rows))
     a.set_ylabel("parameters (M)")
@@ -184,7 +190,7 @@ def speed_bars(results: dict[str, Any], path: str | Path | None = None):
     b.legend(fontsize=7)
     for ax in (a, b):
         ax.tick_params(axis="x", labelsize=7)
-    fig.suptitle(f"{results['model']['name']}: size and decode speed", fontsize=10)
+    fig.suptitle(f"{results.model['name']}: size and decode speed", fontsize=10)
     return _save(fig, path)
 
 

@@ -16,16 +16,17 @@ from .atomic import check_output_location, staged_dir, write_json
 from .blocks import find_blocks
 from .cache import cache_key, check_cache_writable, content_id, load_matrices, notice, save_matrices
 from .capture import capture_similarities
-from .data import calibration_samples, evaluation_windows, load_corpus
+from .data import calibration_samples
 from .errors import ConfigError, UnknownNameError
 from .components import Corpus, SimilarityMetric
-from .evaluation import CalibrationNLL, perplexities
-from .models import DEFAULT_MODEL, LoadedModel, load_model, resolve_model
+from .evaluation import CalibrationNLL
+from .models import DEFAULT_MODEL, LoadedModel, resolve_model
 from .plugins import Registry, load_registry
 from .provenance import git_commit, machine, package_versions
 from .pruning import remove_blocks
-from .selection import DEFAULT_PROTECTED, select_blocks
-from .zeroshot import NOT_AVAILABLE_OFFLINE, zero_shot
+from .records import PRUNE_SCHEMA
+from .selection import DEFAULT_PROTECTED
+from .zeroshot import NOT_AVAILABLE_OFFLINE
 from .zeroshot import TASKS as ZERO_SHOT_TASKS
 
 
@@ -280,10 +281,12 @@ def calibration_nll(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, re
 def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: Registry | None = None) -> RunResult:
     """Run LoRP end to end on a real model and (optionally) write the outputs.
 
-    Steps: load model -> calibration pass (similarity S, eqs. 3-4, cached on
-    disk) -> RLS and K (eqs. 5-6) -> clusters (eq. 7) -> allocation (eqs. 8-11)
-    -> perplexity of the dense model -> remove blocks -> perplexity of the
-    pruned model.
+    One cell (:class:`lorp.cells.CellWorker`, the same code a sweep runs) plus
+    saving the pruned model. Steps: load model -> calibration pass (similarity S,
+    eqs. 3-4, cached on disk) -> RLS and K (eqs. 5-6) -> clusters (eq. 7) ->
+    allocation (eqs. 8-11) -> perplexity of the dense model -> remove blocks ->
+    perplexity of the pruned model. ``results.json`` is tagged
+    ``"schema": "lorp.prune"``.
 
     Output (when ``out_dir`` is given), written atomically: ``results.json``,
     ``similarity.npy`` (float64 ``[N, N]``) and, with ``save_model``, ``model/``
@@ -294,6 +297,9 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
         ConfigError, UnknownNameError, ResourceUnavailableError: bad settings
             or missing resources, raised before any heavy computation where possible.
     """
+    from .cells import CellWorker
+    from .records import CellSpec, EvalSettings
+
     config.validate()
     out_dir = Path(out_dir) if out_dir is not None else None
     if out_dir is not None:
@@ -302,68 +308,58 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     check_cache_writable()
     config.check_against_model()
     registry = registry or load_registry()
-    metric = block_metric(registry, config.similarity)
+    block_metric(registry, config.similarity)
     strategy = registry.allocation(config.allocation)
-    if strategy.uses_clusters:
-        registry.clustering(config.clustering)
-    calib_corpus = load_corpus(config.calibration, registry)
-    eval_corpora = {name: load_corpus(name, registry) for name in config.eval_corpora}
+    worker = CellWorker(config, (config.allocation,), reuse_states=False, registry=registry)
+    worker.check()
+    settings = EvalSettings(corpora=tuple(config.eval_corpora), seq_len=config.eval_seq_len, tokens=config.eval_tokens,
+                            batch_size=config.batch_size, zero_shot_tasks=tuple(config.zero_shot_tasks),
+                            zero_shot_limit=config.zero_shot_limit, zero_shot_seed=config.seed)
+    spec = CellSpec(config.allocation, config.budget, config.seed, settings)
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    loaded = load_model(config.model, device=config.device)
+    loaded = worker.load()
     model, tokenizer = loaded.model, loaded.tokenizer
     timings["load_model_s"] = loaded.load_seconds
-    params_before = _count_parameters(model)
     num_blocks = len(find_blocks(model, registry)[1])
     check_budget(config.budget, num_blocks, normalize_protected(config.protected, num_blocks))  # before the heavy work
-    windows = {name: evaluation_windows(tokenizer, c, config.eval_seq_len, config.eval_tokens)
-               for name, c in eval_corpora.items()}
 
     t = time.perf_counter()
-    needed = {config.similarity: metric, **{name: registry.similarity(name) for name in strategy.needs}}
-    matrices, calib_meta = calibrate(loaded, calib_corpus, config, needed, registry)
+    ctx = worker.context()
     timings["calibration_s"] = time.perf_counter() - t
-    s = matrices[config.similarity]
+    params_before = ctx.parameters
+    calib_meta = {k: v for k, v in ctx.calibration.items() if k not in ("seconds_this_run", "corpus", "source")}
+    s = ctx.similarity
 
-    t = time.perf_counter()
-    nll = calibration_nll(loaded, calib_corpus, config, registry) if strategy.needs_model else None
-    selection = select_blocks(s, config.budget, k=config.k, seed=config.seed, clustering=config.clustering,
-                              allocation=config.allocation, protected=config.protected, statistics=matrices,
-                              nll=nll, registry=registry)
-    timings["selection_s"] = time.perf_counter() - t
-    if nll is not None:
-        calib_meta["nll_forward_passes"] = nll.forward_passes
-        calib_meta["nll_partial_passes"] = nll.partial_passes
+    chosen = worker.select_one(spec)
+    selection = chosen.selection
+    timings["selection_s"] = chosen.seconds
+    if chosen.nll_passes is not None:
+        calib_meta["nll_forward_passes"] = chosen.nll_passes["full"]
+        calib_meta["nll_partial_passes"] = chosen.nll_passes["partial"]
 
-    def evaluate(tag: str) -> dict[str, Any]:
-        return perplexities(model, windows, batch_size=config.batch_size, progress=config.progress, tag=tag)
-
-    def accuracy() -> dict[str, Any] | None:
-        if not config.zero_shot_tasks:
-            return None
-        return zero_shot(model, tokenizer, config.zero_shot_tasks, limit=config.zero_shot_limit, seed=config.seed)
-
-    t = time.perf_counter()
-    ppl_before = evaluate("dense")
-    acc_before = accuracy()
-    timings["evaluation_dense_s"] = time.perf_counter() - t
+    dense, _, _ = worker.dense((), settings if settings.zero_shot_tasks else None)
+    timings["evaluation_dense_s"] = dense.seconds
+    after = worker.evaluate(selection.pruned, settings)
+    timings["evaluation_pruned_s"] = after.seconds
     remove_blocks(model, selection.pruned, registry)
-    t = time.perf_counter()
-    ppl_after = evaluate("pruned")
-    acc_after = accuracy()
-    timings["evaluation_pruned_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - start
     params_after = _count_parameters(model)
+    ppl_before = {c: asdict(v) for c, v in dense.perplexity.items()}
+    ppl_after = {c: asdict(v) for c, v in after.perplexity.items()}
+    acc_before = asdict(dense.zero_shot) if dense.zero_shot is not None else None
+    acc_after = asdict(after.zero_shot) if after.zero_shot is not None else None
 
     used = {"similarity": registry.provenance("similarity", config.similarity),
             "allocation": registry.provenance("allocation", config.allocation)}
     if strategy.uses_clusters:
         used["clustering"] = registry.provenance("clustering", config.clustering)
     results: dict[str, Any] = {
+        "schema": PRUNE_SCHEMA, "version": 1,
         "model": {"spec": config.model, "name": loaded.name, "source": loaded.source.kind, **loaded.info},
         "config": {**asdict(config), "eval_corpora": list(config.eval_corpora), "protected": list(config.protected)},
-        "calibration": {"corpus": config.calibration, "source": calib_corpus.source, "num_samples": config.num_samples,
+        "calibration": {"corpus": config.calibration, "source": ctx.calibration["source"], "num_samples": config.num_samples,
                         "seq_len": config.seq_len, "seed": config.seed, **calib_meta},
         "num_blocks": selection.num_blocks,
         "similarity_metric": config.similarity,
@@ -380,7 +376,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
         "parameters": {"before": params_before, "after": params_after, "removed_fraction": 1 - params_after / params_before},
         "perplexity": {"before": ppl_before, "after": ppl_after,
                        "eval_seq_len": config.eval_seq_len, "eval_tokens_limit": config.eval_tokens,
-                       "sources": {n: c.source for n, c in eval_corpora.items()}},
+                       "sources": dict(ctx.eval_sources)},
         "zero_shot": {"before": acc_before, "after": acc_after} if config.zero_shot_tasks else None,
         "timings": timings,
         "plugins": used,

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import asdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .cache import read_checked_json
 from .errors import ConfigError
+from .evaluation import Perplexity
 from .pipeline import PruneConfig
 from .provenance import git_commit
-from .sweep import CELL_FIELDS, SweepConfig
+from .records import (STUDY_SCHEMA, CellResult, StudyCell, StudyDense, StudyResult, SweepRecord, as_study,
+                      schema_of)
+from .sweep import SweepConfig, load_sweep_folder
 
 #: RLS the paper reports for its models (arXiv 2605.27786, Table 1).
 PAPER_RLS = {"Llama-3.1-8B": 1.149, "OLMo-3-7B": 0.941, "Mistral-Nemo-12B": 0.926, "Qwen3-8B": 0.685,
@@ -124,30 +127,43 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
                        detail_methods=detail_methods, decode_tokens=int(p["decode_tokens"]))
 
 
+def study_executor(executor: str = "serial", ray_address: str = "", ray_workers: int = 0):
+    """The executor of the study notebook's ``executor``, ``ray_address`` and ``ray_workers`` parameters.
+
+    ``ray_address`` empty and ``ray_workers`` 0 mean Ray's own choice (a local Ray) and
+    lorp's default worker count.
+
+    Raises:
+        ConfigError: unknown executor, or Ray settings with ``executor="serial"``.
+    """
+    from .executors import make_executor
+
+    if executor == "serial" and (ray_address or ray_workers):
+        raise ConfigError("ray_address and ray_workers only apply with executor=ray")
+    return make_executor(executor, address=ray_address or None, num_workers=int(ray_workers) or None)
+
+
 def load_sweep(folder: str | Path, methods: Sequence[str] | None = None,
-               budgets: Sequence[int] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """``(sweep.json, cells)`` of a sweep folder, cells sorted by method order then budget.
+               budgets: Sequence[int] | None = None) -> tuple[SweepRecord, list[CellResult]]:
+    """``(sweep.json, cells)`` of a sweep folder as typed records, cells sorted by method order, budget, seed.
 
     Only cells of ``methods`` × ``budgets`` are returned (default: those the sweep
     last ran), so a folder reused with fewer methods reports just those.
     """
-    folder = Path(folder)
-    meta = json.loads((folder / "sweep.json").read_text())
-    order = {m: i for i, m in enumerate(methods or meta["config"]["methods"])}
-    budgets = set(budgets or meta["config"]["budgets"])
-    cells = [read_checked_json(f, "sweep cell", CELL_FIELDS) for f in sorted((folder / "cells").glob("*.json"))]
-    cells = [c for c in cells if isinstance(c, dict) and c.get("identity") == meta["identity"] and c["method"] in order
-             and c["budget"] in budgets]
-    return meta, sorted(cells, key=lambda c: (order[c["method"]], c["budget"]))
+    record, cells = load_sweep_folder(folder)
+    order = {m: i for i, m in enumerate(methods or record.config["methods"])}
+    budgets = set(budgets or record.config["budgets"])
+    cells = [c for c in cells if c.method in order and c.budget in budgets]
+    return record, sorted(cells, key=lambda c: (order[c.method], c.budget, c.spec.seed))
 
 
-def mean_perplexity(ppl: Mapping[str, Mapping[str, Any]]) -> float:
-    """Arithmetic mean over evaluation corpora of ``{corpus: {"perplexity": …}}``."""
-    return statistics.fmean(v["perplexity"] for v in ppl.values())
+def mean_perplexity(ppl: Mapping[str, Any]) -> float:
+    """Arithmetic mean over evaluation corpora of ``{corpus: Perplexity}`` (or ``{corpus: {"perplexity": …}}``)."""
+    return statistics.fmean(v.perplexity if isinstance(v, Perplexity) else v["perplexity"] for v in ppl.values())
 
 
-def summarize(meta: dict[str, Any], cells: list[dict[str, Any]], allocation: str = "lorp") -> dict[str, Any]:
-    """The per-model ``results.json`` of the study: settings, RLS/K, every cell, dense reference.
+def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = "lorp") -> StudyResult:
+    """The per-model study result (``results.json``, ``"schema": "lorp.study"``): settings, RLS/K, every cell, dense.
 
     ``rls``, ``k`` and ``labels`` come from the ``allocation`` method's cells
     (LoRP's clustering, eqs. 5-7); each cell carries its pruned blocks, perplexity
@@ -156,42 +172,42 @@ def summarize(meta: dict[str, Any], cells: list[dict[str, Any]], allocation: str
     computed (calibration pass, dense evaluation, every cell), which a rerun that
     reuses them does not repeat. ``git_commit`` is the checkout rendering the report;
     ``computed_at_commit`` the one that computed the sweep's numbers (finished cells
-    are reused across reruns).
+    are reused across reruns). ``evaluations_shared`` counts cells whose evaluation
+    came from another cell removing the same blocks.
     """
-    lorp_cells = [c for c in cells if c["method"] == allocation and c["selection"].get("rls") is not None]
-    ref = lorp_cells[0]["selection"] if lorp_cells else {}
-    dense = meta["dense"]
+    lorp_cells = [c for c in cells if c.method == allocation and c.selection.rls is not None]
+    ref = lorp_cells[0].selection if lorp_cells else None
+    dense, ctx = meta.dense, meta.context
     rows = []
     for c in cells:
-        row = {"method": c["method"], "budget": c["budget"], "pruned": c["pruned"],
-               "perplexity": {k: v["perplexity"] for k, v in c["perplexity"].items()},
-               "mean_perplexity": mean_perplexity(c["perplexity"]), "parameters": c["parameters"],
-               "seconds": c["seconds"], "nll_passes": c.get("nll_passes")}
-        if c.get("zero_shot"):
-            row["zero_shot"] = {t: v["score"] for t, v in c["zero_shot"]["tasks"].items()}
-            row["zero_shot_average"] = c["zero_shot"]["average"]
-        if c.get("speed"):
-            row["speed"] = c["speed"]
-        rows.append(row)
-    return {
-        "model": meta["model"], "num_blocks": meta["model"]["num_blocks"],
-        "config": {**meta["config"], "methods": list(dict.fromkeys(c["method"] for c in cells)),
-                   "budgets": sorted({c["budget"] for c in cells})},
-        "rls": ref.get("rls"), "k": ref.get("k"), "k_source": ref.get("k_source"), "labels": ref.get("labels"),
-        "similarity": meta["similarity"], "calibration": meta["calibration"],
-        "dense": {"parameters": dense["parameters"],
-                  "perplexity": {k: v["perplexity"] for k, v in dense["perplexity"].items()},
-                  "mean_perplexity": mean_perplexity(dense["perplexity"]),
-                  "zero_shot": ({t: v["score"] for t, v in dense["zero_shot"]["tasks"].items()}
-                                if dense.get("zero_shot") else None),
-                  "zero_shot_average": dense["zero_shot"]["average"] if dense.get("zero_shot") else None,
-                  "speed": dense.get("speed"), "flops_per_token": dense.get("flops_per_token")},
-        "cells": rows, "perplexity_reuse": meta.get("perplexity_reuse"),
-        "compute_seconds": {"calibration": meta["calibration"].get("seconds"), "dense": dense.get("seconds"),
-                            "cells": sum(c["seconds"]["total"] for c in cells)},
-        "plugins": {c["method"]: c["plugin"] for c in cells},
-        "versions": meta["versions"], "computed_at_commit": meta["git_commit"], "git_commit": git_commit(),
-    }
+        ev = c.evaluation
+        zs = ev.zero_shot
+        rows.append(StudyCell(
+            method=c.method, budget=c.budget, seed=c.spec.seed, pruned=c.pruned,
+            perplexity={k: v.perplexity for k, v in ev.perplexity.items()}, mean_perplexity=mean_perplexity(ev.perplexity),
+            parameters=ev.parameters, seconds=dict(c.timings), nll_passes=c.nll_passes,
+            evaluation_reused=c.evaluation_reused,
+            zero_shot={t: v.score for t, v in zs.tasks.items()} if zs else None,
+            zero_shot_items={t: v.items for t, v in zs.tasks.items()} if zs else None,
+            zero_shot_average=zs.average if zs else None, speed=asdict(ev.speed) if ev.speed else None))
+    return StudyResult(
+        model=ctx.model, num_blocks=ctx.num_blocks,
+        config={**meta.config, "methods": list(dict.fromkeys(c.method for c in cells)),
+                "budgets": sorted({c.budget for c in cells})},
+        rls=ref.rls if ref else None, k=ref.k if ref else None, k_source=ref.k_source if ref else None,
+        labels=ref.labels if ref else None, similarity=ctx.similarity, calibration=ctx.calibration,
+        dense=StudyDense(
+            parameters=dense.parameters, perplexity={k: v.perplexity for k, v in dense.perplexity.items()},
+            mean_perplexity=mean_perplexity(dense.perplexity),
+            zero_shot={t: v.score for t, v in dense.zero_shot.tasks.items()} if dense.zero_shot else None,
+            zero_shot_average=dense.zero_shot.average if dense.zero_shot else None,
+            speed=asdict(dense.speed) if dense.speed else None, flops_per_token=meta.dense_flops_per_token),
+        cells=rows, perplexity_reuse=meta.perplexity_reuse,
+        evaluations_shared=sum(c.evaluation_reused for c in cells),
+        compute_seconds={"calibration": ctx.calibration.get("seconds"), "dense": dense.seconds,
+                         "cells": sum(c.timings["total"] for c in cells)},
+        plugins={c.method: c.plugin for c in cells},
+        versions=meta.versions, computed_at_commit=meta.git_commit, git_commit=git_commit())
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:
@@ -200,78 +216,81 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return f"{x:,.{digits}f}" if abs(x) < 1e5 else f"{x:.2e}"
 
 
-def perplexity_markdown(results: dict[str, Any]) -> str:
+def perplexity_markdown(results: StudyResult | dict[str, Any]) -> str:
     """Markdown: one row per (method, budget) with perplexity per corpus and their mean; best per budget in bold."""
-    corpora = list(results["dense"]["perplexity"])
+    r = as_study(results)
+    corpora = list(r.dense.perplexity)
     head = "| method | budget | " + " | ".join(corpora) + " | mean | pruned blocks |"
     lines = [head, "|---|---:|" + "---:|" * (len(corpora) + 1) + "---|",
-             "| dense | 0 | " + " | ".join(_fmt(results["dense"]["perplexity"][c]) for c in corpora)
-             + f" | {_fmt(results['dense']['mean_perplexity'])} | |"]
-    best = {b: min(r["mean_perplexity"] for r in results["cells"] if r["budget"] == b)
-            for b in {r["budget"] for r in results["cells"]}}
-    for r in sorted(results["cells"], key=lambda r: (r["budget"], r["mean_perplexity"])):
-        mean = _fmt(r["mean_perplexity"])
-        if r["mean_perplexity"] == best[r["budget"]]:
+             "| dense | 0 | " + " | ".join(_fmt(r.dense.perplexity[c]) for c in corpora)
+             + f" | {_fmt(r.dense.mean_perplexity)} | |"]
+    best = {b: min(c.mean_perplexity for c in r.cells if c.budget == b) for b in {c.budget for c in r.cells}}
+    for c in sorted(r.cells, key=lambda c: (c.budget, c.mean_perplexity)):
+        mean = _fmt(c.mean_perplexity)
+        if c.mean_perplexity == best[c.budget]:
             mean = f"**{mean}**"
-        lines.append(f"| {r['method']} | {r['budget']} | " + " | ".join(_fmt(r["perplexity"][c]) for c in corpora)
-                     + f" | {mean} | {' '.join(map(str, r['pruned']))} |")
+        lines.append(f"| {c.method} | {c.budget} | " + " | ".join(_fmt(c.perplexity[k]) for k in corpora)
+                     + f" | {mean} | {' '.join(map(str, c.pruned))} |")
     return "\n".join(lines) + "\n"
 
 
-def zero_shot_markdown(results: dict[str, Any]) -> str:
+def zero_shot_markdown(results: StudyResult | dict[str, Any]) -> str:
     """Markdown: zero-shot accuracy (%) per task and average, dense and every method at the detail budget."""
-    rows = [r for r in results["cells"] if r.get("zero_shot")]
-    dense = results["dense"]["zero_shot"]
+    r = as_study(results)
+    rows = [c for c in r.cells if c.zero_shot]
+    dense = r.dense.zero_shot
     if not rows or not dense:
         return "_No zero-shot accuracy in this run (set zero_shot_tasks and detail_budget)._\n"
     tasks = list(dense)
     lines = ["| method | budget | " + " | ".join(tasks) + " | average |", "|---|---:|" + "---:|" * (len(tasks) + 1),
              "| dense | 0 | " + " | ".join(f"{100 * dense[t]:.1f}" for t in tasks)
-             + f" | {100 * results['dense']['zero_shot_average']:.1f} |"]
-    for r in sorted(rows, key=lambda r: -r["zero_shot_average"]):
-        lines.append(f"| {r['method']} | {r['budget']} | " + " | ".join(f"{100 * r['zero_shot'][t]:.1f}" for t in tasks)
-                     + f" | {100 * r['zero_shot_average']:.1f} |")
+             + f" | {100 * r.dense.zero_shot_average:.1f} |"]
+    for c in sorted(rows, key=lambda c: -c.zero_shot_average):
+        lines.append(f"| {c.method} | {c.budget} | " + " | ".join(f"{100 * c.zero_shot[t]:.1f}" for t in tasks)
+                     + f" | {100 * c.zero_shot_average:.1f} |")
     return "\n".join(lines) + "\n"
 
 
-def speed_markdown(results: dict[str, Any]) -> str:
+def speed_markdown(results: StudyResult | dict[str, Any]) -> str:
     """Markdown: parameters, FLOPs per token and measured decode speed, dense vs each pruned model measured."""
-    dense = results["dense"]
-    rows = [r for r in results["cells"] if r.get("speed")]
-    if not dense.get("speed") or not rows:
+    r = as_study(results)
+    dense = r.dense
+    rows = [c for c in r.cells if c.speed]
+    if not dense.speed or not rows:
         return "_No decode speed in this run (set decode_tokens and detail_budget)._\n"
     lines = ["| method | budget | parameters (M) | GFLOPs / token | decode tokens/s | speed-up | ideal (FLOPs) |",
              "|---|---:|---:|---:|---:|---:|---:|",
-             f"| dense | 0 | {dense['parameters'] / 1e6:.1f} | {dense['flops_per_token'] / 1e9:.3f} | "
-             f"{dense['speed']['tokens_per_s']:.1f} | 1.00× | 1.00× |"]
-    for r in rows:
-        s = r["speed"]
-        lines.append(f"| {r['method']} | {r['budget']} | {r['parameters'] / 1e6:.1f} | {s['flops_per_token'] / 1e9:.3f} | "
-                     f"{s['tokens_per_s']:.1f} | {s['tokens_per_s'] / dense['speed']['tokens_per_s']:.2f}× | "
-                     f"{dense['flops_per_token'] / s['flops_per_token']:.2f}× |")
+             f"| dense | 0 | {dense.parameters / 1e6:.1f} | {dense.flops_per_token / 1e9:.3f} | "
+             f"{dense.speed['tokens_per_s']:.1f} | 1.00× | 1.00× |"]
+    for c in rows:
+        sp = c.speed
+        lines.append(f"| {c.method} | {c.budget} | {c.parameters / 1e6:.1f} | {sp['flops_per_token'] / 1e9:.3f} | "
+                     f"{sp['tokens_per_s']:.1f} | {sp['tokens_per_s'] / dense.speed['tokens_per_s']:.2f}× | "
+                     f"{dense.flops_per_token / sp['flops_per_token']:.2f}× |")
     return "\n".join(lines) + "\n"
 
 
-def winners(results: dict[str, Any]) -> list[dict[str, Any]]:
+def winners(results: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
     """Per budget: the method with the lowest mean perplexity and (where measured) the highest mean accuracy.
 
     Tied methods are all named, comma-separated.
     Returns rows ``{"model", "budget", "perplexity_winner", "perplexity", "lorp_perplexity",
     "accuracy_winner", "accuracy", "lorp_accuracy"}`` (accuracy fields ``None`` where not measured).
     """
+    r = as_study(results)
     out = []
-    for b in sorted({r["budget"] for r in results["cells"]}):
-        cells = [r for r in results["cells"] if r["budget"] == b]
-        ppl = min(cells, key=lambda r: r["mean_perplexity"])
-        lorp = next((r for r in cells if r["method"] == "lorp"), None)
-        acc_cells = [r for r in cells if r.get("zero_shot_average") is not None]
-        acc = max(acc_cells, key=lambda r: r["zero_shot_average"]) if acc_cells else None
-        ppl_names = ", ".join(r["method"] for r in cells if r["mean_perplexity"] == ppl["mean_perplexity"])
-        acc_names = acc and ", ".join(r["method"] for r in acc_cells if r["zero_shot_average"] == acc["zero_shot_average"])
-        out.append({"model": results["model"]["name"], "budget": b, "perplexity_winner": ppl_names,
-                    "perplexity": ppl["mean_perplexity"], "lorp_perplexity": lorp and lorp["mean_perplexity"],
-                    "accuracy_winner": acc_names, "accuracy": acc and acc["zero_shot_average"],
-                    "lorp_accuracy": lorp and lorp.get("zero_shot_average")})
+    for b in sorted({c.budget for c in r.cells}):
+        cells = [c for c in r.cells if c.budget == b]
+        ppl = min(cells, key=lambda c: c.mean_perplexity)
+        lorp = next((c for c in cells if c.method == "lorp"), None)
+        acc_cells = [c for c in cells if c.zero_shot_average is not None]
+        acc = max(acc_cells, key=lambda c: c.zero_shot_average) if acc_cells else None
+        ppl_names = ", ".join(c.method for c in cells if c.mean_perplexity == ppl.mean_perplexity)
+        acc_names = acc and ", ".join(c.method for c in acc_cells if c.zero_shot_average == acc.zero_shot_average)
+        out.append({"model": r.model["name"], "budget": b, "perplexity_winner": ppl_names,
+                    "perplexity": ppl.mean_perplexity, "lorp_perplexity": lorp and lorp.mean_perplexity,
+                    "accuracy_winner": acc_names, "accuracy": acc and acc.zero_shot_average,
+                    "lorp_accuracy": lorp and lorp.zero_shot_average})
     return out
 
 
@@ -279,31 +298,32 @@ def winners(results: dict[str, Any]) -> list[dict[str, Any]]:
 PAPER_BASELINES = ("shortgpt", "streamline")
 
 
-def reading(results: dict[str, Any]) -> str:
+def reading(results: StudyResult | dict[str, Any]) -> str:
     """A plain-language reading of one model's study (Markdown): who wins where, by how much."""
-    name, n = results["model"]["name"], results["num_blocks"]
-    lines = [f"**{name}** has RLS {results['rls']:.3f}, so LoRP splits its {n} blocks into K = {results['k']} "
+    r = as_study(results)
+    name, n = r.model["name"], r.num_blocks
+    lines = [f"**{name}** has RLS {r.rls:.3f}, so LoRP splits its {n} blocks into K = {r.k} "
              f"clusters (eq. 6: RLS ≥ 1.0 → 2, ≥ 0.7 → 3, else 4).", ""]
-    for w in winners(results):
+    for w in winners(r):
         b = w["budget"]
         line = (f"- Budget {b} ({100 * b / n:.0f} % of the blocks): lowest mean perplexity from "
-                f"**{w['perplexity_winner']}** ({_fmt(w['perplexity'])}; dense {_fmt(results['dense']['mean_perplexity'])})")
+                f"**{w['perplexity_winner']}** ({_fmt(w['perplexity'])}; dense {_fmt(r.dense.mean_perplexity)})")
         if w["lorp_perplexity"] is not None and "lorp" not in w["perplexity_winner"].split(", "):
             line += f", LoRP {_fmt(w['lorp_perplexity'])} ({w['lorp_perplexity'] / w['perplexity']:.1f}× the best)"
         if w["accuracy_winner"] is not None:
             line += (f"; highest mean zero-shot accuracy from **{w['accuracy_winner']}** ({100 * w['accuracy']:.1f} %, "
-                     f"dense {100 * results['dense']['zero_shot_average']:.1f} %"
+                     f"dense {100 * r.dense.zero_shot_average:.1f} %"
                      + (f", LoRP {100 * w['lorp_accuracy']:.1f} %" if w["lorp_accuracy"] is not None else "") + ")")
         lines.append(line + ".")
-    limit = results["config"].get("zero_shot_limit")
-    if limit and any(r.get("zero_shot_average") is not None for r in results["cells"]):
+    limit = r.config.get("zero_shot_limit")
+    if limit and any(c.zero_shot_average is not None for c in r.cells):
         lines += ["", f"Zero-shot accuracies rest on {limit} items per task: differences under about "
                       f"{100 / limit ** 0.5:.0f} points are within sampling noise."]
     return "\n".join(lines) + "\n"
 
 
-def load_studies(root: str | Path, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Per-model study results under ``root``: ``{folder name: results.json}``.
+def load_studies(root: str | Path, names: Sequence[str] | None = None) -> dict[str, StudyResult]:
+    """Per-model study results under ``root``: ``{folder name: StudyResult}``.
 
     Every ``root/<name>/results.json`` written by the study notebook is read (or
     only ``names``).
@@ -322,20 +342,21 @@ def load_studies(root: str | Path, names: Sequence[str] | None = None) -> dict[s
     studies = {}
     for folder in folders:
         data = json.loads((folder / "results.json").read_text())
-        if "cells" in data:
-            studies[folder.name] = data
+        if schema_of(data) == STUDY_SCHEMA:
+            studies[folder.name] = StudyResult.from_json(data)
     if not studies:
         raise ConfigError(f"no study reports under {root}; run `lorp study` first")
     return studies
 
 
-def rls_markdown(studies: Mapping[str, dict[str, Any]]) -> str:
+def rls_markdown(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
     """Markdown: RLS and K of each studied model, then the paper's values."""
     lines = ["| model | architecture | blocks | RLS | K | source |", "|---|---|---:|---:|---:|---|"]
     for name, r in studies.items():
-        lines.append(f"| {name} | {r['model'].get('model_type', '')} | {r['num_blocks']} | {r['rls']:.3f} | {r['k']} | "
-                     f"this study ({r['config']['num_samples']} × {r['config']['seq_len']} tokens of "
-                     f"{r['config']['calibration']}) |")
+        r = as_study(r)
+        lines.append(f"| {name} | {r.model.get('model_type', '')} | {r.num_blocks} | {r.rls:.3f} | {r.k} | "
+                     f"this study ({r.config['num_samples']} × {r.config['seq_len']} tokens of "
+                     f"{r.config['calibration']}) |")
     from .locality import choose_k
 
     for name, v in PAPER_RLS.items():
@@ -355,7 +376,7 @@ def winners_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def verdict(studies: Mapping[str, dict[str, Any]]) -> str:
+def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
     """Plain statement of whether the paper's claim holds on these models, whichever way it falls.
 
     The claim tested: at the same budget, LoRP's pruned model has lower perplexity and
@@ -364,19 +385,20 @@ def verdict(studies: Mapping[str, dict[str, Any]]) -> str:
     on mean accuracy (ties count as not beaten).
     """
     ppl_wins = ppl_total = acc_wins = acc_total = best = 0
+    studies = {name: as_study(r) for name, r in studies.items()}
     for r in studies.values():
-        for b in sorted({c["budget"] for c in r["cells"]}):
-            cells = {c["method"]: c for c in r["cells"] if c["budget"] == b}
+        for b in sorted({c.budget for c in r.cells}):
+            cells = {c.method: c for c in r.cells if c.budget == b}
             lorp = cells.get("lorp")
             rivals = [cells[m] for m in PAPER_BASELINES if m in cells]
             if lorp is None or not rivals:
                 continue
             ppl_total += 1
-            ppl_wins += all(lorp["mean_perplexity"] < c["mean_perplexity"] for c in rivals)
-            best += lorp["mean_perplexity"] == min(c["mean_perplexity"] for c in cells.values())
-            if lorp.get("zero_shot_average") is not None and all(c.get("zero_shot_average") is not None for c in rivals):
+            ppl_wins += all(lorp.mean_perplexity < c.mean_perplexity for c in rivals)
+            best += lorp.mean_perplexity == min(c.mean_perplexity for c in cells.values())
+            if lorp.zero_shot_average is not None and all(c.zero_shot_average is not None for c in rivals):
                 acc_total += 1
-                acc_wins += all(lorp["zero_shot_average"] > c["zero_shot_average"] for c in rivals)
+                acc_wins += all(lorp.zero_shot_average > c.zero_shot_average for c in rivals)
     if not ppl_total:
         return "The studies hold no LoRP cells next to ShortGPT or LLM-Streamline cells; the claim cannot be tested.\n"
     ppl_holds = ppl_wins > ppl_total / 2
@@ -391,12 +413,12 @@ def verdict(studies: Mapping[str, dict[str, Any]]) -> str:
             f"(model, budget) settings and is the best of all methods compared in {best}")
     text += (f"; it beats both on mean zero-shot accuracy in {acc_wins} of {acc_total} settings." if acc_total
              else "; zero-shot accuracy was not measured.")
-    sizes = sorted({(r["config"].get("num_samples"), r["config"].get("seq_len"), r["config"].get("eval_tokens"),
-                     r["config"].get("zero_shot_limit")) for r in studies.values()}, key=str)
+    sizes = sorted({(r.config.get("num_samples"), r.config.get("seq_len"), r.config.get("eval_tokens"),
+                     r.config.get("zero_shot_limit")) for r in studies.values()}, key=str)
     samples = "; ".join(f"{n} x {t} calibration tokens, {e or 'all'} evaluation tokens per corpus"
                         + (f", {z} zero-shot items per task" if z else "") for n, t, e, z in sizes)
     text += f" Ties do not count as wins. Sample sizes: {samples}."
-    models = ", ".join(f"{name} (RLS {r['rls']:.2f}, {r['dense']['parameters'] / 1e6:.0f}M parameters)"
+    models = ", ".join(f"{name} (RLS {r.rls:.2f}, {r.dense.parameters / 1e6:.0f}M parameters)"
                        for name, r in studies.items())
     text += (f" Models: {models}. These are small models evaluated on small samples; the paper's models have "
              "7-14B parameters, so this tests whether the method transfers down in scale, not the paper's numbers.")

@@ -25,6 +25,7 @@ from .errors import ConfigError, LorpError, UnknownNameError
 from .paths import NOTEBOOKS_DIR, REPORTS_DIR
 from .progress import ENV as progress_env
 from .progress import Follower
+from .records import STUDY_SCHEMA, StudyResult, schema_of
 
 STUDY_NOTEBOOK = NOTEBOOKS_DIR / "lorp_study.ipynb"
 SUMMARY_NOTEBOOK = NOTEBOOKS_DIR / "summary.ipynb"
@@ -230,11 +231,11 @@ def write_index(root: str | Path, *, preset: str = "", default_root: bool = True
     rows = []
     for res in sorted(root.glob("*/results.json")):
         data = json.loads(res.read_text())
-        if "cells" not in data:
+        if schema_of(data) != STUDY_SCHEMA:
             continue
-        folder = res.parent.name
-        rows.append((folder, data["model"].get("model_type", ""), data["num_blocks"], data["rls"], data["k"],
-                     data.get("parameters", {}).get("preset", "")))
+        r = StudyResult.from_json(data)
+        rows.append((res.parent.name, r.model.get("model_type", ""), r.num_blocks, r.rls, r.k,
+                     r.parameters.get("preset", "")))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     has_summary = (root / "summary" / "summary.html").is_file()
     md = ["# LoRP study reports", "",

@@ -1,10 +1,14 @@
-"""One calibration pass, many methods × budgets: the comparison table behind the study.
+"""One calibration pass, many methods × budgets (× seeds): the comparison table behind the study.
 
-Layout of a sweep folder::
+A sweep is plan cells (:func:`plan_cells`) -> executor (:mod:`lorp.executors`,
+serial by default, or Ray) -> collect (:func:`lorp.cells.orchestrate`). Layout of a
+sweep folder::
 
-    sweep.json                settings, the calibration record, dense perplexity
-    cells/<method>-b<B>.json  one per (method, budget): pruned blocks, perplexity, parameters
-    table.csv, table.json     tidy table: one row per (method, budget, corpus)
+    sweep.json                    lorp.sweep record: settings, model, calibration, S, dense evaluation
+    cells/<method>-b<B>-s<S>.json one lorp.cell record per (method, budget, seed)
+    evaluations/<key>.json        one lorp.evaluation per distinct (model, removed blocks, settings)
+    table.csv, table.json         tidy table: one row per (method, budget, corpus)
+    failures.json                 cells that raised, with spec and traceback (only when some did)
 
 Every file is written atomically. A rerun with the same settings skips the
 cells already written (and, when none is left, does not even load the model);
@@ -16,32 +20,23 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from . import progress
-from .atomic import write_json, write_text
-from .blocks import find_blocks
-from .atomic import check_output_location
-from .cache import cache_key, check_cache_writable, input_fingerprint, read_checked_json, write_checked_json
-from .data import evaluation_windows, load_corpus
+from .allocation import check_seed
+from .atomic import check_output_location, write_json, write_text
+from .cache import cache_key, check_cache_writable, input_fingerprint, notice, read_checked_json, write_checked_json
+from .cells import CellsFailedError, CellStore, RunStats, orchestrate, write_failures
 from .errors import ConfigError
-from .evaluation import SweepPerplexity
-from .models import load_model, resolve_model
-from .pipeline import PruneConfig, block_metric, calibrate, calibration_nll
+from .executors import RayExecutor, SerialExecutor
+from .models import resolve_model
+from .pipeline import PruneConfig, block_metric
 from .plugins import Registry, load_registry
 from .provenance import git_commit, package_versions
-from .pruning import blocks_removed
-from .selection import select_blocks
-from .speed import decode_speed, flops_per_token
-from .zeroshot import zero_shot
+from .records import CellResult, CellSpec, EvalSettings, Evaluation, RunContext, SweepRecord
 
-#: Fields every cell file must hold to be reused.
-CELL_FIELDS = ("identity", "method", "budget", "pruned", "selection", "perplexity", "parameters")
 DEFAULT_METHODS = ("lorp", "shortgpt", "streamline", "angular", "sleb", "last", "random")
 DEFAULT_BUDGETS = (3, 5, 7, 9)
 
@@ -62,6 +57,7 @@ class SweepConfig:
         decode_tokens: tokens generated per decode-speed run (0: no speed).
         reuse_states: restart each pruned variant's perplexity from the dense
             model's hidden states (:class:`lorp.evaluation.SweepPerplexity`).
+        seeds: selection seeds per cell (clustering, random baselines); empty: ``base.seed``.
     """
 
     base: PruneConfig = PruneConfig()
@@ -71,6 +67,12 @@ class SweepConfig:
     detail_methods: tuple[str, ...] | None = None
     decode_tokens: int = 0
     reuse_states: bool = True
+    seeds: tuple[int, ...] = ()
+
+    @property
+    def cell_seeds(self) -> tuple[int, ...]:
+        """Selection seeds of the cells (default: ``base.seed`` alone); calibration always uses ``base.seed``."""
+        return tuple(self.seeds) or (self.base.seed,)
 
     def detailed(self, method: str, budget: int) -> bool:
         """Whether the cell (method, budget) gets zero-shot accuracy and decode speed."""
@@ -79,17 +81,17 @@ class SweepConfig:
     def identity(self) -> str:
         """Hash of the settings every cell shares (cells from other settings are not reused).
 
-        Includes the content digests of local inputs (a model folder, text-file
-        corpora: :func:`lorp.cache.input_fingerprint`), so a rewritten file gives
-        a new identity and its cells are recomputed.
+        Local inputs (a model folder, text-file corpora) enter by their content,
+        not their path (:func:`lorp.cache.input_fingerprint`), so a rewritten file
+        gives a new identity and its cells are recomputed.
         """
         shared = _shared_settings(self.base)
         local = input_fingerprint(self.base.model, [self.base.calibration, *self.base.eval_corpora])
-        if local:  # local inputs enter by content, not by path
+        if local:
             shared["model"] = local.get("model", shared["model"])
             shared["calibration"] = local.get(shared["calibration"], shared["calibration"])
             shared["eval_corpora"] = [local.get(c, c) for c in shared["eval_corpora"]]
-        return cache_key({"sweep": shared})
+        return cache_key({"sweep": shared, "records": CellResult.VERSION})
 
 
 def _shared_settings(base: PruneConfig) -> dict[str, Any]:
@@ -100,18 +102,16 @@ def _shared_settings(base: PruneConfig) -> dict[str, Any]:
     return shared
 
 
-def _cell_name(method: str, budget: int) -> str:
-    return f"{method}-b{budget}"
-
-
-def _table(cells: list[dict[str, Any]], dense: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = [{"method": "dense", "budget": 0, "corpus": c, "perplexity": v["perplexity"], "tokens": v["tokens"],
-             "parameters": dense["parameters"], "pruned": ""} for c, v in dense["perplexity"].items()]
+def _table(cells: list[CellResult], dense: Evaluation, seeds: bool = False) -> list[dict[str, Any]]:
+    """Tidy rows: dense first, then one per (cell, corpus); a ``seed`` column when the sweep has several seeds."""
+    extra = (lambda s: {"seed": s}) if seeds else (lambda s: {})
+    rows = [{"method": "dense", "budget": 0, **extra(None), "corpus": c, "perplexity": v.perplexity,
+             "tokens": v.tokens, "parameters": dense.parameters, "pruned": ""} for c, v in dense.perplexity.items()]
     for cell in cells:
-        for corpus, v in cell["perplexity"].items():
-            rows.append({"method": cell["method"], "budget": cell["budget"], "corpus": corpus,
-                         "perplexity": v["perplexity"], "tokens": v["tokens"], "parameters": cell["parameters"],
-                         "pruned": " ".join(map(str, cell["pruned"]))})
+        for corpus, v in cell.perplexity.items():
+            rows.append({"method": cell.method, "budget": cell.budget, **extra(cell.spec.seed), "corpus": corpus,
+                         "perplexity": v.perplexity, "tokens": v.tokens, "parameters": cell.evaluation.parameters,
+                         "pruned": " ".join(map(str, cell.pruned))})
     return rows
 
 
@@ -125,113 +125,90 @@ def write_table(folder: Path, rows: list[dict[str, Any]]) -> None:
     write_json(folder / "table.json", rows)
 
 
-def _run_cells(config: SweepConfig, out: Path, registry: Registry, strategies: dict[str, Any],
-               pending: list[tuple[str, int]], previous: dict[str, Any] | None, identity: str) -> None:
-    """Load the model once, select every pending cell, evaluate it and write its JSON."""
+def plan_cells(config: SweepConfig) -> list[CellSpec]:
+    """Every cell of the sweep, in table order: methods × budgets × seeds, detail settings where asked for."""
     base = config.base
-    calib_corpus = load_corpus(base.calibration, registry)
-    eval_corpora = {name: load_corpus(name, registry) for name in base.eval_corpora}
-    loaded = load_model(base.model, device=base.device)
-    model = loaded.model
-    _, blocks = find_blocks(model, registry)
-    num_params = sum(p.numel() for p in model.parameters())
-    block_params = [sum(p.numel() for p in blk.parameters()) for blk in blocks]
-    needed = {base.similarity: block_metric(registry, base.similarity)}
-    for m, _ in pending:
-        needed.update({n: registry.similarity(n) for n in strategies[m].needs})
-    t0 = time.perf_counter()
-    progress.report(stage="calibration", message=f"calibration pass ({base.num_samples} x {base.seq_len} tokens of "
-                                                 f"{base.calibration}; cached passes are reused)")
-    matrices, calib_meta = calibrate(loaded, calib_corpus, base, needed, registry)
-    calib_seconds = time.perf_counter() - t0
-
-    nll: list = []
-
-    def select(method: str, budget: int):
-        strategy = strategies[method]
-        if strategy.needs_model and not nll:
-            nll.append(calibration_nll(loaded, calib_corpus, base, registry))
-        scorer_nll = nll[0] if strategy.needs_model else None
-        t = time.perf_counter()
-        selection = select_blocks(matrices[base.similarity], budget, k=base.k, seed=base.seed,
-                                  clustering=base.clustering, allocation=method, protected=base.protected,
-                                  statistics=matrices, nll=scorer_nll, registry=registry)
-        passes = {"full": scorer_nll.forward_passes, "partial": scorer_nll.partial_passes} if scorer_nll else None
-        return selection, time.perf_counter() - t, passes
-
-    # Cheap selections first (their first removed blocks tell the scorer which dense states to keep);
-    # strategies that run the model (SLEB) are selected and evaluated one cell at a time afterwards.
-    cheap = [(m, b) for m, b in pending if not strategies[m].needs_model]
-    costly = [(m, b) for m, b in pending if strategies[m].needs_model]
-    selections = {cell: select(*cell) for cell in cheap}
-
-    windows = {n: evaluation_windows(loaded.tokenizer, c, base.eval_seq_len, base.eval_tokens)
-               for n, c in eval_corpora.items()}
-    progress.report(stage="dense", message="dense model: perplexity" + (", zero-shot accuracy and decode speed"
-                                                                        if config.detail_budgets else ""))
-    t = time.perf_counter()
-    firsts = {min(sel.pruned) for sel, _, _ in selections.values()} if config.reuse_states else set()
-    scorer = SweepPerplexity(model, windows, firsts, batch_size=base.batch_size, registry=registry,
-                             reuse=config.reuse_states)
-    prompt = next(iter(windows.values()))[:1, : min(32, base.eval_seq_len)]
-
-    def details() -> dict[str, Any]:
-        extra: dict[str, Any] = {}
-        if base.zero_shot_tasks:
-            extra["zero_shot"] = zero_shot(model, loaded.tokenizer, base.zero_shot_tasks, limit=base.zero_shot_limit,
-                                           seed=base.seed)
-        if config.decode_tokens:
-            extra["speed"] = {**decode_speed(model, prompt, new_tokens=config.decode_tokens),
-                              "flops_per_token": flops_per_token(model, registry)}
-        return extra
-
-    dense = {"parameters": num_params, "perplexity": scorer.dense, "flops_per_token": flops_per_token(model, registry),
-             "seconds": time.perf_counter() - t}
-    old_dense = (previous or {}).get("dense", {})
-    wanted = {k for k, on in (("zero_shot", base.zero_shot_tasks), ("speed", config.decode_tokens)) if on}
-    reusable = {k: old_dense[k] for k in wanted if old_dense.get(k) is not None}
-    if config.detail_budgets:
-        dense.update(reusable if set(reusable) == wanted else details())
-    write_checked_json(out / "sweep.json", {
-        "identity": identity, "config": {**_shared_settings(base), "methods": list(config.methods),
-                                         "budgets": list(config.budgets), "detail_budgets": list(config.detail_budgets),
-                                         "decode_tokens": config.decode_tokens},
-        "model": {"spec": base.model, "name": loaded.name, **loaded.info, "num_blocks": len(blocks)},
-        "calibration": {**calib_meta, "seconds_this_run": calib_seconds, "corpus": base.calibration,
-                        "source": calib_corpus.source},
-        "similarity": matrices[base.similarity], "dense": dense,
-        "perplexity_reuse": {"enabled": scorer.reuse, "stored_blocks": scorer.stored_blocks},
-        "versions": package_versions(), "git_commit": git_commit(),
-        "content": input_fingerprint(base.model, [base.calibration, *base.eval_corpora], registry),
-    })
-    order = cheap + costly
-    progress.report(stage="cells", total=len(order), message=f"{len(order)} cells to compute")
-    for done, (method, budget) in enumerate(tqdm(order, desc="sweep cells", disable=not base.progress, unit="cell"), 1):
-        selection, select_s, passes = selections.pop((method, budget), None) or select(method, budget)
-        t = time.perf_counter()
-        ppl = scorer(selection.pruned)
-        ppl_s = time.perf_counter() - t
-        extra = {}
-        if config.detailed(method, budget):
-            with blocks_removed(model, selection.pruned, registry):
-                extra = details()
-        write_checked_json(out / "cells" / f"{_cell_name(method, budget)}.json", {
-            "identity": identity, "method": method, "budget": budget, "pruned": selection.pruned,
-            "selection": selection.to_dict(), "perplexity": ppl,
-            "parameters": num_params - sum(block_params[b] for b in selection.pruned), **extra,
-            "plugin": registry.provenance("allocation", method),
-            "seconds": {"selection": select_s, "perplexity": ppl_s, "total": select_s + time.perf_counter() - t},
-            "nll_passes": passes,
-        })
-        progress.report(stage="cell", done=done, total=len(order), method=method, budget=budget)
+    plain = EvalSettings(corpora=tuple(base.eval_corpora), seq_len=base.eval_seq_len, tokens=base.eval_tokens,
+                         batch_size=base.batch_size)
+    detail = replace(plain, zero_shot_tasks=tuple(base.zero_shot_tasks), zero_shot_limit=base.zero_shot_limit,
+                     zero_shot_seed=base.seed, decode_tokens=config.decode_tokens)
+    return [CellSpec(m, b, s, detail if config.detailed(m, b) and detail.detailed else plain)
+            for m in config.methods for b in config.budgets for s in config.cell_seeds]
 
 
-def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | None = None) -> list[dict[str, Any]]:
-    """Evaluate every (method, budget) cell from one calibration pass; return the tidy table rows.
+def _dense_settings(config: SweepConfig) -> EvalSettings | None:
+    """Settings of the dense evaluation: the detail settings when the sweep has detail budgets."""
+    if not config.detail_budgets:
+        return None
+    details = [s.evaluation for s in plan_cells(config) if s.evaluation.detailed]
+    return details[0] if details else None
+
+
+def load_sweep_folder(folder: str | Path) -> tuple[SweepRecord, list[CellResult]]:
+    """``(sweep.json, finished cells of its settings)`` of a sweep folder, cells in plan order.
+
+    Raises:
+        ConfigError: no ``sweep.json`` there, or one another lorp version wrote.
+    """
+    folder = Path(folder)
+    path = folder / "sweep.json"
+    if not path.is_file():
+        raise ConfigError(f"{folder} holds no sweep (no sweep.json); run `lorp sweep --out {folder}` first")
+    raw = read_checked_json(path, "sweep record")
+    if raw is None:
+        raise ConfigError(f"the sweep record {path} is damaged; rerun the sweep to recompute it")
+    record = SweepRecord.from_json(raw)
+    store = CellStore(folder, record.identity)
+    cells = []
+    for f in sorted((folder / "cells").glob("*.json")):
+        data = read_checked_json(f, "sweep cell")
+        try:
+            cell = CellResult.from_json(data)
+        except (ConfigError, KeyError, TypeError, ValueError, AttributeError):
+            continue
+        if cell.identity == store.identity:
+            cells.append(cell)
+    return record, cells
+
+
+@dataclass
+class SweepRun:
+    """What :func:`execute_sweep` returns.
+
+    Attributes:
+        rows: the tidy table (one row per method, budget and corpus; dense first).
+        record: ``sweep.json``.
+        cells: the finished cells, in plan order.
+        stats: what this run computed (``None`` when every cell was already finished).
+    """
+
+    rows: list[dict[str, Any]]
+    record: SweepRecord
+    cells: list[CellResult]
+    stats: RunStats | None
+
+
+def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | None = None,
+              executor: SerialExecutor | RayExecutor | None = None) -> list[dict[str, Any]]:
+    """Evaluate every (method, budget, seed) cell from one calibration pass; return the tidy table rows.
+
+    See :func:`execute_sweep`.
+    """
+    return execute_sweep(config, out_dir, registry, executor).rows
+
+
+def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | None = None,
+                  executor: SerialExecutor | RayExecutor | None = None) -> SweepRun:
+    """Plan the cells, run the missing ones on ``executor`` (default: serial), collect the table.
+
+    Cells already in the folder's store are skipped (when none is missing the model
+    is not loaded). Methods or seeds that remove the same blocks are evaluated once.
 
     Raises:
         ConfigError, UnknownNameError: unknown method, bad budgets, or a folder
             holding a sweep with other settings — all before any heavy work.
+        CellsFailedError: some cells raised; every other cell landed and the table
+            holds them; ``failures.json`` has each failed cell's spec and traceback.
     """
     base = config.base
     base.validate()
@@ -242,6 +219,8 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
         raise ConfigError("give at least one method and one budget")
     if any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in config.budgets):
         raise ConfigError(f"budgets must be whole numbers >= 1, got {list(config.budgets)}")
+    for seed in config.cell_seeds:
+        check_seed(seed, "each seed")
     if any(s.uses_clusters for s in strategies.values()):
         registry.clustering(base.clustering)
     block_metric(registry, base.similarity)
@@ -251,18 +230,22 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
     check_output_location(out)
     identity = config.identity()
     meta_path = out / "sweep.json"
-    previous = read_checked_json(meta_path, "sweep record", ("identity", "config", "dense"))
-    if previous is not None and not isinstance(previous, dict):
-        previous = None
-    if previous is not None and previous.get("identity") != identity:
+    raw = read_checked_json(meta_path, "sweep record", ("identity", "config", "context", "dense"))
+    if raw is not None:
+        try:
+            SweepRecord.from_json(raw)
+        except (ConfigError, KeyError, TypeError, ValueError):
+            notice(f"sweep record {meta_path} was written by another lorp version; recomputing it")
+            raw = None
+    if raw is not None and raw.get("identity") != identity:
         now = _shared_settings(base)
-        changed = sorted(k for k in now if previous.get("config", {}).get(k) != now[k])
+        changed = sorted(k for k in now if raw.get("config", {}).get(k) != now[k])
         local = input_fingerprint(base.model, [base.calibration, *base.eval_corpora], registry)
         changed += [f"content of {base.model if k == 'model' else k}" for k in local
-                    if previous.get("content", {}).get(k) != local[k]]
+                    if (raw.get("content") or {}).get(k) != local[k]]
         raise ConfigError(f"{out} holds a sweep with other settings (differing: {', '.join(changed) or 'lorp version'}); "
                           "use another --out or delete it")
-    if out.exists() and previous is None and not meta_path.exists() and any(out.iterdir()):
+    if out.exists() and raw is None and not meta_path.exists() and any(out.iterdir()):
         raise ConfigError(f"output folder {out} exists and is not a lorp sweep; choose another --out")
 
     if not set(config.detail_budgets) <= set(config.budgets):
@@ -274,29 +257,44 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | Non
         raise ConfigError(f"detail methods {sorted(set(config.detail_methods) - set(config.methods))} are not among "
                           f"the methods {list(config.methods)}")
 
-    def complete(cell: dict[str, Any], budget: int) -> bool:
-        if not config.detailed(cell["method"], budget):
-            return True
-        return ((not base.zero_shot_tasks or cell.get("zero_shot") is not None)
-                and (not config.decode_tokens or cell.get("speed") is not None))
+    previous = SweepRecord.from_json(raw) if raw is not None else None
+    store = CellStore(out, identity)
+    plan = plan_cells(config)
+    pending = [spec for spec in plan if store.load(spec) is None]
+    dense_settings = _dense_settings(config)
+    old = previous.dense if previous is not None else None
+    dense_complete = dense_settings is None or (
+        old is not None and (not dense_settings.zero_shot_tasks or old.zero_shot is not None)
+        and (not dense_settings.decode_tokens or old.speed is not None))
+    stats = None
+    if pending or previous is None or not dense_complete:
+        executor = executor or SerialExecutor()
 
-    def load_cell(method: str, budget: int) -> dict[str, Any] | None:
-        cell = read_checked_json(out / "cells" / f"{_cell_name(method, budget)}.json", "sweep cell", CELL_FIELDS)
-        if isinstance(cell, dict) and cell.get("identity") == identity and complete(cell, budget):
-            return cell
-        return None
+        def on_dense(ctx: RunContext, result: tuple[Evaluation, dict[str, Any], int]) -> None:
+            dense, reuse, flops = result
+            if dense_settings is not None and dense_complete:
+                dense = replace(dense, zero_shot=old.zero_shot, speed=old.speed)
+            write_checked_json(meta_path, {**SweepRecord(
+                identity=identity,
+                config={**_shared_settings(base), "methods": list(config.methods), "budgets": list(config.budgets),
+                        "seeds": list(config.cell_seeds), "detail_budgets": list(config.detail_budgets),
+                        "detail_methods": None if config.detail_methods is None else list(config.detail_methods),
+                        "decode_tokens": config.decode_tokens},
+                context=ctx, dense=dense, dense_flops_per_token=flops, perplexity_reuse=reuse,
+                versions=package_versions(), git_commit=git_commit()).to_json(),
+                "content": input_fingerprint(base.model, [base.calibration, *base.eval_corpora], registry)})
 
-    dense_needs = bool(config.detail_budgets) and (
-        (base.zero_shot_tasks and (previous or {}).get("dense", {}).get("zero_shot") is None)
-        or (config.decode_tokens and (previous or {}).get("dense", {}).get("speed") is None))
-    pending = [(m, b) for m in config.methods for b in config.budgets if load_cell(m, b) is None]
-    if pending or previous is None or dense_needs:
-        _run_cells(config, out, registry, strategies, pending, previous, identity)
+        with executor.workers(base, config.methods, reuse_states=config.reuse_states, registry=registry) as workers:
+            stats = orchestrate(workers, pending, store, reuse_states=config.reuse_states,
+                                dense_settings=None if dense_complete else dense_settings, need_dense=True,
+                                on_dense=on_dense, progress=base.progress)
+        write_failures(out, stats.failures)
     else:
-        progress.report(stage="cached", message=f"all {len(config.methods) * len(config.budgets)} cells already "
-                                                f"computed in {out}; reusing them")
-    summary = read_checked_json(meta_path, "sweep record", ("identity", "config", "dense"))
-    cells = [load_cell(m, b) for m in config.methods for b in config.budgets]
-    rows = _table([c for c in cells if c is not None], summary["dense"])
+        progress.report(stage="cached", message=f"all {len(plan)} cells already computed in {out}; reusing them")
+    record = SweepRecord.from_json(read_checked_json(meta_path, "sweep record"))
+    cells = [c for c in (store.load(spec) for spec in plan) if c is not None]
+    rows = _table(cells, record.dense, seeds=len(config.cell_seeds) > 1)
     write_table(out, rows)
-    return rows
+    if stats is not None and stats.failures:
+        raise CellsFailedError(stats.failures)
+    return SweepRun(rows, record, cells, stats)

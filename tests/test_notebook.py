@@ -21,6 +21,9 @@ def test_notebook_parameters_match_the_library():
     assert ",".join(config.methods) == values["methods"] and config.detail_budgets == (values["detail_budget"],)
     assert config.base.zero_shot_tasks == tuple(values["zero_shot_tasks"].split(","))
     cells = json.loads((NOTEBOOKS_DIR / "lorp_study.ipynb").read_text())["cells"]
+    declared = {line.split(":")[0] for c in cells if "parameters" in c["metadata"].get("tags", [])
+                for line in "".join(c["source"]).splitlines() if line and not line.startswith("#")}
+    assert declared == set(params), "papermill skipped a parameter line (e.g. an '=' in its comment)"
     source = "".join("".join(c["source"]) for c in cells)
     for name in set(params) - {"preset", "out_dir", "work_dir"}:
         assert f"{name}={name}" in source, f"notebook parameter {name!r} is not passed to the library"
@@ -115,3 +118,23 @@ def test_failing_notebook_stops_with_the_cell_error_and_keeps_earlier_reports(tm
         run_study(preset="quick", parameters={"detail_budget": "5"}, reports_dir=fresh, progress=False,
                   echo=lambda _: None)
     assert not fresh.exists()  # nothing half-written, not even an empty folder
+
+
+#: Notebook defaults that deliberately differ from PruneConfig's: the study's smaller evaluation and SLEB samples.
+STUDY_OWN_DEFAULTS = {"eval_tokens", "sleb_samples"}
+
+
+def test_notebook_defaults_are_the_library_defaults():
+    """The notebook spells its defaults (papermill needs literals); they must be PruneConfig's / SweepConfig's."""
+    from dataclasses import fields
+
+    from lorp.pipeline import PruneConfig
+    from lorp.sweep import DEFAULT_METHODS
+
+    values = {n: ast.literal_eval(s["default"]) for n, s in notebook_parameters().items()}
+    base = {f.name: f.default for f in fields(PruneConfig)}
+    as_notebook = {**base, "eval_corpora": ",".join(base["eval_corpora"]), "k": base["k"] or 0}
+    shared = (set(values) & set(as_notebook)) - STUDY_OWN_DEFAULTS - {"zero_shot_tasks", "zero_shot_limit"}
+    assert shared >= {"model", "calibration", "num_samples", "seq_len", "seed", "similarity", "clustering"}
+    assert {n: values[n] for n in shared} == {n: as_notebook[n] for n in shared}
+    assert values["methods"] == ",".join(DEFAULT_METHODS)

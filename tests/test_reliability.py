@@ -203,15 +203,21 @@ def test_edited_sweep_cell_is_recomputed(tiny, tmp_path, capsys):
     config, _, _ = tiny
     sweep = SweepConfig(base=config, methods=("shortgpt",), budgets=(1,))
     first = run_sweep(sweep, tmp_path / "sweep")
-    cell = tmp_path / "sweep" / "cells" / "shortgpt-b1.json"
+    (cell,) = (tmp_path / "sweep" / "cells").glob("shortgpt-b1*.json")
+    (evaluation,) = (tmp_path / "sweep" / "evaluations").glob("*.json")
     data = json.loads(cell.read_text())
     data["pruned"] = [99, 100, 101]
-    data["perplexity"] = {k: {**v, "perplexity": 1.0} for k, v in data["perplexity"].items()}
+    data["evaluation"]["perplexity"] = {k: {**v, "perplexity": 1.0} for k, v in data["evaluation"]["perplexity"].items()}
     cell.write_text(json.dumps(data))
+    ev = json.loads(evaluation.read_text())
+    ev["perplexity"] = {k: {**v, "perplexity": 1.0} for k, v in ev["perplexity"].items()}
+    evaluation.write_text(json.dumps(ev))
     again = run_sweep(sweep, tmp_path / "sweep")
-    assert "checksum does not match its content" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"sweep cell {cell} is unusable (its checksum does not match its content)" in err
+    assert f"sweep evaluation {evaluation} is unusable" in err
     assert again == first
-    data.pop("perplexity")
+    data.pop("evaluation")
     data.pop("sha256")
     cell.write_text(json.dumps(data))
     assert run_sweep(sweep, tmp_path / "sweep") == first
@@ -259,7 +265,7 @@ def test_damaged_sweep_cell_and_record_are_recomputed(tiny, tmp_path, capsys):
     config, _, _ = tiny
     sweep = SweepConfig(base=config, methods=("lorp", "shortgpt"), budgets=(1, 2))
     first = run_sweep(sweep, tmp_path / "sweep")
-    cell = tmp_path / "sweep" / "cells" / "lorp-b2.json"
+    (cell,) = (tmp_path / "sweep" / "cells").glob("lorp-b2*.json")
     cell.write_text(cell.read_text()[:40])
     record = tmp_path / "sweep" / "sweep.json"
     record.write_text("{")
@@ -371,8 +377,12 @@ def no_model_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the bad input was refused")
 
-    monkeypatch.setattr(lorp.pipeline, "load_model", refuse)
-    monkeypatch.setattr(lorp.sweep, "load_model", refuse)
+    import lorp.models
+
+    monkeypatch.setattr(lorp.models, "load_model", refuse)
+    for module in (lorp.pipeline, lorp.sweep):
+        if hasattr(module, "load_model"):
+            monkeypatch.setattr(module, "load_model", refuse)
 
 
 def test_select_refuses_removing_every_block(runner, tmp_path):

@@ -8,6 +8,7 @@ import lorp.pipeline
 import lorp.sweep
 from lorp.errors import ConfigError, UnknownNameError
 from lorp.pipeline import PruneConfig
+from lorp.records import CellResult, SweepRecord
 from lorp.sweep import SweepConfig, run_sweep
 from lorp.testing import make_tiny_model_folder
 
@@ -59,7 +60,7 @@ def test_resumed_sweep_recomputes_nothing(tiny_run, capture_calls, monkeypatch):
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded although every cell was finished")
 
-    monkeypatch.setattr(lorp.sweep, "load_model", no_model)
+    monkeypatch.setattr(lorp.models, "load_model", no_model)
     assert run_sweep(config, out) == first
     assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == stamps
     assert len(capture_calls) == 1
@@ -69,18 +70,18 @@ def test_interrupted_sweep_finishes_only_the_missing_cells(tiny_run, capture_cal
     base, out = tiny_run
     config = SweepConfig(base=base, methods=("lorp", "last"), budgets=(1, 2))
     run_sweep(config, out)
-    (out / "cells" / "last-b2.json").unlink()
+    (out / "cells" / "last-b2-s0.json").unlink()
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
     run_sweep(config, out)
     assert len(capture_calls) == 1  # the calibration pass came from the disk cache
     after = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
-    assert set(after) == set(stamps) | {"last-b2.json"} and all(after[k] == v for k, v in stamps.items())
+    assert set(after) == set(stamps) | {"last-b2-s0.json"} and all(after[k] == v for k, v in stamps.items())
 
 
 def test_sleb_in_a_sweep_reports_its_forward_passes(tiny_run):
     base, out = tiny_run
     run_sweep(SweepConfig(base=base, methods=("sleb",), budgets=(1, 2)), out)
-    cell = json.loads((out / "cells" / "sleb-b2.json").read_text())
+    cell = json.loads((out / "cells" / "sleb-b2-s0.json").read_text())
     assert len(cell["pruned"]) == 2 and cell["nll_passes"]["full"] >= 1
 
 
@@ -105,16 +106,19 @@ def test_detail_budget_adds_speed_to_chosen_methods_and_a_rerun_completes_missin
     base, out = tiny_run
     plain = SweepConfig(base=base, methods=("lorp", "last"), budgets=(1, 2))
     run_sweep(plain, out)
-    assert "speed" not in json.loads((out / "cells" / "last-b2.json").read_text())
+    assert CellResult.from_json(json.loads((out / "cells" / "last-b2-s0.json").read_text())).evaluation.speed is None
     detailed = SweepConfig(base=base, methods=("lorp", "last"), budgets=(1, 2), detail_budgets=(2,),
                            detail_methods=("last",), decode_tokens=3)
     run_sweep(detailed, out)  # same shared settings: cells are reused, the missing details are added
-    meta = json.loads((out / "sweep.json").read_text())
-    last2 = json.loads((out / "cells" / "last-b2.json").read_text())
-    assert meta["dense"]["speed"]["tokens_per_s"] > 0 and last2["speed"]["tokens_per_s"] > 0
-    assert meta["dense"]["flops_per_token"] > last2["speed"]["flops_per_token"]
-    assert "speed" not in json.loads((out / "cells" / "lorp-b2.json").read_text())  # not a detail method
-    assert "speed" not in json.loads((out / "cells" / "last-b1.json").read_text())  # not the detail budget
+    meta = SweepRecord.from_json(json.loads((out / "sweep.json").read_text()))
+
+    def cell(name):
+        return CellResult.from_json(json.loads((out / "cells" / f"{name}.json").read_text())).evaluation
+
+    assert meta.dense.speed.tokens_per_s > 0 and cell("last-b2-s0").speed.tokens_per_s > 0
+    assert meta.dense_flops_per_token > cell("last-b2-s0").speed.flops_per_token
+    assert cell("lorp-b2-s0").speed is None  # not a detail method
+    assert cell("last-b1-s0").speed is None  # not the detail budget
     with pytest.raises(ConfigError, match=r"detail budgets \[3\] must be among the budgets"):
         run_sweep(SweepConfig(base=base, methods=("last",), budgets=(1, 2), detail_budgets=(3,)), out)
     with pytest.raises(ConfigError, match="decode_tokens must be 0"):

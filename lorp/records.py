@@ -1,0 +1,584 @@
+"""Typed records of what flows through a run: cell specs and results, run context, sweep and study results.
+
+Every record is a dataclass that round-trips to JSON: ``record.to_json()`` gives a
+plain dict that starts with ``"schema"`` (the record kind, e.g. ``"lorp.cell"``) and
+``"version"``; ``Kind.from_json(data)`` rebuilds it and refuses another kind or a
+newer version with one :class:`lorp.errors.ConfigError` line. :func:`schema_of`
+says which kind a loaded ``results.json`` holds.
+
+Units: perplexity is ``exp(mean token NLL)`` (dimensionless), NLL in nats, times
+in seconds, speeds in generated tokens per second, FLOPs per generated token.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .components import Removal
+from .errors import ConfigError
+from .evaluation import Perplexity
+from .selection import Selection
+
+#: Schema names of the records (``results.json`` and the cell store say which they hold).
+CELL_SCHEMA = "lorp.cell"
+EVALUATION_SCHEMA = "lorp.evaluation"
+SWEEP_SCHEMA = "lorp.sweep"
+STUDY_SCHEMA = "lorp.study"
+PRUNE_SCHEMA = "lorp.prune"
+
+
+def schema_of(data: Any) -> str | None:
+    """The record kind of a loaded JSON object (``"lorp.study"``, ``"lorp.prune"``, …), ``None`` if untagged.
+
+    Results written before records were tagged are recognised by shape: a study's
+    ``results.json`` has ``cells``, a pruning run's has ``pruned``.
+    """
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("schema"), str):
+        return data["schema"]
+    if "cells" in data:
+        return STUDY_SCHEMA
+    if "pruned" in data and "perplexity" in data:
+        return PRUNE_SCHEMA
+    return None
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-ready copy: numpy arrays and scalars to lists and numbers, tuples to lists."""
+    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if isinstance(o, (np.ndarray, np.generic))
+                                 else sorted(o) if isinstance(o, (set, frozenset)) else str(o)))
+
+
+def _check(cls: type, data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a {cls.SCHEMA} record (a JSON object), got {type(data).__name__}")
+    schema, version = data.get("schema"), data.get("version")
+    if schema != cls.SCHEMA:
+        raise ConfigError(f"expected a {cls.SCHEMA} record, got {schema or 'an untagged object'}")
+    if not isinstance(version, int) or version > cls.VERSION:
+        raise ConfigError(f"{cls.SCHEMA} record version {version!r} is newer than this lorp reads "
+                          f"({cls.VERSION}); upgrade lorp")
+    return data
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How a pruned model is evaluated: everything besides the model and the removed blocks that changes the numbers.
+
+    Attributes:
+        corpora: perplexity corpora (their evaluation parts).
+        seq_len: tokens per perplexity window.
+        tokens: token limit per corpus (``None``: all).
+        batch_size: windows per forward call.
+        zero_shot_tasks: lm-eval tasks (empty: no zero-shot accuracy).
+        zero_shot_limit: items per task (``None``: all).
+        zero_shot_seed: seed of the item draw.
+        decode_tokens: tokens per greedy decode-speed run (0: no speed).
+    """
+
+    corpora: tuple[str, ...]
+    seq_len: int
+    tokens: int | None
+    batch_size: int = 1
+    zero_shot_tasks: tuple[str, ...] = ()
+    zero_shot_limit: int | None = None
+    zero_shot_seed: int = 0
+    decode_tokens: int = 0
+
+    @property
+    def detailed(self) -> bool:
+        """Whether zero-shot accuracy or decode speed is measured."""
+        return bool(self.zero_shot_tasks) or bool(self.decode_tokens)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict (tuples as lists)."""
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EvalSettings:
+        """Inverse of :meth:`to_json`."""
+        return cls(**{**data, "corpora": tuple(data["corpora"]), "zero_shot_tasks": tuple(data["zero_shot_tasks"])})
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One unit of work: remove ``budget`` blocks chosen by ``method`` (seeded by ``seed``) and evaluate.
+
+    Attributes:
+        method: allocation strategy (plugin name).
+        budget: blocks to remove (>= 1).
+        seed: seed of the selection (clustering, random baselines).
+        evaluation: how the pruned model is evaluated.
+    """
+
+    SCHEMA: ClassVar[str] = "lorp.cell_spec"
+    VERSION: ClassVar[int] = 1
+
+    method: str
+    budget: int
+    seed: int
+    evaluation: EvalSettings
+
+    @property
+    def name(self) -> str:
+        """File-safe name, ``<method>-b<budget>-s<seed>``."""
+        return f"{self.method}-b{self.budget}-s{self.seed}"
+
+    def to_json(self) -> dict[str, Any]:
+        """Tagged plain dict."""
+        return {"schema": self.SCHEMA, "version": self.VERSION, "method": self.method, "budget": self.budget,
+                "seed": self.seed, "evaluation": self.evaluation.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CellSpec:
+        """Inverse of :meth:`to_json`; raises :class:`ConfigError` on another kind of record."""
+        _check(cls, data)
+        return cls(data["method"], int(data["budget"]), int(data["seed"]), EvalSettings.from_json(data["evaluation"]))
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """Zero-shot accuracy of one task.
+
+    Attributes:
+        score: the reported metric (``acc_norm`` where the task has it, else ``acc``), in [0, 1].
+        metric: which metric ``score`` is.
+        items: items evaluated.
+        split: dataset split.
+        acc, acc_norm: both metrics (``acc_norm`` ``None`` where the task lacks it).
+        item_indices: the drawn items (``None``: every item).
+    """
+
+    score: float
+    metric: str
+    items: int
+    split: str
+    acc: float | None = None
+    acc_norm: float | None = None
+    item_indices: list[int] | None = None
+
+
+@dataclass(frozen=True)
+class ZeroShot:
+    """Zero-shot accuracy over tasks (:func:`lorp.zeroshot.zero_shot`).
+
+    Attributes:
+        tasks: per task score and item count.
+        average: mean of the task scores.
+        limit, seed: the item draw.
+        not_available: tasks without an offline copy and why.
+    """
+
+    tasks: dict[str, TaskScore]
+    average: float
+    limit: int | None = None
+    seed: int = 0
+    not_available: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ZeroShot | None:
+        """From :func:`lorp.zeroshot.zero_shot`'s dict (or this record's JSON); ``None`` passes through."""
+        if data is None:
+            return None
+        known = _field_names(TaskScore)
+        tasks = {t: TaskScore(**{k: v for k, v in s.items() if k in known}) for t, s in data["tasks"].items()}
+        return cls(tasks, float(data["average"]), data.get("limit"), data.get("seed", 0),
+                   dict(data.get("not_available") or {}))
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Greedy decode speed (:func:`lorp.speed.decode_speed`) and the FLOPs ideal.
+
+    Attributes:
+        tokens_per_s: median generated tokens per second (prefill excluded).
+        tokens_per_s_runs: every timed repeat.
+        new_tokens, prompt_tokens, repeats: the measurement.
+        flops_per_token: FLOPs per generated token of the measured model.
+    """
+
+    tokens_per_s: float
+    tokens_per_s_runs: list[float]
+    new_tokens: int
+    prompt_tokens: int
+    repeats: int
+    flops_per_token: int
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Speed | None:
+        """From a plain dict; ``None`` passes through."""
+        return None if data is None else cls(**{k: data[k] for k in _field_names(cls)})
+
+
+def _perplexities(data: dict[str, Any]) -> dict[str, Perplexity]:
+    return {c: v if isinstance(v, Perplexity) else Perplexity(**v) for c, v in data.items()}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What evaluating one pruned (or the dense) model gives; cached by (model, removed set, settings).
+
+    Attributes:
+        removed: sorted removed blocks (empty: dense).
+        perplexity: per corpus: perplexity, mean NLL, tokens scored, windows, seconds.
+        parameters: parameters of the model with ``removed`` deleted.
+        zero_shot: accuracy per task with item counts, or ``None``.
+        speed: decode speed, or ``None``.
+        seconds: wall time of this evaluation.
+    """
+
+    SCHEMA: ClassVar[str] = EVALUATION_SCHEMA
+    VERSION: ClassVar[int] = 1
+
+    removed: tuple[int, ...]
+    perplexity: dict[str, Perplexity]
+    parameters: int
+    zero_shot: ZeroShot | None = None
+    speed: Speed | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """Tagged plain dict."""
+        return {"schema": self.SCHEMA, "version": self.VERSION, **_plain(asdict(self))}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Evaluation:
+        """Inverse of :meth:`to_json`; raises :class:`ConfigError` on another kind of record."""
+        _check(cls, data)
+        return cls(tuple(data["removed"]), _perplexities(data["perplexity"]), int(data["parameters"]),
+                   ZeroShot.from_dict(data.get("zero_shot")), Speed.from_dict(data.get("speed")),
+                   float(data.get("seconds", 0.0)))
+
+
+def _selection_from_json(d: dict[str, Any]) -> Selection:
+    return Selection(num_blocks=d["num_blocks"], budget=d["budget"], rls=d["rls"], k=d["k"], k_source=d["k_source"],
+                     labels=d["labels"], removals=[Removal(**r) for r in d["removals"]], protected=d["protected"],
+                     components=dict(d.get("components") or {}))
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """A finished cell: the selection, its evaluation, timings and provenance.
+
+    Attributes:
+        spec: the cell.
+        identity: hash of the settings every cell of its sweep shares.
+        selection: RLS, K, labels and the removals (block, stage, cluster, score, reason).
+        evaluation: perplexity per corpus, parameters, zero-shot and speed where measured.
+        timings: seconds: ``selection``, ``evaluation`` (0 when reused), ``total``.
+        evaluation_key: key of the evaluation in the removed-set cache.
+        evaluation_reused: the evaluation was computed for another cell removing the same blocks.
+        nll_passes: forward passes of a model-scoring strategy (SLEB): ``{"full", "partial"}``.
+        plugin: provenance of the allocation strategy's plugin.
+    """
+
+    SCHEMA: ClassVar[str] = CELL_SCHEMA
+    VERSION: ClassVar[int] = 1
+
+    spec: CellSpec
+    identity: str
+    selection: Selection
+    evaluation: Evaluation
+    timings: dict[str, float]
+    evaluation_key: str = ""
+    evaluation_reused: bool = False
+    nll_passes: dict[str, int] | None = None
+    plugin: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        return self.spec.method
+
+    @property
+    def budget(self) -> int:
+        return self.spec.budget
+
+    @property
+    def pruned(self) -> list[int]:
+        """Sorted removed blocks."""
+        return self.selection.pruned
+
+    @property
+    def removals(self) -> list[Removal]:
+        return self.selection.removals
+
+    @property
+    def perplexity(self) -> dict[str, Perplexity]:
+        return self.evaluation.perplexity
+
+    def mean_perplexity(self) -> float:
+        """Arithmetic mean over corpora."""
+        return float(np.mean([p.perplexity for p in self.perplexity.values()]))
+
+    def to_json(self) -> dict[str, Any]:
+        """Tagged plain dict (``method``, ``budget`` and ``pruned`` repeated at the top for readers of the file)."""
+        return {"schema": self.SCHEMA, "version": self.VERSION, "method": self.method, "budget": self.budget,
+                "seed": self.spec.seed, "pruned": self.pruned, "identity": self.identity, "spec": self.spec.to_json(),
+                "selection": _plain(self.selection.to_dict()), "evaluation": self.evaluation.to_json(),
+                "timings": dict(self.timings), "evaluation_key": self.evaluation_key,
+                "evaluation_reused": self.evaluation_reused, "nll_passes": self.nll_passes,
+                "plugin": _plain(self.plugin)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CellResult:
+        """Inverse of :meth:`to_json`; raises :class:`ConfigError` on another kind of record."""
+        _check(cls, data)
+        return cls(CellSpec.from_json(data["spec"]), data["identity"], _selection_from_json(data["selection"]),
+                   Evaluation.from_json(data["evaluation"]), dict(data["timings"]), data.get("evaluation_key", ""),
+                   bool(data.get("evaluation_reused")), data.get("nll_passes"), dict(data.get("plugin") or {}))
+
+
+@dataclass(frozen=True)
+class CellFailure:
+    """A cell that raised: its spec, the exception and the traceback (the sweep's other cells still land).
+
+    Attributes:
+        spec: the cell.
+        stage: ``"selection"`` or ``"evaluation"``.
+        error: ``"<ExceptionType>: <message>"``.
+        traceback: the formatted traceback, as raised on the worker.
+    """
+
+    spec: CellSpec
+    stage: str
+    error: str
+    traceback: str
+
+    def __str__(self) -> str:
+        return f"cell {self.spec.name} failed in {self.stage}: {self.error}"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every cell of a run shares: the model, the corpora and their windows, the calibration result.
+
+    Attributes:
+        model: ``{"spec", "name", "source", …model info}`` of the loaded model.
+        num_blocks: decoder blocks of the dense model.
+        parameters: parameters of the dense model.
+        block_parameters: parameters per block.
+        calibration: corpus, source, samples, tokens, forward passes, seconds, cache keys.
+        similarity_metric: the metric behind ``similarity``.
+        similarity: float64 ``[N, N]`` S of the block inputs.
+        eval_sources: where each evaluation corpus came from.
+        eval_windows: ``{corpus: [windows, tokens per window]}``.
+    """
+
+    SCHEMA: ClassVar[str] = "lorp.run_context"
+    VERSION: ClassVar[int] = 1
+
+    model: dict[str, Any]
+    num_blocks: int
+    parameters: int
+    block_parameters: list[int]
+    calibration: dict[str, Any]
+    similarity_metric: str
+    similarity: np.ndarray = field(repr=False)
+    eval_sources: dict[str, str] = field(default_factory=dict)
+    eval_windows: dict[str, list[int]] = field(default_factory=dict)
+
+    def parameters_without(self, removed: Any) -> int:
+        """Parameters left after deleting the blocks ``removed``."""
+        return self.parameters - sum(self.block_parameters[b] for b in removed)
+
+    def to_json(self) -> dict[str, Any]:
+        """Tagged plain dict (S as a list of lists)."""
+        return {"schema": self.SCHEMA, "version": self.VERSION,
+                **_plain({f.name: getattr(self, f.name) for f in fields(self)})}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunContext:
+        """Inverse of :meth:`to_json`."""
+        _check(cls, data)
+        kw = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        kw["similarity"] = np.asarray(kw["similarity"], dtype=np.float64)
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """``sweep.json``: the settings, the shared context and the dense reference of a sweep (cells are in ``cells/``).
+
+    Attributes:
+        identity: hash of the shared settings (cells of other settings are not reused).
+        config: shared settings plus methods, budgets, seeds, detail budgets, decode tokens.
+        context: model, calibration and S.
+        dense: the dense model's evaluation (zero-shot and speed when any cell is detailed).
+        dense_flops_per_token: FLOPs per token of the dense model.
+        perplexity_reuse: ``{"enabled", "stored_blocks"}`` of the dense-state reuse.
+        versions, git_commit: provenance of the code that computed it.
+    """
+
+    SCHEMA: ClassVar[str] = SWEEP_SCHEMA
+    VERSION: ClassVar[int] = 1
+
+    identity: str
+    config: dict[str, Any]
+    context: RunContext
+    dense: Evaluation
+    dense_flops_per_token: int
+    perplexity_reuse: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    git_commit: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Tagged plain dict."""
+        return {"schema": self.SCHEMA, "version": self.VERSION, "identity": self.identity,
+                "config": _plain(self.config), "context": self.context.to_json(), "dense": self.dense.to_json(),
+                "dense_flops_per_token": self.dense_flops_per_token, "perplexity_reuse": _plain(self.perplexity_reuse),
+                "versions": _plain(self.versions), "git_commit": self.git_commit}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SweepRecord:
+        """Inverse of :meth:`to_json`."""
+        _check(cls, data)
+        return cls(data["identity"], data["config"], RunContext.from_json(data["context"]),
+                   Evaluation.from_json(data["dense"]), int(data["dense_flops_per_token"]),
+                   data.get("perplexity_reuse") or {}, data.get("versions") or {}, data.get("git_commit"))
+
+
+@dataclass
+class StudyCell:
+    """One (method, budget, seed) row of a study: what reports and figures read.
+
+    Attributes:
+        method, budget, seed: the cell.
+        pruned: removed blocks.
+        perplexity: perplexity per corpus; ``mean_perplexity`` their mean.
+        parameters: parameters of the pruned model.
+        seconds: ``selection``, ``evaluation`` and ``total`` wall time.
+        zero_shot: score per task (``None``: not measured); ``zero_shot_items`` items per task;
+            ``zero_shot_average`` their mean.
+        speed: decode speed (``tokens_per_s``, ``flops_per_token``, …), or ``None``.
+        nll_passes: forwards of a model-scoring strategy, or ``None``.
+        evaluation_reused: the evaluation was shared with a cell removing the same blocks.
+    """
+
+    method: str
+    budget: int
+    pruned: list[int]
+    perplexity: dict[str, float]
+    mean_perplexity: float
+    parameters: int
+    seed: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    zero_shot: dict[str, float] | None = None
+    zero_shot_items: dict[str, int] | None = None
+    zero_shot_average: float | None = None
+    speed: dict[str, Any] | None = None
+    nll_passes: dict[str, int] | None = None
+    evaluation_reused: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict; zero-shot and speed keys only where measured."""
+        d = _plain(asdict(self))
+        for k in ("zero_shot", "zero_shot_items", "zero_shot_average", "speed"):
+            if d[k] is None:
+                d.pop(k)
+        return d
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StudyCell:
+        """From :meth:`to_json`'s dict (keys it does not know are ignored)."""
+        return cls(**{k: v for k, v in data.items() if k in _field_names(cls)})
+
+
+@dataclass
+class StudyDense:
+    """The dense reference of a study: perplexity per corpus and mean, parameters, zero-shot, speed."""
+
+    perplexity: dict[str, float]
+    mean_perplexity: float
+    parameters: int
+    zero_shot: dict[str, float] | None = None
+    zero_shot_average: float | None = None
+    speed: dict[str, Any] | None = None
+    flops_per_token: int | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StudyDense:
+        return cls(**{k: v for k, v in data.items() if k in _field_names(cls)})
+
+
+@dataclass
+class StudyResult:
+    """A model's study (``results.json`` of ``notebooks/lorp_study.ipynb``): settings, RLS/K, dense, every cell.
+
+    Built by :func:`lorp.report.summarize`; the notebook adds ``parameters``,
+    ``machine``, ``plugins_used``, ``plugins_loaded`` and ``wall_time_s``. Reports and
+    figures (:mod:`lorp.report`, :mod:`lorp.figures`) read this type.
+
+    Attributes:
+        model: name, spec, model type, …; num_blocks: N.
+        config: the sweep's shared settings, methods and budgets.
+        rls, k, k_source, labels: LoRP's locality score, cluster count and labels (eqs. 5-7).
+        similarity: float64 ``[N, N]`` S; calibration: the calibration record.
+        dense: the dense reference; cells: one :class:`StudyCell` per cell.
+        evaluations_shared: cells whose evaluation came from another cell with the same removed blocks.
+        compute_seconds: calibration, dense and cells time when computed.
+    """
+
+    SCHEMA: ClassVar[str] = STUDY_SCHEMA
+    VERSION: ClassVar[int] = 1
+
+    model: dict[str, Any]
+    num_blocks: int
+    config: dict[str, Any]
+    rls: float | None
+    k: int | None
+    dense: StudyDense
+    cells: list[StudyCell]
+    k_source: str | None = None
+    labels: list[int] | None = None
+    similarity: Any = field(default=None, repr=False)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    perplexity_reuse: dict[str, Any] | None = None
+    evaluations_shared: int = 0
+    compute_seconds: dict[str, Any] = field(default_factory=dict)
+    plugins: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    computed_at_commit: str | None = None
+    git_commit: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+    plugins_used: dict[str, Any] = field(default_factory=dict)
+    plugins_loaded: list[Any] = field(default_factory=list)
+    wall_time_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Tagged plain dict (the layout of ``results.json``)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["dense"] = asdict(self.dense)
+        d["cells"] = [c.to_json() for c in self.cells]
+        return {"schema": self.SCHEMA, "version": self.VERSION, **_plain(d)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StudyResult:
+        """From ``results.json`` (also untagged ones written before records were tagged)."""
+        if "schema" in data:
+            _check(cls, data)
+        kw = {k: v for k, v in data.items() if k in _field_names(cls)}
+        kw["dense"] = StudyDense.from_json(data["dense"])
+        kw["cells"] = [StudyCell.from_json(c) for c in data["cells"]]
+        if kw.get("similarity") is not None:
+            kw["similarity"] = np.asarray(kw["similarity"], dtype=np.float64)
+        return cls(**kw)
+
+
+def as_study(results: StudyResult | dict[str, Any]) -> StudyResult:
+    """``results`` as a :class:`StudyResult` (a loaded ``results.json`` dict is converted)."""
+    return results if isinstance(results, StudyResult) else StudyResult.from_json(results)
+
+
+__all__ = ["CELL_SCHEMA", "EVALUATION_SCHEMA", "PRUNE_SCHEMA", "STUDY_SCHEMA", "SWEEP_SCHEMA", "CellFailure",
+           "CellResult", "CellSpec", "EvalSettings", "Evaluation", "RunContext", "Speed", "StudyCell", "StudyDense",
+           "StudyResult", "SweepRecord", "TaskScore", "ZeroShot", "as_study", "schema_of"]
