@@ -330,6 +330,8 @@ def load_similarity(path: Path) -> np.ndarray:
             data = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(data, dict):
                 data = data["similarity"]
+        if np.iscomplexobj(data):
+            raise ValueError("the matrix holds complex numbers")
         return np.asarray(data, dtype=np.float64)
     except (ValueError, KeyError, TypeError, OSError, UnicodeDecodeError) as exc:
         reason = type(exc).__name__ + (f": {str(exc)[:120]}" if not isinstance(exc, UnicodeDecodeError) else "")

@@ -394,6 +394,12 @@ def test_select_refuses_removing_every_block(runner, tmp_path):
     assert len(json.loads(res.output)["pruned"]) == 29
 
 
+def test_select_refuses_a_complex_matrix(runner, tmp_path):
+    np.save(tmp_path / "S.npy", S30.astype(np.complex128) * (1 + 0.5j))
+    res = runner.invoke(main, ["select", "--similarity", str(tmp_path / "S.npy"), "--budget", "2"])
+    assert "holds complex numbers" in one_error_line(res)
+
+
 def test_prune_refuses_removing_every_block_before_loading(runner, no_model_loading):
     res = runner.invoke(main, ["prune", "--model", "smollm2-135m", "--budget", "30", "--protect", "", "--no-save-model"])
     assert "at least one block must stay" in one_error_line(res)
