@@ -167,6 +167,9 @@ class AllocationStrategy:
         needs: names of similarity metrics the strategy reads from
             ``request.statistics`` (captured in the same calibration pass).
         needs_model: whether the strategy calls ``request.nll`` (forward passes).
+        choose_k: for clustering strategies, ``choose_k(similarity) -> K`` replaces
+            the paper's rule (RLS thresholds, eq. 6); ``None`` keeps it. A ``--k``
+            given by the user still overrides both.
     """
 
     name: str
@@ -174,6 +177,7 @@ class AllocationStrategy:
     uses_clusters: bool = True
     needs: tuple[str, ...] = ()
     needs_model: bool = False
+    choose_k: Callable[[np.ndarray], int] | None = None
     version: str = "1"
     description: str = ""
     source: str = ""

@@ -46,6 +46,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "lorp.builtins.clustering",
     "lorp.builtins.allocation",
     "lorp.builtins.baselines",
+    "lorp.builtins.ablations",
     "lorp.builtins.corpora",
     "lorp.builtins.adapters",
 )

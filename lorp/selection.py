@@ -28,7 +28,8 @@ class Selection:
         budget: blocks to remove.
         rls: Representation Locality Score (eq. 5), ``None`` if not computed.
         k: number of clusters used, ``None`` without clustering.
-        k_source: ``"rls"`` (eq. 6) or ``"override"``.
+        k_source: ``"rls"`` (eq. 6), ``"override"`` (``--k``) or ``"strategy NAME"``
+            (the strategy's own ``choose_k``, e.g. an ablation with a fixed K).
         labels: depth-ordered cluster label per block, or ``None``.
         removals: the allocation's choices, in order.
         protected: blocks that could not be removed.
@@ -122,7 +123,18 @@ def select_blocks(
     k_used = k_source = None
     if strategy.uses_clusters:
         algorithm = registry.clustering(clustering)
-        k_used, k_source = (k, "override") if k is not None else (choose_k(rls), "rls")
+        if k is not None:
+            k_used, k_source = k, "override"
+        elif strategy.choose_k is not None:
+            from .plugins import plugin_code
+
+            with plugin_code(f"allocation strategy {allocation!r}"):
+                k_used, k_source = int(strategy.choose_k(s)), f"strategy {allocation}"
+            if not 2 <= k_used <= n:
+                raise ConfigError(f"allocation strategy {allocation!r} chose K = {k_used} for {n} blocks; K must be "
+                                  f"between 2 and {n}")
+        else:
+            k_used, k_source = choose_k(rls), "rls"
         labels = cluster_blocks(s, k_used, algorithm, seed)
     elif k is not None:
         k_used, k_source = k, "override (unused)"

@@ -85,6 +85,8 @@ def test_exactly_budget_distinct_unprotected_blocks(strategy, clustering, case):
             assert longest_free_run(n, prot) < budget, exc
         elif strategy == "last":
             assert len([b for b in range(n - 1) if b not in prot]) < budget, exc
+        elif strategy == "lorp-protect-last4":
+            assert n - len(prot | set(range(n - 4, n))) < budget, exc
         else:
             raise
         return

@@ -38,19 +38,26 @@ def lorp_allocate(request: AllocationRequest) -> list[Removal]:
     return two_stage_allocate(request, choose=head)
 
 
-def two_stage_allocate(request: AllocationRequest, choose: Callable[[list[int], set[int]], int]) -> list[Removal]:
+def two_stage_allocate(request: AllocationRequest, choose: Callable[[list[int], set[int]], int], *,
+                       score: np.ndarray | None = None, score_name: str = "redundancy r",
+                       coverage: bool = True) -> list[Removal]:
     """LoRP's two-stage allocation with a pluggable choice within a cluster.
 
     Args:
         request: as for :func:`lorp_allocate`.
         choose: ``choose(queue, removed) -> position`` picks which queued block
-            (queue sorted by redundancy, descending) a cluster gives up, given the
+            (queue sorted by score, descending) a cluster gives up, given the
             blocks removed so far. :func:`head` (always 0) is LoRP itself.
+        score: float ``[N]`` ranking blocks inside a cluster, higher removed first
+            (default: redundancy r(l), eq. 8).
+        score_name: how removals name the score.
+        coverage: run stage 1 (one block per cluster, eq. 9); ``False`` spends the
+            whole budget by stage 2 (eqs. 10-11).
     Returns:
         ``budget`` removals in the order chosen.
     """
     s, labels = request.similarity, np.asarray(request.labels)
-    r = redundancy(s, labels)
+    r = redundancy(s, labels) if score is None else np.asarray(score, dtype=np.float64)
     clusters = sorted(set(labels.tolist()))
     queues = {
         c: sorted(
@@ -66,9 +73,9 @@ def two_stage_allocate(request: AllocationRequest, choose: Callable[[list[int], 
         block = queues[c].pop(choose(queues[c], {r.block for r in removals}))
         remaining[c].discard(block)
         removals.append(Removal(block=block, stage=stage, cluster=c, score=float(r[block]),
-                                reason=f"{why}; redundancy r = {r[block]:.4f}"))
+                                reason=f"{why}; {score_name} = {r[block]:.4f}"))
 
-    for c in clusters:
+    for c in clusters if coverage else ():
         if len(removals) == request.budget:
             break
         if queues[c]:
