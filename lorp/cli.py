@@ -272,14 +272,15 @@ def sweep(methods, budgets, seeds, out, executor, address, num_workers, num_cpus
     out = out or Path("runs") / f"sweep-{report_name(config.base.model)}"
     rows = run_sweep(config, out, executor=runner)
     corpora = list(dict.fromkeys(r["corpus"] for r in rows))
-    click.echo(f"{'method':<12}{'budget':>7}  " + "  ".join(f"{c:>16}" for c in corpora) + "  pruned")
     by_cell: dict = {}
     for r in rows:
         by_cell.setdefault((r["method"], r["budget"], r.get("seed")), {})[r["corpus"]] = r
-    for (method, budget, seed), cell in by_cell.items():
+    names = {key: key[0] if key[2] is None else f"{key[0]} s{key[2]}" for key in by_cell}
+    width = max(12, *(len(n) + 1 for n in names.values()))
+    click.echo(f"{'method':<{width}}{'budget':>7}  " + "  ".join(f"{c:>16}" for c in corpora) + "  pruned")
+    for key, cell in by_cell.items():
         first = next(iter(cell.values()))
-        name = method if seed is None else f"{method} s{seed}"
-        click.echo(f"{name:<12}{budget:>7}  " + "  ".join(f"{cell[c]['perplexity']:>16.2f}" for c in corpora)
+        click.echo(f"{names[key]:<{width}}{key[1]:>7}  " + "  ".join(f"{cell[c]['perplexity']:>16.2f}" for c in corpora)
                    + f"  {first['pruned']}")
     click.echo(f"wrote {out / 'table.csv'}")
 
