@@ -234,6 +234,84 @@ def plugin_code(what: str):
                           "instead") from None
 
 
+_PROBE = """
+import importlib, importlib.metadata, importlib.util, sys
+for item in sys.argv[1:]:
+    kind, _, target = item.partition(":")
+    print("start", item, flush=True)
+    try:
+        if kind == "ep":
+            next(ep for ep in importlib.metadata.entry_points(group="lorp") if ep.name == target).load()
+        else:
+            folder, _, stem = target.rpartition("/")
+            sys.path.append(folder)
+            spec = importlib.util.spec_from_file_location(stem, folder + "/" + stem + ".py")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[stem] = module
+            spec.loader.exec_module(module)
+    except BaseException:  # ordinary failures are reported in-process, with their message
+        pass
+    print("done", item, flush=True)
+"""
+
+
+def probe_plugin_imports(entry_points: list, files: list[Path], timeout: float = 600) -> None:
+    """Import the plugins once in a child process, so that one ending the process at import is named.
+
+    ``sys.exit()`` and exceptions at import are caught in-process; ``os._exit()``,
+    a crash or a signal cannot be, so lorp first imports every entry point and
+    local file in a child Python and stops with a :class:`PluginError` naming the
+    one during whose import the child ended. A clean probe is remembered in the
+    cache under the files' contents and the distributions' versions, so it runs
+    once per change.
+
+    Raises:
+        PluginError: a plugin ended the child process, or its import did not finish within ``timeout`` seconds.
+    """
+    if not entry_points and not files:
+        return
+    from .cache import cache_key, content_digest
+    from .errors import StorageError
+    from .paths import cache_dir
+
+    items = [f"ep:{ep.name}" for ep in entry_points] + [f"file:{p.parent.resolve()}/{p.stem}" for p in files]
+    key = cache_key({"plugin-probe": items, "python": sys.executable,
+                     "files": [content_digest(p) for p in files],
+                     "dists": [f"{ep.dist.name}=={ep.dist.version}" if ep.dist else ep.value for ep in entry_points]})
+    try:
+        marker = cache_dir() / "plugin-probes" / key
+        if marker.is_file():
+            return
+    except StorageError:
+        marker = None
+    import subprocess
+
+    try:
+        proc = subprocess.run([sys.executable, "-c", _PROBE, *items], capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+        lines, code = proc.stdout.splitlines(), proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        lines, code = out.splitlines(), None
+    started = [ln.split(" ", 1)[1] for ln in lines if ln.startswith("start ")]
+    finished = {ln.split(" ", 1)[1] for ln in lines if ln.startswith("done ")}
+    culprit = next((item for item in started if item not in finished), None)
+    if culprit is not None or code not in (0,):
+        kind, _, target = (culprit or "file:?").partition(":")
+        what = (f"entry-point plugin {target!r}" if kind == "ep" else
+                f"local plugin {target.rpartition('/')[0]}/{target.rpartition('/')[2]}.py")
+        how = (f"did not finish importing within {timeout:.0f} s" if code is None else
+               f"ended the process at import (exit status {code}, e.g. os._exit() or a crash)")
+        skip = target if kind == "ep" else target.rpartition("/")[2]
+        raise PluginError(f"{what} {how}; fix or remove it, or skip it with --deny-plugin {skip}")
+    if marker is not None:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass
+
+
 def build_plugin_manager(settings: PluginSettings | None = None) -> tuple[pluggy.PluginManager, list[PluginInfo]]:
     """Build a fresh plugin manager with builtins and (optionally) third-party plugins.
 
@@ -254,9 +332,11 @@ def build_plugin_manager(settings: PluginSettings | None = None) -> tuple[pluggy
         infos.append(PluginInfo(modname, "builtin", __version__))
 
     if settings.autoload:
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in settings.deny:
-                continue
+        eps = [ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name not in settings.deny]
+        files = [path for folder in settings.plugin_dirs if folder.is_dir() for path in sorted(folder.glob("*.py"))
+                 if not path.name.startswith("_") and path.stem not in settings.deny]
+        probe_plugin_imports(eps, [p for p in files if p.stem not in sys.modules])
+        for ep in eps:
             try:
                 plugin = ep.load()
             except KeyboardInterrupt:
@@ -269,15 +349,10 @@ def build_plugin_manager(settings: PluginSettings | None = None) -> tuple[pluggy
             infos.append(
                 PluginInfo(ep.name, f"entry point ({dist.name if dist else '?'})", dist.version if dist else "unknown")
             )
-        for folder in settings.plugin_dirs:
-            if not folder.is_dir():
-                continue
-            for path in sorted(folder.glob("*.py")):
-                if path.name.startswith("_") or path.stem in settings.deny:
-                    continue
-                module = _import_local_plugin(path)
-                _register(pm, module, path.stem)
-                infos.append(PluginInfo(path.stem, f"local file {path}", str(getattr(module, "__version__", "local"))))
+        for path in files:
+            module = _import_local_plugin(path)
+            _register(pm, module, path.stem)
+            infos.append(PluginInfo(path.stem, f"local file {path}", str(getattr(module, "__version__", "local"))))
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:

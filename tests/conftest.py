@@ -16,3 +16,14 @@ def smollm2():
     from lorp.models import load_model
 
     return load_model("smollm2-135m")
+
+
+@pytest.fixture(autouse=True)
+def _restore_lorp_environment():
+    """`lorp --plugins-dir/--deny-plugin/--no-plugin-autoload` set LORP_* variables in-process; undo after each test."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("LORP_")}
+    yield
+    for k in [k for k in os.environ if k.startswith("LORP_")]:
+        if k not in saved:
+            del os.environ[k]
+    os.environ.update(saved)

@@ -85,6 +85,21 @@ def test_denied_plugin_that_quits_is_not_imported(runner, tmp_path):
     assert len(json.loads(res.output)["pruned"]) == 2
 
 
+def test_plugin_that_ends_the_process_at_import_is_named(runner, tmp_path, private_cache):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "hard_exit.py").write_text("import os\nos._exit(0)\n")
+    res = runner.invoke(main, ["--plugins-dir", str(d), "plugins"])
+    line = one_error_line(res)
+    assert f"local plugin {d.resolve()}/hard_exit.py ended the process at import (exit status 0" in line
+    assert "--deny-plugin hard_exit" in line
+    (d / "hard_exit.py").write_text("X = 1\n")  # fixed: probed again (the content changed), then loaded
+    os.environ.pop("LORP_PLUGINS_DIR", None)  # the first call set it in this process
+    res = runner.invoke(main, ["--plugins-dir", str(d), "plugins"])
+    assert res.exit_code == 0 and "hard_exit" in res.output
+    assert len(list((private_cache / "plugin-probes").iterdir())) == 1  # only the clean probe is remembered
+
+
 def test_plugin_file_named_like_an_importable_module_is_refused(tmp_path):
     # `antigravity` is a standard-library module that nothing imports: loading the file
     # under that name would shadow it for the rest of the process.
