@@ -12,7 +12,6 @@ states); :func:`orchestrate` drives workers through an executor
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence

@@ -16,12 +16,12 @@ import pytest
 from click.testing import CliRunner
 
 import lorp.pipeline
-import lorp.sweep
+import lorp.sweep  # noqa: F401  (patched through lorp.sweep below)
 from lorp import cache
-from lorp.atomic import check_output_location, staged_dir
+from lorp.atomic import staged_dir
 from lorp.cli import main
 from lorp.errors import ConfigError, PluginError, StorageError
-from lorp.pipeline import PruneConfig, calibrate, run_prune
+from lorp.pipeline import PruneConfig, run_prune
 from lorp.plugins import PluginSettings, load_registry
 from lorp.sweep import SweepConfig, run_sweep
 from lorp.testing import make_tiny_model_folder
