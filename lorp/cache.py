@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import to_json, write_text
+from .atomic import to_json, write_atomically, write_json, write_text
 from .errors import StorageError, os_reason
 from .paths import cache_dir
 
@@ -57,8 +57,12 @@ def cache_key(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered within the process while its size, mtime and inode stay the same."""
+def file_sha256(path: Path) -> str:
+    """sha256 (hex) of a file, remembered within the process while its size, mtime and inode stay the same.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
     st = path.stat()
     return _sha256_of(str(path.resolve()), (st.st_size, st.st_mtime_ns, st.st_ino))
 
@@ -76,31 +80,23 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST and ".git" not in p.parts)
 
 
-@functools.lru_cache(maxsize=64)
-def _digest(path: str, stamp: tuple) -> str:
-    root = Path(path)
-    if root.is_file():
-        return _file_sha256(root)
-    digest = hashlib.sha256()
-    for f in _files(root):
-        digest.update(f.relative_to(root).as_posix().encode() + b"\0" + _file_sha256(f).encode() + b"\n")
-    return digest.hexdigest()
-
-
 def content_digest(path: str | os.PathLike) -> str:
     """sha256 (hex) of a file's bytes, or of a folder's relative file names and contents.
 
-    Within one process the digest is remembered while every file keeps its size,
-    modification time and inode; any rewrite hashes again.
+    Each file's checksum is remembered within the process while it keeps its
+    size, modification time and inode (:func:`file_sha256`); any rewrite hashes again.
 
     Raises:
         StorageError: the path cannot be read.
     """
     root = Path(path).resolve()
     try:
-        files = [root] if root.is_file() else _files(root)
-        stamp = tuple((str(f), (st := f.stat()).st_size, st.st_mtime_ns, st.st_ino) for f in files)
-        return _digest(str(root), stamp)
+        if root.is_file():
+            return file_sha256(root)
+        digest = hashlib.sha256()
+        for f in _files(root):
+            digest.update(f.relative_to(root).as_posix().encode() + b"\0" + file_sha256(f).encode() + b"\n")
+        return digest.hexdigest()
     except OSError as exc:
         raise StorageError(f"cannot read {root} to fingerprint its content ({os_reason(exc)})") from None
 
@@ -147,32 +143,13 @@ def input_fingerprint(model: str, corpora: Iterable[str], registry=None) -> dict
 
 # -- single files ----------------------------------------------------------------------------------------------
 
-def atomic_write_bytes(path: Path, write) -> Path:
-    """Create ``path`` through a uniquely named temporary file in its folder and ``os.replace``.
+#: What to do about an OS error writing the cache, ending every such message.
+CACHE_HINT = "free some space or set LORP_CACHE_DIR to a writable folder"
 
-    ``write(fh)`` fills the open binary file. Safe with concurrent writers of the
-    same path: each moves in a whole file.
 
-    Raises:
-        StorageError: the folder or file cannot be written (read-only, disk full, ...).
-    """
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        raise StorageError(f"cannot write the cache entry {path} ({os_reason(exc)}); free some space or set "
-                           "LORP_CACHE_DIR to a writable folder") from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    return path
+def cache_write_error(path: Path, exc: OSError) -> StorageError:
+    """The one-line error for an OS error writing the cache entry ``path``."""
+    return StorageError(f"cannot write the cache entry {path} ({os_reason(exc)}); {CACHE_HINT}")
 
 
 def read_json(path: str | os.PathLike, what: str) -> Any | None:
@@ -201,8 +178,6 @@ def write_checked_json(path: str | os.PathLike, obj: Mapping[str, Any]) -> Path:
     Raises:
         StorageError: the file cannot be written.
     """
-    from .atomic import write_json
-
     plain = json.loads(to_json({k: v for k, v in obj.items() if k != "sha256"}))
     return write_json(path, {**plain, "sha256": _payload_sha256(plain)})
 
@@ -231,7 +206,7 @@ def read_checked_json(path: str | os.PathLike, what: str, required: Iterable[str
 
 def seal_file(path: Path) -> None:
     """Write ``<path>.sha256`` (size and checksum), after ``path`` itself is in place."""
-    record = {"size": path.stat().st_size, "sha256": _file_sha256(path)}
+    record = {"size": path.stat().st_size, "sha256": file_sha256(path)}
     write_text(path.with_name(path.name + ".sha256"), json.dumps(record) + "\n")
 
 
@@ -242,7 +217,7 @@ def file_is_sealed(path: Path) -> bool:
     seal = path.with_name(path.name + ".sha256")
     try:
         record = json.loads(seal.read_text())
-        ok = path.stat().st_size == record["size"] and _file_sha256(path) == record["sha256"]
+        ok = path.stat().st_size == record["size"] and file_sha256(path) == record["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         ok = False
     if not ok:
@@ -254,7 +229,7 @@ def file_is_sealed(path: Path) -> bool:
 
 def write_manifest(folder: Path, extra: Mapping[str, Any] | None = None) -> None:
     """Seal ``folder``: record every file's size and sha256 in :data:`MANIFEST`."""
-    files = {f.relative_to(folder).as_posix(): {"size": f.stat().st_size, "sha256": _file_sha256(f)}
+    files = {f.relative_to(folder).as_posix(): {"size": f.stat().st_size, "sha256": file_sha256(f)}
              for f in _files(folder)}
     write_text(folder / MANIFEST, json.dumps({"files": files, **dict(extra or {})}, indent=1, sort_keys=True))
 
@@ -277,7 +252,7 @@ def folder_is_sealed(folder: Path, expect: Mapping[str, Any] | None = None, *, q
         ok = ok and present == set(files)
         for name, info in files.items() if ok else ():
             f = folder / name
-            if f.stat().st_size != info["size"] or _file_sha256(f) != info["sha256"]:
+            if f.stat().st_size != info["size"] or file_sha256(f) != info["sha256"]:
                 ok = False
                 break
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -285,6 +260,24 @@ def folder_is_sealed(folder: Path, expect: Mapping[str, Any] | None = None, *, q
     if not ok and not quiet:
         notice(f"cache entry {folder} is incomplete or changed; rebuilding it")
     return ok
+
+
+def sealed_member(folder: Path, name: str, expect: Mapping[str, Any] | None = None) -> Path | None:
+    """``folder / name`` if the folder's manifest lists it with this size and sha256 (and ``expect`` matches).
+
+    A cheap check of one file of a sealed folder (e.g. a converted model's
+    ``config.json``) that does not hash the rest (its weights). ``None`` otherwise.
+    """
+    try:
+        record = json.loads((folder / MANIFEST).read_text())
+        info = record["files"][name]
+        member = folder / name
+        if (all(record.get(k) == v for k, v in (expect or {}).items()) and member.stat().st_size == info["size"]
+                and file_sha256(member) == info["sha256"]):
+            return member
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 def publish_folder(tmp: Path, target: Path, extra: Mapping[str, Any] | None = None) -> Path:
@@ -315,8 +308,7 @@ def publish_folder(tmp: Path, target: Path, extra: Mapping[str, Any] | None = No
         return target
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise StorageError(f"cannot write the cache entry {target} ({os_reason(exc)}); free some space or set "
-                           "LORP_CACHE_DIR to a writable folder") from None
+        raise cache_write_error(target, exc) from None
 
 
 def new_build_dir(target: Path) -> Path:
@@ -331,8 +323,7 @@ def new_build_dir(target: Path) -> Path:
         os.chmod(tmp, 0o755)
         return tmp
     except OSError as exc:
-        raise StorageError(f"cannot write in the cache folder {target.parent} ({os_reason(exc)}); set "
-                           "LORP_CACHE_DIR to a writable folder") from None
+        raise cache_write_error(target.parent, exc) from None
 
 
 def check_cache_writable() -> Path:
@@ -405,11 +396,13 @@ def save_matrices(key: str, matrices: Mapping[str, np.ndarray], meta: Mapping[st
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in matrices.items()}
     blob = {"__meta__": np.array(to_json({**dict(meta), "cache_key": key, "sha256": _matrices_sha256(arrays)})),
             **arrays}
-    return atomic_write_bytes(_path(key), lambda fh: np.savez(fh, **blob))
+    return write_atomically(_path(key), lambda fh: np.savez(fh, **blob), binary=True, hint=CACHE_HINT)
 
 
 __all__ = [
-    "CAPTURE_VERSION", "MANIFEST", "atomic_write_bytes", "cache_key", "check_cache_writable", "content_digest", "content_id", "file_is_sealed",
+    "CACHE_HINT", "CAPTURE_VERSION", "MANIFEST", "cache_key", "cache_write_error", "check_cache_writable",
+    "content_digest", "content_id", "file_is_sealed", "file_sha256",
     "folder_is_sealed", "input_fingerprint", "load_matrices", "new_build_dir", "notice", "publish_folder",
-    "read_checked_json", "read_json", "save_matrices", "seal_file", "write_checked_json", "write_manifest",
+    "read_checked_json", "read_json", "save_matrices", "seal_file", "sealed_member", "write_checked_json",
+    "write_manifest",
 ]

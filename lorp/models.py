@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from .assets import PackagedFiles, assemble
-from .cache import folder_is_sealed, new_build_dir, publish_folder
-from .errors import ConfigError, ResourceUnavailableError, StorageError, UnknownNameError, os_reason
+from .cache import cache_write_error, folder_is_sealed, new_build_dir, publish_folder, sealed_member
+from .errors import ConfigError, ResourceUnavailableError, UnknownNameError
 from .paths import cache_dir
 
 
@@ -161,8 +161,8 @@ def model_config(spec: str):
     if source.kind == "hub":
         return None
     folder = Path(source.location) if source.kind == "local" else cache_dir() / "models" / spec
-    if source.kind == "bundled" and not folder_is_sealed(folder, {"gguf_sha256": BUNDLED_MODELS[spec].sha256},
-                                                         quiet=True):
+    if source.kind == "bundled" and sealed_member(folder, "config.json",
+                                                  {"gguf_sha256": BUNDLED_MODELS[spec].sha256}) is None:
         return None  # not converted yet, or damaged: loading (re)builds it
     from transformers import AutoConfig
 
@@ -220,8 +220,7 @@ def bundled_model_dir(key: str) -> Path:
         tokenizer.save_pretrained(tmp)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise StorageError(f"cannot write the converted model into {target.parent} ({os_reason(exc)}); free some "
-                           "space or set LORP_CACHE_DIR to a writable folder") from None
+        raise cache_write_error(target, exc) from None
     return publish_folder(tmp, target, seal)
 
 
