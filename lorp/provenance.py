@@ -26,11 +26,16 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
-    """The checkout's commit (with ``-dirty`` if modified), or ``None`` outside git."""
+    """The checkout's commit (with ``-dirty`` if its code or settings are modified), or ``None`` outside git.
+
+    Changes under ``reports/`` do not count: a study rewrites the committed
+    reports as it goes, so without this every model after the first would be
+    marked ``-dirty`` although the code that computed it is the commit's.
+    """
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports"],
+                               cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return None
