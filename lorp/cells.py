@@ -95,6 +95,7 @@ class CellWorker:
         self._scorer = None
         self._scorer_firsts: tuple[int, ...] | None = None
         self._nll = None
+        self.load_seconds = 0.0
 
     # -- loading -------------------------------------------------------------------------------------------------
     @property
@@ -140,7 +141,9 @@ class CellWorker:
         if self._loaded is None:
             from .models import load_model
 
+            t = time.perf_counter()
             self._loaded = load_model(self.base.model, device=self.base.device)
+            self.load_seconds = time.perf_counter() - t
         return self._loaded
 
     def context(self) -> RunContext:
@@ -167,7 +170,7 @@ class CellWorker:
                          for n, c in eval_corpora.items()}
         self._ctx = RunContext(
             model={"spec": base.model, "name": loaded.name, "source": loaded.source.kind, **loaded.info,
-                   "num_blocks": len(blocks)},
+                   "num_blocks": len(blocks), "load_seconds": self.load_seconds},
             num_blocks=len(blocks), parameters=sum(p.numel() for p in loaded.model.parameters()),
             block_parameters=[sum(p.numel() for p in blk.parameters()) for blk in blocks],
             calibration={**meta, "seconds_this_run": time.perf_counter() - t, "corpus": base.calibration,
@@ -228,19 +231,24 @@ class CellWorker:
             self._scorer_firsts = firsts
         return self._scorer
 
-    def _details(self, settings: EvalSettings) -> tuple[ZeroShot | None, Speed | None]:
+    def _details(self, settings: EvalSettings, stages: dict[str, float]) -> tuple[ZeroShot | None, Speed | None]:
+        """Zero-shot accuracy and decode speed per ``settings``; their wall times go into ``stages``."""
         from .speed import decode_speed, flops_per_token
         from .zeroshot import zero_shot
 
         loaded = self.load()
         zs = speed = None
         if settings.zero_shot_tasks:
+            t = time.perf_counter()
             zs = ZeroShot.from_dict(zero_shot(loaded.model, loaded.tokenizer, settings.zero_shot_tasks,
                                               limit=settings.zero_shot_limit, seed=settings.zero_shot_seed))
+            stages["zero_shot"] = time.perf_counter() - t
         if settings.decode_tokens:
+            t = time.perf_counter()
             prompt = next(iter(self.windows.values()))[:1, : min(32, settings.seq_len)]
             speed = Speed.from_dict({**decode_speed(loaded.model, prompt, new_tokens=settings.decode_tokens),
                                      "flops_per_token": flops_per_token(loaded.model, self.registry)})
+            stages["speed"] = time.perf_counter() - t
         return zs, speed
 
     def dense(self, firsts: Iterable[int], settings: EvalSettings | None) -> tuple[Evaluation, dict[str, Any], int]:
@@ -257,10 +265,11 @@ class CellWorker:
         progress_report(stage="dense", message="dense model: perplexity" + (
             ", zero-shot accuracy and decode speed" if settings is not None else ""))
         scorer = self._perplexity_scorer(firsts)
-        zs, speed = self._details(settings) if settings is not None else (None, None)
+        stages = {"perplexity": time.perf_counter() - t}
+        zs, speed = self._details(settings, stages) if settings is not None else (None, None)
         ctx = self.context()
         ev = Evaluation((), {c: Perplexity(**v) for c, v in scorer.dense.items()}, ctx.parameters, zs, speed,
-                        time.perf_counter() - t)
+                        time.perf_counter() - t, stages)
         return (ev, {"enabled": scorer.reuse, "stored_blocks": scorer.stored_blocks},
                 flops_per_token(self.load().model, self.registry))
 
@@ -275,12 +284,13 @@ class CellWorker:
 
         t = time.perf_counter()
         ppl = {c: Perplexity(**v) for c, v in self._perplexity_scorer(firsts)(removed).items()}
+        stages = {"perplexity": time.perf_counter() - t}
         zs = speed = None
         if settings.detailed:
             with blocks_removed(self.load().model, list(removed), self.registry):
-                zs, speed = self._details(settings)
+                zs, speed = self._details(settings, stages)
         return Evaluation(tuple(sorted(removed)), ppl, self.context().parameters_without(removed), zs, speed,
-                          time.perf_counter() - t)
+                          time.perf_counter() - t, stages)
 
     def try_evaluate(self, removed: Sequence[int], settings: EvalSettings, firsts: Iterable[int],
                      specs: Sequence[CellSpec]) -> Evaluation | list[CellFailure]:
@@ -436,8 +446,9 @@ def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore,
             reused = not computed or i > 0
             stats.evaluations_reused += reused
             spent = 0.0 if reused else ev.seconds
+            stages = {} if reused else {f"evaluation_{k}": v for k, v in ev.stage_seconds.items()}
             store.save(CellResult(s.spec, store.identity, s.selection, ev,
-                                  {"selection": s.seconds, "evaluation": spent, "total": s.seconds + spent},
+                                  {"selection": s.seconds, "evaluation": spent, "total": s.seconds + spent, **stages},
                                   key, reused, s.nll_passes, s.plugin))
             stats.cells_written += 1
             if stats.seconds_to_first_cell is None:

@@ -91,6 +91,8 @@ _run_options = [
                  help="comma-separated blocks never removed (negative counts from the end; '' for none)"),
     click.option("--sleb-samples", type=int, default=_D["sleb_samples"], show_default=True,
                  help="calibration sequences SLEB scores removals on"),
+    click.option("--sleb-tokens", type=int, default=_D["sleb_tokens"], show_default=True,
+                 help="tokens SLEB scores per sequence, the last ones (0: all)"),
     click.option("--device", default=_D["device"], show_default=True),
     click.option("--batch-size", type=int, default=_D["batch_size"], show_default=True,
                  help="sequences per forward call"),
@@ -114,7 +116,7 @@ def _config(budget=1, allocation=_D["allocation"], save_model=True, tasks="", li
         eval_seq_len=kw["eval_seq_len"], eval_tokens=kw["eval_tokens"] or None, similarity=kw["similarity"],
         clustering=kw["clustering"], allocation=allocation, k=kw["k"], protected=_int_list(kw["protect"], "--protect"),
         save_model=save_model, device=kw["device"], use_cache=not kw["no_cache"], sleb_samples=kw["sleb_samples"],
-        batch_size=kw["batch_size"],
+        sleb_tokens=kw["sleb_tokens"], batch_size=kw["batch_size"],
         zero_shot_tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()), zero_shot_limit=limit,
     )
 

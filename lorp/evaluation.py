@@ -63,9 +63,13 @@ def perplexities(model: nn.Module, windows: dict[str, torch.Tensor], *, batch_si
 
 
 def _mean_nll(logits: torch.Tensor, ids: torch.Tensor) -> tuple[float, int]:
-    """Summed token NLL (nats, float32 logits) of ``ids`` ``[B, T]`` under ``logits`` ``[B, T, V]``, and the token count."""
+    """Summed token NLL (nats, float32 logits) of ``ids`` ``[B, T]`` under ``logits`` ``[B, T', V]``, and the token count.
+
+    ``T' = T``: every token from the second on is scored. ``T' < T``: the logits of the
+    last ``T'`` positions (``logits_to_keep``), which score the last ``T' - 1`` tokens.
+    """
     logits = logits[:, :-1].float()
-    targets = ids[:, 1:]
+    targets = ids[:, ids.shape[1] - logits.shape[1]:]
     total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum").item()
     return total, targets.numel()
 
@@ -82,17 +86,24 @@ def _windows_perplexity(windows: torch.Tensor, batch_size: int, device: torch.de
     return Perplexity(math.exp(total / count), total / count, count, int(windows.shape[0]), time.perf_counter() - start)
 
 
+def _lm_kwargs(logits_to_keep: int | None) -> dict:
+    """``logits_to_keep`` for the model's forward (LM head only on the last positions) when asked for."""
+    return {} if not logits_to_keep else {"logits_to_keep": int(logits_to_keep)}
+
+
 @torch.inference_mode()
 def block_inputs(model: nn.Module, ids: torch.Tensor, keep: Iterable[int], *, removed: Iterable[int] = (),
-                 registry=None) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+                 registry=None, logits_to_keep: int | None = None) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
     """One forward of ``model`` (with ``removed`` blocks deleted) keeping the hidden states entering blocks ``keep``.
 
     Args:
         ids: int64 token ids ``[B, T]``.
         keep: original block indices whose input hidden states ``[B, T, H]`` are kept
             (indices of removed blocks are ignored).
+        logits_to_keep: compute logits for the last positions only (``None``: all; the model's
+            forward must accept transformers' ``logits_to_keep``).
     Returns:
-        ``(states, logits)``: ``{block: hidden states}`` and the logits ``[B, T, V]``.
+        ``(states, logits)``: ``{block: hidden states}`` and the logits ``[B, T, V]`` (``[B, logits_to_keep, V]``).
     """
     from .blocks import find_blocks
     from .pruning import blocks_removed
@@ -107,7 +118,7 @@ def block_inputs(model: nn.Module, ids: torch.Tensor, keep: Iterable[int], *, re
             lambda _m, args, kwargs, b=b: states.__setitem__(b, kwargs.get("hidden_states", args[0] if args else None)),
             with_kwargs=True) for b, blk in zip(kept, blocks) if b in keep]
         try:
-            logits = model(input_ids=ids, use_cache=False).logits
+            logits = model(input_ids=ids, use_cache=False, **_lm_kwargs(logits_to_keep)).logits
         finally:
             for h in hooks:
                 h.remove()
@@ -115,7 +126,8 @@ def block_inputs(model: nn.Module, ids: torch.Tensor, keep: Iterable[int], *, re
 
 
 @torch.inference_mode()
-def logits_from(model: nn.Module, states: torch.Tensor, start: int, removed: Iterable[int], registry=None) -> torch.Tensor:
+def logits_from(model: nn.Module, states: torch.Tensor, start: int, removed: Iterable[int], registry=None,
+                logits_to_keep: int | None = None) -> torch.Tensor:
     """Logits ``[B, T, V]`` of the model with ``removed`` deleted, run from the hidden states entering block ``start``.
 
     ``states`` ``[B, T, H]`` must be what block ``start`` receives in that pruned
@@ -123,12 +135,13 @@ def logits_from(model: nn.Module, states: torch.Tensor, start: int, removed: Ite
     were captured with the same earlier blocks removed). Blocks before ``start`` are
     skipped and the states enter as ``inputs_embeds``; valid for models whose
     positions are applied inside the blocks (rotary), which callers check.
+    ``logits_to_keep`` as in :func:`block_inputs`.
     """
     from .pruning import blocks_removed
 
     skip = sorted(set(removed) | set(range(start)) | ({start} if start in set(removed) else set()))
     with blocks_removed(model, skip, registry):
-        return model(inputs_embeds=states, use_cache=False).logits
+        return model(inputs_embeds=states, use_cache=False, **_lm_kwargs(logits_to_keep)).logits
 
 
 class SweepPerplexity:
@@ -219,15 +232,24 @@ class CalibrationNLL:
     Results are memoised per removed set, so greedy searches that share a
     prefix (SLEB at several budgets) pay for each set once.
 
+    ``scored_tokens``: score only the last that many tokens of each sequence (the
+    whole sequence is still their context); the LM head then runs on those
+    positions only (``logits_to_keep``), which is most of a candidate's cost on
+    large-vocabulary models. ``None``: every token from the second on.
+
     Attributes:
         forward_passes: full calibration forwards run.
         partial_passes: forwards that started mid-model from cached states.
     """
 
-    def __init__(self, model: nn.Module, input_ids: torch.Tensor, *, registry=None, reuse: bool = True):
+    def __init__(self, model: nn.Module, input_ids: torch.Tensor, *, registry=None, reuse: bool = True,
+                 scored_tokens: int | None = None):
         from .blocks import find_blocks
 
+        if scored_tokens is not None and not 1 <= scored_tokens < input_ids.shape[1]:
+            raise ValueError(f"scored_tokens must be in 1..{input_ids.shape[1] - 1} (or None for all), got {scored_tokens}")
         self.model, self.ids, self.registry = model, input_ids, registry
+        self.keep = scored_tokens + 1 if scored_tokens else None
         self.num_blocks = len(find_blocks(model, registry)[1])
         self.forward_passes = self.partial_passes = 0
         self._base: frozenset[int] | None = None
@@ -243,20 +265,21 @@ class CalibrationNLL:
 
     def _plain(self, removed: frozenset[int]) -> float:
         self.forward_passes += 1
-        total, count = _mean_nll(block_inputs(self.model, self.ids, (), removed=removed, registry=self.registry)[1],
-                                 self.ids)
+        total, count = _mean_nll(block_inputs(self.model, self.ids, (), removed=removed, registry=self.registry,
+                                              logits_to_keep=self.keep)[1], self.ids)
         return total / count
 
     def _set_base(self, base: frozenset[int]) -> None:
         """Run the base model once, keeping every kept block's input states."""
-        self._states = block_inputs(self.model, self.ids, range(self.num_blocks), removed=base, registry=self.registry)[0]
+        self._states = block_inputs(self.model, self.ids, range(self.num_blocks), removed=base, registry=self.registry,
+                                    logits_to_keep=1)[0]
         self.forward_passes += 1
         self._base = base
 
     def _from_base(self, x: int) -> float:
         """NLL with ``base | {x}`` removed, starting from the base model's input to block ``x``."""
         self.partial_passes += 1
-        logits = logits_from(self.model, self._states[x], x, set(self._base) | {x}, self.registry)
+        logits = logits_from(self.model, self._states[x], x, set(self._base) | {x}, self.registry, self.keep)
         total, count = _mean_nll(logits, self.ids)
         return total / count
 

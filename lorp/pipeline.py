@@ -57,6 +57,8 @@ class PruneConfig:
         use_cache: reuse a cached calibration pass with identical settings.
         progress: show progress bars.
         sleb_samples: calibration sequences SLEB scores each candidate removal on.
+        sleb_tokens: tokens scored per SLEB sequence, the last ones (0: every token); the whole
+            sequence is still run as context. Fewer scored tokens skip most of the LM head.
         zero_shot_tasks: lm-eval tasks for zero-shot accuracy before and after
             pruning (empty: none; see :mod:`lorp.zeroshot`).
         zero_shot_limit: items per zero-shot task, drawn with ``seed`` (``None``: all).
@@ -82,6 +84,7 @@ class PruneConfig:
     use_cache: bool = True
     progress: bool = True
     sleb_samples: int = 4
+    sleb_tokens: int = 0
     zero_shot_tasks: tuple[str, ...] = ()
     zero_shot_limit: int | None = None
 
@@ -99,6 +102,10 @@ class PruneConfig:
         for name in ("model", "calibration", "similarity", "clustering", "allocation", "device"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ConfigError(f"{name} must be a non-empty name, got {getattr(self, name)!r}")
+        if isinstance(self.sleb_tokens, bool) or not isinstance(self.sleb_tokens, int) or not \
+                0 <= self.sleb_tokens < self.seq_len:
+            raise ConfigError(f"sleb_tokens must be a whole number of tokens in 0..seq_len-1 ({self.seq_len - 1}; "
+                              f"0 scores every token), got {self.sleb_tokens!r}")
         if self.sleb_samples > self.num_samples:
             raise ConfigError(f"sleb_samples ({self.sleb_samples}) cannot exceed the {self.num_samples} calibration "
                               "samples it is drawn from; lower --sleb-samples or raise --samples")
@@ -273,9 +280,11 @@ def calibrate(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, metrics:
 
 
 def calibration_nll(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, registry: Registry) -> CalibrationNLL:
-    """Calibration NLL scorer for SLEB-style strategies: the first ``config.sleb_samples`` calibration sequences."""
+    """Calibration NLL scorer for SLEB-style strategies: the first ``config.sleb_samples`` calibration sequences,
+    scoring their last ``config.sleb_tokens`` tokens (0: all)."""
     samples = calibration_samples(loaded.tokenizer, corpus, config.num_samples, config.seq_len, config.seed)
-    return CalibrationNLL(loaded.model, samples[: config.sleb_samples], registry=registry)
+    return CalibrationNLL(loaded.model, samples[: config.sleb_samples], registry=registry,
+                          scored_tokens=config.sleb_tokens or None)
 
 
 def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: Registry | None = None) -> RunResult:

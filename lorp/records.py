@@ -234,6 +234,8 @@ class Evaluation:
         zero_shot: accuracy per task with item counts, or ``None``.
         speed: decode speed, or ``None``.
         seconds: wall time of this evaluation.
+        stage_seconds: that wall time by stage: ``perplexity``, ``zero_shot``, ``speed`` (seconds;
+            empty in records written before it existed).
     """
 
     SCHEMA: ClassVar[str] = EVALUATION_SCHEMA
@@ -245,6 +247,7 @@ class Evaluation:
     zero_shot: ZeroShot | None = None
     speed: Speed | None = None
     seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Tagged plain dict."""
@@ -256,7 +259,7 @@ class Evaluation:
         _check(cls, data)
         return cls(tuple(data["removed"]), _perplexities(data["perplexity"]), int(data["parameters"]),
                    ZeroShot.from_dict(data.get("zero_shot")), Speed.from_dict(data.get("speed")),
-                   float(data.get("seconds", 0.0)))
+                   float(data.get("seconds", 0.0)), {k: float(v) for k, v in (data.get("stage_seconds") or {}).items()})
 
 
 def _selection_from_json(d: dict[str, Any]) -> Selection:
@@ -274,7 +277,8 @@ class CellResult:
         identity: hash of the settings every cell of its sweep shares.
         selection: RLS, K, labels and the removals (block, stage, cluster, score, reason).
         evaluation: perplexity per corpus, parameters, zero-shot and speed where measured.
-        timings: seconds: ``selection``, ``evaluation`` (0 when reused), ``total``.
+        timings: seconds: ``selection``, ``evaluation`` (0 when reused), ``total``, and where computed
+            ``evaluation_perplexity``, ``evaluation_zero_shot``, ``evaluation_speed``.
         evaluation_key: key of the evaluation in the removed-set cache.
         evaluation_reused: the evaluation was computed for another cell removing the same blocks.
         nll_passes: forward passes of a model-scoring strategy (SLEB): ``{"full", "partial"}``.

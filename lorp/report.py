@@ -117,7 +117,7 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
         eval_seq_len=int(p["eval_seq_len"]), eval_tokens=int(p["eval_tokens"]) or None,
         similarity=p["similarity"], clustering=p["clustering"], allocation=p["allocation"], k=int(p["k"]) or None,
         save_model=False, device=p["device"], progress=False, sleb_samples=int(p["sleb_samples"]),
-        zero_shot_tasks=split_list(p["zero_shot_tasks"], "zero_shot_tasks"),
+        sleb_tokens=int(p.get("sleb_tokens", 0)), zero_shot_tasks=split_list(p["zero_shot_tasks"], "zero_shot_tasks"),
         zero_shot_limit=int(p["zero_shot_limit"]) or None)
     base.validate()
     detail_methods = split_list(p["detail_methods"], "detail_methods") or None
@@ -204,7 +204,8 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
             speed=asdict(dense.speed) if dense.speed else None, flops_per_token=meta.dense_flops_per_token),
         cells=rows, perplexity_reuse=meta.perplexity_reuse,
         evaluations_shared=sum(c.evaluation_reused for c in cells),
-        compute_seconds={"calibration": ctx.calibration.get("seconds"), "dense": dense.seconds,
+        compute_seconds={"load": ctx.model.get("load_seconds"), "calibration": ctx.calibration.get("seconds"),
+                         "dense": dense.seconds, "dense_stages": dict(dense.stage_seconds),
                          "cells": sum(c.timings["total"] for c in cells)},
         plugins={c.method: c.plugin for c in cells},
         versions=meta.versions, computed_at_commit=meta.git_commit, git_commit=git_commit())

@@ -11,6 +11,7 @@ from lorp.builtins.similarity import AngularDistanceAccumulator, stream_cosine
 from lorp.capture import _last_tokens
 from lorp.errors import ConfigError
 from lorp.evaluation import CalibrationNLL
+from lorp.pruning import blocks_removed
 from lorp.selection import select_blocks
 
 
@@ -132,3 +133,22 @@ def test_sleb_prefix_reuse_changes_nothing(tiny_model, arch):
     assert fast.reuse == (arch != "gpt2")  # learned absolute positions cannot restart mid-model
     if fast.reuse:
         assert fast.partial_passes > fast.forward_passes
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3_text", "gpt2"])
+def test_sleb_scored_tokens_are_the_last_ones(tiny_model, arch):
+    """scored_tokens=k scores exactly the last k tokens of each sequence, by hand from a plain forward."""
+    model = tiny_model(arch, num_blocks=6)
+    ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(1))
+    k = 4
+    nll = CalibrationNLL(model, ids, scored_tokens=k)
+    for removed in (frozenset(), frozenset({2}), frozenset({2, 4})):
+        with torch.inference_mode(), blocks_removed(model, sorted(removed)):
+            logits = model(input_ids=ids, use_cache=False).logits.float()
+        logp = torch.log_softmax(logits[:, -k - 1:-1], dim=-1)
+        by_hand = -logp.gather(-1, ids[:, -k:, None]).mean().item()
+        assert nll(removed) == pytest.approx(by_hand, rel=1e-5)
+    full = CalibrationNLL(model, ids)
+    assert full(frozenset({2})) != pytest.approx(nll(frozenset({2})), rel=1e-6)  # a different average
+    with pytest.raises(ValueError, match="scored_tokens must be in 1..11"):
+        CalibrationNLL(model, ids, scored_tokens=12)

@@ -493,6 +493,8 @@ def test_unwritable_study_work_dir_is_refused_before_any_notebook(runner, tmp_pa
 @pytest.mark.parametrize("override, message", [
     ({"sleb_samples": 40}, "sleb_samples (40) cannot exceed the 32 calibration samples"),
     ({"eval_tokens": -5}, "eval_tokens must be a whole number of tokens >= 0"),
+    ({"sleb_tokens": 256}, "sleb_tokens must be a whole number of tokens in 0..seq_len-1 (255"),
+    ({"sleb_tokens": -1}, "sleb_tokens must be a whole number of tokens in 0..seq_len-1"),
     ({"protected": (0, "x")}, "protected must be whole block indices"),
     ({"model": ""}, "model must be a non-empty name"),
 ])

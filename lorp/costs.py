@@ -1,0 +1,79 @@
+"""Where a study's time goes: wall time per stage, from the timings its records carry.
+
+Stages: loading the model, the calibration pass, block selection (similarity-based
+methods, and SLEB separately since it runs the model), perplexity (dense and per
+method), zero-shot accuracy, decode speed, and the rest (notebook start-up,
+figures, reports: the model's wall time minus everything timed). Times are what
+the numbers cost when computed: a rerun that reuses cached cells or a cached
+calibration pass reports the original cost, not its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .records import StudyResult, as_study
+
+STAGES = ("load model", "calibration pass", "selection", "SLEB selection", "perplexity (dense)",
+          "perplexity (pruned)", "zero-shot", "decode speed", "other (notebook, figures, reports)")
+
+
+def stage_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
+    """Seconds per stage of one model's study (``results.json``), keyed as :data:`STAGES`.
+
+    ``"perplexity (pruned)"`` is also split per method under ``"perplexity: <method>"``
+    keys (cells that reused another cell's evaluation cost 0). Records written before
+    evaluations carried stage timings put a detailed cell's whole evaluation under
+    ``"zero-shot"`` less its perplexity share estimated from that method's other cells
+    (0 if it has none), and the dense evaluation under ``"perplexity (dense)"``.
+    Raises nothing; missing timings count 0.
+    """
+    r = as_study(results)
+    cs = r.compute_seconds or {}
+    dense_stages = cs.get("dense_stages") or {}
+    out = dict.fromkeys(STAGES, 0.0)
+    out["load model"] = float(cs.get("load") or 0.0)
+    out["calibration pass"] = float(cs.get("calibration") or 0.0)
+    if dense_stages:
+        out["perplexity (dense)"] = float(dense_stages.get("perplexity", 0.0))
+        out["zero-shot"] += float(dense_stages.get("zero_shot", 0.0))
+        out["decode speed"] += float(dense_stages.get("speed", 0.0))
+    else:
+        out["perplexity (dense)"] = float(cs.get("dense") or 0.0)
+    per_method: dict[str, float] = {}
+    for c in r.cells:
+        s = c.seconds or {}
+        out["SLEB selection" if c.nll_passes else "selection"] += float(s.get("selection", 0.0))
+        if "evaluation_perplexity" in s:
+            ppl = float(s["evaluation_perplexity"])
+            out["zero-shot"] += float(s.get("evaluation_zero_shot", 0.0))
+            out["decode speed"] += float(s.get("evaluation_speed", 0.0))
+        elif c.zero_shot is None:
+            ppl = float(s.get("evaluation", 0.0))
+        else:  # old record: estimate the perplexity share from the method's plain cells
+            plain = [float(o.seconds.get("evaluation", 0.0)) for o in r.cells
+                     if o.method == c.method and o.zero_shot is None and o.seconds.get("evaluation")]
+            ppl = sum(plain) / len(plain) if plain else 0.0
+            out["zero-shot"] += max(float(s.get("evaluation", 0.0)) - ppl, 0.0)
+        per_method[c.method] = per_method.get(c.method, 0.0) + ppl
+    out["perplexity (pruned)"] = sum(per_method.values())
+    timed = sum(out.values())
+    out["other (notebook, figures, reports)"] = max(float(r.wall_time_s or 0.0) - timed, 0.0)
+    out.update({f"perplexity: {m}": v for m, v in per_method.items()})
+    return out
+
+
+def stage_markdown(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
+    """Markdown table: seconds per stage (rows) for each model and in total (columns), wall time last."""
+    per = {name: stage_seconds(r) for name, r in studies.items()}
+    names = list(per)
+    rows = list(STAGES) + sorted({k for v in per.values() for k in v if k.startswith("perplexity: ")})
+    lines = ["| stage | " + " | ".join(names) + " | total |", "|---|" + "---:|" * (len(names) + 1)]
+    for stage in rows:
+        vals = [per[n].get(stage, 0.0) for n in names]
+        label = f"  {stage}" if stage.startswith("perplexity: ") else stage
+        lines.append(f"| {label} | " + " | ".join(f"{v:.0f}" for v in vals) + f" | {sum(vals):.0f} |")
+    walls = [float(as_study(studies[n]).wall_time_s or 0.0) for n in names]
+    lines.append("| **wall time** | " + " | ".join(f"**{w:.0f}**" for w in walls) + f" | **{sum(walls):.0f}** |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,53 @@
+"""Study time per stage (lorp.costs) from hand-made records."""
+
+import pytest
+
+from lorp.costs import STAGES, stage_markdown, stage_seconds
+from lorp.records import StudyCell, StudyDense, StudyResult
+
+
+def cell(method, budget, seconds, zero_shot=None, nll_passes=None):
+    return StudyCell(method=method, budget=budget, pruned=[1], perplexity={"ptb": 10.0}, mean_perplexity=10.0,
+                     parameters=1, seconds=seconds, zero_shot=zero_shot, nll_passes=nll_passes)
+
+
+def study(cells, compute, wall):
+    return StudyResult(model={"name": "m"}, num_blocks=4, config={}, rls=None, k=None,
+                       dense=StudyDense(perplexity={"ptb": 5.0}, mean_perplexity=5.0, parameters=2), cells=cells,
+                       compute_seconds=compute, wall_time_s=wall)
+
+
+def test_stages_add_up_to_the_wall_time():
+    r = study([cell("lorp", 2, {"selection": 1.0, "evaluation": 10.0, "evaluation_perplexity": 4.0,
+                                "evaluation_zero_shot": 5.0, "evaluation_speed": 1.0}, zero_shot={"arc_easy": .5}),
+               cell("lorp", 3, {"selection": 0.5, "evaluation": 3.0, "evaluation_perplexity": 3.0}),
+               cell("sleb", 2, {"selection": 20.0, "evaluation": 0.0}, nll_passes={"full": 1, "partial": 3})],
+              {"load": 2.0, "calibration": 7.0, "dense": 9.0,
+               "dense_stages": {"perplexity": 3.0, "zero_shot": 4.0, "speed": 2.0}}, wall=60.0)
+    s = stage_seconds(r)
+    assert s["load model"] == 2.0 and s["calibration pass"] == 7.0
+    assert s["selection"] == 1.5 and s["SLEB selection"] == 20.0
+    assert s["perplexity (dense)"] == 3.0 and s["perplexity (pruned)"] == 7.0
+    assert s["zero-shot"] == 9.0 and s["decode speed"] == 3.0
+    assert s["perplexity: lorp"] == 7.0 and s["perplexity: sleb"] == 0.0
+    assert sum(s[k] for k in STAGES) == pytest.approx(60.0)
+    assert s["other (notebook, figures, reports)"] == pytest.approx(60.0 - 52.5)
+
+
+def test_old_records_estimate_the_perplexity_share_of_a_detailed_cell():
+    r = study([cell("lorp", 2, {"selection": 0.0, "evaluation": 30.0}, zero_shot={"arc_easy": .5}),
+               cell("lorp", 3, {"selection": 0.0, "evaluation": 6.0}),
+               cell("lorp", 4, {"selection": 0.0, "evaluation": 4.0})],
+              {"calibration": 1.0, "dense": 12.0}, wall=100.0)
+    s = stage_seconds(r)
+    assert s["perplexity: lorp"] == 15.0  # 6 + 4 + their mean 5 for the detailed cell
+    assert s["zero-shot"] == 25.0 and s["perplexity (dense)"] == 12.0
+
+
+def test_markdown_has_a_row_per_stage_and_totals():
+    r = study([cell("lorp", 2, {"selection": 1.0, "evaluation": 2.0, "evaluation_perplexity": 2.0})],
+              {"calibration": 3.0, "dense": 1.0, "dense_stages": {"perplexity": 1.0}}, wall=10.0)
+    md = stage_markdown({"a": r, "b": r})
+    assert "| calibration pass | 3 | 3 | 6 |" in md
+    assert "|   perplexity: lorp | 2 | 2 | 4 |" in md
+    assert md.rstrip().endswith("| **wall time** | **10** | **10** | **20** |")
