@@ -156,6 +156,7 @@ class TaskScore:
         split: dataset split.
         acc, acc_norm: both metrics (``acc_norm`` ``None`` where the task lacks it).
         item_indices: the drawn items (``None``: every item).
+        correct: 0/1 per evaluated item, in item order (``None``: not kept, as in older records).
     """
 
     score: float
@@ -165,6 +166,7 @@ class TaskScore:
     acc: float | None = None
     acc_norm: float | None = None
     item_indices: list[int] | None = None
+    correct: list[int] | None = None
 
 
 @dataclass(frozen=True)
