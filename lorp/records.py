@@ -156,7 +156,9 @@ class TaskScore:
         split: dataset split.
         acc, acc_norm: both metrics (``acc_norm`` ``None`` where the task lacks it).
         item_indices: the drawn items (``None``: every item).
-        correct: 0/1 per evaluated item, in item order (``None``: not kept, as in older records).
+        correct: 1 (right) or 0 (wrong) per evaluated item under ``metric``, in item order
+            (``item_indices`` order), so that its mean is ``score``; ``None`` in records written
+            before it was kept.
     """
 
     score: float
