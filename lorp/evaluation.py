@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,11 @@ class Perplexity:
         tokens: predicted tokens (``windows * (T - 1)``).
         windows: number of windows of ``T`` tokens.
         seconds: wall time.
+        window_nll: summed token NLL (nats) of each window, in window order: ``windows`` floats over
+            ``T - 1`` predicted tokens each (empty in records written before it was kept). It is what
+            paired comparisons resample (:func:`lorp.uncertainty.paired_bootstrap_nll`). With
+            ``batch_size`` 1 the entries are the very terms summed into ``nll``; with larger batches each
+            is its window's own float32 sum, equal to the batch share up to float32 rounding.
     """
 
     perplexity: float
@@ -32,6 +37,7 @@ class Perplexity:
     tokens: int
     windows: int
     seconds: float
+    window_nll: list[float] = field(default_factory=list)
 
 
 @torch.inference_mode()
@@ -68,22 +74,44 @@ def _mean_nll(logits: torch.Tensor, ids: torch.Tensor) -> tuple[float, int]:
     ``T' = T``: every token from the second on is scored. ``T' < T``: the logits of the
     last ``T'`` positions (``logits_to_keep``), which score the last ``T' - 1`` tokens.
     """
+    return _nll_sums(logits, ids, per_window=False)[:2]
+
+
+def _nll_sums(logits: torch.Tensor, ids: torch.Tensor, *, per_window: bool = True) -> tuple[float, int, list[float]]:
+    """Summed token NLL (nats, float32 logits) of ``ids`` ``[B, T]``, the token count, and the sum per row.
+
+    ``logits`` ``[B, T', V]`` as in :func:`_mean_nll`. The total is one float32
+    ``cross_entropy(reduction="sum")`` over the whole batch, as it always was. The
+    per-row sums (``B`` floats; empty unless ``per_window``) are that total itself
+    when ``B == 1``, else each row's own ``reduction="sum"``.
+    """
     logits = logits[:, :-1].float()
     targets = ids[:, ids.shape[1] - logits.shape[1]:]
     total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum").item()
-    return total, targets.numel()
+    rows: list[float] = []
+    if per_window:
+        rows = [total] if targets.shape[0] == 1 else [
+            F.cross_entropy(logits[r], targets[r], reduction="sum").item() for r in range(targets.shape[0])]
+    return total, targets.numel(), rows
 
 
 def _windows_perplexity(windows: torch.Tensor, batch_size: int, device: torch.device,
                         logits_of: Callable[[int, torch.Tensor], torch.Tensor], batches: Iterable[int] | None = None
                         ) -> Perplexity:
-    """Perplexity over ``windows`` ``[W, T]``: ``logits_of(batch_index, ids)`` gives each batch's logits."""
-    start, total, count = time.perf_counter(), 0.0, 0
+    """Perplexity over ``windows`` ``[W, T]``: ``logits_of(batch_index, ids)`` gives each batch's logits.
+
+    The total NLL is accumulated batch by batch exactly as before per-window NLL was
+    kept, so ``perplexity`` and ``nll`` do not depend on it; ``window_nll`` holds ``W``
+    per-window sums in window order.
+    """
+    start, total, count, per_window = time.perf_counter(), 0.0, 0, []
     for i, lo in enumerate(batches if batches is not None else range(0, windows.shape[0], batch_size)):
         ids = windows[lo:lo + batch_size].to(device)
-        t, c = _mean_nll(logits_of(i, ids), ids)
+        t, c, rows = _nll_sums(logits_of(i, ids), ids)
         total, count = total + t, count + c
-    return Perplexity(math.exp(total / count), total / count, count, int(windows.shape[0]), time.perf_counter() - start)
+        per_window.extend(rows)
+    return Perplexity(math.exp(total / count), total / count, count, int(windows.shape[0]), time.perf_counter() - start,
+                      per_window)
 
 
 def _lm_kwargs(logits_to_keep: int | None) -> dict:

@@ -140,9 +140,15 @@ def perplexity_vs_budget(results: StudyResult | dict[str, Any], path: str | Path
 def zero_shot_bars(results: StudyResult | dict[str, Any], path: str | Path | None = None):
     """Zero-shot accuracy per task and the average: dense and each method at the detail budget (grouped bars).
 
-    Returns ``None`` when the run measured no zero-shot accuracy.
+    Where the results carry per-item correctness, each bar has its 95 % interval as
+    an error bar (Wilson per task, a bootstrap over items for the average;
+    :func:`lorp.uncertainty.accuracy_intervals`); without it (older results) the bars
+    have none and the title says so. Returns ``None`` when the run measured no
+    zero-shot accuracy.
     """
     import matplotlib.pyplot as plt
+
+    from .uncertainty import accuracy_intervals
 
     results = as_study(results)
     rows = [r for r in results.cells if r.zero_shot]
@@ -150,19 +156,29 @@ def zero_shot_bars(results: StudyResult | dict[str, Any], path: str | Path | Non
     if not rows or not dense:
         return None
     tasks = list(dense) + ["average"]
-    series = [("dense", [dense[t] for t in dense] + [results.dense.zero_shot_average])]
-    series += [(f"{r.method} (b={r.budget})", [r.zero_shot[t] for t in dense] + [r.zero_shot_average])
+    series = [("dense", results.dense, [dense[t] for t in dense] + [results.dense.zero_shot_average])]
+    series += [(f"{r.method} (b={r.budget})", r, [r.zero_shot[t] for t in dense] + [r.zero_shot_average])
                for r in rows]
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(tasks) + 2) + 1.8, 4), constrained_layout=True)
-    for i, (name, vals) in enumerate(series):
-        ax.bar(np.arange(len(tasks)) + i * width - 0.4 + width / 2, 100 * np.asarray(vals), width, label=name,
-               color="black" if name == "dense" else None)
+    any_interval = False
+    for i, (name, row, vals) in enumerate(series):
+        x = np.arange(len(tasks)) + i * width - 0.4 + width / 2
+        ax.bar(x, 100 * np.asarray(vals), width, label=name, color="black" if name == "dense" else None)
+        ivs = accuracy_intervals(row) or {}
+        lo = [v - ivs[t].low if t in ivs else np.nan for t, v in zip(tasks, vals)]
+        hi = [ivs[t].high - v if t in ivs else np.nan for t, v in zip(tasks, vals)]
+        if ivs:
+            any_interval = True
+            ax.errorbar(x, 100 * np.asarray(vals), yerr=100 * np.asarray([lo, hi]), fmt="none", ecolor="#555555",
+                        elinewidth=0.8, capsize=2)
     ax.set_xticks(range(len(tasks)), tasks, fontsize=8)
     ax.set_ylabel("accuracy (%)")
     items = sorted({v for v in (results.config.get("zero_shot_limit"),) if v})
     ax.set_title(f"{results.model['name']}: zero-shot accuracy"
-                 + (f" ({items[0]} items per task)" if items else ""), fontsize=10)
+                 + (f" ({items[0]} items per task)" if items else "")
+                 + ("\nerror bars: 95 % intervals (Wilson per task, bootstrap for the average)" if any_interval
+                    else "\nno per-item results: intervals unavailable"), fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never covers a bar
     return _save(fig, path)
 

@@ -156,6 +156,9 @@ class TaskScore:
         split: dataset split.
         acc, acc_norm: both metrics (``acc_norm`` ``None`` where the task lacks it).
         item_indices: the drawn items (``None``: every item).
+        correct: 1 (right) or 0 (wrong) per evaluated item under ``metric``, in item order
+            (``item_indices`` order), so that its mean is ``score``; ``None`` in records written
+            before it was kept.
     """
 
     score: float
@@ -165,6 +168,7 @@ class TaskScore:
     acc: float | None = None
     acc_norm: float | None = None
     item_indices: list[int] | None = None
+    correct: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -465,6 +469,10 @@ class StudyCell:
         speed: decode speed (``tokens_per_s``, ``flops_per_token``, …), or ``None``.
         nll_passes: forwards of a model-scoring strategy, or ``None``.
         evaluation_reused: the evaluation was shared with a cell removing the same blocks.
+        window_nll: per corpus, summed token NLL (nats) of each evaluation window in window order;
+            ``window_tokens``: per corpus, predicted tokens per window. ``None`` in studies written
+            before they were kept (reports then give no perplexity intervals).
+        zero_shot_correct: per task, 0/1 per item in item order (``None``: not kept).
     """
 
     method: str
@@ -481,11 +489,14 @@ class StudyCell:
     speed: dict[str, Any] | None = None
     nll_passes: dict[str, int] | None = None
     evaluation_reused: bool = False
+    window_nll: dict[str, list[float]] | None = None
+    window_tokens: dict[str, int] | None = None
+    zero_shot_correct: dict[str, list[int]] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """Plain dict; zero-shot and speed keys only where measured."""
+        """Plain dict; zero-shot, speed, per-window and per-item keys only where measured."""
         d = _plain(asdict(self))
-        for k in ("zero_shot", "zero_shot_items", "zero_shot_average", "speed"):
+        for k in ("zero_shot", "zero_shot_items", "zero_shot_average", "speed", *_PER_SAMPLE):
             if d[k] is None:
                 d.pop(k)
         return d
@@ -496,9 +507,16 @@ class StudyCell:
         return cls(**{k: v for k, v in data.items() if k in _field_names(cls)})
 
 
+#: Per-window NLL and per-item results a study row carries where its evaluation kept them.
+_PER_SAMPLE = ("window_nll", "window_tokens", "zero_shot_correct")
+
+
 @dataclass
 class StudyDense:
-    """The dense reference of a study: perplexity per corpus and mean, parameters, zero-shot, speed."""
+    """The dense reference of a study: perplexity per corpus and mean, parameters, zero-shot, speed.
+
+    ``window_nll``, ``window_tokens`` and ``zero_shot_correct`` as in :class:`StudyCell`.
+    """
 
     perplexity: dict[str, float]
     mean_perplexity: float
@@ -507,6 +525,17 @@ class StudyDense:
     zero_shot_average: float | None = None
     speed: dict[str, Any] | None = None
     flops_per_token: int | None = None
+    window_nll: dict[str, list[float]] | None = None
+    window_tokens: dict[str, int] | None = None
+    zero_shot_correct: dict[str, list[int]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict; per-window and per-item keys only where kept."""
+        d = _plain(asdict(self))
+        for k in _PER_SAMPLE:
+            if d[k] is None:
+                d.pop(k)
+        return d
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StudyDense:
@@ -561,7 +590,7 @@ class StudyResult:
     def to_json(self) -> dict[str, Any]:
         """Tagged plain dict (the layout of ``results.json``)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["dense"] = asdict(self.dense)
+        d["dense"] = self.dense.to_json()
         d["cells"] = [c.to_json() for c in self.cells]
         return {"schema": self.SCHEMA, "version": self.VERSION, **_plain(d)}
 

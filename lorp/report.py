@@ -17,9 +17,11 @@ from .errors import ConfigError
 from .evaluation import Perplexity
 from .pipeline import PruneConfig
 from .provenance import git_commit
-from .records import (STUDY_SCHEMA, CellResult, StudyCell, StudyDense, StudyResult, SweepRecord, as_study,
+from .records import (STUDY_SCHEMA, CellResult, StudyCell, StudyDense, StudyResult, SweepRecord, ZeroShot, as_study,
                       schema_of)
 from .sweep import SweepConfig, load_sweep_folder
+from .uncertainty import (LEVEL, SAMPLES, SEED, AccuracyComparison, PerplexityComparison, accuracy_intervals,
+                          compare_accuracy, compare_perplexity, window_series)
 
 #: RLS the paper reports for its models (arXiv 2605.27786, Table 1).
 PAPER_RLS = {"Llama-3.1-8B": 1.149, "OLMo-3-7B": 0.941, "Mistral-Nemo-12B": 0.926, "Qwen3-8B": 0.685,
@@ -162,6 +164,21 @@ def mean_perplexity(ppl: Mapping[str, Any]) -> float:
     return statistics.fmean(v.perplexity if isinstance(v, Perplexity) else v["perplexity"] for v in ppl.values())
 
 
+def per_sample(perplexity: Mapping[str, Perplexity], zero_shot: ZeroShot | None) -> dict[str, Any]:
+    """``window_nll``, ``window_tokens`` and ``zero_shot_correct`` of a study row from its evaluation.
+
+    ``window_nll``/``window_tokens`` are ``None`` unless every corpus kept one NLL per
+    window over windows of equal length (evaluations cached before per-window NLL was
+    kept have none); ``zero_shot_correct`` holds the tasks that kept per-item results
+    (``None``: none did).
+    """
+    ok = all(len(p.window_nll) == p.windows > 0 and p.tokens % p.windows == 0 for p in perplexity.values())
+    correct = {t: list(v.correct) for t, v in zero_shot.tasks.items() if v.correct is not None} if zero_shot else {}
+    return {"window_nll": {c: list(p.window_nll) for c, p in perplexity.items()} if ok and perplexity else None,
+            "window_tokens": {c: p.tokens // p.windows for c, p in perplexity.items()} if ok and perplexity else None,
+            "zero_shot_correct": correct or None}
+
+
 def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = "lorp") -> StudyResult:
     """The per-model study result (``results.json``, ``"schema": "lorp.study"``): settings, RLS/K, every cell, dense.
 
@@ -173,7 +190,9 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
     reuses them does not repeat. ``git_commit`` is the checkout rendering the report;
     ``computed_at_commit`` the one that computed the sweep's numbers (finished cells
     are reused across reruns). ``evaluations_shared`` counts cells whose evaluation
-    came from another cell removing the same blocks.
+    came from another cell removing the same blocks. Per-window NLL and per-item
+    zero-shot results are carried over where the evaluations kept them
+    (:func:`per_sample`), for the intervals of :mod:`lorp.uncertainty`.
     """
     lorp_cells = [c for c in cells if c.method == allocation and c.selection.rls is not None]
     ref = lorp_cells[0].selection if lorp_cells else None
@@ -189,7 +208,8 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
             evaluation_reused=c.evaluation_reused,
             zero_shot={t: v.score for t, v in zs.tasks.items()} if zs else None,
             zero_shot_items={t: v.items for t, v in zs.tasks.items()} if zs else None,
-            zero_shot_average=zs.average if zs else None, speed=asdict(ev.speed) if ev.speed else None))
+            zero_shot_average=zs.average if zs else None, speed=asdict(ev.speed) if ev.speed else None,
+            **per_sample(ev.perplexity, zs)))
     return StudyResult(
         model=ctx.model, num_blocks=ctx.num_blocks,
         config={**meta.config, "methods": list(dict.fromkeys(c.method for c in cells)),
@@ -201,7 +221,8 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
             mean_perplexity=mean_perplexity(dense.perplexity),
             zero_shot={t: v.score for t, v in dense.zero_shot.tasks.items()} if dense.zero_shot else None,
             zero_shot_average=dense.zero_shot.average if dense.zero_shot else None,
-            speed=asdict(dense.speed) if dense.speed else None, flops_per_token=meta.dense_flops_per_token),
+            speed=asdict(dense.speed) if dense.speed else None, flops_per_token=meta.dense_flops_per_token,
+            **per_sample(dense.perplexity, dense.zero_shot)),
         cells=rows, perplexity_reuse=meta.perplexity_reuse,
         evaluations_shared=sum(c.evaluation_reused for c in cells),
         compute_seconds={"load": ctx.model.get("load_seconds"), "calibration": ctx.calibration.get("seconds"),
@@ -217,38 +238,166 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return f"{x:,.{digits}f}" if abs(x) < 1e5 else f"{x:.2e}"
 
 
+#: Footnotes of reports on records without per-window NLL or per-item zero-shot results (older runs).
+NO_WINDOW_NLL = "_No per-window NLL: intervals unavailable._"
+NO_ITEM_RESULTS = "_No per-item zero-shot results: intervals unavailable._"
+
+
+def _times(x: float) -> str:
+    """A perplexity ratio: ``1.14``, ``72.5``, ``1.10e+04``."""
+    return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 1e4 else f"{x:.2e}"
+
+
+def _ratio_ci(k: PerplexityComparison) -> str:
+    return f"{_times(k.ratio)}× [{_times(k.ratio_low)}, {_times(k.ratio_high)}]"
+
+
+def _points_ci(k: AccuracyComparison) -> str:
+    return f"{100 * k.difference:+.1f} [{100 * k.low:+.1f}, {100 * k.high:+.1f}]"
+
+
+def _interval_method(what: str) -> str:
+    return (f"{100 * LEVEL:.0f} % paired percentile bootstrap over the {what} both methods share "
+            f"({SAMPLES} resamples, seed {SEED})")
+
+
+def _windows_per_corpus(cells: Sequence[StudyCell]) -> str:
+    counts = sorted({len(v) for c in cells if c.window_nll for v in c.window_nll.values()})
+    return "/".join(map(str, counts)) or "?"
+
+
+def lorp_vs_best_baseline(cells: Sequence[StudyCell], allocation: str = "lorp") -> dict[str, Any] | None:
+    """LoRP against the baseline with the lowest mean perplexity among ``cells`` (one budget).
+
+    Returns ``{"baseline", "ratio", "low", "high", "decision"}``: ratio of LoRP's mean
+    perplexity over the baseline's with its paired 95 % interval
+    (:func:`lorp.uncertainty.compare_perplexity`), and whether LoRP ``"wins"``,
+    ``"loses"`` or is ``"undecided"``; ``None`` without a LoRP cell, a baseline, or
+    per-window NLL.
+    """
+    lorp = next((c for c in cells if c.method == allocation), None)
+    rivals = [c for c in cells if c.method != allocation]
+    if lorp is None or not rivals:
+        return None
+    base = min(rivals, key=lambda c: c.mean_perplexity)
+    k = compare_perplexity(base, lorp)
+    return None if k is None else {"baseline": base.method, "ratio": k.ratio, "low": k.ratio_low,
+                                   "high": k.ratio_high, "decision": k.decision}
+
+
+def lorp_vs_best_baseline_accuracy(cells: Sequence[StudyCell], allocation: str = "lorp") -> dict[str, Any] | None:
+    """LoRP against the baseline with the highest mean zero-shot accuracy among ``cells`` (one budget).
+
+    Returns ``{"baseline", "difference", "low", "high", "decision", "mcnemar_p"}``:
+    LoRP's mean accuracy minus the baseline's (fractions) with its paired 95 %
+    interval over items (:func:`lorp.uncertainty.compare_accuracy`) and the exact
+    McNemar p-value on the pooled items; ``None`` without per-item results.
+    """
+    lorp = next((c for c in cells if c.method == allocation and c.zero_shot_average is not None), None)
+    rivals = [c for c in cells if c.method != allocation and c.zero_shot_average is not None]
+    if lorp is None or not rivals:
+        return None
+    base = max(rivals, key=lambda c: c.zero_shot_average)
+    k = (compare_accuracy(base, lorp) or {}).get("average")
+    return None if k is None else {"baseline": base.method, "difference": k.difference, "low": k.low,
+                                   "high": k.high, "decision": k.decision, "mcnemar_p": k.mcnemar.p_value}
+
+
 def perplexity_markdown(results: StudyResult | dict[str, Any]) -> str:
-    """Markdown: one row per (method, budget) with perplexity per corpus and their mean; best per budget in bold."""
+    """Markdown: one row per (method, budget) with perplexity per corpus and their mean; best per budget in bold.
+
+    With per-window NLL a column gives each method's mean perplexity over the
+    budget's best with its paired 95 % bootstrap interval (:mod:`lorp.uncertainty`);
+    bold marks the best and every method that interval cannot separate from it, and
+    a line per budget gives LoRP against the best baseline. Without it (older
+    results) the table is the point-estimate one, with :data:`NO_WINDOW_NLL` below.
+    """
     r = as_study(results)
     corpora = list(r.dense.perplexity)
-    head = "| method | budget | " + " | ".join(corpora) + " | mean | pruned blocks |"
-    lines = [head, "|---|---:|" + "---:|" * (len(corpora) + 1) + "---|",
+    intervals = any(window_series(c) for c in r.cells)
+    head = "| method | budget | " + " | ".join(corpora) + " | mean | " + ("× best [95 % CI] | " if intervals else "")
+    lines = [head + "pruned blocks |",
+             "|---|---:|" + "---:|" * (len(corpora) + 1) + ("---:|" if intervals else "") + "---|",
              "| dense | 0 | " + " | ".join(_fmt(r.dense.perplexity[c]) for c in corpora)
-             + f" | {_fmt(r.dense.mean_perplexity)} | |"]
-    best = {b: min(c.mean_perplexity for c in r.cells if c.budget == b) for b in {c.budget for c in r.cells}}
+             + f" | {_fmt(r.dense.mean_perplexity)} | " + ("| " if intervals else "") + "|"]
+    best = {b: min((c for c in r.cells if c.budget == b), key=lambda c: c.mean_perplexity)
+            for b in {c.budget for c in r.cells}}
     for c in sorted(r.cells, key=lambda c: (c.budget, c.mean_perplexity)):
-        mean = _fmt(c.mean_perplexity)
-        if c.mean_perplexity == best[c.budget]:
-            mean = f"**{mean}**"
-        lines.append(f"| {c.method} | {c.budget} | " + " | ".join(_fmt(c.perplexity[k]) for k in corpora)
-                     + f" | {mean} | {' '.join(map(str, c.pruned))} |")
+        top = best[c.budget]
+        k = None if c is top or not intervals else compare_perplexity(top, c)
+        tied = c.mean_perplexity == top.mean_perplexity if k is None else k.decision != "loses"
+        mean = f"**{_fmt(c.mean_perplexity)}**" if tied else _fmt(c.mean_perplexity)
+        ratio = ("best | " if c is top else f"{_ratio_ci(k)} | " if k else "– | ") if intervals else ""
+        lines.append(f"| {c.method} | {c.budget} | " + " | ".join(_fmt(c.perplexity[k_]) for k_ in corpora)
+                     + f" | {mean} | {ratio}{' '.join(map(str, c.pruned))} |")
+    if not intervals:
+        return "\n".join(lines) + "\n\n" + NO_WINDOW_NLL + "\n"
+    lines += ["", (f"Bold: the lowest mean perplexity at its budget and every method whose interval against it "
+                   f"includes 1. × best: mean perplexity over the best's, {_interval_method('evaluation windows')}; "
+                   f"{_windows_per_corpus(r.cells)} windows per corpus, so the intervals are rough."), ""]
+    for b in sorted(best):
+        v = lorp_vs_best_baseline([c for c in r.cells if c.budget == b])
+        if v:
+            lines.append(f"- Budget {b}: LoRP's mean perplexity is {_times(v['ratio'])}× that of the best baseline, "
+                         f"{v['baseline']} (95 % CI {_times(v['low'])}–{_times(v['high'])}): LoRP {v['decision']}.")
     return "\n".join(lines) + "\n"
 
 
 def zero_shot_markdown(results: StudyResult | dict[str, Any]) -> str:
-    """Markdown: zero-shot accuracy (%) per task and average, dense and every method at the detail budget."""
+    """Markdown: zero-shot accuracy (%) per task and average, dense and every method at the detail budget.
+
+    With per-item results each accuracy carries its 95 % interval (Wilson per task,
+    bootstrap over items for the average; :mod:`lorp.uncertainty`) and a second table
+    gives LoRP minus every other method, paired on the same items (95 % bootstrap
+    interval, exact McNemar p per task). Without them (older results) the table is
+    the point-estimate one, with :data:`NO_ITEM_RESULTS` below.
+    """
     r = as_study(results)
     rows = [c for c in r.cells if c.zero_shot]
     dense = r.dense.zero_shot
     if not rows or not dense:
         return "_No zero-shot accuracy in this run (set zero_shot_tasks and detail_budget)._\n"
     tasks = list(dense)
+    ivs = {id(c): accuracy_intervals(c) for c in [r.dense, *rows]}
+    if not any(ivs.values()):
+        lines = ["| method | budget | " + " | ".join(tasks) + " | average |",
+                 "|---|---:|" + "---:|" * (len(tasks) + 1),
+                 "| dense | 0 | " + " | ".join(f"{100 * dense[t]:.1f}" for t in tasks)
+                 + f" | {100 * r.dense.zero_shot_average:.1f} |"]
+        for c in sorted(rows, key=lambda c: -c.zero_shot_average):
+            lines.append(f"| {c.method} | {c.budget} | " + " | ".join(f"{100 * c.zero_shot[t]:.1f}" for t in tasks)
+                         + f" | {100 * c.zero_shot_average:.1f} |")
+        return "\n".join(lines) + "\n\n" + NO_ITEM_RESULTS + "\n"
+
+    def acc(row: Any, task: str) -> str:
+        value = row.zero_shot_average if task == "average" else row.zero_shot[task]
+        iv = (ivs[id(row)] or {}).get(task)
+        return f"{100 * value:.1f}" + (f" [{100 * iv.low:.1f}, {100 * iv.high:.1f}]" if iv else "")
+
     lines = ["| method | budget | " + " | ".join(tasks) + " | average |", "|---|---:|" + "---:|" * (len(tasks) + 1),
-             "| dense | 0 | " + " | ".join(f"{100 * dense[t]:.1f}" for t in tasks)
-             + f" | {100 * r.dense.zero_shot_average:.1f} |"]
+             "| dense | 0 | " + " | ".join(acc(r.dense, t) for t in [*tasks, "average"]) + " |"]
     for c in sorted(rows, key=lambda c: -c.zero_shot_average):
-        lines.append(f"| {c.method} | {c.budget} | " + " | ".join(f"{100 * c.zero_shot[t]:.1f}" for t in tasks)
-                     + f" | {100 * c.zero_shot_average:.1f} |")
+        lines.append(f"| {c.method} | {c.budget} | " + " | ".join(acc(c, t) for t in [*tasks, "average"]) + " |")
+    items = sorted({n for c in rows for n in (c.zero_shot_items or {}).values()})
+    lines += ["", (f"Accuracy in %, with 95 % intervals: Wilson (1927) per task, a bootstrap over items "
+                   f"({SAMPLES} resamples, seed {SEED}) for the average; "
+                   f"{'/'.join(map(str, items)) or '?'} items per task.")]
+    for b in sorted({c.budget for c in rows}):
+        lorp = next((c for c in rows if c.budget == b and c.method == "lorp"), None)
+        others = [("dense", 0, r.dense)] + [(c.method, c.budget, c) for c in rows if c.budget == b and c is not lorp]
+        diffs = [(m, bb, compare_accuracy(o, lorp)) for m, bb, o in others] if lorp else []
+        if not any(k for *_, k in diffs):
+            continue
+        lines += ["", (f"LoRP minus each method at budget {b}, in points: {_interval_method('items')}; "
+                       "exact McNemar (1947) p per task."), "",
+                  "| method | budget | " + " | ".join(tasks) + " | average | LoRP (average) |",
+                  "|---|---:|" + "---:|" * (len(tasks) + 1) + "---|"]
+        for m, bb, k in diffs:
+            k = k or {}
+            cells = [(_points_ci(k[t]) + f" (p {k[t].mcnemar.p_value:.2g})") if t in k else "–" for t in tasks]
+            avg = k.get("average")
+            lines.append(f"| {m} | {bb} | " + " | ".join(cells) + f" | {_points_ci(avg) if avg else '–'} | "
+                         f"{avg.decision if avg else '–'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -274,24 +423,42 @@ def speed_markdown(results: StudyResult | dict[str, Any]) -> str:
 def winners(results: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
     """Per budget: the method with the lowest mean perplexity and (where measured) the highest mean accuracy.
 
-    Tied methods are all named, comma-separated.
+    Tied methods are all named, comma-separated, best first. With per-window NLL
+    (per-item results for accuracy) "tied" means the paired 95 % interval against
+    the best includes zero (:mod:`lorp.uncertainty`): a method is beaten
+    only when the interval excludes zero. Without them, only equal point estimates
+    tie.
+
     Returns rows ``{"model", "budget", "perplexity_winner", "perplexity", "lorp_perplexity",
-    "accuracy_winner", "accuracy", "lorp_accuracy"}`` (accuracy fields ``None`` where not measured).
+    "accuracy_winner", "accuracy", "lorp_accuracy", "perplexity_intervals", "accuracy_intervals",
+    "lorp_vs_best_baseline", "lorp_vs_best_baseline_accuracy"}`` (accuracy fields ``None`` where not
+    measured; ``*_intervals`` say whether ties were judged by intervals; the ``lorp_vs_*`` entries are
+    :func:`lorp_vs_best_baseline` and :func:`lorp_vs_best_baseline_accuracy`, ``None`` where unavailable).
     """
     r = as_study(results)
     out = []
     for b in sorted({c.budget for c in r.cells}):
-        cells = [c for c in r.cells if c.budget == b]
-        ppl = min(cells, key=lambda c: c.mean_perplexity)
+        cells = sorted((c for c in r.cells if c.budget == b), key=lambda c: c.mean_perplexity)
+        ppl = cells[0]
         lorp = next((c for c in cells if c.method == "lorp"), None)
-        acc_cells = [c for c in cells if c.zero_shot_average is not None]
-        acc = max(acc_cells, key=lambda c: c.zero_shot_average) if acc_cells else None
-        ppl_names = ", ".join(c.method for c in cells if c.mean_perplexity == ppl.mean_perplexity)
-        acc_names = acc and ", ".join(c.method for c in acc_cells if c.zero_shot_average == acc.zero_shot_average)
+        acc_cells = sorted((c for c in cells if c.zero_shot_average is not None), key=lambda c: -c.zero_shot_average)
+        acc = acc_cells[0] if acc_cells else None
+        ppl_k = [compare_perplexity(ppl, c) for c in cells[1:]]
+        ppl_iv = bool(ppl_k) and all(ppl_k)
+        ppl_names = ", ".join([ppl.method] + [c.method for c, k in zip(cells[1:], ppl_k)
+                                              if (k.decision != "loses" if ppl_iv else c.mean_perplexity
+                                                  == ppl.mean_perplexity)])
+        acc_k = [(compare_accuracy(acc, c) or {}).get("average") for c in acc_cells[1:]]
+        acc_iv = bool(acc_k) and all(acc_k)
+        acc_names = acc and ", ".join([acc.method] + [c.method for c, k in zip(acc_cells[1:], acc_k)
+                                                      if (k.decision != "loses" if acc_iv else c.zero_shot_average
+                                                          == acc.zero_shot_average)])
         out.append({"model": r.model["name"], "budget": b, "perplexity_winner": ppl_names,
                     "perplexity": ppl.mean_perplexity, "lorp_perplexity": lorp and lorp.mean_perplexity,
                     "accuracy_winner": acc_names, "accuracy": acc and acc.zero_shot_average,
-                    "lorp_accuracy": lorp and lorp.zero_shot_average})
+                    "lorp_accuracy": lorp and lorp.zero_shot_average, "perplexity_intervals": ppl_iv,
+                    "accuracy_intervals": acc_iv, "lorp_vs_best_baseline": lorp_vs_best_baseline(cells),
+                    "lorp_vs_best_baseline_accuracy": lorp_vs_best_baseline_accuracy(cells)})
     return out
 
 
@@ -300,26 +467,45 @@ PAPER_BASELINES = ("shortgpt", "streamline")
 
 
 def reading(results: StudyResult | dict[str, Any]) -> str:
-    """A plain-language reading of one model's study (Markdown): who wins where, by how much."""
+    """A plain-language reading of one model's study (Markdown): who wins where, by how much, and how sure."""
     r = as_study(results)
     name, n = r.model["name"], r.num_blocks
     lines = [f"**{name}** has RLS {r.rls:.3f}, so LoRP splits its {n} blocks into K = {r.k} "
              f"clusters (eq. 6: RLS ≥ 1.0 → 2, ≥ 0.7 → 3, else 4).", ""]
-    for w in winners(r):
+    rows = winners(r)
+    for w in rows:
         b = w["budget"]
+        tied = " (not separable at 95 %)" if w["perplexity_intervals"] and ", " in w["perplexity_winner"] else ""
         line = (f"- Budget {b} ({100 * b / n:.0f} % of the blocks): lowest mean perplexity from "
-                f"**{w['perplexity_winner']}** ({_fmt(w['perplexity'])}; dense {_fmt(r.dense.mean_perplexity)})")
+                f"**{w['perplexity_winner']}**{tied} ({_fmt(w['perplexity'])}; dense {_fmt(r.dense.mean_perplexity)})")
         if w["lorp_perplexity"] is not None and "lorp" not in w["perplexity_winner"].split(", "):
             line += f", LoRP {_fmt(w['lorp_perplexity'])} ({w['lorp_perplexity'] / w['perplexity']:.1f}× the best)"
+        v = w["lorp_vs_best_baseline"]
+        if v:
+            line += (f"; against the best baseline, {v['baseline']}, LoRP's mean perplexity is {_times(v['ratio'])}× "
+                     f"(95 % CI {_times(v['low'])}–{_times(v['high'])}): LoRP {v['decision']}")
         if w["accuracy_winner"] is not None:
             line += (f"; highest mean zero-shot accuracy from **{w['accuracy_winner']}** ({100 * w['accuracy']:.1f} %, "
                      f"dense {100 * r.dense.zero_shot_average:.1f} %"
                      + (f", LoRP {100 * w['lorp_accuracy']:.1f} %" if w["lorp_accuracy"] is not None else "") + ")")
+        v = w["lorp_vs_best_baseline_accuracy"]
+        if v:
+            line += (f"; LoRP minus the best baseline, {v['baseline']}, on accuracy: {100 * v['difference']:+.1f} "
+                     f"points (95 % CI {100 * v['low']:+.1f} to {100 * v['high']:+.1f}; McNemar p "
+                     f"{v['mcnemar_p']:.2g}): LoRP {v['decision']}")
         lines.append(line + ".")
     limit = r.config.get("zero_shot_limit")
-    if limit and any(c.zero_shot_average is not None for c in r.cells):
+    measured = any(c.zero_shot_average is not None for c in r.cells)
+    item_intervals = any(accuracy_intervals(c) for c in r.cells if c.zero_shot)
+    if limit and measured and not item_intervals:
         lines += ["", f"Zero-shot accuracies rest on {limit} items per task: differences under about "
                       f"{100 / limit ** 0.5:.0f} points are within sampling noise."]
+    notes = ([(f"Intervals: {_interval_method('evaluation windows (items for accuracy)')}; a method beats "
+               "another only where its interval excludes zero (a perplexity ratio of 1).")]
+             if any(w["perplexity_intervals"] or w["lorp_vs_best_baseline"] for w in rows) else [NO_WINDOW_NLL])
+    if measured and not item_intervals:
+        notes.append(NO_ITEM_RESULTS)
+    lines += ["", *notes]
     return "\n".join(lines) + "\n"
 
 
@@ -366,15 +552,63 @@ def rls_markdown(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
 
 
 def winners_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Markdown of :func:`winners` rows across models."""
-    lines = ["| model | budget | best on mean perplexity | its perplexity | LoRP perplexity | best on mean accuracy "
-             "| its accuracy | LoRP accuracy |", "|---|---:|---|---:|---:|---|---:|---:|"]
+    """Markdown of :func:`winners` rows across models.
+
+    Where rows carry intervals, two columns give LoRP against the best baseline
+    (perplexity ratio, accuracy difference, with 95 % intervals and the outcome) and
+    a line counts the settings LoRP wins, loses and leaves undecided; rows without
+    them (older results) give the point-estimate table with :data:`NO_WINDOW_NLL`.
+    """
+    intervals = any(w.get("lorp_vs_best_baseline") or w.get("lorp_vs_best_baseline_accuracy")
+                    or w.get("perplexity_intervals") for w in rows)
+    head = ("| model | budget | best on mean perplexity | its perplexity | LoRP perplexity | best on mean accuracy "
+            "| its accuracy | LoRP accuracy |")
+    rule = "|---|---:|---|---:|---:|---|---:|---:|"
+    if intervals:
+        head += " LoRP ÷ best baseline, perplexity [95 % CI] | LoRP − best baseline, accuracy (points) [95 % CI] |"
+        rule += "---|---|"
+    lines = [head, rule]
     for w in rows:
         acc = "–" if w["accuracy"] is None else f"{100 * w['accuracy']:.1f} %"
         lacc = "–" if w["lorp_accuracy"] is None else f"{100 * w['lorp_accuracy']:.1f} %"
-        lines.append(f"| {w['model']} | {w['budget']} | {w['perplexity_winner']} | {_fmt(w['perplexity'])} | "
-                     f"{_fmt(w['lorp_perplexity'])} | {w['accuracy_winner'] or '–'} | {acc} | {lacc} |")
+        line = (f"| {w['model']} | {w['budget']} | {w['perplexity_winner']} | {_fmt(w['perplexity'])} | "
+                f"{_fmt(w['lorp_perplexity'])} | {w['accuracy_winner'] or '–'} | {acc} | {lacc} |")
+        if intervals:
+            v, a = w.get("lorp_vs_best_baseline"), w.get("lorp_vs_best_baseline_accuracy")
+            line += (f" {_times(v['ratio'])}× [{_times(v['low'])}, {_times(v['high'])}] vs {v['baseline']}: "
+                     f"{v['decision']} |" if v else " – |")
+            line += (f" {100 * a['difference']:+.1f} [{100 * a['low']:+.1f}, {100 * a['high']:+.1f}] vs "
+                     f"{a['baseline']}: {a['decision']} |" if a else " – |")
+        lines.append(line)
+    if not intervals:
+        return "\n".join(lines) + "\n\n" + NO_WINDOW_NLL + "\n"
+    lines.append("")
+    for what, key in (("perplexity", "lorp_vs_best_baseline"), ("accuracy", "lorp_vs_best_baseline_accuracy")):
+        got = [w[key]["decision"] for w in rows if w.get(key)]
+        if got:
+            lines.append(f"LoRP against the best baseline on mean {what}: wins in {got.count('wins')}, loses in "
+                         f"{got.count('loses')}, undecided in {got.count('undecided')} of {len(got)} settings.")
+    lines.append(f"Best names every method, best first, whose interval against the best includes zero: "
+                 f"{_interval_method('evaluation windows (items for accuracy)')}.")
     return "\n".join(lines) + "\n"
+
+
+def _outcome(decisions: Sequence[str]) -> str:
+    """One setting from LoRP's comparisons with each baseline: wins all, loses any, else undecided."""
+    return "wins" if all(d == "wins" for d in decisions) else "loses" if "loses" in decisions else "undecided"
+
+
+def _point(lorp: float, rival: float, lower_is_better: bool) -> str:
+    if lorp == rival:
+        return "undecided"
+    return "wins" if (lorp < rival) == lower_is_better else "loses"
+
+
+def _status(outcomes: Sequence[str]) -> str:
+    """``holds`` when LoRP wins most settings, ``fails`` when it loses most, else ``undecided``."""
+    if outcomes.count("wins") > len(outcomes) / 2:
+        return "holds"
+    return "fails" if outcomes.count("loses") > len(outcomes) / 2 else "undecided"
 
 
 def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
@@ -383,10 +617,21 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
     The claim tested: at the same budget, LoRP's pruned model has lower perplexity and
     higher zero-shot accuracy than the paper's baselines (ShortGPT, LLM-Streamline).
     Counted per (model, budget) on mean perplexity, and per (model, detail budget)
-    on mean accuracy (ties count as not beaten).
+    on mean accuracy.
+
+    With per-window NLL (per-item results for accuracy) LoRP wins a setting only when
+    its paired 95 % interval against each baseline excludes zero in its favour, loses
+    it when the interval against either excludes zero the other way, and otherwise the
+    setting is undecided (:mod:`lorp.uncertainty`). Each criterion holds when LoRP
+    wins most settings and fails when it loses most; the claim holds when every
+    measured criterion holds, in part when some do, does not hold when none does and
+    one fails, and cannot be decided when all are undecided. Settings without
+    intervals are compared on point estimates (ties undecided) and counted as such.
+    Results without any intervals (older runs) get the point-estimate verdict (ties
+    count as not beaten) with :data:`NO_WINDOW_NLL`.
     """
-    ppl_wins = ppl_total = acc_wins = acc_total = best = 0
     studies = {name: as_study(r) for name, r in studies.items()}
+    ppl, acc, best, point = [], [], [], {"perplexity": 0, "accuracy": 0}
     for r in studies.values():
         for b in sorted({c.budget for c in r.cells}):
             cells = {c.method: c for c in r.cells if c.budget == b}
@@ -394,14 +639,67 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
             rivals = [cells[m] for m in PAPER_BASELINES if m in cells]
             if lorp is None or not rivals:
                 continue
-            ppl_total += 1
-            ppl_wins += all(lorp.mean_perplexity < c.mean_perplexity for c in rivals)
-            best += lorp.mean_perplexity == min(c.mean_perplexity for c in cells.values())
+            ks = [compare_perplexity(c, lorp) for c in rivals]
+            if all(ks):
+                ppl.append(_outcome([k.decision for k in ks]))
+            else:
+                point["perplexity"] += 1
+                ppl.append(_outcome([_point(lorp.mean_perplexity, c.mean_perplexity, True) for c in rivals]))
+            others = [c for m, c in cells.items() if m != "lorp"]
+            kb = [compare_perplexity(c, lorp) for c in others]
+            best.append(all(k.decision == "wins" for k in kb) if kb and all(kb)
+                        else lorp.mean_perplexity == min(c.mean_perplexity for c in cells.values()))
             if lorp.zero_shot_average is not None and all(c.zero_shot_average is not None for c in rivals):
-                acc_total += 1
-                acc_wins += all(lorp.zero_shot_average > c.zero_shot_average for c in rivals)
-    if not ppl_total:
+                ka = [(compare_accuracy(c, lorp) or {}).get("average") for c in rivals]
+                if all(ka):
+                    acc.append(_outcome([k.decision for k in ka]))
+                else:
+                    point["accuracy"] += 1
+                    acc.append(_outcome([_point(lorp.zero_shot_average, c.zero_shot_average, False) for c in rivals]))
+    if not ppl:
         return "The studies hold no LoRP cells next to ShortGPT or LLM-Streamline cells; the claim cannot be tested.\n"
+    if point["perplexity"] == len(ppl) and point["accuracy"] == len(acc):
+        return _point_verdict(studies, ppl, acc, best)
+    statuses = [_status(ppl)] + ([_status(acc)] if acc else [])
+    if all(s == "holds" for s in statuses):
+        head = "**The paper's claim holds on these models.**"
+    elif "holds" in statuses:
+        head = "**The paper's claim holds only in part on these models.**"
+    elif "fails" in statuses:
+        head = "**The paper's claim does not hold on these models.**"
+    else:
+        head = "**The paper's claim cannot be decided on these models and samples.**"
+    text = (f"{head} Counting a win only where the paired 95 % interval excludes zero: LoRP beats both "
+            f"ShortGPT and LLM-Streamline on mean perplexity in {ppl.count('wins')} of {len(ppl)} (model, budget) "
+            f"settings, loses to at least one of them in {ppl.count('loses')}, and {ppl.count('undecided')} are "
+            f"undecided; it beats every other method compared in {sum(best)}")
+    text += (f"; on mean zero-shot accuracy it beats both in {acc.count('wins')} of {len(acc)} settings, loses in "
+             f"{acc.count('loses')}, and {acc.count('undecided')} are undecided." if acc
+             else "; zero-shot accuracy was not measured.")
+    text += f" Intervals: {_interval_method('evaluation windows (items for accuracy)')}."
+    for what, n in point.items():
+        if n:
+            text += (f" {n} setting(s) lacked per-{'window NLL' if what == 'perplexity' else 'item results'} and were "
+                     f"compared on point {what} (equal values undecided).")
+    return text + _samples_and_models(studies) + "\n"
+
+
+def _samples_and_models(studies: Mapping[str, StudyResult]) -> str:
+    sizes = sorted({(r.config.get("num_samples"), r.config.get("seq_len"), r.config.get("eval_tokens"),
+                     r.config.get("zero_shot_limit")) for r in studies.values()}, key=str)
+    samples = "; ".join(f"{n} x {t} calibration tokens, {e or 'all'} evaluation tokens per corpus"
+                        + (f", {z} zero-shot items per task" if z else "") for n, t, e, z in sizes)
+    models = ", ".join(f"{name} (RLS {r.rls:.2f}, {r.dense.parameters / 1e6:.0f}M parameters)"
+                       for name, r in studies.items())
+    return (f" Sample sizes: {samples}. Models: {models}. These are small models evaluated on small samples; the "
+            "paper's models have 7-14B parameters, so this tests whether the method transfers down in scale, not "
+            "the paper's numbers.")
+
+
+def _point_verdict(studies: Mapping[str, StudyResult], ppl: Sequence[str], acc: Sequence[str],
+                   best: Sequence[bool]) -> str:
+    """The verdict on point estimates alone (results without per-window NLL), as before intervals."""
+    ppl_wins, ppl_total, acc_wins, acc_total = ppl.count("wins"), len(ppl), acc.count("wins"), len(acc)
     ppl_holds = ppl_wins > ppl_total / 2
     acc_holds = acc_total > 0 and acc_wins > acc_total / 2
     if ppl_holds and (acc_holds or not acc_total):
@@ -411,16 +709,8 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
     else:
         head = "**The paper's claim holds only in part on these models.**"
     text = (f"{head} LoRP beats both ShortGPT and LLM-Streamline on mean perplexity in {ppl_wins} of {ppl_total} "
-            f"(model, budget) settings and is the best of all methods compared in {best}")
+            f"(model, budget) settings and is the best of all methods compared in {sum(best)}")
     text += (f"; it beats both on mean zero-shot accuracy in {acc_wins} of {acc_total} settings." if acc_total
              else "; zero-shot accuracy was not measured.")
-    sizes = sorted({(r.config.get("num_samples"), r.config.get("seq_len"), r.config.get("eval_tokens"),
-                     r.config.get("zero_shot_limit")) for r in studies.values()}, key=str)
-    samples = "; ".join(f"{n} x {t} calibration tokens, {e or 'all'} evaluation tokens per corpus"
-                        + (f", {z} zero-shot items per task" if z else "") for n, t, e, z in sizes)
-    text += f" Ties do not count as wins. Sample sizes: {samples}."
-    models = ", ".join(f"{name} (RLS {r.rls:.2f}, {r.dense.parameters / 1e6:.0f}M parameters)"
-                       for name, r in studies.items())
-    text += (f" Models: {models}. These are small models evaluated on small samples; the paper's models have "
-             "7-14B parameters, so this tests whether the method transfers down in scale, not the paper's numbers.")
-    return text + "\n"
+    text += " Ties do not count as wins." + _samples_and_models(studies)
+    return text + "\n\n" + NO_WINDOW_NLL + "\n"

@@ -59,6 +59,19 @@ def test_context_and_sweep_record_round_trip():
     assert again.dense == rec.dense and again.context.block_parameters == [10, 20, 30]
 
 
+def test_per_window_nll_and_per_item_correctness_round_trip_and_old_records_still_load():
+    ppl = Perplexity(12.5, 2.53, 254, 2, 0.1, [0.1 + 1e-13, 2 / 3])
+    ev = Evaluation((3,), {"ptb": ppl}, 10, ZeroShot({"arc_easy": TaskScore(0.5, "acc", 2, "test", 0.5, None, None,
+                                                                               [1, 0])}, 0.5))
+    back = _roundtrip(ev)
+    assert back == ev and back.perplexity["ptb"].window_nll == [0.1 + 1e-13, 2 / 3]  # floats exactly
+    assert back.zero_shot.tasks["arc_easy"].correct == [1, 0]
+    old = ev.to_json()
+    del old["perplexity"]["ptb"]["window_nll"], old["zero_shot"]["tasks"]["arc_easy"]["correct"]
+    legacy = Evaluation.from_json(old)
+    assert legacy.perplexity["ptb"].window_nll == [] and legacy.zero_shot.tasks["arc_easy"].correct is None
+
+
 def test_records_refuse_other_kinds_and_newer_versions():
     data = _evaluation().to_json()
     with pytest.raises(ConfigError, match="expected a lorp.cell record, got lorp.evaluation"):

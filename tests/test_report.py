@@ -1,11 +1,23 @@
-"""Study report helpers: tables, winners and the verdict, on hand-made results."""
+"""Study report helpers: tables, winners and the verdict, on hand-made results (with and without intervals)."""
 
 import json
+import math
 
 import pytest
 
 from lorp.errors import ConfigError
-from lorp.report import load_studies, perplexity_markdown, verdict, winners
+from lorp.report import (
+    NO_ITEM_RESULTS,
+    NO_WINDOW_NLL,
+    load_studies,
+    per_sample,
+    perplexity_markdown,
+    reading,
+    verdict,
+    winners,
+    winners_markdown,
+    zero_shot_markdown,
+)
 
 
 def cell(method, budget, ppl, acc=None):
@@ -62,3 +74,141 @@ def test_load_studies_reads_study_reports_and_refuses_missing_ones(tmp_path):
         load_studies(tmp_path, ["b"])
     with pytest.raises(ConfigError, match="no study reports under"):
         load_studies(tmp_path / "old")
+
+
+# -- intervals (lorp.uncertainty) -----------------------------------------------------------------------------------
+NOISE = [0.3, -0.3, 0.2, -0.2, 0.1, -0.1]  # per-window departures from the mean token NLL (they sum to 0)
+
+
+def windowed(method, budget, ppl, noise=NOISE, acc=None, correct=None, tokens=4):
+    """A study cell with per-window NLL: window i has mean token NLL log(ppl) + noise[i] on both corpora."""
+    c = cell(method, budget, ppl, acc)
+    c["window_nll"] = {k: [(math.log(ppl) + e) * tokens for e in noise] for k in ("a", "b")}
+    c["window_tokens"] = {"a": tokens, "b": tokens}
+    if correct is not None:
+        c["zero_shot_correct"], c["zero_shot_items"] = {"t": correct}, {"t": len(correct)}
+    return c
+
+
+FLIPPED = [-e for e in NOISE]
+
+
+def test_old_results_keep_todays_reports_with_a_note():
+    r = study("m", [cell("lorp", 2, 20.0, 0.5), cell("shortgpt", 2, 15.0, 0.55)])
+    table = perplexity_markdown(r)
+    assert table.endswith("\n\n" + NO_WINDOW_NLL + "\n") and "× best" not in table
+    assert zero_shot_markdown(r).endswith(NO_ITEM_RESULTS + "\n")
+    assert NO_WINDOW_NLL in reading(r) and NO_WINDOW_NLL in winners_markdown(winners(r))
+    assert not winners(r)[0]["perplexity_intervals"] and winners(r)[0]["lorp_vs_best_baseline"] is None
+    assert verdict({"m": r}).endswith(NO_WINDOW_NLL + "\n")
+
+
+def test_a_lower_point_perplexity_within_the_noise_is_undecided():
+    # LoRP is lower on average, but its windows go the other way half the time: the interval straddles 1.
+    r = study("m", [windowed("lorp", 2, 9.5), windowed("shortgpt", 2, 10.0, FLIPPED),
+                    windowed("streamline", 2, 10.2, FLIPPED)])
+    w = winners(r)[0]
+    assert w["perplexity_intervals"] and w["perplexity_winner"] == "lorp, shortgpt, streamline"
+    v = w["lorp_vs_best_baseline"]
+    assert v["baseline"] == "shortgpt" and v["decision"] == "undecided" and v["low"] < 1 < v["high"]
+    assert v["ratio"] == pytest.approx(0.95)
+    text = verdict({"m": r})
+    assert "cannot be decided" in text and "in 0 of 1 (model, budget) settings" in text and "1 are undecided" in text
+    table = perplexity_markdown(r)
+    assert "| shortgpt | 2 | 10.0 | 10.0 | **10.0** | 1.05× [" in table  # tied with the best: bold
+    assert "LoRP undecided" in table and "6 windows per corpus" in table
+
+
+def test_a_consistent_gain_on_every_window_wins_with_an_exact_interval():
+    r = study("m", [windowed("lorp", 2, 5.0, acc=0.6, correct=[1] * 12 + [0] * 8),
+                    windowed("shortgpt", 2, 10.0, acc=0.3, correct=[0] * 6 + [1] * 6 + [0] * 8),
+                    windowed("streamline", 2, 12.0, acc=0.3, correct=[1] * 6 + [0] * 14),
+                    windowed("random", 2, 40.0)])
+    w = winners(r)[0]
+    assert w["perplexity_winner"] == "lorp"  # every other method is separated from it
+    v = w["lorp_vs_best_baseline"]
+    assert (v["ratio"], v["low"], v["high"]) == pytest.approx((0.5, 0.5, 0.5)) and v["decision"] == "wins"
+    a = w["lorp_vs_best_baseline_accuracy"]
+    assert a["baseline"] == "shortgpt" and a["difference"] == pytest.approx(0.3) and a["decision"] == "wins"
+    assert a["mcnemar_p"] == 2 / 2 ** 6  # 6 items only LoRP gets right, none the other way
+    text = verdict({"m": r})
+    assert "claim holds on these models" in text and "in 1 of 1 (model, budget) settings" in text
+    assert "beats every other method compared in 1" in text and "beats both in 1 of 1 settings" in text
+    assert "wins in 1, loses in 0, undecided in 0 of 1 settings" in winners_markdown(winners(r))
+    assert "0.50× [0.50, 0.50] vs shortgpt: wins" in winners_markdown(winners(r))
+    assert "best baseline, shortgpt, LoRP's mean perplexity is 0.50× (95 % CI 0.50–0.50): LoRP wins" in reading(r)
+
+
+def test_settings_without_windows_are_counted_on_point_estimates():
+    r = study("m", [windowed("lorp", 2, 20.0), windowed("shortgpt", 2, 10.0), windowed("streamline", 2, 12.0),
+                    cell("lorp", 4, 5.0), cell("shortgpt", 4, 10.0), cell("streamline", 4, 10.0)])
+    text = verdict({"m": r})
+    assert "does not hold" not in text and "holds only in part" not in text  # 1 win, 1 loss of 2: undecided
+    assert "1 setting(s) lacked per-window NLL and were compared on point perplexity" in text
+    assert "loses to at least one of them in 1" in text
+
+
+def test_zero_shot_table_gives_wilson_intervals_and_paired_differences_against_lorp():
+    r = study("m", [windowed("lorp", 2, 9.0, acc=0.5, correct=[1] * 10 + [0] * 10),
+                    windowed("shortgpt", 2, 10.0, acc=0.25, correct=[1] * 5 + [0] * 15)])
+    r["dense"]["zero_shot_correct"] = {"t": [1] * 12 + [0] * 8}
+    table = zero_shot_markdown(r)
+    assert "| lorp | 2 | 50.0 [29.9, 70.1] | 50.0 [" in table  # Wilson 10/20: 29.9-70.1 %
+    assert "| dense | 0 | 60.0 [38.7, 78.1] |" in table
+    assert "| shortgpt | 2 | +25.0 [" in table and "(p 0.062) |" in table  # 5 discordant items: p = 2/32
+    assert "| dense | 0 | -10.0 [" in table
+    assert NO_ITEM_RESULTS not in table
+
+
+def test_per_window_and_per_item_results_flow_into_the_study_and_round_trip():
+    from lorp.evaluation import Perplexity
+    from lorp.records import StudyCell, StudyResult, TaskScore, ZeroShot
+
+    ppl = {"a": Perplexity(2.0, 0.69, 6, 2, 0.1, [2.0, 2.16]), "b": Perplexity(3.0, 1.1, 6, 2, 0.1, [3.0, 3.6])}
+    zs = ZeroShot({"t": TaskScore(0.5, "acc", 2, "test", correct=[1, 0]), "u": TaskScore(1.0, "acc", 1, "test")}, 0.75)
+    got = per_sample(ppl, zs)
+    assert got == {"window_nll": {"a": [2.0, 2.16], "b": [3.0, 3.6]}, "window_tokens": {"a": 3, "b": 3},
+                   "zero_shot_correct": {"t": [1, 0]}}
+    old = per_sample({"a": Perplexity(2.0, 0.69, 6, 2, 0.1)}, None)
+    assert old == {"window_nll": None, "window_tokens": None, "zero_shot_correct": None}
+    r = StudyResult.from_json(study("m", [windowed("lorp", 2, 9.0, acc=0.5, correct=[1, 0]), cell("last", 2, 9.0)]))
+    back = StudyResult.from_json(json.loads(json.dumps(r.to_json())))
+    assert back.cells[0].window_nll == r.cells[0].window_nll and back.cells[0].zero_shot_correct == {"t": [1, 0]}
+    assert "window_nll" not in back.cells[1].to_json() and back.cells[1].window_nll is None
+    assert "window_nll" not in r.dense.to_json()
+    assert StudyCell.from_json(back.cells[0].to_json()) == back.cells[0]
+
+
+def test_zero_shot_bars_draw_error_bars_only_with_per_item_results():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lorp.figures import zero_shot_bars
+
+    with_items = study("m", [windowed("lorp", 2, 9.0, acc=0.5, correct=[1] * 10 + [0] * 10)])
+    fig = zero_shot_bars(with_items)
+    assert len(fig.axes[0].containers) == 3  # dense bars, LoRP bars, LoRP error bars (dense has no items here)
+    assert "error bars: 95 %" in fig.axes[0].get_title()
+    old = zero_shot_bars(study("m", [cell("lorp", 2, 9.0, 0.5)]))
+    assert len(old.axes[0].containers) == 2 and "intervals unavailable" in old.axes[0].get_title()
+
+
+def test_a_real_sweep_reports_intervals(tmp_path, monkeypatch):
+    from lorp.pipeline import PruneConfig
+    from lorp.report import load_sweep, summarize
+    from lorp.sweep import SweepConfig, execute_sweep
+    from lorp.testing import make_tiny_model_folder
+
+    monkeypatch.setenv("LORP_CACHE_DIR", str(tmp_path / "cache"))
+    folder, text = make_tiny_model_folder(tmp_path / "inputs", num_blocks=6)
+    base = PruneConfig(model=str(folder), calibration=str(text), num_samples=4, seq_len=8, eval_corpora=(str(text),),
+                       eval_seq_len=8, eval_tokens=64, progress=False)
+    execute_sweep(SweepConfig(base=base, methods=("lorp", "last", "random"), budgets=(1, 2)), tmp_path / "sweep")
+    r = summarize(*load_sweep(tmp_path / "sweep"))
+    corpus = next(iter(r.dense.perplexity))
+    assert len(r.dense.window_nll[corpus]) == 8 and r.dense.window_tokens == {corpus: 7}  # 64 tokens, windows of 8
+    for c in r.cells:
+        assert math.fsum(c.window_nll[corpus]) / 56 == pytest.approx(math.log(c.perplexity[corpus]), rel=1e-12)
+    assert "× best [95 % CI]" in perplexity_markdown(r) and "Intervals: 95 % paired" in reading(r)
+    assert all(w["perplexity_intervals"] for w in winners(r))

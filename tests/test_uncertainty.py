@@ -1,0 +1,216 @@
+"""Paired bootstrap, Wilson and McNemar: known cases, a seeded example redone by hand in numpy, properties."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lorp.uncertainty import (
+    accuracy_interval,
+    accuracy_intervals,
+    bootstrap_accuracy,
+    compare_accuracy,
+    compare_perplexity,
+    decide,
+    mcnemar_exact,
+    paired_bootstrap_accuracy,
+    paired_bootstrap_mean_perplexity,
+    paired_bootstrap_nll,
+    wilson_interval,
+)
+
+# Dyadic values: every sum and difference below is exact in binary floating point.
+WINDOWS = [3.25, 7.5, 2.0, 9.75, 4.5, 6.0, 1.25, 8.0]
+
+
+def test_identical_series_give_zero_difference_and_a_zero_interval():
+    c = paired_bootstrap_nll(WINDOWS, WINDOWS, 4)
+    assert (c.difference, c.low, c.high) == (0.0, 0.0, 0.0) and (c.ratio, c.ratio_low, c.ratio_high) == (1, 1, 1)
+    assert c.decision == "undecided" and c.windows == 8 and c.samples == 2000
+
+
+@pytest.mark.parametrize("shift", [0.5, -2.0, 0.0625])
+def test_a_constant_shift_of_every_window_gives_exactly_that_interval(shift):
+    tokens = 4  # each window's summed NLL shifts by shift * tokens, so its mean token NLL shifts by shift
+    c = paired_bootstrap_nll(WINDOWS, [w + shift * tokens for w in WINDOWS], tokens, samples=500, seed=3)
+    assert (c.difference, c.low, c.high) == (shift, shift, shift)
+    assert c.ratio == math.exp(shift) and c.decision == ("loses" if shift > 0 else "wins")
+
+
+def test_seeded_example_matches_a_direct_numpy_computation():
+    a = np.array([10.0, 12.0, 9.0, 15.0, 11.0])
+    b = np.array([11.5, 12.0, 10.0, 14.0, 13.5])
+    tokens = np.array([5, 5, 4, 6, 5])
+    c = paired_bootstrap_nll(a, b, tokens, samples=7, seed=42, level=0.8)
+    idx = np.random.default_rng(42).integers(0, 5, size=(7, 5))
+    stats = (b - a)[idx].sum(axis=1) / tokens[idx].sum(axis=1)
+    assert c.difference == pytest.approx(4.0 / 25)  # (1.5 + 0 + 1 - 1 + 2.5) / 25 tokens
+    assert (c.low, c.high) == pytest.approx(tuple(np.quantile(stats, [0.1, 0.9])), rel=1e-12)
+    assert (c.ratio_low, c.ratio_high) == pytest.approx((math.exp(c.low), math.exp(c.high)))
+    # by hand: the sorted resampled means and the 10 % / 90 % points interpolated between them
+    s = np.sort(stats)
+    assert c.low == pytest.approx(s[0] + 0.6 * (s[1] - s[0])) and c.high == pytest.approx(s[5] + 0.4 * (s[6] - s[5]))
+
+
+def test_mean_perplexity_over_corpora_reduces_to_the_nll_difference_for_one_corpus():
+    rng = np.random.default_rng(1)
+    a = rng.normal(3, 1, 8) * 255
+    b = a + rng.normal(0.1, 0.5, 8) * 255
+    one = paired_bootstrap_nll(a, b, 255)
+    many = paired_bootstrap_mean_perplexity({"x": a}, {"x": b}, {"x": 255})
+    assert (many.difference, many.low, many.high) == pytest.approx((one.difference, one.low, one.high), rel=1e-12)
+
+
+def test_mean_perplexity_ratio_is_the_ratio_of_the_means_over_corpora():
+    a = {"p": [255.0 * 3] * 4, "q": [255.0 * 2] * 4}
+    b = {"p": [255.0 * 3.5] * 4, "q": [255.0 * 2] * 4}
+    c = paired_bootstrap_mean_perplexity(a, b, {"p": 255, "q": 255})
+    expected = (math.exp(3.5) + math.exp(2)) / (math.exp(3) + math.exp(2))
+    assert (c.ratio, c.ratio_low, c.ratio_high) == pytest.approx((expected,) * 3, rel=1e-12)
+    assert c.windows == 8 and c.decision == "loses"
+
+
+@pytest.mark.parametrize("a, b, tokens, match", [
+    ([1.0, 2.0], [1.0], 3, "a has 2 windows, b has 1"),
+    ([], [], 3, "empty"),
+    ([1.0, 2.0], [1.0, 2.0], [3], "one number or one per window"),
+    ([1.0, 2.0], [1.0, 2.0], 0, ">= 1"),
+    ([1.0, float("nan")], [1.0, 2.0], 3, "non-finite"),
+])
+def test_bad_perplexity_inputs_raise(a, b, tokens, match):
+    with pytest.raises(ValueError, match=match):
+        paired_bootstrap_nll(a, b, tokens)
+
+
+def test_bad_settings_and_corpora_raise():
+    with pytest.raises(ValueError, match="samples"):
+        paired_bootstrap_nll([1.0], [1.0], 1, samples=0)
+    with pytest.raises(ValueError, match="level"):
+        paired_bootstrap_nll([1.0], [1.0], 1, level=1.0)
+    with pytest.raises(ValueError, match="same corpora"):
+        paired_bootstrap_mean_perplexity({"p": [1.0]}, {"q": [1.0]}, {"p": 1, "q": 1})
+    with pytest.raises(ValueError, match="no corpora"):
+        paired_bootstrap_mean_perplexity({}, {}, {})
+
+
+@pytest.mark.parametrize("k, n, low, high", [  # Newcombe (1998), Stat. Med. 17:857, Table II, method 3 (Wilson)
+    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718)])
+def test_wilson_interval_matches_textbook_values(k, n, low, high):
+    assert wilson_interval(k, n) == pytest.approx((low, high), abs=5e-5)
+
+
+def test_wilson_interval_closed_form_and_refusals():
+    lo, hi = wilson_interval(10, 20)  # p = 1/2: symmetric, half-width z sqrt(1/4n + z²/4n²) / (1 + z²/n)
+    z = 1.959963984540054
+    half = z * math.sqrt(0.25 / 20 + z * z / 1600) / (1 + z * z / 20)
+    assert (lo, hi) == pytest.approx((0.5 - half, 0.5 + half), rel=1e-12)
+    for k, n in ((1, 0), (-1, 5), (6, 5)):
+        with pytest.raises(ValueError):
+            wilson_interval(k, n)
+    iv = accuracy_interval([1, 1, 0, 1])
+    assert iv.estimate == 0.75 and (iv.low, iv.high) == wilson_interval(3, 4) and iv.method == "wilson"
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        accuracy_interval([1, 2])
+
+
+@pytest.mark.parametrize("a_only, b_only, p", [
+    (1, 6, 2 * (1 + 7) / 2 ** 7),  # 0.125
+    (0, 5, 2 / 2 ** 5),  # 0.0625
+    (2, 8, 2 * (1 + 10 + 45) / 2 ** 10),  # 0.109375
+    (3, 3, 1.0), (0, 0, 1.0)])
+def test_mcnemar_exact_p_values_by_hand(a_only, b_only, p):
+    both = 4  # concordant items do not matter
+    a = [1] * a_only + [0] * b_only + [1] * both + [0] * 2
+    b = [0] * a_only + [1] * b_only + [1] * both + [0] * 2
+    m = mcnemar_exact(a, b)
+    assert (m.a_only, m.b_only) == (a_only, b_only) and m.p_value == p
+
+
+def test_paired_accuracy_bootstrap_by_hand_and_refusals():
+    a, b = [1, 0, 1, 0, 1], [1, 1, 1, 1, 0]
+    c = paired_bootstrap_accuracy(a, b, samples=9, seed=5)
+    d = np.array(b) - np.array(a)
+    stats = d[np.random.default_rng(5).integers(0, 5, size=(9, 5))].mean(axis=1)
+    assert c.difference == pytest.approx(0.2) and (c.low, c.high) == tuple(np.quantile(stats, [0.025, 0.975]))
+    assert c.mcnemar == mcnemar_exact(a, b) and c.items == 5
+    same = paired_bootstrap_accuracy({"t": a}, {"t": a})
+    assert (same.difference, same.low, same.high, same.decision) == (0, 0, 0, "undecided")
+    always = paired_bootstrap_accuracy([0] * 6, [1] * 6)
+    assert (always.low, always.high, always.decision) == (1.0, 1.0, "wins")
+    with pytest.raises(ValueError, match="a has 2 items, b has 3"):
+        paired_bootstrap_accuracy({"t": [1, 0]}, {"t": [1, 0, 1]})
+    with pytest.raises(ValueError, match="same tasks"):
+        paired_bootstrap_accuracy({"t": [1]}, {"u": [1]})
+    with pytest.raises(ValueError, match="a has 1 items, b has 2"):
+        mcnemar_exact([1], [1, 0])
+
+
+def test_average_over_tasks_is_stratified_by_task():
+    tasks = {"t": [1, 1, 1, 1], "u": [0, 0]}  # every resample keeps 4 items of t and 2 of u: average stays 1/2
+    iv = bootstrap_accuracy(tasks)
+    assert (iv.estimate, iv.low, iv.high) == (0.5, 0.5, 0.5)
+
+
+def test_decide():
+    assert decide(0.1, 0.3, better="higher") == "wins" and decide(0.1, 0.3, better="lower") == "loses"
+    assert decide(-0.3, -0.1, better="lower") == "wins" and decide(-0.3, -0.1, better="higher") == "loses"
+    assert decide(-0.1, 0.0, better="lower") == "undecided" and decide(0.0, 0.0, better="higher") == "undecided"
+    with pytest.raises(ValueError):
+        decide(1.0, 0.0, better="lower")
+    with pytest.raises(ValueError):
+        decide(0.0, 1.0, better="smaller")
+
+
+def _row(ppl=None, nll=None, tokens=None, scores=None, correct=None, items=None):
+    return SimpleNamespace(perplexity=ppl or {}, window_nll=nll, window_tokens=tokens, zero_shot=scores,
+                           zero_shot_correct=correct, zero_shot_items=items)
+
+
+def test_row_helpers_fall_back_to_none_without_per_window_or_per_item_results():
+    with_windows = _row({"p": 1.0}, {"p": [4.0, 8.0]}, {"p": 4})
+    assert compare_perplexity(with_windows, _row({"p": 1.0})) is None  # old record: no windows
+    assert compare_perplexity(with_windows, _row({"p": 1.0}, {"p": [4.0]}, {"p": 4})) is None  # other windows
+    assert compare_perplexity(with_windows, with_windows).ratio == 1.0
+    scored = _row(scores={"t": 0.5, "u": 1.0}, correct={"t": [1, 0], "u": [1]}, items={"t": 2, "u": 1})
+    assert set(accuracy_intervals(scored)) == {"t", "u", "average"}
+    assert accuracy_intervals(_row(scores={"t": 0.5})) is None and compare_accuracy(scored, _row(scores={"t": 0.5})) is None
+    wrong = _row(scores={"t": 0.5, "u": 1.0}, correct={"t": [1, 1], "u": [1]})  # disagrees with the score of t
+    assert set(accuracy_intervals(wrong)) == {"u"}  # no average without every task
+    assert set(compare_accuracy(scored, scored)) == {"t", "u", "average"}
+
+
+series = st.lists(st.floats(0.0, 50.0, allow_nan=False, allow_subnormal=False), min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data(), series, st.integers(0, 2**16))
+def test_nll_interval_contains_the_estimate_and_is_antisymmetric(data, a, seed):
+    b = data.draw(st.lists(st.floats(0.0, 50.0, allow_nan=False, allow_subnormal=False), min_size=len(a),
+                           max_size=len(a)))
+    ab = paired_bootstrap_nll(a, b, 7, samples=400, seed=seed)
+    ba = paired_bootstrap_nll(b, a, 7, samples=400, seed=seed)
+    tol = 1e-12 * (1 + max(a + b))
+    assert ab.low - tol <= ab.difference <= ab.high + tol
+    assert (ba.difference, ba.low, ba.high) == pytest.approx((-ab.difference, -ab.high, -ab.low), abs=tol)
+    assert {ab.decision, ba.decision} in ({"undecided"}, {"wins", "loses"})
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 1), min_size=1, max_size=40), st.floats(0.5, 0.999))
+def test_wilson_interval_lies_in_0_1_and_contains_the_observed_accuracy(correct, level):
+    iv = accuracy_interval(correct, level)
+    assert 0.0 <= iv.low <= iv.estimate <= iv.high <= 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 1)), min_size=1, max_size=30), st.integers(0, 99))
+def test_paired_accuracy_is_antisymmetric_and_mcnemar_symmetric(pairs, seed):
+    a, b = [x for x, _ in pairs], [y for _, y in pairs]
+    ab = paired_bootstrap_accuracy(a, b, samples=300, seed=seed)
+    ba = paired_bootstrap_accuracy(b, a, samples=300, seed=seed)
+    assert (ba.difference, ba.low, ba.high) == pytest.approx((-ab.difference, -ab.high, -ab.low), abs=1e-12)
+    assert ab.low - 1e-12 <= ab.difference <= ab.high + 1e-12
+    assert ab.mcnemar.p_value == ba.mcnemar.p_value and 0 < ab.mcnemar.p_value <= 1
