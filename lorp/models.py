@@ -282,7 +282,7 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
         info["device_map"] = dict(getattr(model, "hf_device_map", {}) or {})
     if source.kind == "bundled":
         bm = BUNDLED_MODELS[spec]
-        info.update(gguf_sha256=bm.sha256, packages=[f"{p.name}=={p.version}" for p in bm.parts[:1]] + (
+        info.update(checkpoint=f"{bm.description} dequantised to {info['dtype']}", gguf_sha256=bm.sha256, packages=[f"{p.name}=={p.version}" for p in bm.parts[:1]] + (
             [f"... {len(bm.parts)} parts"] if len(bm.parts) > 1 else []))
     return LoadedModel(model, tokenizer, source, time.perf_counter() - start, info)
 

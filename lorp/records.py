@@ -558,6 +558,8 @@ class StudyResult:
         dense: the dense reference; cells: one :class:`StudyCell` per cell.
         evaluations_shared: cells whose evaluation came from another cell with the same removed blocks.
         compute_seconds: calibration, dense and cells time when computed.
+        evaluation: per perplexity corpus: ``source``, ``windows``, ``window_tokens`` and
+            ``tokens_scored`` (``windows * (window_tokens - 1)``: the first token of a window is not predicted).
     """
 
     SCHEMA: ClassVar[str] = STUDY_SCHEMA
@@ -577,6 +579,7 @@ class StudyResult:
     perplexity_reuse: dict[str, Any] | None = None
     evaluations_shared: int = 0
     compute_seconds: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
     plugins: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     computed_at_commit: str | None = None

@@ -228,6 +228,8 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
         compute_seconds={"load": ctx.model.get("load_seconds"), "calibration": ctx.calibration.get("seconds"),
                          "dense": dense.seconds, "dense_stages": dict(dense.stage_seconds),
                          "cells": sum(c.timings["total"] for c in cells)},
+        evaluation={n: {"source": ctx.eval_sources.get(n), "windows": w, "window_tokens": t,
+                        "tokens_scored": w * (t - 1)} for n, (w, t) in ctx.eval_windows.items()},
         plugins={c.method: c.plugin for c in cells},
         versions=meta.versions, computed_at_commit=meta.git_commit, git_commit=git_commit())
 
@@ -464,6 +466,44 @@ def winners(results: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
 
 #: The baselines the paper compares LoRP against.
 PAPER_BASELINES = ("shortgpt", "streamline")
+
+
+def disclosure_markdown(results: StudyResult | dict[str, Any]) -> str:
+    """Markdown: exactly what was measured — checkpoint, calibration, evaluation windows and tokens scored,
+    zero-shot items, SLEB's scoring set, seeds and the commit. Fields an older ``results.json`` lacks are
+    shown as "not recorded"."""
+    r = as_study(results)
+    cfg, m = r.config, r.model
+    na = "not recorded"
+    ckpt = m.get("checkpoint") or (f"{m.get('spec')} ({m.get('source')}, {m.get('dtype')})")
+    lines = [f"- **Checkpoint**: {ckpt}" + (f"; GGUF sha256 `{m['gguf_sha256'][:16]}…`" if m.get("gguf_sha256") else "")
+             + (f"; from {', '.join(m['packages'])}" if m.get("packages") else "")
+             + f"; {m.get('model_type', '?')}, {r.num_blocks} blocks, {m.get('num_parameters', 0):,} parameters."]
+    cal = r.calibration or {}
+    lines.append(f"- **Calibration**: {cfg.get('num_samples', '?')} sequences × {cfg.get('seq_len', '?')} tokens "
+                 f"({cal.get('num_tokens', na)} tokens) of `{cfg.get('calibration', '?')}` ({cal.get('source', na)}), "
+                 f"drawn with seed {cfg.get('seed', '?')}.")
+    if r.evaluation:
+        parts = [f"`{n}` ({e.get('source') or na}): {e['windows']} windows × {e['window_tokens']} tokens, "
+                 f"**{e['tokens_scored']:,} tokens scored**" for n, e in r.evaluation.items()]
+        lines.append("- **Perplexity**: non-overlapping windows from the start of each corpus's held-out part, no "
+                     "context across windows (the first token of each window is not predicted); " + "; ".join(parts) + ".")
+    else:
+        lines.append(f"- **Perplexity**: up to {cfg.get('eval_tokens', '?')} tokens per corpus of "
+                     f"{', '.join(cfg.get('eval_corpora', []))} in windows of {cfg.get('eval_seq_len', '?')}; "
+                     "tokens scored not recorded.")
+    zs = next((c for c in r.cells if c.zero_shot_items), None)
+    if zs is not None:
+        items = ", ".join(f"{t} {n}" for t, n in zs.zero_shot_items.items())
+        lines.append(f"- **Zero-shot** (lm-evaluation-harness, offline copies): items per task {items}, drawn with "
+                     f"seed {cfg.get('seed', '?')}; the same items for every method; measured at budget(s) "
+                     f"{cfg.get('detail_budgets', '?')} for {', '.join(cfg.get('detail_methods') or ['every method'])}.")
+    if "sleb" in cfg.get("methods", []):
+        tok = cfg.get("sleb_tokens") or 0
+        lines.append(f"- **SLEB** scores each candidate removal on the first {cfg.get('sleb_samples', '?')} calibration "
+                     f"sequence(s), " + (f"the last {tok} tokens of each scored" if tok else "every token scored") + ".")
+    lines.append(f"- **Seeds**: {cfg.get('seeds', [cfg.get('seed')])}; **computed at** `{r.computed_at_commit or na}`.")
+    return "\n".join(lines) + "\n"
 
 
 def reading(results: StudyResult | dict[str, Any]) -> str:

