@@ -10,6 +10,38 @@ import numpy as np
 
 from .records import StudyResult, as_study
 
+# One look per method in every figure and model: colour (colour-blind-safe Okabe-Ito / tab10 hues), marker and
+# dash pattern; identical series (two methods removing the same blocks) stay visible because markers and dashes
+# differ and later series are drawn smaller on top.
+METHOD_STYLES: dict[str, dict[str, Any]] = {
+    "dense": {"color": "#000000", "marker": "", "linestyle": "--"},
+    "lorp": {"color": "#D55E00", "marker": "o", "linestyle": "-"},
+    "shortgpt": {"color": "#0072B2", "marker": "s", "linestyle": "--"},
+    "streamline": {"color": "#009E73", "marker": "^", "linestyle": "-."},
+    "angular": {"color": "#CC79A7", "marker": "v", "linestyle": ":"},
+    "sleb": {"color": "#E69F00", "marker": "D", "linestyle": (0, (5, 1))},
+    "last": {"color": "#56B4E9", "marker": "P", "linestyle": (0, (3, 1, 1, 1))},
+    "random": {"color": "#7f7f7f", "marker": "X", "linestyle": (0, (1, 2))},
+}
+_EXTRA = ("#8c564b", "#bcbd22", "#17becf", "#9467bd", "#e377c2", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
+_EXTRA_MARKERS = ("h", "*", "p", "<", ">", "d", "H", "8")
+
+
+def method_style(method: str) -> dict[str, Any]:
+    """Matplotlib style (``color``, ``marker``, ``linestyle``) of a method, the same in every figure.
+
+    Builtins have fixed styles (:data:`METHOD_STYLES`); any other name (a plugin, an
+    ablation such as ``lorp-k3``) gets one derived from a stable hash of its name,
+    so it too is the same across figures, models and runs.
+    """
+    if method in METHOD_STYLES:
+        return dict(METHOD_STYLES[method])
+    import zlib
+
+    h = zlib.crc32(method.encode("utf-8"))
+    return {"color": _EXTRA[h % len(_EXTRA)], "marker": _EXTRA_MARKERS[(h // 7) % len(_EXTRA_MARKERS)],
+            "linestyle": ("-", "--", "-.", ":")[(h // 61) % 4]}
+
 
 def similarity_heatmap(similarity: np.ndarray, labels: Sequence[int] | None = None,
                        pruned: Sequence[int] = (), title: str = "", path: str | Path | None = None):
@@ -124,9 +156,10 @@ def perplexity_vs_budget(results: StudyResult | dict[str, Any], path: str | Path
     methods = list(dict.fromkeys(r.method for r in results.cells))
     fig, axes = plt.subplots(1, len(corpora), figsize=(5.2 * len(corpora), 4), squeeze=False, constrained_layout=True)
     for ax, corpus in zip(axes[0], corpora):
-        for m in methods:
+        for i, m in enumerate(methods):
             pts = sorted((r.budget, r.perplexity[corpus]) for r in results.cells if r.method == m)
-            ax.plot(*zip(*pts), marker="o", label=m, lw=2.2 if m == "lorp" else 1.2)
+            ax.plot(*zip(*pts), label=m, lw=2.2 if m == "lorp" else 1.3, markersize=max(3.0, 8.0 - 0.8 * i),
+                    markerfacecolor="none" if i % 2 else None, zorder=2 + i, **method_style(m))
         ax.axhline(results.dense.perplexity[corpus], color="black", ls="--", lw=1, label="dense")
         ax.set_yscale("log")
         ax.set_xlabel("budget (blocks removed)")
@@ -159,12 +192,13 @@ def zero_shot_bars(results: StudyResult | dict[str, Any], path: str | Path | Non
     series = [("dense", results.dense, [dense[t] for t in dense] + [results.dense.zero_shot_average])]
     series += [(f"{r.method} (b={r.budget})", r, [r.zero_shot[t] for t in dense] + [r.zero_shot_average])
                for r in rows]
+    colours = ["#000000"] + [method_style(r.method)["color"] for r in rows]
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(tasks) + 2) + 1.8, 4), constrained_layout=True)
     any_interval = False
     for i, (name, row, vals) in enumerate(series):
         x = np.arange(len(tasks)) + i * width - 0.4 + width / 2
-        ax.bar(x, 100 * np.asarray(vals), width, label=name, color="black" if name == "dense" else None)
+        ax.bar(x, 100 * np.asarray(vals), width, label=name, color=colours[i])
         ivs = accuracy_intervals(row) or {}
         lo = [v - ivs[t].low if t in ivs else np.nan for t, v in zip(tasks, vals)]
         hi = [ivs[t].high - v if t in ivs else np.nan for t, v in zip(tasks, vals)]
@@ -198,9 +232,10 @@ def speed_bars(results: StudyResult | dict[str, Any], path: str | Path | None = 
     ideal = [dense.speed["tokens_per_s"]] + [dense.speed["tokens_per_s"] * dense.flops_per_token
                                              / r.speed["flops_per_token"] for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(max(8.0, 1.3 * len(names) + 3), 3.6), constrained_layout=True)
-    a.bar(names, np.asarray(params) / 1e6, color=["black"] + ["#1f77b4"] * len(rows))
+    colours = ["#000000"] + [method_style(r.method)["color"] for r in rows]
+    a.bar(names, np.asarray(params) / 1e6, color=colours)
     a.set_ylabel("parameters (M)")
-    b.bar(names, speed, color=["black"] + ["#2ca02c"] * len(rows), label="measured")
+    b.bar(names, speed, color=colours, label="measured")
     b.scatter(names, ideal, color="red", zorder=3, label="ideal from FLOPs")
     b.set_ylabel("greedy decode tokens/s")
     b.legend(fontsize=7)
@@ -243,5 +278,10 @@ def heatmaps_side_by_side(matrices: dict[str, tuple[np.ndarray, Sequence[int] | 
                 ax.axvline(b, color="white", lw=1.2)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("block")
+        n = np.asarray(s).shape[0]
+        step = 1 if n <= 12 else (2 if n <= 24 else 5)
+        ticks = list(range(0, n, step))
+        ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=6)
+        ax.set_yticks(ticks, [str(t) for t in ticks], fontsize=6)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="mean token cosine similarity")
     return _save(fig, path)
