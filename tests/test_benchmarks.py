@@ -24,3 +24,27 @@ def test_report_shows_each_figure_next_to_its_goal_and_explains_misses():
     assert "| 1 | capture / plain | m | 1.020 | 1.000–1.050 | <= 1.10 | met |" in text
     assert "| 4 | decode / ideal | m | 0.700 | 0.600–0.800 | >= 0.9 | **missed** |" in text
     assert "Figure 4 misses its goal" in text and "`python -m benchmarks.run_all`" in text
+
+
+def test_study_time_table_compares_stages_and_sleb_cost(tmp_path):
+    import json
+
+    from benchmarks.study_time import load, table
+
+    def write(root, wall, sleb, calib):
+        cells = [{"method": "sleb", "budget": 2, "pruned": [1], "perplexity": {"a": 5.0}, "mean_perplexity": 5.0,
+                  "parameters": 1, "seconds": {"selection": sleb, "evaluation": 1.0, "evaluation_perplexity": 1.0},
+                  "nll_passes": {"full": 1, "partial": 2}}]
+        r = {"model": {"name": "smollm2-135m"}, "num_blocks": 4, "rls": 0.5, "k": 4, "config": {}, "cells": cells,
+             "dense": {"perplexity": {"a": 4.0}, "mean_perplexity": 4.0, "parameters": 2},
+             "compute_seconds": {"calibration": calib, "dense": 2.0, "dense_stages": {"perplexity": 2.0}},
+             "wall_time_s": wall}
+        (root / "smollm2-135m").mkdir(parents=True)
+        (root / "smollm2-135m" / "results.json").write_text(json.dumps(r))
+        return root
+
+    before, after = write(tmp_path / "b", 100.0, 40.0, 10.0), write(tmp_path / "a", 50.0, 10.0, 5.0)
+    md = table(load(str(before)), load(str(after)))
+    assert "| SLEB selection | 40 | 10 | 0.25 |" in md
+    assert "| **wall time, all models** | **100** (1.7 min) | **50** (0.8 min) | **0.50** |" in md
+    assert "| smollm2-135m | 100 | 50 | 4.0 | 2.0 |" in md
