@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from benchmarks import memory
-from benchmarks._common import Figure, interleaved, ratio_stats
+from benchmarks._common import Figure, interleaved, interleaved_pairs, quartiles, ratio_stats
 from benchmarks.capture_overhead import budgets_for
 from benchmarks.run_all import render
 
@@ -19,6 +19,14 @@ def test_interleaved_timing_alternates_and_pairs_ratios():
     ta, tb = interleaved(lambda: calls.append("a"), lambda: calls.append("b"), 3)
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"] and len(ta) == len(tb) == 3
     assert ratio_stats([2.0, 4.0, 9.0], [1.0, 2.0, 3.0]) == (2.0, (2.0, 3.0))
+
+
+def test_interleaved_pairs_run_each_item_back_to_back_in_alternating_order():
+    calls = []
+    ta, tb = interleaved_pairs(lambda x: calls.append(f"a{x}"), lambda x: calls.append(f"b{x}"), [1, 2, 3], 2)
+    assert calls == ["a1", "b1", "b2", "a2", "a3", "b3", "b1", "a1", "a2", "b2", "b3", "a3"]
+    assert [len(r) for r in ta] == [len(r) for r in tb] == [3, 3]
+    assert quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == (2.0, 3.0, 4.0) and quartiles([7.0]) == (7.0, 7.0, 7.0)
 
 
 def test_report_shows_each_figure_next_to_its_goal_and_explains_misses():
