@@ -86,8 +86,8 @@ def run(model_name: str, *, samples: int = 8, seq_len: int = 256, repeats: int =
                    "run_plain_s": [sum(r) for r in t_plain], "run_capture_s": [sum(r) for r in t_capture],
                    "pair_ratio_quartiles": [q1, q2, q3], "metrics": list(BUILTIN_METRICS)},
                   note=f"{repeats} runs of {timing_samples} x {seq_len} tokens, each sequence's capture and plain "
-                       f"forward timed back to back in alternating order; per-sequence pair ratios ({len(pair_ratios)}): "
-                       f"median {q2:.3f}, interquartile {q1:.3f}-{q3:.3f}; plain forward "
+                       f"forward timed back to back in alternating order; per-sequence pair ratios "
+                       f"({len(pair_ratios)}): median {q2:.3f}, interquartile {q1:.3f}-{q3:.3f}; plain forward "
                        f"{sorted(sum(r) for r in t_plain)[len(t_plain) // 2] / timing_samples:.2f} s per sequence")
 
     budgets = budgets_for(n)

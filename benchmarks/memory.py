@@ -3,18 +3,20 @@
 The figure is the growth of **live tensor bytes** above the loaded model while
 the capture runs (every builtin metric attached), counted by torch's CPU
 allocator: the capture runs under ``torch.profiler.profile(profile_memory=True)``,
-and the ``[memory]`` events of the exported trace (one per allocation or free,
-``args["Bytes"]`` signed) are summed in time order; the growth is the largest
-running sum, in bytes. This count is exact and deterministic: it sees every
-tensor the capture allocates (hook-held hidden states, the stacked
-``[N + 1, B, T, H]`` batch, the metrics' temporaries) and nothing else; the
-profiler's own event buffers are not tensors and are not counted. A streaming
-capture keeps one batch alive at a time, so the growth is the same for 8 and
-64 sequences; a capture that kept every batch would grow 8x.
+and the profiler's ``[memory]`` events (one per allocation or free, signed
+bytes; the ``args["Bytes"]`` of the Chrome trace's events) are summed in time
+order; the growth is the largest running sum, in bytes. This count is exact
+and repeatable (to a few KiB): it sees every tensor the capture allocates
+(hook-held hidden states, the stacked ``[N + 1, B, T, H]`` batch, the metrics'
+temporaries) and nothing else; the profiler's own event buffers are not tensors
+and are not counted. A streaming capture keeps one batch alive at a time, so
+the growth is the same for 8 and 64 sequences; a capture that kept every batch
+would grow nearly 8x.
 
 Each measurement runs in a fresh child process (``python -m benchmarks.memory
---child MODEL SAMPLES SEQ_LEN``) that loads the model and then runs the capture
-twice on the same sequences:
+--child MODEL SAMPLES SEQ_LEN``) that loads the model, runs one plain forward
+(it pages in weights that loading may leave memory-mapped) and then runs the
+capture twice on the same sequences:
 
 1. without the profiler, for the secondary **RSS growth**: the kernel's peak
    resident set size (``VmHWM``, reset through ``/proc/self/clear_refs`` just
@@ -117,20 +119,27 @@ def rss_growth(fn: Callable[[], Any]) -> tuple[Any, dict]:
 
     On Linux the peak is the kernel's own (``VmHWM`` after writing ``5`` to
     ``/proc/self/clear_refs``); elsewhere, or where that reset is refused, a
-    thread samples ``VmRSS`` (or ``psutil``'s RSS) every 2 ms, which can miss short peaks.
+    thread samples ``VmRSS`` (or ``psutil``'s RSS where there is no ``/proc``)
+    every 2 ms, which can miss short peaks.
 
     Returns:
         ``(fn's result, stats)`` with ``rss_growth_bytes`` and ``rss_before_bytes``
-        (bytes) and ``rss_method`` (``"VmHWM"`` or ``"sampled"``).
+        (bytes; ``None`` where neither ``/proc`` nor ``psutil`` is available) and
+        ``rss_method`` (``"VmHWM"``, ``"sampled"`` or ``"unavailable"``).
     """
-    def current_kib() -> int:
+    def current_kib() -> int | None:
         kib = _proc_status_kib("VmRSS")
         if kib is None:
-            import psutil
+            try:
+                import psutil
+            except ImportError:
+                return None
             kib = psutil.Process().memory_info().rss // 1024
         return kib
 
     before = current_kib()
+    if before is None:
+        return fn(), {"rss_growth_bytes": None, "rss_before_bytes": None, "rss_method": "unavailable"}
     reset = False
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -222,18 +231,20 @@ def figure(model_name: str, runs: list[dict], small: int, large: int, seq_len: i
     med = ratios[len(ratios) // 2]
     a, b = runs[0]["large"], runs[0]["small"]
     rss = [(r["large"]["rss_growth_bytes"], r["small"]["rss_growth_bytes"]) for r in runs]
-    rss_text = "; ".join(f"{x / MIB:.0f} MiB vs {y / MIB:.0f} MiB" for x, y in rss)
+    rss_text = "; ".join(f"{x / MIB:.0f} MiB vs {y / MIB:.0f} MiB" if x is not None and y is not None
+                         else "unavailable" for x, y in rss)
     shape = f"[{a['num_blocks'] + 1}, 1, {seq_len}, {a['hidden']}]"
     note = (f"growth of live tensor bytes above the loaded model during the capture (torch CPU allocator, counted "
             f"from the profiler's [memory] events): {a['peak_bytes'] / MIB:.1f} MiB with {large} sequences vs "
-            f"{b['peak_bytes'] / MIB:.1f} MiB with {small}, {a['end_bytes'] / MIB:.1f} vs {b['end_bytes'] / MIB:.1f} MiB "
-            f"still live after it; that peak is {a['peak_bytes'] / max(1, a['stacked_bytes']):.2f}x one batch's stacked "
-            f"states {shape} float32 ({a['stacked_bytes'] / MIB:.1f} MiB; expected about 3x: the hook-held block "
-            f"inputs, their stack and the metrics' normalised copy, plus forward temporaries; the N x N accumulators "
-            f"are numpy, a few KiB), so it is one batch, and the profiler's own buffers, not tensors, are not in it. "
+            f"{b['peak_bytes'] / MIB:.1f} MiB with {small}, {a['end_bytes'] / MIB:.1f} vs "
+            f"{b['end_bytes'] / MIB:.1f} MiB still live after it; that peak is "
+            f"{a['peak_bytes'] / max(1, a['stacked_bytes']):.2f}x one batch's stacked states {shape} float32 "
+            f"({a['stacked_bytes'] / MIB:.1f} MiB; expected about 3x: the hook-held block inputs, their stack and "
+            f"the metrics' normalised copy, plus forward temporaries; the N x N accumulators are numpy, a few KiB), "
+            f"so it is one batch, and the profiler's own buffers, not tensors, are not in it. "
             f"Secondary, noisier: RSS growth ({a['rss_method']} peak minus RSS right before the capture, a run without "
-            f"the profiler after one warm-up forward) {rss_text}, over {a['rss_before_bytes'] / MIB:.0f} MiB resident "
-            f"before it")
+            f"the profiler after one warm-up forward) {rss_text}"
+            + (f", over {a['rss_before_bytes'] / MIB:.0f} MiB resident before it" if a["rss_before_bytes"] else ""))
     return Figure(3, f"capture memory growth with {large} / {small} calibration sequences of {seq_len} tokens",
                   model_name, med, (ratios[0], ratios[-1]), "<= 1.05", med <= 1.05,
                   {"runs": runs, "unit": "bytes"}, note=note)

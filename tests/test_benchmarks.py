@@ -92,3 +92,11 @@ def test_figure_3_is_the_growth_ratio_with_both_growths_in_mib():
     grown = memory.figure("m", [{"large": _measured(400, 500), "small": _measured(52.3, 70)}], 8, 64, 256)
     assert not grown.met and grown.ratio > 7
     assert "| 3 | capture memory growth with 64 / 8" in render([f], "python -m benchmarks.run_all", 1.0)
+
+
+def test_rss_growth_uses_the_kernel_peak_or_falls_back_to_sampling(monkeypatch):
+    result, stats = memory.rss_growth(lambda: torch.ones(2 ** 22).sum())  # 16 MiB, touched
+    assert result == 2 ** 22 and stats["rss_growth_bytes"] >= 0 and stats["rss_before_bytes"] > 0
+    monkeypatch.setattr(memory, "_proc_status_kib", lambda key: None)  # no /proc: psutil, or nothing
+    _, stats = memory.rss_growth(lambda: None)
+    assert stats["rss_method"] in ("sampled", "unavailable")
