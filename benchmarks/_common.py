@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,43 @@ def interleaved(a: Callable[[], Any], b: Callable[[], Any], repeats: int,
             fn()
             (ta if fn is a else tb).append(time.perf_counter() - t)
     return ta, tb
+
+
+def interleaved_pairs(a: Callable[[Any], Any], b: Callable[[Any], Any], items: Sequence[Any],
+                      repeats: int) -> tuple[list[list[float]], list[list[float]]]:
+    """Time ``a(item)`` and ``b(item)`` back to back for every item, ``repeats`` times over ``items``.
+
+    Each pair runs its two calls one right after the other, and the order
+    alternates from one pair to the next, counting across repeats (``a b``,
+    ``b a``, ``a b``, ...), so a change in the machine's load hits both sides
+    of a pair alike. No warm-up: call each once before.
+
+    Returns:
+        ``(ta, tb)``: ``ta[r][i]`` is the wall time of ``a(items[i])`` in repeat
+        ``r``, in seconds (likewise ``tb`` for ``b``).
+    """
+    ta: list[list[float]] = []
+    tb: list[list[float]] = []
+    k = 0
+    for _ in range(repeats):
+        ra, rb = [], []
+        for item in items:
+            for fn in ((a, b) if k % 2 == 0 else (b, a)):
+                t = time.perf_counter()
+                fn(item)
+                (ra if fn is a else rb).append(time.perf_counter() - t)
+            k += 1
+        ta.append(ra)
+        tb.append(rb)
+    return ta, tb
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """First quartile, median and third quartile of ``values`` (inclusive method; all three equal for one value)."""
+    if len(values) == 1:
+        return (values[0],) * 3
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
 
 
 def ratio_stats(num: list[float], den: list[float]) -> tuple[float, tuple[float, float]]:

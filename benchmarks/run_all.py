@@ -46,13 +46,21 @@ def render(figures: list[Figure], command: str, seconds: float) -> str:
         status = {True: "met", False: "**missed**", None: "reported"}[f.met]
         lines.append(f"| {f.number} | {f.name} | {f.model} | {f.ratio:.3f} | {f.spread[0]:.3f}–{f.spread[1]:.3f} | "
                      f"{f.goal} | {status} |")
-    lines += ["", "How to read: a ratio near 1 in figure 1 means the similarity metrics cost nothing next to the "
-              "forward pass (they add one normalisation and one N x N product per batch); figure 2 is what choosing "
-              "blocks for every similarity-based method at five budgets adds to that pass; figure 3 near 1 means "
-              "memory does not grow with the calibration set (streaming capture); figure 4 compares the measured "
-              "decode speed-up with what the removed FLOPs promise; figure 5 below 1 is the time saved by restarting "
-              "each pruned variant from the dense hidden states, with identical numbers. On this shared 2-core "
-              "machine single runs vary by 10-20 %: where a spread straddles a goal, only the median is meaningful.",
+    lines += ["", "How to read: figure 1 times the capture of each calibration sequence and a plain forward of the "
+              "same sequence back to back, in alternating order, so that load coming and going on the machine hits "
+              "both alike; each run's ratio is its summed capture time / summed plain time, the median over runs is "
+              "shown with their min–max and the note gives the spread of the single pairs. A ratio near 1 means the "
+              "similarity metrics cost nothing next to the forward pass (they add one normalisation and one N x N "
+              "product per batch). Figure 2 is what choosing blocks for every similarity-based method at five "
+              "budgets adds to that pass. Figure 3 is how much the live tensor memory grows above the loaded model "
+              "during the capture, counted exactly by torch's CPU allocator (profiler memory events), with 64 "
+              "sequences / with 8: near 1 means memory does not grow with the calibration set (streaming capture, "
+              "one batch alive at a time); a capture keeping every batch would approach 8. Its note gives both "
+              "growths in MiB and the resident-memory (RSS) growth, a noisier secondary number. Figure 4 compares "
+              "the measured decode speed-up with what the removed FLOPs promise; figure 5 below 1 is the time saved "
+              "by restarting each pruned variant from the dense hidden states, with identical numbers. On this shared "
+              "2-core machine single runs vary by 10-20 %: where a spread straddles a goal, only the median is "
+              "meaningful.",
               "", "## Notes", ""]
     for f in figures:
         if f.note:

@@ -1,6 +1,10 @@
-"""The benchmark scripts' plumbing (their figures are measured by running them, not here)."""
+"""The benchmark scripts' plumbing (their timed figures are measured by running them, not here)."""
 
-from benchmarks._common import Figure, interleaved, ratio_stats
+import pytest
+import torch
+
+from benchmarks import memory
+from benchmarks._common import Figure, interleaved, interleaved_pairs, quartiles, ratio_stats
 from benchmarks.capture_overhead import budgets_for
 from benchmarks.run_all import render
 
@@ -15,6 +19,14 @@ def test_interleaved_timing_alternates_and_pairs_ratios():
     ta, tb = interleaved(lambda: calls.append("a"), lambda: calls.append("b"), 3)
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"] and len(ta) == len(tb) == 3
     assert ratio_stats([2.0, 4.0, 9.0], [1.0, 2.0, 3.0]) == (2.0, (2.0, 3.0))
+
+
+def test_interleaved_pairs_run_each_item_back_to_back_in_alternating_order():
+    calls = []
+    ta, tb = interleaved_pairs(lambda x: calls.append(f"a{x}"), lambda x: calls.append(f"b{x}"), [1, 2, 3], 2)
+    assert calls == ["a1", "b1", "b2", "a2", "a3", "b3", "b1", "a1", "a2", "b2", "b3", "a3"]
+    assert [len(r) for r in ta] == [len(r) for r in tb] == [3, 3]
+    assert quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == (2.0, 3.0, 4.0) and quartiles([7.0]) == (7.0, 7.0, 7.0)
 
 
 def test_report_shows_each_figure_next_to_its_goal_and_explains_misses():
@@ -48,3 +60,66 @@ def test_study_time_table_compares_stages_and_sleb_cost(tmp_path):
     assert "| SLEB selection | 40 | 10 | 0.25 |" in md
     assert "| **wall time, all models** | **100** (1.7 min) | **50** (0.8 min) | **0.50** |" in md
     assert "| smollm2-135m | 100 | 50 | 4.0 | 2.0 |" in md
+
+@pytest.mark.parametrize("from_trace", [False, True])
+def test_allocator_growth_counts_live_tensor_bytes_exactly(from_trace):
+    def transient():
+        x = torch.empty(2 ** 18)  # 1 MiB of float32
+        y = torch.empty(2 ** 17)  # 0.5 MiB, live together with x
+        del x, y
+
+    _, stats = memory.allocator_growth(transient, from_trace=from_trace)
+    assert stats["peak_bytes"] == 3 * 2 ** 19 and stats["end_bytes"] == 0 and stats["events"] == 4
+    kept, stats = memory.allocator_growth(lambda: torch.empty(2 ** 18), from_trace=from_trace)
+    assert stats["peak_bytes"] == stats["end_bytes"] == 2 ** 20 and kept.numel() == 2 ** 18
+
+
+def test_streaming_capture_does_not_grow_with_the_calibration_set_but_a_keeping_one_would(tiny_model, lorp_registry):
+    model = tiny_model("llama", num_blocks=4)
+    ids = torch.randint(0, 128, (8, 32), generator=torch.Generator().manual_seed(0))
+    few, many = (memory.measure_capture(model, ids[:k], lorp_registry) for k in (2, 8))
+    assert many["stacked_bytes"] == memory.stacked_state_bytes(4, 1, 32, 32) == 5 * 32 * 32 * 4
+    # one batch: at least its stacked states, and the same with 8 sequences as with 2
+    assert few["stacked_bytes"] <= few["peak_bytes"] and many["peak_bytes"] / few["peak_bytes"] <= 1.05
+    assert few["end_bytes"] == many["end_bytes"] == 0
+    assert many["rss_method"] in ("VmHWM", "sampled") and many["rss_growth_bytes"] >= 0 and many["samples"] == 8
+
+    @torch.inference_mode()
+    def keeping(rows):  # what a non-streaming capture would do: keep every sequence's states
+        return [torch.stack(model.model(input_ids=r[None], output_hidden_states=True).hidden_states) for r in rows]
+
+    (_, a), (_, b) = (memory.allocator_growth(lambda k=k: keeping(ids[:k])) for k in (2, 8))
+    stacked = many["stacked_bytes"]
+    assert b["end_bytes"] == 8 * stacked and b["peak_bytes"] - a["peak_bytes"] == 6 * stacked  # exact, every run
+    assert b["peak_bytes"] / a["peak_bytes"] > 2  # would miss the goal of 1.05
+
+
+def _measured(peak_mib, rss_mib):
+    return {"peak_bytes": int(peak_mib * memory.MIB), "end_bytes": 0, "events": 10,
+            "rss_growth_bytes": int(rss_mib * memory.MIB), "rss_before_bytes": 900 * memory.MIB, "rss_method": "VmHWM",
+            "num_blocks": 30, "hidden": 576, "samples": 8, "seq_len": 256,
+            "stacked_bytes": memory.stacked_state_bytes(30, 1, 256, 576), "seconds": 1.0, "profiled_seconds": 1.2}
+
+
+def test_figure_3_is_the_growth_ratio_with_both_growths_in_mib():
+    runs = [{"large": _measured(52.4, 80), "small": _measured(52.3, 70)},
+            {"large": _measured(52.5, 90), "small": _measured(52.3, 60)},
+            {"large": _measured(52.3, 85), "small": _measured(52.3, 75)}]
+    f = memory.figure("m", runs, small=8, large=64, seq_len=256)
+    assert f.number == 3 and f.goal == "<= 1.05" and f.met
+    assert f.ratio == pytest.approx(52.4 / 52.3) and f.spread == pytest.approx((1.0, 52.5 / 52.3))
+    assert "64 / 8 calibration sequences of 256 tokens" in f.name and f.details["unit"] == "bytes"
+    assert "52.4 MiB with 64 sequences vs 52.3 MiB with 8" in f.note
+    assert "3.01x one batch's stacked states [31, 1, 256, 576] float32 (17.4 MiB;" in f.note
+    assert "RSS growth" in f.note and "80 MiB vs 70 MiB; 90 MiB vs 60 MiB; 85 MiB vs 75 MiB" in f.note
+    grown = memory.figure("m", [{"large": _measured(400, 500), "small": _measured(52.3, 70)}], 8, 64, 256)
+    assert not grown.met and grown.ratio > 7
+    assert "| 3 | capture memory growth with 64 / 8" in render([f], "python -m benchmarks.run_all", 1.0)
+
+
+def test_rss_growth_uses_the_kernel_peak_or_falls_back_to_sampling(monkeypatch):
+    result, stats = memory.rss_growth(lambda: torch.ones(2 ** 22).sum())  # 16 MiB, touched
+    assert result == 2 ** 22 and stats["rss_growth_bytes"] >= 0 and stats["rss_before_bytes"] > 0
+    monkeypatch.setattr(memory, "_proc_status_kib", lambda key: None)  # no /proc: psutil, or nothing
+    _, stats = memory.rss_growth(lambda: None)
+    assert stats["rss_method"] in ("sampled", "unavailable")
