@@ -156,6 +156,9 @@ class TaskScore:
         split: dataset split.
         acc, acc_norm: both metrics (``acc_norm`` ``None`` where the task lacks it).
         item_indices: the drawn items (``None``: every item).
+        correct: 1 (right) or 0 (wrong) per evaluated item under ``metric``, in item order
+            (``item_indices`` order), so that its mean is ``score``; ``None`` in records written
+            before it was kept.
     """
 
     score: float
@@ -165,6 +168,7 @@ class TaskScore:
     acc: float | None = None
     acc_norm: float | None = None
     item_indices: list[int] | None = None
+    correct: list[int] | None = None
 
 
 @dataclass(frozen=True)
