@@ -38,13 +38,15 @@ def run(model_name: str, *, tasks: tuple[str, ...] = DEFAULT_TASKS, limit: int =
     loaded = load_model(model_name)
     logliks: dict[bool, list[list[float]]] = {True: [], False: []}
     scores: dict[bool, list[dict]] = {True: [], False: []}
-    recording = [True]
+    calls = {"trimmed": 0, "full": 0}  # model calls of the trimmed runs: with logits_to_keep / in full
     original = TrimmedHFLM.loglikelihood
 
     def recorded(self, requests, disable_tqdm: bool = False):
         out = original(self, requests, disable_tqdm=disable_tqdm)
-        if recording[0]:
-            logliks[self.trim].append([ll for ll, _ in out])
+        logliks[self.trim].append([ll for ll, _ in out])
+        if self.trim:
+            calls["trimmed"] += self.trimmed_calls
+            calls["full"] += self.full_calls
         return out
 
     def call(trim: bool) -> float:
@@ -76,7 +78,7 @@ def run(model_name: str, *, tasks: tuple[str, ...] = DEFAULT_TASKS, limit: int =
                    same and diff <= 1e-5,
                    {"trimmed_s": sorted(t_trim), "plain_s": sorted(t_plain), "plain_fresh_setup_s": cold_plain,
                     "trimmed_over_plain_fresh_setup": trim_med / cold_plain, "max_abs_loglik_difference": diff,
-                    "accuracies_identical": same, "requests": requests, "tasks": list(tasks), "limit": limit,
+                    "accuracies_identical": same, "requests": requests, "trimmed_run_model_calls": calls, "tasks": list(tasks), "limit": limit,
                     "batch_size": batch_size, "scores": scores[True][0]},
                    note=f"trimmed {trim_med:.1f} s, plain {statistics.median(t_plain):.1f} s, plain with a fresh "
                         f"lm-eval set-up (as before) {cold_plain:.1f} s (trimmed / that = {trim_med / cold_plain:.3f}); "
