@@ -298,11 +298,22 @@ class CalibrationNLL:
         return total / count
 
     def _set_base(self, base: frozenset[int]) -> None:
-        """Run the base model once, keeping every kept block's input states."""
-        self._states = block_inputs(self.model, self.ids, range(self.num_blocks), removed=base, registry=self.registry,
-                                    logits_to_keep=1)[0]
+        """Run the base model once, keeping every kept block's input states.
+
+        When the base set's own NLL is not memoised yet, the same pass scores it (LM head
+        on the scored positions only); otherwise the LM head runs on one position. In a
+        greedy search only the first base, the dense model (built by the reuse probe at
+        construction), is unscored: every later base was a candidate the step before. So
+        the dense NLL ``self(frozenset())`` costs no forward pass of its own.
+        """
+        score = base not in self._memo
+        states, logits = block_inputs(self.model, self.ids, range(self.num_blocks), removed=base,
+                                      registry=self.registry, logits_to_keep=self.keep if score else 1)
         self.forward_passes += 1
-        self._base = base
+        self._states, self._base = states, base
+        if score:
+            total, count = _mean_nll(logits, self.ids)
+            self._memo[base] = total / count
 
     def _from_base(self, x: int) -> float:
         """NLL with ``base | {x}`` removed, starting from the base model's input to block ``x``."""
@@ -331,3 +342,30 @@ class CalibrationNLL:
             return self._from_base(x)
         finally:
             self._last = removed
+
+
+def single_removal_nll(nll: CalibrationNLL, blocks: Iterable[int] | None = None) -> tuple[float, dict[int, float]]:
+    """The single-block removal profile: dense calibration NLL and the NLL with each one block removed.
+
+    ``nll(frozenset({b}))`` for every block ``b`` (default ``0..N-1``), on the same
+    :class:`CalibrationNLL` that SLEB uses, so its memo answers the sets SLEB's first
+    greedy step already scored (every unprotected block) at no cost; the others cost
+    one partial pass each from the dense states entering ``b`` (a full pass for the
+    last block, and every one without prefix reuse). The dense NLL comes from the
+    reuse probe's base pass (see :meth:`CalibrationNLL._set_base`), or one full pass
+    without reuse.
+
+    Args:
+        nll: the scorer (its calibration text fixes what the numbers mean).
+        blocks: block indices to profile.
+    Returns:
+        ``(dense, {block: nll})``: mean token NLL in nats (scored tokens of ``nll.ids``).
+    Raises:
+        ValueError: a block outside ``0..N-1``.
+    """
+    blocks = range(nll.num_blocks) if blocks is None else [int(b) for b in blocks]
+    bad = [b for b in blocks if not 0 <= b < nll.num_blocks]
+    if bad:
+        raise ValueError(f"blocks {bad} do not exist: the model has {nll.num_blocks} blocks (0..{nll.num_blocks - 1})")
+    profile = {b: nll(frozenset({b})) for b in blocks}
+    return nll(frozenset()), profile
