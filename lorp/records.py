@@ -413,6 +413,98 @@ class RunContext:
 
 
 @dataclass(frozen=True)
+class Attribution:
+    """The single-block removal profile of a model: calibration NLL with exactly one block removed, for every block.
+
+    ``nll[b] - dense_nll`` (:attr:`delta`) is how much removing block ``b`` alone costs,
+    in nats per scored token: a first-order account of which removed block does the
+    damage (blocks removed together interact; the sum of single-removal costs is not
+    the cost of removing them together). Scored on SLEB's calibration text (the first
+    ``sequences`` calibration sequences of ``seq_len`` tokens, their last
+    ``scored_tokens`` tokens each; SLEB, Song et al., ICML 2024) by the same
+    :class:`lorp.evaluation.CalibrationNLL` SLEB uses, so SLEB's first greedy step and
+    this profile share their forward passes.
+
+    Attributes:
+        dense_nll: mean token NLL (nats) of the dense model on that text.
+        nll: ``{block: mean token NLL}`` with only that block removed, for blocks ``0..N-1``.
+        corpus: calibration corpus name; source: where it came from.
+        sequences: calibration sequences scored; seq_len: tokens per sequence.
+        scored_tokens: tokens scored per sequence (the last ones; ``seq_len - 1``: all predicted tokens).
+        seed: seed of the calibration sampling.
+        block_influence: ShortGPT's Block Influence ``BI_i = 1 - mean_t cos(input_i, output_i)`` per block
+            (Men et al. 2024, arXiv 2403.03853, eq. 4; float ``[N]``, dimensionless) from the calibration
+            pass's ``stream-cosine`` statistic (all ``num_samples`` sequences), ``None`` when the sweep did
+            not capture it (no method needed it).
+        passes: forwards this profile ran: ``{"full", "partial"}`` (0 for blocks SLEB had already scored).
+        shared: the scorer had already served SLEB on this worker (its memo was warm).
+        seconds: wall time of the profile.
+    """
+
+    SCHEMA: ClassVar[str] = "lorp.attribution"
+    VERSION: ClassVar[int] = 1
+
+    dense_nll: float
+    nll: dict[int, float]
+    corpus: str
+    sequences: int
+    seq_len: int
+    scored_tokens: int
+    source: str = ""
+    seed: int = 0
+    block_influence: list[float] | None = None
+    passes: dict[str, int] = field(default_factory=dict)
+    shared: bool = False
+    seconds: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        """Tokens scored in all: ``sequences * scored_tokens``."""
+        return self.sequences * self.scored_tokens
+
+    @property
+    def delta(self) -> dict[int, float]:
+        """``{block: nll - dense_nll}``: ΔNLL of removing only that block, nats per token (may be negative)."""
+        return {b: v - self.dense_nll for b, v in self.nll.items()}
+
+    @property
+    def perplexity(self) -> dict[int, float]:
+        """``{block: exp(nll)}``: calibration perplexity with only that block removed."""
+        return {b: float(np.exp(v)) for b, v in self.nll.items()}
+
+    @property
+    def dense_perplexity(self) -> float:
+        """``exp(dense_nll)``."""
+        return float(np.exp(self.dense_nll))
+
+    def describe(self) -> str:
+        """Which text: ``"2 × 256 tokens of lambada, last 255 scored per sequence (510 tokens)"``."""
+        return (f"{self.sequences} × {self.seq_len} tokens of {self.corpus}, last {self.scored_tokens} scored per "
+                f"sequence ({self.tokens} tokens)")
+
+    def to_json(self) -> dict[str, Any]:
+        """Tagged plain dict (block keys as strings, as JSON has them)."""
+        return {"schema": self.SCHEMA, "version": self.VERSION, **_plain(asdict(self))}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Attribution:
+        """Inverse of :meth:`to_json`; raises :class:`ConfigError` on another kind of record."""
+        _check(cls, data)
+        kw = {k: v for k, v in data.items() if k in _field_names(cls)}
+        kw["nll"] = {int(b): float(v) for b, v in data["nll"].items()}
+        kw["dense_nll"] = float(data["dense_nll"])
+        kw["passes"] = {k: int(v) for k, v in (data.get("passes") or {}).items()}
+        if kw.get("block_influence") is not None:
+            kw["block_influence"] = [float(v) for v in kw["block_influence"]]
+        return cls(**kw)
+
+    @classmethod
+    def optional(cls, data: dict[str, Any] | None) -> Attribution | None:
+        """:meth:`from_json`, ``None`` passing through (records written before the profile existed)."""
+        return None if data is None else cls.from_json(data)
+
+
+@dataclass(frozen=True)
 class SweepRecord:
     """``sweep.json``: the settings, the shared context and the dense reference of a sweep (cells are in ``cells/``).
 
@@ -424,6 +516,8 @@ class SweepRecord:
         dense_flops_per_token: FLOPs per token of the dense model.
         perplexity_reuse: ``{"enabled", "stored_blocks"}`` of the dense-state reuse.
         versions, git_commit: provenance of the code that computed it.
+        attribution: the single-block removal profile (:class:`Attribution`), ``None`` when the sweep
+            did not ask for it or was written before it existed.
     """
 
     SCHEMA: ClassVar[str] = SWEEP_SCHEMA
@@ -437,21 +531,24 @@ class SweepRecord:
     perplexity_reuse: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     git_commit: str | None = None
+    attribution: Attribution | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Tagged plain dict."""
         return {"schema": self.SCHEMA, "version": self.VERSION, "identity": self.identity,
                 "config": _plain(self.config), "context": self.context.to_json(), "dense": self.dense.to_json(),
                 "dense_flops_per_token": self.dense_flops_per_token, "perplexity_reuse": _plain(self.perplexity_reuse),
-                "versions": _plain(self.versions), "git_commit": self.git_commit}
+                "versions": _plain(self.versions), "git_commit": self.git_commit,
+                "attribution": None if self.attribution is None else self.attribution.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SweepRecord:
-        """Inverse of :meth:`to_json`."""
+        """Inverse of :meth:`to_json` (``attribution`` ``None`` in records written before it existed)."""
         _check(cls, data)
         return cls(data["identity"], data["config"], RunContext.from_json(data["context"]),
                    Evaluation.from_json(data["dense"]), int(data["dense_flops_per_token"]),
-                   data.get("perplexity_reuse") or {}, data.get("versions") or {}, data.get("git_commit"))
+                   data.get("perplexity_reuse") or {}, data.get("versions") or {}, data.get("git_commit"),
+                   Attribution.optional(data.get("attribution")))
 
 
 @dataclass
@@ -557,9 +654,12 @@ class StudyResult:
         similarity: float64 ``[N, N]`` S; calibration: the calibration record.
         dense: the dense reference; cells: one :class:`StudyCell` per cell.
         evaluations_shared: cells whose evaluation came from another cell with the same removed blocks.
-        compute_seconds: calibration, dense and cells time when computed.
+        compute_seconds: calibration, dense and cells time when computed (and ``attribution``, the
+            single-block removal profile's, where computed).
         evaluation: per perplexity corpus: ``source``, ``windows``, ``window_tokens`` and
             ``tokens_scored`` (``windows * (window_tokens - 1)``: the first token of a window is not predicted).
+        attribution: the single-block removal profile (:class:`Attribution`), ``None`` where the sweep
+            has none (not asked for, or written before it existed).
     """
 
     SCHEMA: ClassVar[str] = STUDY_SCHEMA
@@ -589,12 +689,14 @@ class StudyResult:
     plugins_used: dict[str, Any] = field(default_factory=dict)
     plugins_loaded: list[Any] = field(default_factory=list)
     wall_time_s: float | None = None
+    attribution: Attribution | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Tagged plain dict (the layout of ``results.json``)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["dense"] = self.dense.to_json()
         d["cells"] = [c.to_json() for c in self.cells]
+        d["attribution"] = None if self.attribution is None else self.attribution.to_json()
         return {"schema": self.SCHEMA, "version": self.VERSION, **_plain(d)}
 
     @classmethod
@@ -607,6 +709,7 @@ class StudyResult:
         kw["cells"] = [StudyCell.from_json(c) for c in data["cells"]]
         if kw.get("similarity") is not None:
             kw["similarity"] = np.asarray(kw["similarity"], dtype=np.float64)
+        kw["attribution"] = Attribution.optional(data.get("attribution"))
         return cls(**kw)
 
 
@@ -615,6 +718,6 @@ def as_study(results: StudyResult | dict[str, Any]) -> StudyResult:
     return results if isinstance(results, StudyResult) else StudyResult.from_json(results)
 
 
-__all__ = ["CELL_SCHEMA", "EVALUATION_SCHEMA", "PRUNE_SCHEMA", "STUDY_SCHEMA", "SWEEP_SCHEMA", "CellFailure",
-           "CellResult", "CellSpec", "EvalSettings", "Evaluation", "RunContext", "Speed", "StudyCell", "StudyDense",
-           "StudyResult", "SweepRecord", "TaskScore", "ZeroShot", "as_study", "schema_of"]
+__all__ = ["CELL_SCHEMA", "EVALUATION_SCHEMA", "PRUNE_SCHEMA", "STUDY_SCHEMA", "SWEEP_SCHEMA", "Attribution",
+           "CellFailure", "CellResult", "CellSpec", "EvalSettings", "Evaluation", "RunContext", "Speed", "StudyCell",
+           "StudyDense", "StudyResult", "SweepRecord", "TaskScore", "ZeroShot", "as_study", "schema_of"]
