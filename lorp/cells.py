@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .atomic import write_json
-from .cache import cache_key, read_checked_json, write_checked_json
+from .cache import cache_key, notice, read_checked_json, write_checked_json
 from .errors import ConfigError, LorpError, UnknownNameError
 from .progress import report as progress_report
-from .records import CellFailure, CellResult, CellSpec, EvalSettings, Evaluation, RunContext, Speed, ZeroShot
+from .records import (Attribution, CellFailure, CellResult, CellSpec, EvalSettings, Evaluation, RunContext, Speed,
+                      ZeroShot)
 
 
 class CellsFailedError(LorpError):
@@ -220,6 +221,57 @@ class CellWorker:
                 out.append(_failure(spec, "selection", exc))
         return out
 
+    # -- attribution ---------------------------------------------------------------------------------------------
+    def attribution(self) -> Attribution:
+        """The single-block removal profile: calibration NLL with only block ``b`` removed, for every block.
+
+        Scored by the worker's SLEB scorer (:func:`lorp.pipeline.calibration_nll`: the
+        first ``sleb_samples`` calibration sequences, their last ``sleb_tokens`` tokens;
+        SLEB, Song et al., ICML 2024), built here if no SLEB cell ran on this worker. Its
+        memo already holds every set SLEB's first greedy step scored (each unprotected
+        block), so after SLEB only the other blocks cost passes; without SLEB it costs
+        one partial pass per block from the dense states entering it (a full pass for the
+        last block) and no extra pass for the dense NLL (:func:`lorp.evaluation.single_removal_nll`).
+        Run it after the selections. Also carries ShortGPT's Block Influence per block
+        (:func:`lorp.builtins.baselines.block_influence`) when the calibration pass
+        captured ``stream-cosine``.
+
+        Returns:
+            :class:`lorp.records.Attribution`: ``nll`` ``{block: nats per token}`` for blocks
+            ``0..N-1``, ``dense_nll``, and which text (corpus, sequences × tokens, tokens scored).
+        Raises:
+            what loading the model or the forward passes raise.
+        """
+        from .builtins.baselines import block_influence
+        from .evaluation import single_removal_nll
+        from .pipeline import calibration_nll
+
+        ctx, base = self.context(), self.base
+        shared = self._nll is not None
+        if self._nll is None:
+            self._nll = calibration_nll(self.load(), self._calib_corpus, base, self.registry)
+        nll = self._nll
+        t, full, partial = time.perf_counter(), nll.forward_passes, nll.partial_passes
+        progress_report(stage="attribution", message=f"single-block removal profile ({ctx.num_blocks} blocks"
+                                                     + (", sharing SLEB's scored sets)" if shared else ")"))
+        dense, profile = single_removal_nll(nll)
+        sequences, seq_len = (int(d) for d in nll.ids.shape)
+        stream = (self._matrices or {}).get("stream-cosine")
+        return Attribution(
+            dense_nll=float(dense), nll={int(b): float(v) for b, v in profile.items()}, corpus=base.calibration,
+            sequences=sequences, seq_len=seq_len, scored_tokens=(nll.keep or seq_len) - 1,
+            source=self._calib_corpus.source, seed=base.seed,
+            block_influence=None if stream is None else [float(v) for v in block_influence(stream)],
+            passes={"full": nll.forward_passes - full, "partial": nll.partial_passes - partial}, shared=shared,
+            seconds=time.perf_counter() - t)
+
+    def try_attribution(self) -> Attribution | str:
+        """:meth:`attribution`, or ``"<ExceptionType>: <message>"`` when it raises (the sweep goes on without it)."""
+        try:
+            return self.attribution()
+        except Exception as exc:  # noqa: BLE001 - reported by the orchestration, never fatal to the cells
+            return f"{type(exc).__name__}: {exc}"
+
     # -- evaluation ----------------------------------------------------------------------------------------------
     def _perplexity_scorer(self, firsts: Iterable[int]):
         from .evaluation import SweepPerplexity
@@ -390,6 +442,8 @@ class RunStats:
         evaluations_computed: evaluations run (one per distinct removed set and settings).
         evaluations_reused: cells whose evaluation came from another cell with the same removed set.
         failures: cells that raised.
+        attribution_error: ``"<ExceptionType>: <message>"`` when the single-block removal profile raised
+            (the cells still land; a rerun retries it), else ``None``.
         seconds_to_first_cell: from the start of the orchestration to the first stored cell.
         seconds: total.
     """
@@ -398,13 +452,18 @@ class RunStats:
     evaluations_computed: int = 0
     evaluations_reused: int = 0
     failures: list[CellFailure] = field(default_factory=list)
+    attribution_error: str | None = None
     seconds_to_first_cell: float | None = None
     seconds: float = 0.0
 
 
+#: Task keys of the dense evaluation and of the single-block removal profile (evaluation keys are strings).
+DENSE_KEY, ATTRIBUTION_KEY = None, ("attribution",)
+
+
 def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore, *, reuse_states: bool,
                 dense_settings: EvalSettings | None, need_dense: bool, on_dense=None, progress: bool = False,
-                stats: RunStats | None = None) -> RunStats:
+                stats: RunStats | None = None, attribution: bool = False, on_attribution=None) -> RunStats:
     """Select every pending cell, evaluate each distinct (removed set, settings) once, store every cell.
 
     Args:
@@ -415,8 +474,12 @@ def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore,
         dense_settings: settings of the dense evaluation (zero-shot/speed when any cell is detailed).
         need_dense: evaluate the dense model even when no cell is pending.
         on_dense: called with ``(context, (dense evaluation, reuse record, flops per token))`` once known.
+        attribution: also compute the single-block removal profile (:meth:`CellWorker.attribution`), as a
+            task queued after every selection (so a worker that ran SLEB answers most of it from its memo).
+        on_attribution: called with ``(context, lorp.records.Attribution)`` once known.
     Returns:
-        :class:`RunStats`; failed cells are in ``stats.failures`` (nothing raised for them).
+        :class:`RunStats`; failed cells are in ``stats.failures`` (nothing raised for them), a failed
+        profile in ``stats.attribution_error``.
     """
     from tqdm.auto import tqdm
 
@@ -459,7 +522,9 @@ def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore,
 
     tasks = []
     if need_dense or groups:
-        tasks.append(Task("dense", (firsts, dense_settings), key=None))
+        tasks.append(Task("dense", (firsts, dense_settings), key=DENSE_KEY))
+    if attribution:
+        tasks.append(Task("try_attribution", (), key=ATTRIBUTION_KEY))
     for key, members in groups.items():
         cached = store.load_evaluation(key)
         if cached is not None:
@@ -469,7 +534,15 @@ def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore,
         tasks.append(Task("try_evaluate", (first.selection.pruned, first.spec.evaluation, firsts,
                                            [m.spec for m in members]), key=key))
     for task, outcome in workers.run(tasks):
-        if task.key is None:
+        if task.key == ATTRIBUTION_KEY:
+            if isinstance(outcome, (BaseException, str)):
+                stats.attribution_error = outcome if isinstance(outcome, str) else f"{type(outcome).__name__}: {outcome}"
+                notice(f"the single-block removal profile failed ({stats.attribution_error}); the cells go on, "
+                       "a rerun retries it")
+            elif on_attribution is not None:
+                on_attribution(ctx, outcome)
+            continue
+        if task.key is DENSE_KEY:
             if isinstance(outcome, BaseException):
                 raise outcome
             if on_dense is not None:

@@ -250,6 +250,9 @@ _R = _ray_defaults()
 @click.option("--budgets", default=",".join(map(str, _S["budgets"])), show_default=True,
               help="comma-separated budgets (blocks to remove)")
 @click.option("--seeds", default="", help="comma-separated selection seeds, one cell each (default: --seed)")
+@click.option("--attribution/--no-attribution", default=_S["attribution"], show_default=True,
+              help="also compute the single-block removal profile (calibration NLL with each one block removed) "
+                   "into sweep.json")
 @run_options
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="sweep folder (default: runs/sweep-<model>); rerunning resumes it")
@@ -261,7 +264,7 @@ _R = _ray_defaults()
 @click.option("--worker-cpus", "num_cpus", type=float, default=None, help=f"CPUs per Ray worker  [default: {_R['num_cpus']:g}]")
 @click.option("--worker-gpus", "num_gpus", type=float, default=None, help=f"GPUs per Ray worker  [default: {_R['num_gpus']:g}]")
 @_handle_errors
-def sweep(methods, budgets, seeds, out, executor, address, num_workers, num_cpus, num_gpus, **kw):
+def sweep(methods, budgets, seeds, attribution, out, executor, address, num_workers, num_cpus, num_gpus, **kw):
     """Compare methods × budgets from one calibration pass; writes table.csv/json and one file per cell."""
     from .executors import make_executor
     from .study import report_name
@@ -270,7 +273,8 @@ def sweep(methods, budgets, seeds, out, executor, address, num_workers, num_cpus
     runner = make_executor(executor, address=address, num_workers=num_workers, num_cpus=num_cpus, num_gpus=num_gpus)
     config = SweepConfig(base=_config(save_model=False, **kw),
                          methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-                         budgets=_int_list(budgets, "--budgets"), seeds=_int_list(seeds, "--seeds"))
+                         budgets=_int_list(budgets, "--budgets"), seeds=_int_list(seeds, "--seeds"),
+                         attribution=attribution)
     out = out or Path("runs") / f"sweep-{report_name(config.base.model)}"
     rows = run_sweep(config, out, executor=runner)
     corpora = list(dict.fromkeys(r["corpus"] for r in rows))

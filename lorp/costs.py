@@ -1,7 +1,8 @@
 """Where a study's time goes: wall time per stage, from the timings its records carry.
 
 Stages: loading the model, the calibration pass, block selection (similarity-based
-methods, and SLEB separately since it runs the model), perplexity (dense and per
+methods, and SLEB separately since it runs the model), the single-block removal
+profile (:class:`lorp.records.Attribution`), perplexity (dense and per
 method), zero-shot accuracy, decode speed, and the rest (notebook start-up,
 figures, reports: the model's wall time minus everything timed). Times are what
 the numbers cost when computed: a rerun that reuses cached cells or a cached
@@ -15,7 +16,7 @@ from typing import Any
 
 from .records import StudyResult, as_study
 
-STAGES = ("load model", "calibration pass", "selection", "SLEB selection", "perplexity (dense)",
+STAGES = ("load model", "calibration pass", "selection", "SLEB selection", "attribution profile", "perplexity (dense)",
           "perplexity (pruned)", "zero-shot", "decode speed", "other (notebook, figures, reports)")
 
 
@@ -35,6 +36,7 @@ def stage_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
     out = dict.fromkeys(STAGES, 0.0)
     out["load model"] = float(cs.get("load") or 0.0)
     out["calibration pass"] = float(cs.get("calibration") or 0.0)
+    out["attribution profile"] = float(cs.get("attribution") or 0.0)
     if dense_stages:
         out["perplexity (dense)"] = float(dense_stages.get("perplexity", 0.0))
         out["zero-shot"] += float(dense_stages.get("zero_shot", 0.0))

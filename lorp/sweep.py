@@ -4,7 +4,8 @@ A sweep is plan cells (:func:`plan_cells`) -> executor (:mod:`lorp.executors`,
 serial by default, or Ray) -> collect (:func:`lorp.cells.orchestrate`). Layout of a
 sweep folder::
 
-    sweep.json                    lorp.sweep record: settings, model, calibration, S, dense evaluation
+    sweep.json                    lorp.sweep record: settings, model, calibration, S, dense evaluation,
+                                  the single-block removal profile (with ``attribution``)
     cells/<method>-b<B>-s<S>.json one lorp.cell record per (method, budget, seed)
     evaluations/<key>.json        one lorp.evaluation per distinct (model, removed blocks, settings)
     table.csv, table.json         tidy table: one row per (method, budget, corpus)
@@ -35,7 +36,7 @@ from .models import resolve_model
 from .pipeline import PruneConfig, block_metric
 from .plugins import Registry, load_registry
 from .provenance import git_commit, package_versions
-from .records import CellResult, CellSpec, EvalSettings, Evaluation, RunContext, SweepRecord
+from .records import Attribution, CellResult, CellSpec, EvalSettings, Evaluation, RunContext, SweepRecord
 
 DEFAULT_METHODS = ("lorp", "shortgpt", "streamline", "angular", "sleb", "last", "random")
 DEFAULT_BUDGETS = (3, 5, 7, 9)
@@ -58,6 +59,11 @@ class SweepConfig:
         reuse_states: restart each pruned variant's perplexity from the dense
             model's hidden states (:class:`lorp.evaluation.SweepPerplexity`).
         seeds: selection seeds per cell (clustering, random baselines); empty: ``base.seed``.
+        attribution: also compute the single-block removal profile (calibration NLL with only block
+            ``b`` removed, for every block; :class:`lorp.records.Attribution`) into ``sweep.json``. It
+            is scored on SLEB's calibration text and shares SLEB's passes; without SLEB it costs about
+            one partial forward pass per block. Not part of the sweep's identity: turning it on for a
+            finished sweep computes only the profile.
     """
 
     base: PruneConfig = PruneConfig()
@@ -68,6 +74,7 @@ class SweepConfig:
     decode_tokens: int = 0
     reuse_states: bool = True
     seeds: tuple[int, ...] = ()
+    attribution: bool = False
 
     @property
     def cell_seeds(self) -> tuple[int, ...]:
@@ -266,28 +273,43 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
     dense_complete = dense_settings is None or (
         old is not None and (not dense_settings.zero_shot_tasks or old.zero_shot is not None)
         and (not dense_settings.decode_tokens or old.speed is not None))
+    need_dense = bool(pending) or previous is None or not dense_complete
+    need_attribution = config.attribution and (previous is None or previous.attribution is None)
     stats = None
-    if pending or previous is None or not dense_complete:
+    if need_dense or need_attribution:
         executor = executor or SerialExecutor()
+        # the latest record written and the profile to keep in it (a finished one is kept when the dense
+        # evaluation is recomputed; the two tasks may land in either order)
+        state: dict[str, Any] = {"record": previous, "attribution": previous.attribution if previous else None}
+
+        def write_record(record: SweepRecord) -> None:
+            state["record"] = record
+            write_checked_json(meta_path, {**record.to_json(), "content": input_fingerprint(
+                base.model, [base.calibration, *base.eval_corpora], registry)})
 
         def on_dense(ctx: RunContext, result: tuple[Evaluation, dict[str, Any], int]) -> None:
             dense, reuse, flops = result
             if dense_settings is not None and dense_complete:
                 dense = replace(dense, zero_shot=old.zero_shot, speed=old.speed)
-            write_checked_json(meta_path, {**SweepRecord(
+            write_record(SweepRecord(
                 identity=identity,
                 config={**_shared_settings(base), "methods": list(config.methods), "budgets": list(config.budgets),
                         "seeds": list(config.cell_seeds), "detail_budgets": list(config.detail_budgets),
                         "detail_methods": None if config.detail_methods is None else list(config.detail_methods),
                         "decode_tokens": config.decode_tokens},
                 context=ctx, dense=dense, dense_flops_per_token=flops, perplexity_reuse=reuse,
-                versions=package_versions(), git_commit=git_commit()).to_json(),
-                "content": input_fingerprint(base.model, [base.calibration, *base.eval_corpora], registry)})
+                versions=package_versions(), git_commit=git_commit(), attribution=state["attribution"]))
+
+        def on_attribution(_ctx: RunContext, attribution: Attribution) -> None:
+            state["attribution"] = attribution
+            if state["record"] is not None:  # else the dense evaluation, still to land, writes it
+                write_record(replace(state["record"], attribution=attribution))
 
         with executor.workers(base, config.methods, reuse_states=config.reuse_states, registry=registry) as workers:
             stats = orchestrate(workers, pending, store, reuse_states=config.reuse_states,
-                                dense_settings=None if dense_complete else dense_settings, need_dense=True,
-                                on_dense=on_dense, progress=base.progress)
+                                dense_settings=None if dense_complete else dense_settings, need_dense=need_dense,
+                                on_dense=on_dense, progress=base.progress, attribution=need_attribution,
+                                on_attribution=on_attribution)
         write_failures(out, stats.failures)
     else:
         progress.report(stage="cached", message=f"all {len(plan)} cells already computed in {out}; reusing them")
