@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import ConfigError
 from .evaluation import Perplexity
 from .pipeline import PruneConfig
@@ -61,7 +63,8 @@ def coerce_parameters(p: Mapping[str, Any], known: Mapping[str, Mapping[str, Any
     whole numbers or their decimal strings (``"32"``), never booleans or
     fractions; ``str`` parameters take text, and a number or a list (as
     papermill's ``-p budgets 4`` or YAML lists give) is turned into
-    comma-separated text. Names the notebook does not declare pass unchanged.
+    comma-separated text; ``bool`` parameters take ``True``/``False`` (or the text
+    ``"true"``/``"false"``). Names the notebook does not declare pass unchanged.
 
     Raises:
         ConfigError: a value of the wrong type, naming the parameter and its type.
@@ -79,6 +82,11 @@ def coerce_parameters(p: Mapping[str, Any], known: Mapping[str, Mapping[str, Any
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"notebook parameter {name} takes a whole number (int), got {value!r}; "
                                   f"e.g. -p {name} {known[name].get('default', 0)}")
+        elif kind == "bool":
+            if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+                value = value.strip().lower() == "true"
+            if not isinstance(value, bool):
+                raise ConfigError(f"notebook parameter {name} takes True or False (bool), got {value!r}")
         elif kind == "str":
             if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int)) and not isinstance(v, bool)
                                                         for v in value):
@@ -91,6 +99,12 @@ def coerce_parameters(p: Mapping[str, Any], known: Mapping[str, Mapping[str, Any
     return out
 
 
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"notebook parameter {name} takes True or False (bool), got {value!r}")
+    return value
+
+
 def study_config(p: Mapping[str, Any]) -> SweepConfig:
     """The :class:`lorp.sweep.SweepConfig` of the study notebook's parameters ``p``.
 
@@ -98,6 +112,7 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
     "all" where the notebook says so (``k``, ``eval_tokens``, ``zero_shot_limit``,
     ``detail_budget``). ``allocation`` is added to ``methods`` if missing;
     ``detail_methods`` filters the compared methods (names not compared are skipped).
+    ``attribution`` (default ``True``) asks for the single-block removal profile.
 
     Raises:
         ConfigError: a value of the wrong type (:func:`coerce_parameters`),
@@ -126,7 +141,8 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
     if detail_methods:  # a filter on the compared methods: names not compared are skipped
         detail_methods = tuple(m for m in methods if m in detail_methods or m == p["allocation"])
     return SweepConfig(base=base, methods=methods, budgets=budgets, detail_budgets=(detail,) if detail else (),
-                       detail_methods=detail_methods, decode_tokens=int(p["decode_tokens"]))
+                       detail_methods=detail_methods, decode_tokens=int(p["decode_tokens"]),
+                       attribution=_flag(p.get("attribution", True), "attribution"))
 
 
 def study_executor(executor: str = "serial", ray_address: str = "", ray_workers: int = 0):
@@ -192,7 +208,8 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
     are reused across reruns). ``evaluations_shared`` counts cells whose evaluation
     came from another cell removing the same blocks. Per-window NLL and per-item
     zero-shot results are carried over where the evaluations kept them
-    (:func:`per_sample`), for the intervals of :mod:`lorp.uncertainty`.
+    (:func:`per_sample`), for the intervals of :mod:`lorp.uncertainty`. ``attribution`` is the
+    sweep's single-block removal profile (:class:`lorp.records.Attribution`), ``None`` where it has none.
     """
     lorp_cells = [c for c in cells if c.method == allocation and c.selection.rls is not None]
     ref = lorp_cells[0].selection if lorp_cells else None
@@ -227,11 +244,13 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
         evaluations_shared=sum(c.evaluation_reused for c in cells),
         compute_seconds={"load": ctx.model.get("load_seconds"), "calibration": ctx.calibration.get("seconds"),
                          "dense": dense.seconds, "dense_stages": dict(dense.stage_seconds),
-                         "cells": sum(c.timings["total"] for c in cells)},
+                         "cells": sum(c.timings["total"] for c in cells),
+                         **({"attribution": meta.attribution.seconds} if meta.attribution else {})},
         evaluation={n: {"source": ctx.eval_sources.get(n), "windows": w, "window_tokens": t,
                         "tokens_scored": w * (t - 1)} for n, (w, t) in ctx.eval_windows.items()},
         plugins={c.method: c.plugin for c in cells},
-        versions=meta.versions, computed_at_commit=meta.git_commit, git_commit=git_commit())
+        versions=meta.versions, computed_at_commit=meta.git_commit, git_commit=git_commit(),
+        attribution=meta.attribution)
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:
@@ -503,6 +522,92 @@ def disclosure_markdown(results: StudyResult | dict[str, Any]) -> str:
         lines.append(f"- **SLEB** scores each candidate removal on the first {cfg.get('sleb_samples', '?')} calibration "
                      f"sequence(s), " + (f"the last {tok} tokens of each scored" if tok else "every token scored") + ".")
     lines.append(f"- **Seeds**: {cfg.get('seeds', [cfg.get('seed')])}; **computed at** `{r.computed_at_commit or na}`.")
+    return "\n".join(lines) + "\n"
+
+
+def _blocks(blocks: Sequence[int]) -> str:
+    return "{" + ", ".join(map(str, sorted(blocks))) + "}" if len(blocks) else "none"
+
+
+#: What :func:`attribution_markdown` says for a study without the single-block removal profile.
+NO_ATTRIBUTION = "_No single-block removal profile in this run (set attribution=True and rerun; finished cells are reused)._"
+
+
+def attribution_markdown(results: StudyResult | dict[str, Any], budget: int | None = None,
+                         allocation: str = "lorp") -> str:
+    """Markdown: which of the removed blocks do the damage, LoRP's set against the best baseline's.
+
+    At ``budget`` (default: the detail budget, :func:`lorp.attribution.detail_budget`) the
+    blocks LoRP removes and the blocks the best baseline removes (lowest mean perplexity
+    at that budget) are listed, each ranked by its single-removal ΔNLL (the calibration
+    NLL with only that block removed minus the dense NLL, nats per scored token;
+    :class:`lorp.records.Attribution`), most damaging first, with its LoRP redundancy
+    ``r`` (eq. 8), ShortGPT Block Influence and rank among the removable blocks. The sum
+    of each set's single-removal ΔNLL is given as a first-order account of the damage
+    (interactions between removed blocks ignored), next to the first-order optimum (the
+    ``budget`` removable blocks of least ΔNLL). Last, the Spearman rank correlation
+    (``scipy.stats.spearmanr``) between ΔNLL and each signal across the removable blocks.
+
+    Returns :data:`NO_ATTRIBUTION` for a study without the profile.
+    """
+    from .attribution import compared_cells, detail_budget, first_order_damage, rank_of, signals, spearman
+
+    r = as_study(results)
+    if r.attribution is None or not r.cells:
+        return NO_ATTRIBUTION + "\n"
+    a, sig = r.attribution, signals(r)
+    budget = detail_budget(r) if budget is None else budget
+    lorp, rival = compared_cells(r, budget, allocation)
+    ranks = rank_of(sig.delta, sig.eligible)
+    eligible = len(ranks)
+
+    def num(x: float, digits: int = 3) -> str:
+        return "–" if not np.isfinite(x) else f"{x:.{digits}f}"
+
+    lines = [f"Single-block removal profile of **{r.model.get('name', '?')}** on {a.describe()}: dense calibration "
+             f"NLL {a.dense_nll:.3f} nats/token (perplexity {a.dense_perplexity:.2f}). ΔNLL is the NLL with only that "
+             f"block removed minus the dense NLL, in nats per scored token; rank 1 is the removable block whose "
+             f"removal alone costs least, of {eligible}.", "",
+             f"Blocks removed at budget {budget}, most damaging first:", "",
+             "| method | block | cluster | LoRP redundancy r (eq. 8) | Block Influence | ΔNLL | rank |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    sets = [(c.method, c) for c in (lorp, rival) if c is not None]
+    for method, c in sets:
+        for b in sorted(c.pruned, key=lambda b: (-sig.delta[b], b)):
+            cluster = r.labels[b] if r.labels is not None else "–"
+            rank = f"{ranks[b]} of {eligible}" if b in ranks else "protected"
+            lines.append(f"| {method} | {b} | {cluster} | {num(sig.redundancy[b])} | {num(sig.block_influence[b])} | "
+                         f"{num(sig.delta[b])} | {rank} |")
+    if not sets:
+        lines.append("| – | – | – | – | – | – | – |")
+    lines.append("")
+    best = sorted(ranks, key=ranks.get)[:budget]
+    damage = [f"{m} {_blocks(c.pruned)}: {first_order_damage(sig.delta, c.pruned):.3f}" for m, c in sets]
+    lines.append("Sum of single-removal ΔNLL (nats/token) — " + "; ".join(
+        damage + [f"first-order optimum {_blocks(best)}: {first_order_damage(sig.delta, best):.3f}"]) + ".")
+    if lorp is not None and rival is not None:
+        own, other = sorted(set(lorp.pruned) - set(rival.pruned)), sorted(set(rival.pruned) - set(lorp.pruned))
+        if own or other:
+            lines.append(f"Only LoRP removes {_blocks(own)} (ΔNLL sum {first_order_damage(sig.delta, own):.3f}); only "
+                         f"{rival.method} removes {_blocks(other)} (ΔNLL sum {first_order_damage(sig.delta, other):.3f}).")
+        worst = max(lorp.pruned, key=lambda b: (sig.delta[b], -b))
+        lines.append(f"LoRP's most damaging removal is block {worst} (ΔNLL {num(sig.delta[worst])}"
+                     + (f", rank {ranks[worst]} of {eligible}" if worst in ranks else "") + ").")
+    lines += ["", "This is a first-order account: each block's cost when removed alone, added up. Blocks removed "
+                  "together interact, so a sum is not the NLL of the pruned model (see the perplexity table for that), "
+                  "and the profile is scored on calibration text, not the evaluation corpora.", "",
+              ("Spearman rank correlation between ΔNLL and each signal across the removable blocks "
+               "(scipy.stats.spearmanr):"), "",
+              "| signal | the method removes blocks with | ρ with ΔNLL | p | blocks |", "|---|---|---:|---:|---:|"]
+    for name, signal, removes in (("LoRP redundancy r (eq. 8)", sig.redundancy, "high r (within its cluster)"),
+                                  ("ShortGPT Block Influence", sig.block_influence, "low BI")):
+        k = spearman(sig.delta, signal, sig.eligible)
+        lines.append(f"| {name} | {removes} | {num(k.rho, 2)} | {'–' if not np.isfinite(k.p_value) else f'{k.p_value:.2g}'} "
+                     f"| {k.blocks} |")
+    lines += ["", "A signal that ranks blocks as their single-removal damage does correlates negatively with ΔNLL for "
+                  "redundancy (removed when high) and positively for Block Influence (removed when low). Redundancy is "
+                  "undefined for a block alone in its cluster; Block Influence comes from the calibration pass "
+                  "(all calibration sequences), ΔNLL from the profile's text."]
     return "\n".join(lines) + "\n"
 
 
