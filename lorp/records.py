@@ -479,7 +479,8 @@ class Attribution:
 
     def describe(self) -> str:
         """Which text: ``"2 × 256 tokens of lambada, last 255 scored per sequence (510 tokens)"``."""
-        return (f"{self.sequences} × {self.seq_len} tokens of {self.corpus}, last {self.scored_tokens} scored per "
+        corpus = self.corpus.replace("\\", "/").rsplit("/", 1)[-1]  # a text file by its name
+        return (f"{self.sequences} × {self.seq_len} tokens of {corpus}, last {self.scored_tokens} scored per "
                 f"sequence ({self.tokens} tokens)")
 
     def to_json(self) -> dict[str, Any]:
