@@ -22,16 +22,16 @@ def test_stages_add_up_to_the_wall_time():
                                 "evaluation_zero_shot": 5.0, "evaluation_speed": 1.0}, zero_shot={"arc_easy": .5}),
                cell("lorp", 3, {"selection": 0.5, "evaluation": 3.0, "evaluation_perplexity": 3.0}),
                cell("sleb", 2, {"selection": 20.0, "evaluation": 0.0}, nll_passes={"full": 1, "partial": 3})],
-              {"load": 2.0, "calibration": 7.0, "dense": 9.0,
+              {"load": 2.0, "calibration": 7.0, "dense": 9.0, "attribution": 1.5,
                "dense_stages": {"perplexity": 3.0, "zero_shot": 4.0, "speed": 2.0}}, wall=60.0)
     s = stage_seconds(r)
-    assert s["load model"] == 2.0 and s["calibration pass"] == 7.0
+    assert s["load model"] == 2.0 and s["calibration pass"] == 7.0 and s["attribution profile"] == 1.5
     assert s["selection"] == 1.5 and s["SLEB selection"] == 20.0
     assert s["perplexity (dense)"] == 3.0 and s["perplexity (pruned)"] == 7.0
     assert s["zero-shot"] == 9.0 and s["decode speed"] == 3.0
     assert s["perplexity: lorp"] == 7.0 and s["perplexity: sleb"] == 0.0
     assert sum(s[k] for k in STAGES) == pytest.approx(60.0)
-    assert s["other (notebook, figures, reports)"] == pytest.approx(60.0 - 52.5)
+    assert s["other (notebook, figures, reports)"] == pytest.approx(60.0 - 54.0)
 
 
 def test_old_records_estimate_the_perplexity_share_of_a_detailed_cell():

@@ -20,6 +20,7 @@ def test_notebook_parameters_match_the_library():
     assert config.base.model == values["model"] and config.base.num_samples == values["num_samples"]
     assert ",".join(config.methods) == values["methods"] and config.detail_budgets == (values["detail_budget"],)
     assert config.base.zero_shot_tasks == tuple(values["zero_shot_tasks"].split(","))
+    assert params["attribution"]["type"] == "bool" and config.attribution is values["attribution"] is True
     cells = json.loads((NOTEBOOKS_DIR / "lorp_study.ipynb").read_text())["cells"]
     declared = {line.split(":")[0] for c in cells if "parameters" in c["metadata"].get("tags", [])
                 for line in "".join(c["source"]).splitlines() if line and not line.startswith("#")}
@@ -42,7 +43,7 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
     report = tmp_path / "smollm2-135m"
     for name in ("study.ipynb", "study.html", "results.json", "table.csv", "similarity.png", "blocks.png",
                  "perplexity.png", "zero_shot.png", "speed.png", "perplexity.md", "zero_shot.md", "speed.md",
-                 "reading.md"):
+                 "reading.md", "attribution.png", "attribution.md"):
         assert (report / name).stat().st_size > 0, name
     r = json.loads((report / "results.json").read_text())
     n = r["num_blocks"]
@@ -55,6 +56,9 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
         if c["budget"] == 7:
             assert 0 <= c["zero_shot_average"] <= 1 and c["speed"]["tokens_per_s"] > 0
             assert r["dense"]["flops_per_token"] / c["speed"]["flops_per_token"] > 1.2
+    a = r["attribution"]  # single-block removal profile, sharing SLEB's passes
+    assert sorted(map(int, a["nll"])) == list(range(n)) and a["shared"] and len(a["block_influence"]) == n
+    assert "first-order account" in (report / "attribution.md").read_text()
     assert r["parameters"]["preset"] == "quick" and r["git_commit"] and r["versions"]["lorp"]
     assert r["plugins_used"]["allocation:lorp"]["plugin"] and r["wall_time_s"] > 0
     summary = tmp_path / "summary"

@@ -83,6 +83,7 @@ def test_sleb_in_a_sweep_reports_its_forward_passes(tiny_run):
     run_sweep(SweepConfig(base=base, methods=("sleb",), budgets=(1, 2)), out)
     cell = json.loads((out / "cells" / "sleb-b2-s0.json").read_text())
     assert len(cell["pruned"]) == 2 and cell["nll_passes"]["full"] >= 1
+    assert json.loads((out / "sweep.json").read_text())["attribution"] is None  # the profile only when asked for
 
 
 def test_other_settings_in_the_same_folder_are_refused(tiny_run):
