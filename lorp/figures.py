@@ -296,7 +296,7 @@ def attribution_profile(results: StudyResult | dict[str, Any], path: str | Path 
     removal lowers the NLL. Middle: LoRP's redundancy ``r(l)`` (eq. 8) from the study's S
     and LoRP's cluster labels (a block alone in its cluster has none). Bottom: ShortGPT's
     Block Influence ``1 - cos(input, output)`` (Men et al. 2024, eq. 4), from the
-    calibration pass. Markers in each method's colour and marker
+    calibration pass (log scale when it spans more than a factor 20). Markers in each method's colour and marker
     (:func:`method_style`) show the blocks LoRP and the best baseline (lowest mean
     perplexity) remove at ``budget`` (default: the detail budget); dashed lines are
     LoRP's cluster boundaries; protected blocks are hatched.
@@ -352,13 +352,19 @@ def attribution_profile(results: StudyResult | dict[str, Any], path: str | Path 
         if r.labels is not None:
             for b in np.flatnonzero(np.diff(r.labels)) + 0.5:
                 ax.axvline(b, color="#1f77b4", lw=0.9, ls="--")
-    top = axes[0]
+    top, bottom = axes[0], axes[2]
     delta = sig.delta[np.isfinite(sig.delta)]
     if delta.size and (delta > 0).all():
         top.set_yscale("log")
+        top.set_ylim(delta.min() / 2, delta.max() * 2)
     elif delta.size and np.any(delta != 0):
         nonzero = np.abs(delta[delta != 0])
-        top.set_yscale("symlog", linthresh=float(max(nonzero.min(), 1e-4 * nonzero.max())))
+        top.set_yscale("symlog", linthresh=float(10 ** np.floor(np.log10(max(nonzero.min(), 1e-4 * nonzero.max())))))
+        top.set_ylim(-2 * np.abs(delta.min()) if delta.min() < 0 else 0, 2 * max(delta.max(), 0) or None)
+    bi = sig.block_influence[np.isfinite(sig.block_influence)]
+    if bi.size and (bi > 0).all() and bi.max() / bi.min() > 20:  # the first block's BI dwarfs the rest
+        bottom.set_yscale("log")
+        bottom.set_ylim(bi.min() / 2, bi.max() * 2)
     handles, _ = top.get_legend_handles_labels()
     handles.append(Patch(facecolor="white", edgecolor="#555555", hatch="///", label="protected (never removed)"))
     fig.legend(handles=handles, fontsize=7, loc="outside lower center", ncols=3, frameon=False)
