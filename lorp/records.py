@@ -424,6 +424,9 @@ class SweepRecord:
         dense_flops_per_token: FLOPs per token of the dense model.
         perplexity_reuse: ``{"enabled", "stored_blocks"}`` of the dense-state reuse.
         versions, git_commit: provenance of the code that computed it.
+        seed_calibration: per extra run seed (``str(seed)``; the first seed is ``context``):
+            ``{"similarity": float64 [N, N] S of that seed's calibration draw, "calibration": its
+            record}``; empty for one seed and in records written before seeds drew calibration.
     """
 
     SCHEMA: ClassVar[str] = SWEEP_SCHEMA
@@ -437,13 +440,15 @@ class SweepRecord:
     perplexity_reuse: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     git_commit: str | None = None
+    seed_calibration: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Tagged plain dict."""
         return {"schema": self.SCHEMA, "version": self.VERSION, "identity": self.identity,
                 "config": _plain(self.config), "context": self.context.to_json(), "dense": self.dense.to_json(),
                 "dense_flops_per_token": self.dense_flops_per_token, "perplexity_reuse": _plain(self.perplexity_reuse),
-                "versions": _plain(self.versions), "git_commit": self.git_commit}
+                "versions": _plain(self.versions), "git_commit": self.git_commit,
+                "seed_calibration": _plain(self.seed_calibration)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SweepRecord:
@@ -451,7 +456,9 @@ class SweepRecord:
         _check(cls, data)
         return cls(data["identity"], data["config"], RunContext.from_json(data["context"]),
                    Evaluation.from_json(data["dense"]), int(data["dense_flops_per_token"]),
-                   data.get("perplexity_reuse") or {}, data.get("versions") or {}, data.get("git_commit"))
+                   data.get("perplexity_reuse") or {}, data.get("versions") or {}, data.get("git_commit"),
+                   {str(s): {**v, "similarity": np.asarray(v["similarity"], dtype=np.float64)}
+                    for s, v in (data.get("seed_calibration") or {}).items()})
 
 
 @dataclass
@@ -560,6 +567,9 @@ class StudyResult:
         compute_seconds: calibration, dense and cells time when computed.
         evaluation: per perplexity corpus: ``source``, ``windows``, ``window_tokens`` and
             ``tokens_scored`` (``windows * (window_tokens - 1)``: the first token of a window is not predicted).
+        seeds: per run seed (``str(seed)``, first seed first) when more than one seed ran:
+            ``{"similarity", "calibration", "rls", "k", "k_source"}`` of that seed's calibration
+            draw (:func:`lorp.sensitivity.seed_runs`); empty for one seed and older studies.
     """
 
     SCHEMA: ClassVar[str] = STUDY_SCHEMA
@@ -589,6 +599,7 @@ class StudyResult:
     plugins_used: dict[str, Any] = field(default_factory=dict)
     plugins_loaded: list[Any] = field(default_factory=list)
     wall_time_s: float | None = None
+    seeds: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Tagged plain dict (the layout of ``results.json``)."""

@@ -98,6 +98,8 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
     "all" where the notebook says so (``k``, ``eval_tokens``, ``zero_shot_limit``,
     ``detail_budget``). ``allocation`` is added to ``methods`` if missing;
     ``detail_methods`` filters the compared methods (names not compared are skipped).
+    ``seeds`` (comma-separated, empty: ``seed`` alone) are run seeds: calibration draw,
+    clustering and random baselines (:attr:`lorp.sweep.SweepConfig.seeds`).
 
     Raises:
         ConfigError: a value of the wrong type (:func:`coerce_parameters`),
@@ -126,7 +128,8 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
     if detail_methods:  # a filter on the compared methods: names not compared are skipped
         detail_methods = tuple(m for m in methods if m in detail_methods or m == p["allocation"])
     return SweepConfig(base=base, methods=methods, budgets=budgets, detail_budgets=(detail,) if detail else (),
-                       detail_methods=detail_methods, decode_tokens=int(p["decode_tokens"]))
+                       detail_methods=detail_methods, decode_tokens=int(p["decode_tokens"]),
+                       seeds=split_ints(p.get("seeds", ""), "seeds"))
 
 
 def study_executor(executor: str = "serial", ray_address: str = "", ray_workers: int = 0):
@@ -192,8 +195,12 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
     are reused across reruns). ``evaluations_shared`` counts cells whose evaluation
     came from another cell removing the same blocks. Per-window NLL and per-item
     zero-shot results are carried over where the evaluations kept them
-    (:func:`per_sample`), for the intervals of :mod:`lorp.uncertainty`.
+    (:func:`per_sample`), for the intervals of :mod:`lorp.uncertainty`. With several
+    run seeds, ``seeds`` holds each seed's S, calibration record, RLS and K
+    (:func:`lorp.sensitivity.seed_runs`).
     """
+    from .sensitivity import seed_runs
+
     lorp_cells = [c for c in cells if c.method == allocation and c.selection.rls is not None]
     ref = lorp_cells[0].selection if lorp_cells else None
     dense, ctx = meta.dense, meta.context
@@ -231,7 +238,15 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
         evaluation={n: {"source": ctx.eval_sources.get(n), "windows": w, "window_tokens": t,
                         "tokens_scored": w * (t - 1)} for n, (w, t) in ctx.eval_windows.items()},
         plugins={c.method: c.plugin for c in cells},
-        versions=meta.versions, computed_at_commit=meta.git_commit, git_commit=git_commit())
+        versions=meta.versions, computed_at_commit=meta.git_commit, git_commit=git_commit(),
+        seeds=seed_runs(meta, cells, allocation))
+
+
+def sensitivity_markdown(results: StudyResult | dict[str, Any]) -> str:
+    """Is the selection stable across calibration draws? See :func:`lorp.sensitivity.sensitivity_markdown`."""
+    from .sensitivity import sensitivity_markdown as markdown
+
+    return markdown(results)
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:

@@ -28,7 +28,7 @@ from . import progress
 from .allocation import check_seed
 from .atomic import check_output_location, write_json, write_text
 from .cache import cache_key, check_cache_writable, input_fingerprint, notice, read_checked_json, write_checked_json
-from .cells import CellsFailedError, CellStore, RunStats, orchestrate, write_failures
+from .cells import CellsFailedError, CellStore, RunStats, Task, orchestrate, write_failures
 from .errors import ConfigError
 from .executors import RayExecutor, SerialExecutor
 from .models import resolve_model
@@ -57,7 +57,14 @@ class SweepConfig:
         decode_tokens: tokens generated per decode-speed run (0: no speed).
         reuse_states: restart each pruned variant's perplexity from the dense
             model's hidden states (:class:`lorp.evaluation.SweepPerplexity`).
-        seeds: selection seeds per cell (clustering, random baselines); empty: ``base.seed``.
+        seeds: run seeds, one cell per (method, budget, seed); empty: ``base.seed``. Each seed is a
+            full run seed: it draws the calibration sequences (S, the statistics and SLEB's
+            scoring sequences, which are the first calibration sequences) and seeds the
+            clustering and the random baselines. Evaluation stays fixed: the same perplexity
+            windows, and zero-shot items drawn with the first seed for every seed, so cells of
+            different seeds removing the same blocks share one evaluation. The first seed's
+            calibration is the sweep's context (``sweep.json``'s S); the others' S and
+            calibration records are kept in :attr:`lorp.records.SweepRecord.seed_calibration`.
     """
 
     base: PruneConfig = PruneConfig()
@@ -71,8 +78,13 @@ class SweepConfig:
 
     @property
     def cell_seeds(self) -> tuple[int, ...]:
-        """Selection seeds of the cells (default: ``base.seed`` alone); calibration always uses ``base.seed``."""
+        """Run seeds of the cells (default: ``base.seed`` alone): calibration draw and selection."""
         return tuple(self.seeds) or (self.base.seed,)
+
+    @property
+    def run_base(self) -> PruneConfig:
+        """``base`` with ``seed`` set to the first run seed: the settings the workers' shared context uses."""
+        return replace(self.base, seed=self.cell_seeds[0])
 
     def detailed(self, method: str, budget: int) -> bool:
         """Whether the cell (method, budget) gets zero-shot accuracy and decode speed."""
@@ -131,7 +143,7 @@ def plan_cells(config: SweepConfig) -> list[CellSpec]:
     plain = EvalSettings(corpora=tuple(base.eval_corpora), seq_len=base.eval_seq_len, tokens=base.eval_tokens,
                          batch_size=base.batch_size)
     detail = replace(plain, zero_shot_tasks=tuple(base.zero_shot_tasks), zero_shot_limit=base.zero_shot_limit,
-                     zero_shot_seed=base.seed, decode_tokens=config.decode_tokens)
+                     zero_shot_seed=config.cell_seeds[0], decode_tokens=config.decode_tokens)
     return [CellSpec(m, b, s, detail if config.detailed(m, b) and detail.detailed else plain)
             for m in config.methods for b in config.budgets for s in config.cell_seeds]
 
@@ -142,6 +154,31 @@ def _dense_settings(config: SweepConfig) -> EvalSettings | None:
         return None
     details = [s.evaluation for s in plan_cells(config) if s.evaluation.detailed]
     return details[0] if details else None
+
+
+def drop_stale_seed_cells(folder: Path, previous: SweepRecord | None, store: CellStore) -> list[Path]:
+    """Delete the cells an older lorp computed for extra seeds with the base seed's calibration; return their paths.
+
+    Before seeds chose the calibration draw (records without ``config["calibration_per_seed"]``),
+    every cell was selected on ``config["seed"]``'s calibration; a cell of another seed is
+    therefore stale and is recomputed. Cells of ``config["seed"]`` itself stay valid.
+    """
+    if previous is None or previous.config.get("calibration_per_seed"):
+        return []
+    dropped = []
+    for f in sorted((folder / "cells").glob("*.json")):
+        data = read_checked_json(f, "sweep cell")
+        try:
+            cell = CellResult.from_json(data)
+        except (ConfigError, KeyError, TypeError, ValueError, AttributeError):
+            continue
+        if cell.identity == store.identity and cell.spec.seed != previous.config.get("seed"):
+            f.unlink(missing_ok=True)
+            dropped.append(f)
+    if dropped:
+        notice(f"{len(dropped)} cell(s) of extra seeds in {folder} were selected on seed "
+               f"{previous.config.get('seed')}'s calibration by an older lorp; recomputing them with their own")
+    return dropped
 
 
 def load_sweep_folder(folder: str | Path) -> tuple[SweepRecord, list[CellResult]]:
@@ -190,7 +227,7 @@ class SweepRun:
 
 def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | None = None,
               executor: SerialExecutor | RayExecutor | None = None) -> list[dict[str, Any]]:
-    """Evaluate every (method, budget, seed) cell from one calibration pass; return the tidy table rows.
+    """Evaluate every (method, budget, seed) cell from one calibration pass per seed; return the tidy table rows.
 
     See :func:`execute_sweep`.
     """
@@ -259,18 +296,26 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
 
     previous = SweepRecord.from_json(raw) if raw is not None else None
     store = CellStore(out, identity)
+    if drop_stale_seed_cells(out, previous, store):
+        previous = None  # its sweep.json lacks the per-seed calibration; rewritten below
     plan = plan_cells(config)
     pending = [spec for spec in plan if store.load(spec) is None]
+    extra_seeds = [s for s in config.cell_seeds[1:]]
+    seeds_missing = previous is not None and any(str(s) not in previous.seed_calibration for s in extra_seeds)
     dense_settings = _dense_settings(config)
     old = previous.dense if previous is not None else None
     dense_complete = dense_settings is None or (
         old is not None and (not dense_settings.zero_shot_tasks or old.zero_shot is not None)
         and (not dense_settings.decode_tokens or old.speed is not None))
     stats = None
-    if pending or previous is None or not dense_complete:
+    if pending or previous is None or not dense_complete or seeds_missing:
         executor = executor or SerialExecutor()
 
+        per_seed: dict[str, Any] = {}
+
         def on_dense(ctx: RunContext, result: tuple[Evaluation, dict[str, Any], int]) -> None:
+            nonlocal last_dense
+            last_dense = ctx, result
             dense, reuse, flops = result
             if dense_settings is not None and dense_complete:
                 dense = replace(dense, zero_shot=old.zero_shot, speed=old.speed)
@@ -279,15 +324,20 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
                 config={**_shared_settings(base), "methods": list(config.methods), "budgets": list(config.budgets),
                         "seeds": list(config.cell_seeds), "detail_budgets": list(config.detail_budgets),
                         "detail_methods": None if config.detail_methods is None else list(config.detail_methods),
-                        "decode_tokens": config.decode_tokens},
+                        "decode_tokens": config.decode_tokens, "calibration_per_seed": True},
                 context=ctx, dense=dense, dense_flops_per_token=flops, perplexity_reuse=reuse,
-                versions=package_versions(), git_commit=git_commit()).to_json(),
+                versions=package_versions(), git_commit=git_commit(), seed_calibration=per_seed).to_json(),
                 "content": input_fingerprint(base.model, [base.calibration, *base.eval_corpora], registry)})
 
-        with executor.workers(base, config.methods, reuse_states=config.reuse_states, registry=registry) as workers:
+        last_dense = None
+        with executor.workers(config.run_base, config.methods, reuse_states=config.reuse_states,
+                              registry=registry) as workers:
             stats = orchestrate(workers, pending, store, reuse_states=config.reuse_states,
                                 dense_settings=None if dense_complete else dense_settings, need_dense=True,
                                 on_dense=on_dense, progress=base.progress)
+            if extra_seeds and last_dense is not None:  # each extra seed's S and calibration record (cached pass)
+                per_seed.update({str(s): v for s, v in workers.first(Task("seed_calibration", (extra_seeds,))).items()})
+                on_dense(*last_dense)
         write_failures(out, stats.failures)
     else:
         progress.report(stage="cached", message=f"all {len(plan)} cells already computed in {out}; reusing them")
