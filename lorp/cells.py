@@ -96,6 +96,8 @@ class CellWorker:
         self._scorer = None
         self._scorer_firsts: tuple[int, ...] | None = None
         self._nll = None
+        self._seed_runs: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._seed_nll: dict[int, Any] = {}
         self.load_seconds = 0.0
 
     # -- loading -------------------------------------------------------------------------------------------------
@@ -167,6 +169,7 @@ class CellWorker:
         progress_report(stage="calibration", message=f"calibration pass ({base.num_samples} x {base.seq_len} tokens "
                                                      f"of {base.calibration}; a cached pass is reused)")
         self._matrices, meta = calibrate(loaded, self._calib_corpus, base, needed, registry)
+        self._needed = needed
         self._windows = {n: evaluation_windows(loaded.tokenizer, c, base.eval_seq_len, base.eval_tokens)
                          for n, c in eval_corpora.items()}
         self._ctx = RunContext(
@@ -175,7 +178,7 @@ class CellWorker:
             num_blocks=len(blocks), parameters=sum(p.numel() for p in loaded.model.parameters()),
             block_parameters=[sum(p.numel() for p in blk.parameters()) for blk in blocks],
             calibration={**meta, "seconds_this_run": time.perf_counter() - t, "corpus": base.calibration,
-                         "source": self._calib_corpus.source},
+                         "source": self._calib_corpus.source, "seed": base.seed},
             similarity_metric=base.similarity, similarity=self._matrices[base.similarity],
             eval_sources={n: c.source for n, c in eval_corpora.items()},
             eval_windows={n: list(w.shape) for n, w in self._windows.items()})
@@ -187,6 +190,63 @@ class CellWorker:
         self.context()
         return self._matrices
 
+    def matrices_for(self, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(matrices, calibration meta)`` of the calibration draw ``seed`` (a full run seed).
+
+        ``base.seed`` gives :attr:`matrices` and :meth:`context`'s calibration record;
+        another seed draws its own ``num_samples`` × ``seq_len`` calibration sequences
+        (:func:`lorp.data.calibration_samples` with that seed) and runs (or fetches from
+        the on-disk cache, which keys by seed) one more calibration pass for the same
+        metrics. Matrices are float64 ``[N, N]`` (``[N + 1, N + 1]`` for residual-stream
+        metrics); meta as in :attr:`lorp.records.RunContext.calibration` plus ``seed``
+        and ``seconds_this_run``.
+        """
+        ctx = self.context()
+        seed = int(seed)
+        if seed == self.base.seed:
+            return self._matrices, ctx.calibration
+        if seed not in self._seed_runs:
+            from dataclasses import replace
+
+            from .pipeline import calibrate
+
+            t = time.perf_counter()
+            progress_report(stage="calibration", message=f"calibration pass of seed {seed} "
+                                                         f"({self.base.num_samples} x {self.base.seq_len} tokens)")
+            matrices, meta = calibrate(self.load(), self._calib_corpus, replace(self.base, seed=seed), self._needed,
+                                       self.registry)
+            self._seed_runs[seed] = (matrices, {**meta, "seconds_this_run": time.perf_counter() - t,
+                                                "corpus": self.base.calibration,
+                                                "source": self._calib_corpus.source, "seed": seed})
+        return self._seed_runs[seed]
+
+    def seed_calibration(self, seeds: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Per seed: ``{"similarity": S (float64 [N, N] of the block inputs), "calibration": meta}``
+        (:meth:`matrices_for`); what a sweep record keeps for each extra seed."""
+        out = {}
+        for seed in seeds:
+            matrices, meta = self.matrices_for(seed)
+            out[int(seed)] = {"similarity": matrices[self.base.similarity], "calibration": meta}
+        return out
+
+    def nll_for(self, seed: int):
+        """:class:`lorp.evaluation.CalibrationNLL` of SLEB-style strategies on the calibration draw ``seed``
+        (its first ``base.sleb_samples`` sequences), built once per seed."""
+        from dataclasses import replace
+
+        from .pipeline import calibration_nll
+
+        self.context()
+        seed = int(seed)
+        if seed == self.base.seed:
+            if self._nll is None:
+                self._nll = calibration_nll(self.load(), self._calib_corpus, self.base, self.registry)
+            return self._nll
+        if seed not in self._seed_nll:
+            self._seed_nll[seed] = calibration_nll(self.load(), self._calib_corpus, replace(self.base, seed=seed),
+                                                   self.registry)
+        return self._seed_nll[seed]
+
     @property
     def windows(self) -> dict[str, Any]:
         """Evaluation windows, int64 ``[W, T]`` per corpus."""
@@ -195,19 +255,22 @@ class CellWorker:
 
     # -- selection -----------------------------------------------------------------------------------------------
     def select_one(self, spec: CellSpec) -> Selected:
-        """Choose ``spec.budget`` blocks with ``spec.method``; raises what the strategy raises."""
-        from .pipeline import calibration_nll
+        """Choose ``spec.budget`` blocks with ``spec.method``; raises what the strategy raises.
+
+        ``spec.seed`` is a full run seed: the calibration draw (S, the statistics and
+        SLEB's scoring sequences, :meth:`matrices_for`, :meth:`nll_for`) and the
+        selection's randomness (clustering, random baselines).
+        """
         from .selection import select_blocks
 
-        ctx, base, registry = self.context(), self.base, self.registry
+        base, registry = self.base, self.registry
         strategy = registry.allocation(spec.method)
-        if strategy.needs_model and self._nll is None:
-            self._nll = calibration_nll(self.load(), self._calib_corpus, base, registry)
-        nll = self._nll if strategy.needs_model else None
+        matrices, _ = self.matrices_for(spec.seed)
+        nll = self.nll_for(spec.seed) if strategy.needs_model else None
         t = time.perf_counter()
-        selection = select_blocks(ctx.similarity, spec.budget, k=base.k, seed=spec.seed, clustering=base.clustering,
-                                  allocation=spec.method, protected=base.protected, statistics=self._matrices,
-                                  nll=nll, registry=registry)
+        selection = select_blocks(matrices[base.similarity], spec.budget, k=base.k, seed=spec.seed,
+                                  clustering=base.clustering, allocation=spec.method, protected=base.protected,
+                                  statistics=matrices, nll=nll, registry=registry)
         passes = {"full": nll.forward_passes, "partial": nll.partial_passes} if nll is not None else None
         return Selected(spec, selection, time.perf_counter() - t, passes, registry.provenance("allocation", spec.method))
 

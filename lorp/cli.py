@@ -249,10 +249,12 @@ _R = _ray_defaults()
               help="comma-separated allocation strategies")
 @click.option("--budgets", default=",".join(map(str, _S["budgets"])), show_default=True,
               help="comma-separated budgets (blocks to remove)")
-@click.option("--seeds", default="", help="comma-separated selection seeds, one cell each (default: --seed)")
 @click.option("--attribution/--no-attribution", default=_S["attribution"], show_default=True,
               help="also compute the single-block removal profile (calibration NLL with each one block removed) "
                    "into sweep.json")
+@click.option("--seeds", default="", help="comma-separated run seeds, one cell each: each draws its own calibration set "
+              "(S, SLEB's sequences) and seeds clustering and random baselines; evaluation stays fixed "
+              "(default: --seed)")
 @run_options
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="sweep folder (default: runs/sweep-<model>); rerunning resumes it")

@@ -519,6 +519,9 @@ class SweepRecord:
         versions, git_commit: provenance of the code that computed it.
         attribution: the single-block removal profile (:class:`Attribution`), ``None`` when the sweep
             did not ask for it or was written before it existed.
+        seed_calibration: per extra run seed (``str(seed)``; the first seed is ``context``):
+            ``{"similarity": float64 [N, N] S of that seed's calibration draw, "calibration": its
+            record}``; empty for one seed and in records written before seeds drew calibration.
     """
 
     SCHEMA: ClassVar[str] = SWEEP_SCHEMA
@@ -533,6 +536,7 @@ class SweepRecord:
     versions: dict[str, Any] = field(default_factory=dict)
     git_commit: str | None = None
     attribution: Attribution | None = None
+    seed_calibration: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Tagged plain dict."""
@@ -540,7 +544,8 @@ class SweepRecord:
                 "config": _plain(self.config), "context": self.context.to_json(), "dense": self.dense.to_json(),
                 "dense_flops_per_token": self.dense_flops_per_token, "perplexity_reuse": _plain(self.perplexity_reuse),
                 "versions": _plain(self.versions), "git_commit": self.git_commit,
-                "attribution": None if self.attribution is None else self.attribution.to_json()}
+                "attribution": None if self.attribution is None else self.attribution.to_json(),
+                "seed_calibration": _plain(self.seed_calibration)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SweepRecord:
@@ -549,7 +554,9 @@ class SweepRecord:
         return cls(data["identity"], data["config"], RunContext.from_json(data["context"]),
                    Evaluation.from_json(data["dense"]), int(data["dense_flops_per_token"]),
                    data.get("perplexity_reuse") or {}, data.get("versions") or {}, data.get("git_commit"),
-                   Attribution.optional(data.get("attribution")))
+                   Attribution.optional(data.get("attribution")),
+                   {str(s): {**v, "similarity": np.asarray(v["similarity"], dtype=np.float64)}
+                    for s, v in (data.get("seed_calibration") or {}).items()})
 
 
 @dataclass
@@ -661,6 +668,9 @@ class StudyResult:
             ``tokens_scored`` (``windows * (window_tokens - 1)``: the first token of a window is not predicted).
         attribution: the single-block removal profile (:class:`Attribution`), ``None`` where the sweep
             has none (not asked for, or written before it existed).
+        seeds: per run seed (``str(seed)``, first seed first) when more than one seed ran:
+            ``{"similarity", "calibration", "rls", "k", "k_source"}`` of that seed's calibration
+            draw (:func:`lorp.sensitivity.seed_runs`); empty for one seed and older studies.
     """
 
     SCHEMA: ClassVar[str] = STUDY_SCHEMA
@@ -691,6 +701,7 @@ class StudyResult:
     plugins_loaded: list[Any] = field(default_factory=list)
     wall_time_s: float | None = None
     attribution: Attribution | None = None
+    seeds: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Tagged plain dict (the layout of ``results.json``)."""

@@ -113,6 +113,8 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
     ``detail_budget``). ``allocation`` is added to ``methods`` if missing;
     ``detail_methods`` filters the compared methods (names not compared are skipped).
     ``attribution`` (default ``True``) asks for the single-block removal profile.
+    ``seeds`` (comma-separated, empty: ``seed`` alone) are run seeds: calibration draw,
+    clustering and random baselines (:attr:`lorp.sweep.SweepConfig.seeds`).
 
     Raises:
         ConfigError: a value of the wrong type (:func:`coerce_parameters`),
@@ -142,7 +144,8 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
         detail_methods = tuple(m for m in methods if m in detail_methods or m == p["allocation"])
     return SweepConfig(base=base, methods=methods, budgets=budgets, detail_budgets=(detail,) if detail else (),
                        detail_methods=detail_methods, decode_tokens=int(p["decode_tokens"]),
-                       attribution=_flag(p.get("attribution", True), "attribution"))
+                       attribution=_flag(p.get("attribution", True), "attribution"),
+                       seeds=split_ints(p.get("seeds", ""), "seeds"))
 
 
 def study_executor(executor: str = "serial", ray_address: str = "", ray_workers: int = 0):
@@ -210,7 +213,12 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
     zero-shot results are carried over where the evaluations kept them
     (:func:`per_sample`), for the intervals of :mod:`lorp.uncertainty`. ``attribution`` is the
     sweep's single-block removal profile (:class:`lorp.records.Attribution`), ``None`` where it has none.
+    (:func:`per_sample`), for the intervals of :mod:`lorp.uncertainty`. With several
+    run seeds, ``seeds`` holds each seed's S, calibration record, RLS and K
+    (:func:`lorp.sensitivity.seed_runs`).
     """
+    from .sensitivity import seed_runs
+
     lorp_cells = [c for c in cells if c.method == allocation and c.selection.rls is not None]
     ref = lorp_cells[0].selection if lorp_cells else None
     dense, ctx = meta.dense, meta.context
@@ -250,7 +258,14 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
                         "tokens_scored": w * (t - 1)} for n, (w, t) in ctx.eval_windows.items()},
         plugins={c.method: c.plugin for c in cells},
         versions=meta.versions, computed_at_commit=meta.git_commit, git_commit=git_commit(),
-        attribution=meta.attribution)
+        attribution=meta.attribution, seeds=seed_runs(meta, cells, allocation))
+
+
+def sensitivity_markdown(results: StudyResult | dict[str, Any]) -> str:
+    """Is the selection stable across calibration draws? See :func:`lorp.sensitivity.sensitivity_markdown`."""
+    from .sensitivity import sensitivity_markdown as markdown
+
+    return markdown(results)
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:

@@ -29,7 +29,7 @@ from . import progress
 from .allocation import check_seed
 from .atomic import check_output_location, write_json, write_text
 from .cache import cache_key, check_cache_writable, input_fingerprint, notice, read_checked_json, write_checked_json
-from .cells import CellsFailedError, CellStore, RunStats, orchestrate, write_failures
+from .cells import CellsFailedError, CellStore, RunStats, Task, orchestrate, write_failures
 from .errors import ConfigError
 from .executors import RayExecutor, SerialExecutor
 from .models import resolve_model
@@ -58,12 +58,19 @@ class SweepConfig:
         decode_tokens: tokens generated per decode-speed run (0: no speed).
         reuse_states: restart each pruned variant's perplexity from the dense
             model's hidden states (:class:`lorp.evaluation.SweepPerplexity`).
-        seeds: selection seeds per cell (clustering, random baselines); empty: ``base.seed``.
         attribution: also compute the single-block removal profile (calibration NLL with only block
             ``b`` removed, for every block; :class:`lorp.records.Attribution`) into ``sweep.json``. It
             is scored on SLEB's calibration text and shares SLEB's passes; without SLEB it costs about
             one partial forward pass per block. Not part of the sweep's identity: turning it on for a
             finished sweep computes only the profile.
+        seeds: run seeds, one cell per (method, budget, seed); empty: ``base.seed``. Each seed is a
+            full run seed: it draws the calibration sequences (S, the statistics and SLEB's
+            scoring sequences, which are the first calibration sequences) and seeds the
+            clustering and the random baselines. Evaluation stays fixed: the same perplexity
+            windows, and zero-shot items drawn with the first seed for every seed, so cells of
+            different seeds removing the same blocks share one evaluation. The first seed's
+            calibration is the sweep's context (``sweep.json``'s S); the others' S and
+            calibration records are kept in :attr:`lorp.records.SweepRecord.seed_calibration`.
     """
 
     base: PruneConfig = PruneConfig()
@@ -78,8 +85,13 @@ class SweepConfig:
 
     @property
     def cell_seeds(self) -> tuple[int, ...]:
-        """Selection seeds of the cells (default: ``base.seed`` alone); calibration always uses ``base.seed``."""
+        """Run seeds of the cells (default: ``base.seed`` alone): calibration draw and selection."""
         return tuple(self.seeds) or (self.base.seed,)
+
+    @property
+    def run_base(self) -> PruneConfig:
+        """``base`` with ``seed`` set to the first run seed: the settings the workers' shared context uses."""
+        return replace(self.base, seed=self.cell_seeds[0])
 
     def detailed(self, method: str, budget: int) -> bool:
         """Whether the cell (method, budget) gets zero-shot accuracy and decode speed."""
@@ -138,7 +150,7 @@ def plan_cells(config: SweepConfig) -> list[CellSpec]:
     plain = EvalSettings(corpora=tuple(base.eval_corpora), seq_len=base.eval_seq_len, tokens=base.eval_tokens,
                          batch_size=base.batch_size)
     detail = replace(plain, zero_shot_tasks=tuple(base.zero_shot_tasks), zero_shot_limit=base.zero_shot_limit,
-                     zero_shot_seed=base.seed, decode_tokens=config.decode_tokens)
+                     zero_shot_seed=config.cell_seeds[0], decode_tokens=config.decode_tokens)
     return [CellSpec(m, b, s, detail if config.detailed(m, b) and detail.detailed else plain)
             for m in config.methods for b in config.budgets for s in config.cell_seeds]
 
@@ -149,6 +161,31 @@ def _dense_settings(config: SweepConfig) -> EvalSettings | None:
         return None
     details = [s.evaluation for s in plan_cells(config) if s.evaluation.detailed]
     return details[0] if details else None
+
+
+def drop_stale_seed_cells(folder: Path, previous: SweepRecord | None, store: CellStore) -> list[Path]:
+    """Delete the cells an older lorp computed for extra seeds with the base seed's calibration; return their paths.
+
+    Before seeds chose the calibration draw (records without ``config["calibration_per_seed"]``),
+    every cell was selected on ``config["seed"]``'s calibration; a cell of another seed is
+    therefore stale and is recomputed. Cells of ``config["seed"]`` itself stay valid.
+    """
+    if previous is None or previous.config.get("calibration_per_seed"):
+        return []
+    dropped = []
+    for f in sorted((folder / "cells").glob("*.json")):
+        data = read_checked_json(f, "sweep cell")
+        try:
+            cell = CellResult.from_json(data)
+        except (ConfigError, KeyError, TypeError, ValueError, AttributeError):
+            continue
+        if cell.identity == store.identity and cell.spec.seed != previous.config.get("seed"):
+            f.unlink(missing_ok=True)
+            dropped.append(f)
+    if dropped:
+        notice(f"{len(dropped)} cell(s) of extra seeds in {folder} were selected on seed "
+               f"{previous.config.get('seed')}'s calibration by an older lorp; recomputing them with their own")
+    return dropped
 
 
 def load_sweep_folder(folder: str | Path) -> tuple[SweepRecord, list[CellResult]]:
@@ -197,7 +234,7 @@ class SweepRun:
 
 def run_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | None = None,
               executor: SerialExecutor | RayExecutor | None = None) -> list[dict[str, Any]]:
-    """Evaluate every (method, budget, seed) cell from one calibration pass; return the tidy table rows.
+    """Evaluate every (method, budget, seed) cell from one calibration pass per seed; return the tidy table rows.
 
     See :func:`execute_sweep`.
     """
@@ -266,8 +303,12 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
 
     previous = SweepRecord.from_json(raw) if raw is not None else None
     store = CellStore(out, identity)
+    if drop_stale_seed_cells(out, previous, store):
+        previous = None  # its sweep.json lacks the per-seed calibration; rewritten below
     plan = plan_cells(config)
     pending = [spec for spec in plan if store.load(spec) is None]
+    extra_seeds = list(config.cell_seeds[1:])
+    seeds_missing = previous is not None and any(str(s) not in previous.seed_calibration for s in extra_seeds)
     dense_settings = _dense_settings(config)
     old = previous.dense if previous is not None else None
     dense_complete = dense_settings is None or (
@@ -276,11 +317,12 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
     need_dense = bool(pending) or previous is None or not dense_complete
     need_attribution = config.attribution and (previous is None or previous.attribution is None)
     stats = None
-    if need_dense or need_attribution:
+    if need_dense or need_attribution or seeds_missing:
         executor = executor or SerialExecutor()
-        # the latest record written and the profile to keep in it (a finished one is kept when the dense
-        # evaluation is recomputed; the two tasks may land in either order)
-        state: dict[str, Any] = {"record": previous, "attribution": previous.attribution if previous else None}
+        # the latest record written and what to keep in it (a finished profile or extra seeds' calibration is
+        # kept when the dense evaluation is recomputed; the tasks may land in any order)
+        state: dict[str, Any] = {"record": previous, "attribution": previous.attribution if previous else None,
+                                 "seeds": dict(previous.seed_calibration) if previous else {}}
 
         def write_record(record: SweepRecord) -> None:
             state["record"] = record
@@ -296,20 +338,26 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
                 config={**_shared_settings(base), "methods": list(config.methods), "budgets": list(config.budgets),
                         "seeds": list(config.cell_seeds), "detail_budgets": list(config.detail_budgets),
                         "detail_methods": None if config.detail_methods is None else list(config.detail_methods),
-                        "decode_tokens": config.decode_tokens},
+                        "decode_tokens": config.decode_tokens, "calibration_per_seed": True},
                 context=ctx, dense=dense, dense_flops_per_token=flops, perplexity_reuse=reuse,
-                versions=package_versions(), git_commit=git_commit(), attribution=state["attribution"]))
+                versions=package_versions(), git_commit=git_commit(), attribution=state["attribution"],
+                seed_calibration=state["seeds"]))
 
         def on_attribution(_ctx: RunContext, attribution: Attribution) -> None:
             state["attribution"] = attribution
             if state["record"] is not None:  # else the dense evaluation, still to land, writes it
                 write_record(replace(state["record"], attribution=attribution))
 
-        with executor.workers(base, config.methods, reuse_states=config.reuse_states, registry=registry) as workers:
+        with executor.workers(config.run_base, config.methods, reuse_states=config.reuse_states,
+                              registry=registry) as workers:
             stats = orchestrate(workers, pending, store, reuse_states=config.reuse_states,
                                 dense_settings=None if dense_complete else dense_settings, need_dense=need_dense,
                                 on_dense=on_dense, progress=base.progress, attribution=need_attribution,
                                 on_attribution=on_attribution)
+            missing = [s for s in extra_seeds if str(s) not in state["seeds"]]
+            if missing and state["record"] is not None:  # each extra seed's S and calibration record (cached pass)
+                state["seeds"].update({str(s): v for s, v in workers.first(Task("seed_calibration", (missing,))).items()})
+                write_record(replace(state["record"], seed_calibration=state["seeds"]))
         write_failures(out, stats.failures)
     else:
         progress.report(stage="cached", message=f"all {len(plan)} cells already computed in {out}; reusing them")
