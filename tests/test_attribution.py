@@ -275,3 +275,15 @@ def test_figure_writes_a_file_and_marks_both_sets(tmp_path):
     assert marked == {"lorp removes (budget 3)": pytest.approx([0.82, 4.82, 5.82]),
                       "shortgpt removes (budget 3)": pytest.approx([2.18, 4.18, 6.18])}
     assert attribution_profile(hand_made_study(attribution=False)) is None
+
+
+def test_why_names_the_blocks_only_lorp_removes_and_their_share_of_the_gap():
+    from lorp.report import why_markdown
+
+    md = why_markdown({"m": hand_made_study(), "old": hand_made_study(attribution=False)})
+    # LoRP {1, 5, 6} (1.4) vs shortgpt {2, 4, 6} (0.16): gap 1.24; only LoRP removes 5 (0.8) then 1 (0.5)
+    assert ("LoRP (30.0 mean perplexity) loses to shortgpt (15.0). Blocks only LoRP removes, most damaging first: "
+            "block 5 (ΔNLL 0.800, cluster 0), block 1 (ΔNLL 0.500, cluster 0); the worst of them alone is 65 % of the "
+            "first-order gap of 1.240 nats/token") in md
+    assert "Spearman ρ -1.00 with LoRP's redundancy" in md and "+1.00 with Block Influence" in md
+    assert "- **old**: no single-block removal profile" in md
