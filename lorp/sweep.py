@@ -317,6 +317,8 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
     need_dense = bool(pending) or previous is None or not dense_complete
     need_attribution = config.attribution and (previous is None or previous.attribution is None)
     stats = None
+    if not pending:
+        progress.report(stage="cached", message=f"all {len(plan)} cells already computed in {out}; reusing them")
     if need_dense or need_attribution or seeds_missing:
         executor = executor or SerialExecutor()
         # the latest record written and what to keep in it (a finished profile or extra seeds' calibration is
@@ -359,8 +361,6 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
                 state["seeds"].update({str(s): v for s, v in workers.first(Task("seed_calibration", (missing,))).items()})
                 write_record(replace(state["record"], seed_calibration=state["seeds"]))
         write_failures(out, stats.failures)
-    else:
-        progress.report(stage="cached", message=f"all {len(plan)} cells already computed in {out}; reusing them")
     record = SweepRecord.from_json(read_checked_json(meta_path, "sweep record"))
     cells = [c for c in (store.load(spec) for spec in plan) if c is not None]
     rows = _table(cells, record.dense, seeds=len(config.cell_seeds) > 1)

@@ -57,7 +57,9 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
             assert 0 <= c["zero_shot_average"] <= 1 and c["speed"]["tokens_per_s"] > 0
             assert r["dense"]["flops_per_token"] / c["speed"]["flops_per_token"] > 1.2
     a = r["attribution"]  # single-block removal profile, sharing SLEB's passes
-    assert sorted(map(int, a["nll"])) == list(range(n)) and a["shared"] and len(a["block_influence"]) == n
+    assert sorted(map(int, a["nll"])) == list(range(n)) and len(a["block_influence"]) == n
+    if any("cell 8/8 " in ln for ln in streamed):  # SLEB ran in this process: the profile reused its scored sets
+        assert a["shared"]
     assert "first-order account" in (report / "attribution.md").read_text()
     assert r["parameters"]["preset"] == "quick" and r["git_commit"] and r["versions"]["lorp"]
     assert r["plugins_used"]["allocation:lorp"]["plugin"] and r["wall_time_s"] > 0
