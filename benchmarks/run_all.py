@@ -74,8 +74,9 @@ def render(figures: list[Figure], command: str, seconds: float) -> str:
     return "\n".join(lines)
 
 
-#: Heading of the section ``benchmarks/ray_executor.py`` measures; run_all keeps it when rewriting the report.
-KEPT_SECTION = "## Ray executor"
+#: Headings of sections measured by other scripts (``benchmarks/study_time.py``, ``benchmarks/ray_executor.py``);
+#: run_all keeps everything from the first of them on when rewriting the report.
+KEPT_SECTIONS = ("## Where the default study's time goes", "## Ray executor")
 
 
 @click.command()
@@ -103,7 +104,8 @@ def main(models: str, repeats: int, out: str, only: str) -> None:
     kept = ""
     if Path(out).is_file():  # sections measured by other scripts (benchmarks/ray_executor.py) stay
         old = Path(out).read_text()
-        kept = old[old.index(KEPT_SECTION):] if KEPT_SECTION in old else ""
+        starts = [old.index(h) for h in KEPT_SECTIONS if h in old]
+        kept = old[min(starts):] if starts else ""
     write_text(out, render(figures, command.strip(), time.perf_counter() - start) + ("\n" + kept if kept else ""))
     write_json(out.rsplit(".", 1)[0] + ".json", [vars(f) for f in figures])
     print(f"wrote {out}")
