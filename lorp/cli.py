@@ -351,7 +351,8 @@ def load_similarity(path: Path) -> np.ndarray:
 @main.command()
 @click.option("--preset", default="default", show_default=True,
               help="parameter set from notebooks/variants.yaml: quick (CI, minutes), default (three model "
-                   "families, about 35 min on 2 CPU cores), paper (the paper's protocol, for a GPU)")
+                   "families, about 28 min on 2 CPU cores), sensitivity (default with run seeds 0, 1, 2), "
+                   "paper (the paper's protocol, for a GPU)")
 @click.option("--models", "models", multiple=True, metavar="A,B",
               help="comma-separated models to study (default: the preset's models)")
 @click.option("-p", "--parameter", "params", multiple=True, metavar="NAME=VALUE",

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .allocation import check_seed
 from .errors import ConfigError
 from .evaluation import Perplexity
 from .pipeline import PruneConfig
@@ -42,9 +43,17 @@ def split_ints(value: str | Sequence[int], what: str) -> tuple[int, ...]:
     """``"3,6,9"`` -> ``(3, 6, 9)``.
 
     Raises:
-        ConfigError: an item is not a whole number.
+        ConfigError: an item is not a whole number, or an item between two others is empty (``"0,,1"``).
     """
     out = []
+    parts = [item.strip() for item in value.split(",")] if isinstance(value, str) else []
+    while parts and not parts[0]:
+        parts.pop(0)
+    while parts and not parts[-1]:
+        parts.pop()
+    if "" in parts:  # "0,,1": an item was forgotten (a leading or trailing comma is harmless)
+        raise ConfigError(f"{what} must be comma-separated whole numbers with nothing between two commas, "
+                          f"got {value!r}")
     if isinstance(value, (list, tuple)):
         value = [str(v) for v in value]
     for item in split_list(value, what):
@@ -145,7 +154,7 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
     return SweepConfig(base=base, methods=methods, budgets=budgets, detail_budgets=(detail,) if detail else (),
                        detail_methods=detail_methods, decode_tokens=int(p["decode_tokens"]),
                        attribution=_flag(p.get("attribution", True), "attribution"),
-                       seeds=split_ints(p.get("seeds", ""), "seeds"))
+                       seeds=tuple(check_seed(s, "each seed") for s in split_ints(p.get("seeds", ""), "seeds")))
 
 
 def study_executor(executor: str = "serial", ray_address: str = "", ray_workers: int = 0):
@@ -748,7 +757,8 @@ def winners_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
         if got:
             lines.append(f"LoRP against the best baseline on mean {what}: wins in {got.count('wins')}, loses in "
                          f"{got.count('loses')}, undecided in {got.count('undecided')} of {len(got)} settings.")
-    lines.append(f"Best names every method, best first, whose interval against the best includes zero: "
+    lines.append(f"Best names every method, best first, whose interval against the best includes no difference "
+                 f"(a perplexity ratio of 1, an accuracy difference of 0): "
                  f"{_interval_method('evaluation windows (items for accuracy)')}.")
     return "\n".join(lines) + "\n"
 
@@ -847,7 +857,9 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
 def _samples_and_models(studies: Mapping[str, StudyResult]) -> str:
     sizes = sorted({(r.config.get("num_samples"), r.config.get("seq_len"), r.config.get("eval_tokens"),
                      r.config.get("zero_shot_limit")) for r in studies.values()}, key=str)
+    scored = sorted({e["tokens_scored"] for r in studies.values() for e in (r.evaluation or {}).values()})
     samples = "; ".join(f"{n} x {t} calibration tokens, {e or 'all'} evaluation tokens per corpus"
+                        + (f" ({'/'.join(f'{s:,}' for s in scored)} scored)" if scored else "")
                         + (f", {z} zero-shot items per task" if z else "") for n, t, e, z in sizes)
     models = ", ".join(f"{name} (RLS {r.rls:.2f}, {r.dense.parameters / 1e6:.0f}M parameters)"
                        for name, r in studies.items())
@@ -906,8 +918,14 @@ def why_markdown(studies: Mapping[str, StudyResult | dict[str, Any]], allocation
         labels = r.labels or []
         desc = ", ".join(f"block {b} (ΔNLL {sig.delta[b]:.3f}" + (f", cluster {labels[b]}" if b < len(labels) else "")
                          + ")" for b in only[:3])
-        share = (f"; the worst of them alone is {100 * sig.delta[only[0]] / gap:.0f} % of the first-order gap of "
-                 f"{gap:.3f} nats/token" if only and gap > 0 else f"; first-order gap {gap:+.3f} nats/token")
+        if only and gap > 0 and sig.delta[only[0]] <= gap:
+            share = (f"; the worst of them alone is {100 * sig.delta[only[0]] / gap:.0f} % of the first-order gap of "
+                     f"{gap:.3f} nats/token between the two sets")
+        elif only and gap > 0:
+            share = (f"; the worst of them alone costs more than the whole first-order gap between the two sets "
+                     f"({gap:.3f} nats/token: the baseline's own removals cost nearly as much, one by one)")
+        else:
+            share = f"; first-order gap between the two sets {gap:+.3f} nats/token"
         rho_r = spearman(sig.delta, sig.redundancy, sig.eligible)
         rho_bi = spearman(sig.delta, sig.block_influence, sig.eligible)
         verdict_word = "loses to" if lorp.mean_perplexity > rival.mean_perplexity else "beats"
@@ -917,6 +935,10 @@ def why_markdown(studies: Mapping[str, StudyResult | dict[str, Any]], allocation
             f"{desc or 'none'}{share}. Across removable blocks, the damage of a single removal has Spearman ρ "
             f"{rho_r.rho:+.2f} with LoRP's redundancy r (eq. 8; a good signal would be strongly negative) and "
             f"{rho_bi.rho:+.2f} with Block Influence (a good signal would be strongly positive).")
+    profiles = sorted({as_study(r).attribution.describe() for r in studies.values() if as_study(r).attribution})
     intro = ("Which removed blocks account for LoRP's loss, from the single-block removal profile (the calibration "
-             "NLL with only that block removed minus the dense NLL; first order, interactions ignored):")
+             "NLL with only that block removed minus the dense NLL, scored on " + ("; ".join(profiles) or "–")
+             + "). This is first order: each block's cost alone, added up. Where the sum over a set is much "
+             "smaller than the measured gap in perplexity (the ratio in winners.md), the blocks do their damage "
+             "together, and naming single blocks explains only part of it.")
     return intro + "\n\n" + "\n".join(lines) + "\n"

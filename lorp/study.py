@@ -242,7 +242,8 @@ def write_index(root: str | Path, *, preset: str = "", default_root: bool = True
           "Locality-Aware Redundancy Pruning (arXiv 2605.27786) and its baselines on real pretrained models.", ""]
     if has_summary:
         md += ["**[Summary across models](summary/summary.html)** "
-               "([notebook](summary/summary.ipynb), [verdict](summary/verdict.md), [winners](summary/winners.md))", ""]
+               "([notebook](summary/summary.ipynb), [verdict](summary/verdict.md), [winners](summary/winners.md), "
+               "[why LoRP loses](summary/why.md), [RLS](summary/rls.md), [time per stage](summary/time.md))", ""]
     md += ["| model | architecture | blocks | RLS | K | preset | report |", "|---|---|---:|---:|---:|---|---|"]
     for folder, arch, n, rls, k, pre in rows:
         md.append(f"| {folder} | {arch} | {n} | {rls:.3f} | {k} | {pre} | [HTML]({folder}/study.html) · "

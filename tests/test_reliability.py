@@ -542,3 +542,21 @@ def test_study_checks_every_model_before_running_any(runner, monkeypatch):
     res = runner.invoke(main, ["study", "--models", "smollm2-135m,gemma3-270m", "-p", "budgets=17",
                                "-p", "detail_budget=17"])
     assert "budget 17 is larger than the 16 removable blocks (18 blocks" in one_error_line(res)
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ("-3", "each seed must be a whole number between 0 and 2**32 - 1"),
+    ("4294967296", "each seed must be a whole number between 0 and 2**32 - 1"),
+    ("0,,1", "seeds must be comma-separated whole numbers with nothing between two commas"),
+])
+def test_bad_run_seeds_are_refused_by_the_study_config(seeds, message):
+    """Checked by study_config, which `lorp study` runs for every model before the first notebook."""
+    import ast
+
+    from lorp.report import study_config
+    from lorp.study import notebook_parameters
+
+    values = {n: ast.literal_eval(s["default"]) for n, s in notebook_parameters().items()}
+    assert study_config({**values, "seeds": "0,1"}).seeds == (0, 1)
+    with pytest.raises(ConfigError, match=message.replace("*", r"\*")):
+        study_config({**values, "seeds": seeds})
