@@ -43,9 +43,10 @@ def load(where: str, models=MODELS) -> dict[str, StudyResult]:
     return out
 
 
-def sleb_ratio(r: StudyResult) -> float | None:
-    """SLEB's selection seconds / the calibration pass seconds of the same model (``None`` without SLEB)."""
-    s = stage_seconds(r)
+def sleb_ratio(stages: dict[str, float]) -> float | None:
+    """SLEB's selection seconds / the calibration pass seconds of one model's :func:`stage_seconds` (``None``
+    without SLEB)."""
+    s = stages
     return s["SLEB selection"] / s["calibration pass"] if s["SLEB selection"] and s["calibration pass"] else None
 
 
@@ -66,7 +67,7 @@ def table(before: dict[str, StudyResult], after: dict[str, StudyResult]) -> str:
         rb, ra = before.get(m), after.get(m)
         fmt = (lambda v: f"{v:.1f}" if v is not None else "not run")
         lines.append(f"| {m} | {rb.wall_time_s if rb else 0:.0f} | {ra.wall_time_s if ra else 0:.0f} | "
-                     f"{fmt(sleb_ratio(rb)) if rb else '–'} | {fmt(sleb_ratio(ra)) if ra else '–'} |")
+                     f"{fmt(sleb_ratio(b[m])) if rb else '–'} | {fmt(sleb_ratio(a[m])) if ra else '–'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -935,7 +935,7 @@ def why_markdown(studies: Mapping[str, StudyResult | dict[str, Any]], allocation
             f"{desc or 'none'}{share}. Across removable blocks, the damage of a single removal has Spearman ρ "
             f"{rho_r.rho:+.2f} with LoRP's redundancy r (eq. 8; a good signal would be strongly negative) and "
             f"{rho_bi.rho:+.2f} with Block Influence (a good signal would be strongly positive).")
-    profiles = sorted({as_study(r).attribution.describe() for r in studies.values() if as_study(r).attribution})
+    profiles = sorted({a.describe() for a in (as_study(r).attribution for r in studies.values()) if a})
     intro = ("Which removed blocks account for LoRP's loss, from the single-block removal profile (the calibration "
              "NLL with only that block removed minus the dense NLL, scored on " + ("; ".join(profiles) or "–")
              + "). This is first order: each block's cost alone, added up. Where the sum over a set is much "
