@@ -255,6 +255,8 @@ _R = _ray_defaults()
 @click.option("--seeds", default="", help="comma-separated run seeds, one cell each: each draws its own calibration set "
               "(S, SLEB's sequences) and seeds clustering and random baselines; evaluation stays fixed "
               "(default: --seed)")
+@click.option("--seed-methods", default=None, help="comma-separated methods run at every seed; the others run at "
+              "the first seed only (default: every method at every seed)")
 @run_options
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="sweep folder (default: runs/sweep-<model>); rerunning resumes it")
@@ -266,7 +268,8 @@ _R = _ray_defaults()
 @click.option("--worker-cpus", "num_cpus", type=float, default=None, help=f"CPUs per Ray worker  [default: {_R['num_cpus']:g}]")
 @click.option("--worker-gpus", "num_gpus", type=float, default=None, help=f"GPUs per Ray worker  [default: {_R['num_gpus']:g}]")
 @_handle_errors
-def sweep(methods, budgets, seeds, attribution, out, executor, address, num_workers, num_cpus, num_gpus, **kw):
+def sweep(methods, budgets, seeds, seed_methods, attribution, out, executor, address, num_workers, num_cpus, num_gpus,
+          **kw):
     """Compare methods × budgets from one calibration pass; writes table.csv/json and one file per cell."""
     from .executors import make_executor
     from .study import report_name
@@ -276,7 +279,9 @@ def sweep(methods, budgets, seeds, attribution, out, executor, address, num_work
     config = SweepConfig(base=_config(save_model=False, **kw),
                          methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
                          budgets=_int_list(budgets, "--budgets"), seeds=_int_list(seeds, "--seeds"),
-                         attribution=attribution)
+                         attribution=attribution,
+                         seed_methods=None if seed_methods is None else
+                         tuple(m.strip() for m in seed_methods.split(",") if m.strip()))
     out = out or Path("runs") / f"sweep-{report_name(config.base.model)}"
     rows = run_sweep(config, out, executor=runner)
     corpora = list(dict.fromkeys(r["corpus"] for r in rows))
@@ -351,7 +356,7 @@ def load_similarity(path: Path) -> np.ndarray:
 @main.command()
 @click.option("--preset", default="default", show_default=True,
               help="parameter set from notebooks/variants.yaml: quick (CI, minutes), default (three model "
-                   "families, about 28 min on 2 CPU cores), sensitivity (default with run seeds 0, 1, 2), "
+                   "families, about TIME min on 2 CPU cores, run seeds 0, 1, 2), sensitivity (default with SLEB at every seed), "
                    "paper (the paper's protocol, for a GPU)")
 @click.option("--models", "models", multiple=True, metavar="A,B",
               help="comma-separated models to study (default: the preset's models)")

@@ -28,7 +28,8 @@ def stage_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
     evaluations carried stage timings put a detailed cell's whole evaluation under
     ``"zero-shot"`` less its perplexity share estimated from that method's other cells
     (0 if it has none), and the dense evaluation under ``"perplexity (dense)"``.
-    Raises nothing; missing timings count 0.
+    Every run seed's cells count (:attr:`StudyResult.all_cells`), and the extra seeds' calibration
+    passes. Raises nothing; missing timings count 0.
     """
     r = as_study(results)
     cs = r.compute_seconds or {}
@@ -44,7 +45,9 @@ def stage_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
     else:
         out["perplexity (dense)"] = float(cs.get("dense") or 0.0)
     per_method: dict[str, float] = {}
-    for c in r.cells:
+    for seed, run in list((r.seeds or {}).items())[1:]:  # the extra seeds' calibration passes
+        out["calibration pass"] += float((run.get("calibration") or {}).get("seconds") or 0.0)
+    for c in r.all_cells:
         s = c.seconds or {}
         out["SLEB selection" if c.nll_passes else "selection"] += float(s.get("selection", 0.0))
         if "evaluation_perplexity" in s:
@@ -54,7 +57,7 @@ def stage_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
         elif c.zero_shot is None:
             ppl = float(s.get("evaluation", 0.0))
         else:  # old record: estimate the perplexity share from the method's plain cells
-            plain = [float(o.seconds.get("evaluation", 0.0)) for o in r.cells
+            plain = [float(o.seconds.get("evaluation", 0.0)) for o in r.all_cells
                      if o.method == c.method and o.zero_shot is None and o.seconds.get("evaluation")]
             ppl = sum(plain) / len(plain) if plain else 0.0
             out["zero-shot"] += max(float(s.get("evaluation", 0.0)) - ppl, 0.0)

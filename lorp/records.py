@@ -660,7 +660,10 @@ class StudyResult:
         config: the sweep's shared settings, methods and budgets.
         rls, k, k_source, labels: LoRP's locality score, cluster count and labels (eqs. 5-7).
         similarity: float64 ``[N, N]`` S; calibration: the calibration record.
-        dense: the dense reference; cells: one :class:`StudyCell` per cell.
+        dense: the dense reference; cells: one :class:`StudyCell` per cell of the first run seed (the
+            study's main tables, figures and verdict read these).
+        seed_cells: the cells of the other run seeds (empty for one seed), read by the sensitivity
+            report (:mod:`lorp.sensitivity`) and the selector's comparison across seeds.
         evaluations_shared: cells whose evaluation came from another cell with the same removed blocks.
         compute_seconds: calibration, dense and cells time when computed (and ``attribution``, the
             single-block removal profile's, where computed).
@@ -702,12 +705,19 @@ class StudyResult:
     wall_time_s: float | None = None
     attribution: Attribution | None = None
     seeds: dict[str, Any] = field(default_factory=dict)
+    seed_cells: list[StudyCell] = field(default_factory=list)
+
+    @property
+    def all_cells(self) -> list[StudyCell]:
+        """Every seed's cells: :attr:`cells` (first seed) then :attr:`seed_cells`."""
+        return [*self.cells, *self.seed_cells]
 
     def to_json(self) -> dict[str, Any]:
         """Tagged plain dict (the layout of ``results.json``)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["dense"] = self.dense.to_json()
         d["cells"] = [c.to_json() for c in self.cells]
+        d["seed_cells"] = [c.to_json() for c in self.seed_cells]
         d["attribution"] = None if self.attribution is None else self.attribution.to_json()
         return {"schema": self.SCHEMA, "version": self.VERSION, **_plain(d)}
 
@@ -719,6 +729,7 @@ class StudyResult:
         kw = {k: v for k, v in data.items() if k in _field_names(cls)}
         kw["dense"] = StudyDense.from_json(data["dense"])
         kw["cells"] = [StudyCell.from_json(c) for c in data["cells"]]
+        kw["seed_cells"] = [StudyCell.from_json(c) for c in data.get("seed_cells") or []]
         if kw.get("similarity") is not None:
             kw["similarity"] = np.asarray(kw["similarity"], dtype=np.float64)
         kw["attribution"] = Attribution.optional(data.get("attribution"))

@@ -123,7 +123,9 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
     ``detail_methods`` filters the compared methods (names not compared are skipped).
     ``attribution`` (default ``True``) asks for the single-block removal profile.
     ``seeds`` (comma-separated, empty: ``seed`` alone) are run seeds: calibration draw,
-    clustering and random baselines (:attr:`lorp.sweep.SweepConfig.seeds`).
+    clustering and random baselines (:attr:`lorp.sweep.SweepConfig.seeds`); ``seed_methods``
+    (comma-separated, empty: all) the methods run at every seed, the others at the first only
+    (names not compared are skipped).
 
     Raises:
         ConfigError: a value of the wrong type (:func:`coerce_parameters`),
@@ -151,10 +153,14 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
     detail_methods = split_list(p["detail_methods"], "detail_methods") or None
     if detail_methods:  # a filter on the compared methods: names not compared are skipped
         detail_methods = tuple(m for m in methods if m in detail_methods or m == p["allocation"])
+    seed_methods = split_list(p.get("seed_methods", ""), "seed_methods") or None
+    if seed_methods:  # a filter on the compared methods, like detail_methods
+        seed_methods = tuple(m for m in methods if m in seed_methods)
     return SweepConfig(base=base, methods=methods, budgets=budgets, detail_budgets=(detail,) if detail else (),
                        detail_methods=detail_methods, decode_tokens=int(p["decode_tokens"]),
                        attribution=_flag(p.get("attribution", True), "attribution"),
-                       seeds=tuple(check_seed(s, "each seed") for s in split_ints(p.get("seeds", ""), "seeds")))
+                       seeds=tuple(check_seed(s, "each seed") for s in split_ints(p.get("seeds", ""), "seeds")),
+                       seed_methods=seed_methods)
 
 
 def study_executor(executor: str = "serial", ray_address: str = "", ray_workers: int = 0):
@@ -224,18 +230,20 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
     sweep's single-block removal profile (:class:`lorp.records.Attribution`), ``None`` where it has none.
     (:func:`per_sample`), for the intervals of :mod:`lorp.uncertainty`. With several
     run seeds, ``seeds`` holds each seed's S, calibration record, RLS and K
-    (:func:`lorp.sensitivity.seed_runs`).
+    (:func:`lorp.sensitivity.seed_runs`); ``cells`` are the first seed's cells (what the tables,
+    figures and verdict read) and ``seed_cells`` the other seeds'.
     """
     from .sensitivity import seed_runs
 
     lorp_cells = [c for c in cells if c.method == allocation and c.selection.rls is not None]
     ref = lorp_cells[0].selection if lorp_cells else None
     dense, ctx = meta.dense, meta.context
-    rows = []
+    first = int((meta.config.get("seeds") or [meta.config.get("seed", 0)])[0])
+    rows, seed_rows = [], []
     for c in cells:
         ev = c.evaluation
         zs = ev.zero_shot
-        rows.append(StudyCell(
+        (rows if c.spec.seed == first else seed_rows).append(StudyCell(
             method=c.method, budget=c.budget, seed=c.spec.seed, pruned=c.pruned,
             perplexity={k: v.perplexity for k, v in ev.perplexity.items()}, mean_perplexity=mean_perplexity(ev.perplexity),
             parameters=ev.parameters, seconds=dict(c.timings), nll_passes=c.nll_passes,
@@ -257,7 +265,7 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
             zero_shot_average=dense.zero_shot.average if dense.zero_shot else None,
             speed=asdict(dense.speed) if dense.speed else None, flops_per_token=meta.dense_flops_per_token,
             **per_sample(dense.perplexity, dense.zero_shot)),
-        cells=rows, perplexity_reuse=meta.perplexity_reuse,
+        cells=rows, seed_cells=seed_rows, perplexity_reuse=meta.perplexity_reuse,
         evaluations_shared=sum(c.evaluation_reused for c in cells),
         compute_seconds={"load": ctx.model.get("load_seconds"), "calibration": ctx.calibration.get("seconds"),
                          "dense": dense.seconds, "dense_stages": dict(dense.stage_seconds),

@@ -96,7 +96,7 @@ def stability(results: StudyResult | Mapping[str, Any]) -> list[dict[str, Any]]:
     if len(seeds) < 2:
         return []
     rows: dict[tuple[str, int], dict[str, Any]] = {}
-    for c in r.cells:
+    for c in r.all_cells:
         if c.seed not in seeds:
             continue
         row = rows.setdefault((c.method, c.budget), {"method": c.method, "budget": c.budget, "picks": {},
@@ -155,5 +155,76 @@ def sensitivity_markdown(results: StudyResult | Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ONE_SEED", "jaccard", "max_abs_delta", "mean_pairwise_jaccard", "seed_runs", "sensitivity_markdown",
+def picks_with_more_data(base: Any, methods: Sequence[str], budgets: Sequence[int], num_samples: int,
+                         registry: Any = None) -> dict[str, Any]:
+    """The removed blocks of each similarity-only method when S comes from ``num_samples`` calibration sequences.
+
+    One calibration pass of ``num_samples`` × ``base.seq_len`` tokens (the first seed's draw,
+    cached on disk like every pass) on a fresh :class:`lorp.cells.CellWorker`; then each
+    method in ``methods`` that reads only the calibration statistics (no ``needs_model``:
+    SLEB and model-scoring selectors are skipped) chooses its blocks at every budget. No
+    evaluation: this says whether the picks move with more data.
+
+    Returns:
+        ``{"num_samples", "seq_len", "rls", "k", "seconds", "picks": {method: {budget: sorted blocks}},
+        "skipped": [methods needing the model]}``.
+    Raises:
+        ConfigError: ``num_samples`` below 1; what loading the model or the pass raises.
+    """
+    import time
+    from dataclasses import replace
+
+    from .cells import CellWorker
+    from .errors import ConfigError
+    from .plugins import load_registry
+    from .selection import select_blocks
+
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ConfigError(f"the larger calibration size must be a whole number >= 1, got {num_samples!r}")
+    registry = registry or load_registry()
+    cheap = [m for m in methods if not registry.allocation(m).needs_model]
+    t = time.perf_counter()
+    worker = CellWorker(replace(base, num_samples=num_samples), cheap, registry=registry)
+    matrices = worker.matrices
+    s = matrices[base.similarity]
+    picks: dict[str, dict[int, list[int]]] = {}
+    rls = k = None
+    for m in cheap:
+        for b in budgets:
+            sel = select_blocks(s, b, k=base.k, seed=base.seed, clustering=base.clustering, allocation=m,
+                                protected=base.protected, statistics=matrices, registry=registry)
+            picks.setdefault(m, {})[int(b)] = sorted(sel.pruned)
+            if sel.rls is not None and rls is None:
+                rls, k = sel.rls, sel.k
+    return {"num_samples": num_samples, "seq_len": base.seq_len, "rls": rls, "k": k,
+            "seconds": time.perf_counter() - t, "picks": picks,
+            "skipped": [m for m in methods if m not in cheap]}
+
+
+def more_data_markdown(results: StudyResult | Mapping[str, Any], more: Mapping[str, Any]) -> str:
+    """Markdown: each method's picks at the study's calibration size (first seed) against ``more``
+    (:func:`picks_with_more_data`), with their Jaccard index."""
+    r = as_study(results)
+    n0, n1 = r.config.get("num_samples", "?"), more["num_samples"]
+    lines = [f"Calibration {n0} × {more['seq_len']} tokens (the study, first seed) against {n1} × {more['seq_len']} "
+             f"(same draw, more sequences): RLS {_num(r.rls)} → {_num(more.get('rls'))}, K {r.k} → {more.get('k')}. "
+             f"One extra calibration pass ({more['seconds']:.0f} s); no evaluation.", "",
+             f"| method | budget | removed at {n0} | removed at {n1} | Jaccard |", "|---|---:|---|---|---:|"]
+    moved = same = 0
+    for m, per in more["picks"].items():
+        for b, blocks in per.items():
+            cell = next((c for c in r.cells if c.method == m and c.budget == int(b)), None)
+            if cell is None:
+                continue
+            j = jaccard(cell.pruned, blocks)
+            same, moved = same + (j == 1.0), moved + (j < 1.0)
+            lines.append(f"| {m} | {b} | {' '.join(map(str, sorted(cell.pruned)))} | {' '.join(map(str, blocks))} | "
+                         f"{j:.2f} |")
+    lines += ["", f"{same} of {same + moved} picks unchanged with {n1 / n0 if isinstance(n0, int) else '?':g}× the "
+                  "calibration sequences." + (f" Not recomputed (they score candidates with the model): "
+                                              f"{', '.join(more['skipped'])}." if more.get("skipped") else "")]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["ONE_SEED", "more_data_markdown", "picks_with_more_data", "jaccard", "max_abs_delta", "mean_pairwise_jaccard", "seed_runs", "sensitivity_markdown",
            "stability"]

@@ -71,6 +71,8 @@ class SweepConfig:
             different seeds removing the same blocks share one evaluation. The first seed's
             calibration is the sweep's context (``sweep.json``'s S); the others' S and
             calibration records are kept in :attr:`lorp.records.SweepRecord.seed_calibration`.
+        seed_methods: the methods that run at every seed (``None``: all); the others run at the
+            first seed only. A way to leave an expensive search (SLEB) out of the extra seeds.
     """
 
     base: PruneConfig = PruneConfig()
@@ -82,6 +84,7 @@ class SweepConfig:
     reuse_states: bool = True
     seeds: tuple[int, ...] = ()
     attribution: bool = False
+    seed_methods: tuple[str, ...] | None = None
 
     @property
     def cell_seeds(self) -> tuple[int, ...]:
@@ -92,6 +95,11 @@ class SweepConfig:
     def run_base(self) -> PruneConfig:
         """``base`` with ``seed`` set to the first run seed: the settings the workers' shared context uses."""
         return replace(self.base, seed=self.cell_seeds[0])
+
+    def seeds_of(self, method: str) -> tuple[int, ...]:
+        """The run seeds ``method`` runs at: every seed if it is among :attr:`seed_methods`, else the first."""
+        seeds = self.cell_seeds
+        return seeds if self.seed_methods is None or method in self.seed_methods else seeds[:1]
 
     def detailed(self, method: str, budget: int) -> bool:
         """Whether the cell (method, budget) gets zero-shot accuracy and decode speed."""
@@ -152,7 +160,7 @@ def plan_cells(config: SweepConfig) -> list[CellSpec]:
     detail = replace(plain, zero_shot_tasks=tuple(base.zero_shot_tasks), zero_shot_limit=base.zero_shot_limit,
                      zero_shot_seed=config.cell_seeds[0], decode_tokens=config.decode_tokens)
     return [CellSpec(m, b, s, detail if config.detailed(m, b) and detail.detailed else plain)
-            for m in config.methods for b in config.budgets for s in config.cell_seeds]
+            for m in config.methods for b in config.budgets for s in config.seeds_of(m)]
 
 
 def _dense_settings(config: SweepConfig) -> EvalSettings | None:
@@ -297,6 +305,9 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
     if isinstance(config.decode_tokens, bool) or config.decode_tokens < 0 or config.decode_tokens == 1:
         raise ConfigError(f"decode_tokens must be 0 (no speed) or >= 2, got {config.decode_tokens!r}")
 
+    if config.seed_methods is not None and not set(config.seed_methods) <= set(config.methods):
+        raise ConfigError(f"seed methods {sorted(set(config.seed_methods) - set(config.methods))} are not among "
+                          f"the methods {list(config.methods)}")
     if config.detail_methods is not None and not set(config.detail_methods) <= set(config.methods):
         raise ConfigError(f"detail methods {sorted(set(config.detail_methods) - set(config.methods))} are not among "
                           f"the methods {list(config.methods)}")
