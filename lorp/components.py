@@ -170,6 +170,9 @@ class AllocationStrategy:
         choose_k: for clustering strategies, ``choose_k(similarity) -> K`` replaces
             the paper's rule (RLS thresholds, eq. 6); ``None`` keeps it. A ``--k``
             given by the user still overrides both.
+        nll_samples: for strategies with ``needs_model``: how many calibration sequences
+            ``request.nll`` scores (at most the run's ``num_samples``); ``None``: the run's
+            ``sleb_samples``.
     """
 
     name: str
@@ -178,6 +181,7 @@ class AllocationStrategy:
     needs: tuple[str, ...] = ()
     needs_model: bool = False
     choose_k: Callable[[np.ndarray], int] | None = None
+    nll_samples: int | None = None
     version: str = "1"
     description: str = ""
     source: str = ""

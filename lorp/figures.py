@@ -22,6 +22,7 @@ METHOD_STYLES: dict[str, dict[str, Any]] = {
     "sleb": {"color": "#E69F00", "marker": "D", "linestyle": (0, (5, 1))},
     "last": {"color": "#56B4E9", "marker": "P", "linestyle": (0, (3, 1, 1, 1))},
     "random": {"color": "#7f7f7f", "marker": "X", "linestyle": (0, (1, 2))},
+    "span-bi-nll": {"color": "#882255", "marker": "*", "linestyle": (0, (6, 2, 1, 2, 1, 2))},
 }
 _EXTRA = ("#8c564b", "#bcbd22", "#17becf", "#9467bd", "#e377c2", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
 _EXTRA_MARKERS = ("h", "*", "p", "<", ">", "d", "H", "8")

@@ -47,6 +47,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "lorp.builtins.allocation",
     "lorp.builtins.baselines",
     "lorp.builtins.ablations",
+    "lorp.builtins.selectors",
     "lorp.builtins.corpora",
     "lorp.builtins.adapters",
 )

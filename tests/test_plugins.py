@@ -36,7 +36,8 @@ def test_builtins_register_through_the_hooks(lorp_registry):
     assert set(lorp_registry.components["clustering"]) == {"spectral"}
     assert set(lorp_registry.components["allocation"]) == {
         "lorp", "shortgpt", "streamline", "angular", "sleb", "last", "random",
-        "lorp-k2", "lorp-k3", "lorp-k4", "lorp-residual", "lorp-rls-noemb", "lorp-bi", "lorp-protect-last4"}
+        "lorp-k2", "lorp-k3", "lorp-k4", "lorp-residual", "lorp-rls-noemb", "lorp-bi", "lorp-protect-last4",
+        "span-bi-nll"}
     assert set(lorp_registry.components["corpus"]) == {"ptb", "wiki-paragraphs", "lambada", "wikitext2", "c4"}
     assert [a.name for a in lorp_registry.adapters()] == ["decoder-layers", "gpt2", "gpt-neox", "opt"]
     sources = {p.name: p.source for p in lorp_registry.plugins}
