@@ -28,6 +28,7 @@ from .progress import Follower
 from .records import STUDY_SCHEMA, StudyResult, schema_of
 
 STUDY_NOTEBOOK = NOTEBOOKS_DIR / "lorp_study.ipynb"
+ABLATION_NOTEBOOK = NOTEBOOKS_DIR / "ablation.ipynb"
 SUMMARY_NOTEBOOK = NOTEBOOKS_DIR / "summary.ipynb"
 
 
@@ -83,19 +84,27 @@ def check_study_parameters(params: Mapping[str, Any]) -> None:
             metric, clustering, corpus or zero-shot task, or a budget the model cannot
             take (its block count is read from the bundled table or config.json).
     """
+    from .ablation import names
     from .cache import check_cache_writable
     from .data import load_corpus
     from .pipeline import block_metric
     from .plugins import default_registry
     from .report import study_config
 
-    config = study_config({k: v for k, v in params.items() if k not in ("preset", "out_dir", "work_dir")})
+    params_for_config = {k: v for k, v in params.items() if k not in ("preset", "out_dir", "work_dir")}
+    config = study_config(params_for_config)
     check_cache_writable()
     if params.get("work_dir"):
         check_output_location(Path(params["work_dir"]))
     base = config.base
     registry = default_registry()
     strategies = [registry.allocation(m) for m in config.methods]
+    extra = [*names(params.get("ablations", "")), *names(params.get("selectors", ""))]
+    if extra:
+        from .ablation import ablation_config
+
+        ablation_config(params_for_config, names(params.get("ablations", "")), names(params.get("selectors", "")))
+        strategies += [registry.allocation(m) for m in extra]
     if any(s.uses_clusters for s in strategies):
         registry.clustering(base.clustering)
     block_metric(registry, base.similarity)
@@ -211,6 +220,11 @@ def _run_all(models, chosen, overrides, root: Path, preset: str, summary: bool, 
         with staged_dir(final) as stage:
             _execute(STUDY_NOTEBOOK, stage, "study.ipynb", {**params, "preset": preset, "out_dir": str(stage)},
                      progress, f"study notebook for {model!r}", echo, f"[{i}/{len(models)}] {model}: ")
+            full = {**notebook_defaults(notebook_parameters(STUDY_NOTEBOOK)), **params}
+            if str(full.get("ablations", "")).strip() or str(full.get("selectors", "")).strip():
+                echo(f"[{i}/{len(models)}] {model}: running notebooks/ablation.ipynb (ablations and our selectors)")
+                _execute(ABLATION_NOTEBOOK, stage, "ablation.ipynb", {"study_dir": str(stage), "out_dir": str(stage)},
+                         progress, f"ablation notebook for {model!r}", echo, f"[{i}/{len(models)}] {model}: ")
         echo(f"[{i}/{len(models)}] {model}: done in {time.perf_counter() - t:.0f} s")
         written.append(final)
     if summary:
@@ -243,11 +257,13 @@ def write_index(root: str | Path, *, preset: str = "", default_root: bool = True
     if has_summary:
         md += ["**[Summary across models](summary/summary.html)** "
                "([notebook](summary/summary.ipynb), [verdict](summary/verdict.md), [winners](summary/winners.md), "
-               "[why LoRP loses](summary/why.md), [RLS](summary/rls.md), [time per stage](summary/time.md))", ""]
+               "[why LoRP loses](summary/why.md), [ablations and our selector](summary/ablation.md), "
+               "[RLS](summary/rls.md), [time per stage](summary/time.md))", ""]
     md += ["| model | architecture | blocks | RLS | K | preset | report |", "|---|---|---:|---:|---:|---|---|"]
     for folder, arch, n, rls, k, pre in rows:
         md.append(f"| {folder} | {arch} | {n} | {rls:.3f} | {k} | {pre} | [HTML]({folder}/study.html) · "
                   f"[notebook]({folder}/study.ipynb) · [perplexity]({folder}/perplexity.md) · "
+                  f"[ablations]({folder}/ablation.md) · [our selector]({folder}/selector.md) · "
                   f"[results.json]({folder}/results.json) |")
     rerun = f"lorp study --preset {preset or 'default'}" + ("" if default_root else f" --reports {root}")
     if preset in ("", "default") and default_root:

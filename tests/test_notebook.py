@@ -8,7 +8,8 @@ import pytest
 from lorp.errors import LorpError
 from lorp.paths import NOTEBOOKS_DIR
 from lorp.report import study_config
-from lorp.study import SUMMARY_NOTEBOOK, notebook_parameters, run_study
+from lorp.ablation import ablation_config
+from lorp.study import ABLATION_NOTEBOOK, SUMMARY_NOTEBOOK, notebook_parameters, run_study
 
 
 def test_notebook_parameters_match_the_library():
@@ -27,8 +28,13 @@ def test_notebook_parameters_match_the_library():
     assert declared == set(params), "papermill skipped a parameter line (e.g. an '=' in its comment)"
     source = "".join("".join(c["source"]) for c in cells)
     for name in set(params) - {"preset", "out_dir", "work_dir"}:
-        assert f"{name}={name}" in source, f"notebook parameter {name!r} is not passed to the library"
+        assert f"{name}={name}" in source or f'"{name}": {name}' in source, \
+            f"notebook parameter {name!r} is not passed to the library or the ablation notebook"
     assert set(notebook_parameters(SUMMARY_NOTEBOOK)) == {"reports_dir", "models", "out_dir"}
+    assert set(notebook_parameters(ABLATION_NOTEBOOK)) == {"study_dir", "ablations", "selectors", "more_samples",
+                                                          "out_dir"}
+    config = ablation_config(values, values["ablations"], values["selectors"])  # the defaults fit together
+    assert "span-bi-nll" in config.methods and config.identity() == study_config(values).identity()
 
 
 @pytest.mark.real_model
@@ -43,8 +49,16 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
     report = tmp_path / "smollm2-135m"
     for name in ("study.ipynb", "study.html", "results.json", "table.csv", "similarity.png", "blocks.png",
                  "perplexity.png", "zero_shot.png", "speed.png", "perplexity.md", "zero_shot.md", "speed.md",
-                 "reading.md", "attribution.png", "attribution.md"):
+                 "reading.md", "attribution.png", "attribution.md", "ablation.ipynb", "ablation.html", "ablation.md",
+                 "ablation.png", "selector.md", "calibration_size.md", "ablation.json"):
         assert (report / name).stat().st_size > 0, name
+    ab = json.loads((report / "ablation.json").read_text())  # the quick preset: one ablation and our selector
+    assert ab["ablations"] == ["lorp-residual"] and [r["budget"] for r in ab["rows"]] == [3, 7]
+    outcomes = ab["selectors"]["span-bi-nll"]["outcomes"]
+    assert [o["budget"] for o in outcomes] == [3, 7] and {o["outcome"] for o in outcomes} <= {"wins", "loses",
+                                                                                              "undecided"}
+    assert ab["more_data"]["num_samples"] == 128 and set(ab["more_data"]["picks"]) == {"lorp", "shortgpt",
+                                                                                     "streamline"}
     r = json.loads((report / "results.json").read_text())
     n = r["num_blocks"]
     assert n == 30 and 0.1 < r["rls"] < 3 and r["k"] in (2, 3, 4) and len(r["labels"]) == n
@@ -65,8 +79,9 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
     assert r["plugins_used"]["allocation:lorp"]["plugin"] and r["wall_time_s"] > 0
     summary = tmp_path / "summary"
     for name in ("summary.html", "summary.ipynb", "summary.json", "rls.png", "similarity.png", "winners.md",
-                 "verdict.md", "rls.md"):
+                 "verdict.md", "rls.md", "ablation.md"):
         assert (summary / name).stat().st_size > 0, name
+    assert "span-bi-nll" in (summary / "ablation.md").read_text() and "span-bi-nll" in (summary / "why.md").read_text()
     assert "The paper's claim" in (summary / "verdict.md").read_text()
     index = (tmp_path / "index.html").read_text()
     assert "smollm2-135m/study.html" in index and "summary/summary.html" in index
@@ -104,6 +119,12 @@ def test_failing_notebook_stops_with_the_cell_error_and_keeps_earlier_reports(tm
     # a bad name is refused before any notebook runs
     with pytest.raises(LorpError, match="unknown allocation strategy 'shortgtp' \\(did you mean 'shortgpt'\\?\\)"):
         run_study(["smollm2-135m"], preset="quick", parameters={"methods": "lorp,shortgtp"}, reports_dir=tmp_path,
+                  progress=False, echo=lambda _: None)
+    with pytest.raises(LorpError, match="unknown allocation strategy 'lorp-k9'"):  # ablations are checked too
+        run_study(["smollm2-135m"], preset="quick", parameters={"ablations": "lorp-k9"}, reports_dir=tmp_path,
+                  progress=False, echo=lambda _: None)
+    with pytest.raises(LorpError, match="already among the study's methods"):
+        run_study(["smollm2-135m"], preset="quick", parameters={"selectors": "shortgpt"}, reports_dir=tmp_path,
                   progress=False, echo=lambda _: None)
     # a strategy that passes every check but fails while the notebook runs
     plugins = tmp_path / "plugins"

@@ -1,0 +1,333 @@
+"""Which part of LoRP is at fault, and does a selector of our own do better? (``notebooks/ablation.ipynb``)
+
+After a model's study (``notebooks/lorp_study.ipynb``), the ablation notebook runs the LoRP ablations
+(:mod:`lorp.builtins.ablations`) and our selectors (:mod:`lorp.builtins.selectors`) in the study's own
+sweep folder: same calibration draws, same evaluation windows, so every comparison here is paired and the
+study's cells are reused, not recomputed. Ablations run at the first seed; selectors at every seed the
+study ran, against the baselines at the same seed.
+
+- **Ablation table** (:func:`ablation_rows`): each variant at each budget against LoRP and against the
+  best baseline, as mean-perplexity ratios with paired 95 % bootstrap intervals over the evaluation
+  windows (:func:`lorp.uncertainty.compare_perplexity`), and the share of LoRP's gap to the best
+  baseline it recovers, in log perplexity: ``(log p_LoRP − log p_variant) / (log p_LoRP − log p_best)``
+  (1: closes the gap; above 1: beats the baseline; below 0: worse than LoRP).
+- **Selector outcome** per (model, budget) (:func:`selector_outcomes`): at each seed the selector is
+  compared, paired, with every baseline evaluated at that seed (a baseline run at the first seed only,
+  such as SLEB in the default preset, is compared at every seed with that one run). The setting is a
+  **win** when at every seed the interval against every baseline lies below 1 *and* the selector's
+  worst seed beats every baseline's best seed (beyond the seed spread); a **loss** when at every seed
+  some baseline beats it beyond its interval; otherwise **undecided**.
+- **Win rate** (:func:`win_rate`): wins over settings, with a Wilson 95 % interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .records import StudyCell, StudyResult, as_study
+from .uncertainty import LEVEL, SAMPLES, SEED, compare_perplexity, wilson_interval
+
+ABLATION_SCHEMA = "lorp.ablation"
+
+
+def names(value: str | Sequence[str]) -> tuple[str, ...]:
+    """Comma-separated names (or a sequence) as a tuple, blanks dropped, order and first occurrence kept."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
+
+
+def ablation_config(params: Mapping[str, Any], ablations: Sequence[str], selectors: Sequence[str]):
+    """The study's :class:`lorp.sweep.SweepConfig` (``params``: its notebook parameters) with the
+    ablations and selectors added: same shared settings, hence the same sweep folder and cells.
+
+    Ablations run at the first seed; selectors at every seed; the study's methods as in the study
+    (their cells are already in the folder).
+
+    Raises:
+        ConfigError: no ablation and no selector, or one of them is among the study's own methods.
+    """
+    from .report import study_config
+
+    ablations, selectors = names(ablations), names(selectors)
+    if not ablations and not selectors:
+        raise ConfigError("give at least one ablation or selector (e.g. ablations='lorp-residual')")
+    study = study_config(params)
+    clash = sorted(set(study.methods) & {*ablations, *selectors})
+    if clash:
+        raise ConfigError(f"{', '.join(clash)} already among the study's methods; an ablation or selector must be "
+                          "compared against the study, not be part of it")
+    seeded = study.seed_methods if study.seed_methods is not None else study.methods
+    return replace(study, methods=(*study.methods, *ablations, *selectors), seed_methods=(*seeded, *selectors))
+
+
+def _cell(cells: Iterable[StudyCell], method: str, budget: int, seed: int | None = None) -> StudyCell | None:
+    return next((c for c in cells if c.method == method and c.budget == budget
+                 and (seed is None or c.seed == seed)), None)
+
+
+def _compare(reference: StudyCell, other: StudyCell) -> dict[str, Any] | None:
+    k = compare_perplexity(reference, other)
+    return None if k is None else {"ratio": k.ratio, "low": k.ratio_low, "high": k.ratio_high,
+                                   "decision": k.decision}
+
+
+def recovered_share(lorp: float, variant: float, best: float) -> float | None:
+    """Share of LoRP's log-perplexity gap to the best baseline that ``variant`` closes.
+
+    ``(log lorp − log variant) / (log lorp − log best)``: 0 for LoRP itself, 1 for the baseline's
+    perplexity, above 1 when the variant beats it, below 0 when it is worse than LoRP. ``None``
+    when LoRP is not worse than the best baseline (no gap to recover) or a perplexity is not positive.
+    """
+    if min(lorp, variant, best) <= 0 or not lorp > best:
+        return None
+    return (math.log(lorp) - math.log(variant)) / (math.log(lorp) - math.log(best))
+
+
+def ablation_rows(results: StudyResult | Mapping[str, Any], variants: Sequence[str], baselines: Sequence[str],
+                  allocation: str = "lorp") -> list[dict[str, Any]]:
+    """One row per (variant, budget), first-seed cells, in variant then budget order.
+
+    Row keys: ``method``, ``budget``, ``pruned``, ``mean_perplexity``, ``same_as_lorp`` (removes
+    LoRP's blocks), ``vs_lorp`` and ``vs_best`` (``{"ratio", "low", "high", "decision"}``: the
+    variant's mean perplexity over LoRP's / the best baseline's with the paired 95 % interval;
+    ``None`` without per-window NLL), ``best_baseline``, ``recovered`` (:func:`recovered_share`).
+    Variants or budgets without a cell are skipped.
+    """
+    r = as_study(results)
+    out = []
+    for v in variants:
+        for b in sorted({c.budget for c in r.cells}):
+            cell, lorp = _cell(r.cells, v, b), _cell(r.cells, allocation, b)
+            rivals = [c for c in (_cell(r.cells, m, b) for m in baselines) if c is not None]
+            if cell is None or lorp is None or not rivals:
+                continue
+            best = min(rivals, key=lambda c: c.mean_perplexity)
+            out.append({"method": v, "budget": b, "pruned": list(cell.pruned),
+                        "mean_perplexity": cell.mean_perplexity, "same_as_lorp": set(cell.pruned) == set(lorp.pruned),
+                        "vs_lorp": _compare(lorp, cell), "best_baseline": best.method,
+                        "vs_best": _compare(best, cell),
+                        "recovered": recovered_share(lorp.mean_perplexity, cell.mean_perplexity, best.mean_perplexity)})
+    return out
+
+
+def recovers_most(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The variant with the highest mean :func:`recovered_share` over its budgets (``None`` when no row has one).
+
+    Returns ``{"method", "mean_recovered", "budgets", "wins_vs_lorp"}``: ``budgets`` counts the budgets
+    averaged; ``wins_vs_lorp`` those where its interval against LoRP lies below 1. Ties: the first variant.
+    """
+    per: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        if row.get("recovered") is not None:
+            per.setdefault(row["method"], []).append(row)
+    if not per:
+        return None
+    scored = {m: sum(x["recovered"] for x in v) / len(v) for m, v in per.items()}
+    best = max(scored, key=lambda m: scored[m])  # dicts keep order: ties go to the first variant
+    return {"method": best, "mean_recovered": scored[best], "budgets": len(per[best]),
+            "wins_vs_lorp": sum(1 for x in per[best] if (x.get("vs_lorp") or {}).get("decision") == "wins")}
+
+
+def selector_outcomes(results: StudyResult | Mapping[str, Any], selector: str, baselines: Sequence[str]
+                      ) -> list[dict[str, Any]]:
+    """Per budget: the selector against every baseline at every seed it ran (see the module docstring).
+
+    Row keys: ``budget``, ``outcome`` (``"wins"``, ``"loses"``, ``"undecided"``), ``seeds`` (one entry per
+    seed: ``seed``, ``pruned``, ``mean_perplexity``, ``best_baseline``, ``best_perplexity``, ``vs_best``
+    (ratio and interval against that seed's best baseline), ``beats_all`` / ``beaten`` (whether the
+    interval against every baseline lies below 1 / against some baseline above 1)), ``spread``
+    (selector's worst seed and every baseline's best seed, mean perplexity) and ``beyond_spread``.
+    Budgets without a selector cell are skipped; a seed without per-window NLL counts as undecided.
+    """
+    r = as_study(results)
+    cells = r.all_cells
+    first = r.cells[0].seed if r.cells else None
+    out = []
+    for b in sorted({c.budget for c in r.cells}):
+        mine = sorted((c for c in cells if c.method == selector and c.budget == b), key=lambda c: c.seed)
+        if not mine:
+            continue
+        seeds, beats, beaten = [], [], []
+        for cell in mine:
+            rivals = [x for x in (_cell(cells, m, b, cell.seed) or _cell(cells, m, b, first) for m in baselines)
+                      if x is not None]
+            if not rivals:
+                continue
+            ks = [compare_perplexity(x, cell) for x in rivals]
+            best = min(rivals, key=lambda c: c.mean_perplexity)
+            all_win = all(k is not None and k.decision == "wins" for k in ks)
+            any_lose = any(k is not None and k.decision == "loses" for k in ks)
+            beats.append(all_win)
+            beaten.append(any_lose)
+            seeds.append({"seed": cell.seed, "pruned": list(cell.pruned), "mean_perplexity": cell.mean_perplexity,
+                          "best_baseline": best.method, "best_perplexity": best.mean_perplexity,
+                          "vs_best": _compare(best, cell), "beats_all": all_win, "beaten": any_lose})
+        if not seeds:
+            continue
+        worst = max(s["mean_perplexity"] for s in seeds)
+        rival_best = {m: min(c.mean_perplexity for c in cells if c.method == m and c.budget == b)
+                      for m in baselines if any(c.method == m and c.budget == b for c in cells)}
+        beyond = all(worst < v for v in rival_best.values())
+        outcome = "wins" if all(beats) and beyond else "loses" if all(beaten) else "undecided"
+        out.append({"budget": b, "outcome": outcome, "seeds": seeds, "beyond_spread": beyond,
+                    "spread": {"selector_worst": worst, "baselines_best": rival_best}})
+    return out
+
+
+def win_rate(outcomes: Sequence[Mapping[str, Any]], level: float = LEVEL) -> dict[str, Any]:
+    """Wins over settings with a Wilson interval: ``{"wins", "losses", "undecided", "settings", "rate", "low", "high"}``.
+
+    ``rate``, ``low`` and ``high`` are ``None`` without settings.
+    """
+    n = len(outcomes)
+    wins = sum(1 for o in outcomes if o["outcome"] == "wins")
+    losses = sum(1 for o in outcomes if o["outcome"] == "loses")
+    low, high = wilson_interval(wins, n, level) if n else (None, None)
+    return {"wins": wins, "losses": losses, "undecided": n - wins - losses, "settings": n,
+            "rate": wins / n if n else None, "low": low, "high": high}
+
+
+def _x(v: float) -> str:
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 1e4 else f"{v:.2e}"
+
+
+def _ci(k: Mapping[str, Any] | None) -> str:
+    return "–" if not k else f"{_x(k['ratio'])}× [{_x(k['low'])}, {_x(k['high'])}]"
+
+
+def _ppl(v: float) -> str:
+    return f"{v:,.1f}" if v < 1e5 else f"{v:.2e}"
+
+
+def _interval_note() -> str:
+    return (f"{100 * LEVEL:.0f} % paired percentile bootstrap over the evaluation windows both share "
+            f"({SAMPLES} resamples, seed {SEED})")
+
+
+def ablation_markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str] | None = None) -> str:
+    """Markdown: the ablation table of :func:`ablation_rows`, then which variant recovers most."""
+    if not rows:
+        return "_No ablation in this run._\n"
+    descriptions = descriptions or {}
+    lines = ["| variant | budget | mean perplexity | × LoRP [95 % CI] | × best baseline [95 % CI] | "
+             "gap recovered | pruned blocks |", "|---|---:|---:|---:|---:|---:|---|"]
+    for row in rows:
+        rec = "–" if row["recovered"] is None else f"{100 * row['recovered']:.0f} %"
+        same = " (LoRP's)" if row["same_as_lorp"] else ""
+        lines.append(f"| {row['method']} | {row['budget']} | {_ppl(row['mean_perplexity'])} | {_ci(row['vs_lorp'])} | "
+                     f"{_ci(row['vs_best'])} ({row['best_baseline']}) | {rec} | "
+                     f"{' '.join(map(str, row['pruned']))}{same} |")
+    lines += ["", (f"Mean perplexity over the evaluation corpora, first seed. Ratios: the variant's mean perplexity over "
+                   f"LoRP's and over the best baseline's at that budget, {_interval_note()}. Gap recovered: "
+                   "(log p_LoRP − log p_variant) / (log p_LoRP − log p_best); 100 % closes LoRP's gap to the best "
+                   "baseline, above 100 % beats it, below 0 is worse than LoRP.")]
+    used = list(dict.fromkeys(r["method"] for r in rows))
+    if any(m in descriptions for m in used):
+        lines += ["", "What each variant changes:", ""] + [f"- `{m}`: {descriptions[m]}" for m in used
+                                                           if m in descriptions]
+    top = recovers_most(rows)
+    if top and top["mean_recovered"] > 0:
+        lines += ["", (f"**Recovers most: `{top['method']}`**, {100 * top['mean_recovered']:.0f} % of LoRP's "
+                       f"log-perplexity gap to the best baseline on average over {top['budgets']} budget(s); "
+                       f"better than LoRP beyond its interval at {top['wins_vs_lorp']} of them.")]
+    elif top:
+        lines += ["", (f"**No ablation recovers any of LoRP's gap** on average; the least harmful is `{top['method']}` "
+                       f"({100 * top['mean_recovered']:.0f} % over {top['budgets']} budget(s)).")]
+    return "\n".join(lines) + "\n"
+
+
+def selector_markdown(selector: str, outcomes: Sequence[Mapping[str, Any]], description: str = "") -> str:
+    """Markdown: the selector against the best baseline per budget and seed, the outcomes and the win rate."""
+    if not outcomes:
+        return f"_No {selector} cells in this run._\n"
+    lines = [f"**{selector}**" + (f": {description}" if description else ""), "",
+             "| budget | seed | mean perplexity | best baseline (its perplexity) | × best [95 % CI] | "
+             "beats every baseline | pruned blocks |", "|---:|---:|---:|---|---:|---|---|"]
+    for o in outcomes:
+        for s in o["seeds"]:
+            word = "yes" if s["beats_all"] else "beaten" if s["beaten"] else "undecided"
+            lines.append(f"| {o['budget']} | {s['seed']} | {_ppl(s['mean_perplexity'])} | {s['best_baseline']} "
+                         f"({_ppl(s['best_perplexity'])}) | {_ci(s['vs_best'])} | {word} | "
+                         f"{' '.join(map(str, s['pruned']))} |")
+    lines += ["", "| budget | outcome | selector's worst seed | best baseline's best seed | beyond the seed spread |",
+              "|---:|---|---:|---:|---|"]
+    for o in outcomes:
+        base = min(o["spread"]["baselines_best"].items(), key=lambda kv: kv[1]) if o["spread"]["baselines_best"] \
+            else ("–", float("nan"))
+        lines.append(f"| {o['budget']} | **{o['outcome']}** | {_ppl(o['spread']['selector_worst'])} | "
+                     f"{_ppl(base[1])} ({base[0]}) | {'yes' if o['beyond_spread'] else 'no'} |")
+    w = win_rate(outcomes)
+    lines += ["", (f"Wins in {w['wins']} of {w['settings']} budget(s) (95 % Wilson interval "
+                   f"{100 * w['low']:.0f}–{100 * w['high']:.0f} %), loses in {w['losses']}, undecided in "
+                   f"{w['undecided']}. A win needs, at every seed, the {_interval_note()} against every baseline "
+                   "below 1, and the selector's worst seed below every baseline's best seed.")]
+    return "\n".join(lines) + "\n"
+
+
+def ablation_record(results: StudyResult | Mapping[str, Any], ablations: Sequence[str], selectors: Sequence[str],
+                    baselines: Sequence[str], allocation: str = "lorp") -> dict[str, Any]:
+    """``ablation.json`` (``"schema": "lorp.ablation"``): the model, its ablation rows and what recovers most,
+    and per selector its outcomes and win rate. The summary notebook reads it."""
+    r = as_study(results)
+    rows = ablation_rows(r, ablations, baselines, allocation)
+    sel = {s: selector_outcomes(r, s, baselines) for s in selectors}
+    return {"schema": ABLATION_SCHEMA, "version": 1, "model": r.model.get("name"), "baselines": list(baselines),
+            "ablations": list(ablations), "rows": rows, "recovers_most": recovers_most(rows),
+            "selectors": {s: {"outcomes": o, "win_rate": win_rate(o)} for s, o in sel.items()},
+            "seeds": sorted({c.seed for c in r.all_cells}), "computed_at_commit": r.computed_at_commit}
+
+
+def summary_markdown(records: Mapping[str, Mapping[str, Any]]) -> str:
+    """Markdown across models from their ``ablation.json``: the ablation that recovers most per model and
+    each selector's win rate per model and over all (model, budget) settings, with Wilson intervals."""
+    if not records:
+        return "_No ablation reports found (run `lorp study`, which runs notebooks/ablation.ipynb per model)._\n"
+    lines = ["| model | ablation that recovers most | mean gap recovered | budgets better than LoRP |",
+             "|---|---|---:|---:|"]
+    for name, rec in records.items():
+        top = rec.get("recovers_most")
+        lines.append(f"| {name} | " + (f"`{top['method']}` | {100 * top['mean_recovered']:.0f} % | "
+                                      f"{top['wins_vs_lorp']} of {top['budgets']} |" if top else "– | – | – |"))
+    selectors = list(dict.fromkeys(s for rec in records.values() for s in rec.get("selectors", {})))
+    for s in selectors:
+        every = [o for rec in records.values() for o in rec.get("selectors", {}).get(s, {}).get("outcomes", [])]
+        lines += ["", f"**{s}** against every baseline, counting a win only beyond the paired intervals at every "
+                      "seed and beyond the seed spread:", "",
+                  "| model | wins | losses | undecided | win rate [95 % Wilson] |", "|---|---:|---:|---:|---:|"]
+        for name, rec in records.items():
+            o = rec.get("selectors", {}).get(s, {}).get("outcomes", [])
+            if o:
+                w = win_rate(o)
+                lines.append(f"| {name} | {w['wins']} | {w['losses']} | {w['undecided']} | {100 * w['rate']:.0f} % "
+                             f"[{100 * w['low']:.0f}, {100 * w['high']:.0f}] |")
+        if every:
+            w = win_rate(every)
+            lines.append(f"| **all** | **{w['wins']}** | {w['losses']} | {w['undecided']} | **{100 * w['rate']:.0f} %** "
+                         f"[{100 * w['low']:.0f}, {100 * w['high']:.0f}] |")
+            goal = "meets" if w["rate"] >= 0.8 else "misses"
+            lines += ["", f"Goal: wins in at least 80 % of (model, budget) settings; {s} {goal} it "
+                          f"({w['wins']} of {w['settings']})."]
+    return "\n".join(lines) + "\n"
+
+
+def load_ablations(root: str | Path, names_: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``{folder: ablation.json}`` for each model folder under ``root`` in ``names_`` that has one (others skipped)."""
+    out = {}
+    for name in names_:
+        path = Path(root) / name / "ablation.json"
+        if path.is_file():
+            data = json.loads(path.read_text())
+            if data.get("schema") == ABLATION_SCHEMA:
+                out[name] = data
+    return out
+
+
+__all__ = ["ABLATION_SCHEMA", "load_ablations", "ablation_config", "ablation_markdown", "ablation_record", "ablation_rows", "names",
+           "recovered_share", "recovers_most", "selector_markdown", "selector_outcomes", "summary_markdown",
+           "win_rate"]
