@@ -316,6 +316,22 @@ def summary_markdown(records: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def time_markdown(records: Mapping[str, Mapping[str, Any]]) -> str:
+    """Markdown: seconds of each model's ablation notebook (``ablation.json``'s ``seconds``): the ablations' and
+    selectors' selection and perplexity when computed, the larger calibration pass, the notebook's wall time."""
+    rows = {n: r.get("seconds") or {} for n, r in records.items()}
+    if not rows:
+        return ""
+    names_ = list(rows)
+    stages = [("selection (ablations and selectors)", "selection"), ("perplexity (their removed sets)", "perplexity"),
+              ("larger calibration pass and picks", "more_data"), ("**wall time** (this run)", "notebook")]
+    lines = ["| ablation notebook | " + " | ".join(names_) + " | total |", "|---|" + "---:|" * (len(names_) + 1)]
+    for label, key in stages:
+        vals = [float(rows[n].get(key) or 0.0) for n in names_]
+        lines.append(f"| {label} | " + " | ".join(f"{v:.0f}" for v in vals) + f" | {sum(vals):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def load_ablations(root: str | Path, names_: Iterable[str]) -> dict[str, dict[str, Any]]:
     """``{folder: ablation.json}`` for each model folder under ``root`` in ``names_`` that has one (others skipped)."""
     out = {}
@@ -329,5 +345,5 @@ def load_ablations(root: str | Path, names_: Iterable[str]) -> dict[str, dict[st
 
 
 __all__ = ["ABLATION_SCHEMA", "load_ablations", "ablation_config", "ablation_markdown", "ablation_record", "ablation_rows", "names",
-           "recovered_share", "recovers_most", "selector_markdown", "selector_outcomes", "summary_markdown",
+           "recovered_share", "recovers_most", "selector_markdown", "selector_outcomes", "summary_markdown", "time_markdown",
            "win_rate"]

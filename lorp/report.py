@@ -871,7 +871,10 @@ def _samples_and_models(studies: Mapping[str, StudyResult]) -> str:
                         + (f", {z} zero-shot items per task" if z else "") for n, t, e, z in sizes)
     models = ", ".join(f"{name} (RLS {r.rls:.2f}, {r.dense.parameters / 1e6:.0f}M parameters)"
                        for name, r in studies.items())
-    return (f" Sample sizes: {samples}. Models: {models}. These are small models evaluated on small samples; the "
+    seeds = sorted({tuple(r.seeds) for r in studies.values() if len(r.seeds) > 1})
+    runs = "; ".join(f"the counts above are for run seed {s[0]}, and seeds {', '.join(s[1:])} are in each model's "
+                     "sensitivity.md and selector.md" for s in seeds)
+    return (f" Sample sizes: {samples}." + (f" Seeds: {runs}." if runs else "") + f" Models: {models}. These are small models evaluated on small samples; the "
             "paper's models have 7-14B parameters, so this tests whether the method transfers down in scale, not "
             "the paper's numbers.")
 

@@ -86,6 +86,7 @@ def seed_runs(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
 def stability(results: StudyResult | Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per (method, budget) in cell order, over the seeds of :attr:`StudyResult.seeds`.
 
+    Methods run at a single seed (:attr:`lorp.sweep.SweepConfig.seed_methods`) have no row.
     Row keys: ``method``, ``budget``, ``picks`` (``{seed: sorted removed blocks}``),
     ``jaccard`` (:func:`mean_pairwise_jaccard` of the removed sets), ``distinct``
     (number of different removed sets), ``perplexity`` (``{seed: mean perplexity over
@@ -103,6 +104,7 @@ def stability(results: StudyResult | Mapping[str, Any]) -> list[dict[str, Any]]:
                                                      "perplexity": {}})
         row["picks"][c.seed] = sorted(c.pruned)
         row["perplexity"][c.seed] = c.mean_perplexity
+    rows = {key: row for key, row in rows.items() if len(row["picks"]) > 1}  # run at one seed: nothing to compare
     for row in rows.values():
         sets = list(row["picks"].values())
         ppl = list(row["perplexity"].values())
@@ -150,8 +152,11 @@ def sensitivity_markdown(results: StudyResult | Mapping[str, Any]) -> str:
         picks = "; ".join(f"{s}: {' '.join(map(str, p))}" for s, p in row["picks"].items())
         lines.append(f"| {row['method']} | {row['budget']} | {picks} | {row['jaccard']:.2f} | {row['distinct']} | "
                      f"{row['ppl_mean']:.2f} | {row['ppl_min']:.2f}–{row['ppl_max']:.2f} |")
+    rows_of = {row["method"] for row in stability(r)}
+    single = [m for m in dict.fromkeys(c.method for c in r.cells) if m not in rows_of]
     lines += ["", "Jaccard: |A ∩ B| / |A ∪ B| of two seeds' removed sets, averaged over seed pairs (1: the same "
-                  "blocks for every seed). Perplexity: mean over the evaluation corpora, per seed."]
+                  "blocks for every seed). Perplexity: mean over the evaluation corpora, per seed."
+              + (f" Run at seed {first} only (`seed_methods`): {', '.join(single)}." if single else "")]
     return "\n".join(lines)
 
 

@@ -112,3 +112,13 @@ def test_names_and_config_checks():
         ablation_config(params, ["shortgpt"], [])
     with pytest.raises(ConfigError, match="at least one ablation or selector"):
         ablation_config(params, [], [])
+
+
+def test_time_of_the_ablation_notebook_per_model():
+    from lorp.ablation import time_markdown
+
+    text = time_markdown({"a": {"seconds": {"selection": 10.4, "perplexity": 20, "more_data": None, "notebook": 40}},
+                          "b": {"seconds": {"selection": 1, "perplexity": 2, "more_data": 3, "notebook": 4}}})
+    assert "| selection (ablations and selectors) | 10 | 1 | 11 |" in text
+    assert "| larger calibration pass and picks | 0 | 3 | 3 |" in text and "| **wall time** (this run) | 40 | 4 | 44 |" in text
+    assert time_markdown({}) == ""

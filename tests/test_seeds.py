@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from lorp.cache import write_checked_json
+from lorp.errors import ConfigError
 from lorp.data import calibration_samples, load_corpus
 from lorp.models import load_model
 from lorp.pipeline import PruneConfig
@@ -79,10 +80,27 @@ def test_zero_shot_items_are_drawn_with_the_first_seed_for_every_seed():
     assert specs[0].evaluation == specs[1].evaluation  # so the evaluation key does not depend on the seed
 
 
+def test_seed_methods_run_at_every_seed_the_others_at_the_first(tmp_path):
+    base = PruneConfig(model="x", seed=7)
+    config = SweepConfig(base=base, methods=("lorp", "sleb", "last"), budgets=(2, 3), seeds=(3, 4, 5),
+                         seed_methods=("lorp", "last"))
+    specs = plan_cells(config)
+    assert [(s.method, s.budget, s.seed) for s in specs if s.method == "sleb"] == [("sleb", 2, 3), ("sleb", 3, 3)]
+    assert len([s for s in specs if s.method == "lorp"]) == 6 and config.seeds_of("last") == (3, 4, 5)
+    assert plan_cells(replace(config, seed_methods=None)) == plan_cells(replace(config, seed_methods=("lorp", "sleb",
+                                                                                                      "last")))
+    with pytest.raises(ConfigError, match=r"seed methods \['shortgpt'\] are not among the methods"):
+        execute_sweep(replace(config, base=PruneConfig(model="smollm2-135m"), seed_methods=("shortgpt",)), tmp_path / "x")
+    assert not (tmp_path / "x").exists()  # refused before anything is written
+
+
 def test_study_summary_and_sensitivity_report_of_a_two_seed_sweep(two_seeds):
     _, tmp, both, _ = two_seeds
     record, cells = load_sweep(tmp / "both")
     study = summarize(record, cells)
+    # the tables read the first seed's cells; the other seed's are kept apart for the sensitivity report
+    assert {c.seed for c in study.cells} == {0} and {c.seed for c in study.seed_cells} == {1}
+    assert len(study.all_cells) == len(cells)
     assert list(study.seeds) == ["0", "1"] and study.seeds["1"]["rls"] is not None
     again = StudyResult.from_json(json.loads(json.dumps(study.to_json())))
     text = sensitivity_markdown(again)
@@ -97,6 +115,9 @@ def test_study_config_passes_seeds():
     p = {name: ast.literal_eval(spec["default"]) for name, spec in notebook_parameters().items()}
     assert study_config(p).seeds == ()
     assert study_config({**p, "seeds": "0, 1,2"}).seeds == (0, 1, 2)
+    assert study_config(p).seed_methods is None  # empty: every method at every seed
+    # a filter on the compared methods, in their order; names not compared are skipped
+    assert study_config({**p, "seed_methods": "shortgpt,lorp,nope"}).seed_methods == ("lorp", "shortgpt")
 
 
 def test_older_sweep_cells_of_extra_seeds_are_recomputed(two_seeds):
