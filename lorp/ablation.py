@@ -50,14 +50,22 @@ def ablation_config(params: Mapping[str, Any], ablations: Sequence[str], selecto
     (their cells are already in the folder).
 
     Raises:
-        ConfigError: no ablation and no selector, or one of them is among the study's own methods.
+        ConfigError: no ablation and no selector, a name given as both, one of them among the study's own
+            methods, or a study without a baseline to compare against.
     """
     from .report import study_config
 
     ablations, selectors = names(ablations), names(selectors)
     if not ablations and not selectors:
         raise ConfigError("give at least one ablation or selector (e.g. ablations='lorp-residual')")
+    both = sorted(set(ablations) & set(selectors))
+    if both:
+        raise ConfigError(f"{', '.join(both)} given both as an ablation and as a selector; name it once")
     study = study_config(params)
+    if not [m for m in study.methods if m != study.base.allocation]:
+        raise ConfigError(f"the ablation notebook compares against the study's baselines, but the study runs only "
+                          f"{study.base.allocation}; add a baseline (e.g. methods='lorp,shortgpt') or set "
+                          "ablations='' and selectors=''")
     clash = sorted(set(study.methods) & {*ablations, *selectors})
     if clash:
         raise ConfigError(f"{', '.join(clash)} already among the study's methods; an ablation or selector must be "
@@ -82,9 +90,9 @@ def recovered_share(lorp: float, variant: float, best: float) -> float | None:
 
     ``(log lorp − log variant) / (log lorp − log best)``: 0 for LoRP itself, 1 for the baseline's
     perplexity, above 1 when the variant beats it, below 0 when it is worse than LoRP. ``None``
-    when LoRP is not worse than the best baseline (no gap to recover) or a perplexity is not positive.
+    when LoRP is not worse than the best baseline (no gap to recover) or a perplexity is not positive and finite.
     """
-    if min(lorp, variant, best) <= 0 or not lorp > best:
+    if not all(math.isfinite(v) and v > 0 for v in (lorp, variant, best)) or not lorp > best:
         return None
     return (math.log(lorp) - math.log(variant)) / (math.log(lorp) - math.log(best))
 
@@ -117,21 +125,30 @@ def ablation_rows(results: StudyResult | Mapping[str, Any], variants: Sequence[s
 
 
 def recovers_most(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The variant with the highest mean :func:`recovered_share` over its budgets (``None`` when no row has one).
+    """The variant that recovers the largest share of LoRP's log-perplexity gap over the budgets where LoRP trails.
 
-    Returns ``{"method", "mean_recovered", "budgets", "wins_vs_lorp"}``: ``budgets`` counts the budgets
-    averaged; ``wins_vs_lorp`` those where its interval against LoRP lies below 1. Ties: the first variant.
+    Pooled, not averaged: ``sum(log p_LoRP − log p_variant) / sum(log p_LoRP − log p_best)`` over the budgets
+    with a gap (rows whose ``recovered`` is not ``None``), so a budget where LoRP trails by a hair cannot
+    dominate. Returns ``{"method", "mean_recovered", "budgets", "wins_vs_lorp"}`` (``mean_recovered`` is that
+    pooled share; ``budgets`` counts the budgets pooled; ``wins_vs_lorp`` those where the variant's interval
+    against LoRP lies below 1), or ``None`` when no row has a gap. Ties: the first variant.
     """
-    per: dict[str, list[Mapping[str, Any]]] = {}
+    per: dict[str, list[float]] = {}
     for row in rows:
-        if row.get("recovered") is not None:
-            per.setdefault(row["method"], []).append(row)
-    if not per:
+        if row.get("recovered") is not None and row.get("vs_lorp") and row.get("vs_best"):
+            lorp_log = -math.log(row["vs_lorp"]["ratio"])  # log p_LoRP − log p_variant
+            gap = math.log(row["vs_best"]["ratio"]) + lorp_log  # log p_LoRP − log p_best
+            per.setdefault(row["method"], [0.0, 0.0, 0, 0])
+            acc = per[row["method"]]
+            acc[0] += lorp_log
+            acc[1] += gap
+            acc[2] += 1
+            acc[3] += (row["vs_lorp"] or {}).get("decision") == "wins"
+    scored = {m: v[0] / v[1] for m, v in per.items() if v[1] > 0}
+    if not scored:
         return None
-    scored = {m: sum(x["recovered"] for x in v) / len(v) for m, v in per.items()}
     best = max(scored, key=lambda m: scored[m])  # dicts keep order: ties go to the first variant
-    return {"method": best, "mean_recovered": scored[best], "budgets": len(per[best]),
-            "wins_vs_lorp": sum(1 for x in per[best] if (x.get("vs_lorp") or {}).get("decision") == "wins")}
+    return {"method": best, "mean_recovered": scored[best], "budgets": per[best][2], "wins_vs_lorp": per[best][3]}
 
 
 def selector_outcomes(results: StudyResult | Mapping[str, Any], selector: str, baselines: Sequence[str]
@@ -226,7 +243,8 @@ def ablation_markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[s
     lines += ["", (f"Mean perplexity over the evaluation corpora, first seed. Ratios: the variant's mean perplexity over "
                    f"LoRP's and over the best baseline's at that budget, {_interval_note()}. Gap recovered: "
                    "(log p_LoRP − log p_variant) / (log p_LoRP − log p_best); 100 % closes LoRP's gap to the best "
-                   "baseline, above 100 % beats it, below 0 is worse than LoRP.")]
+                   "baseline, above 100 % beats it, below 0 is worse than LoRP. \"Recovers most\" pools the budgets where LoRP "
+                   "trails: the sum of what a variant recovers over the sum of the gaps.")]
     used = list(dict.fromkeys(r["method"] for r in rows))
     if any(m in descriptions for m in used):
         lines += ["", "What each variant changes:", ""] + [f"- `{m}`: {descriptions[m]}" for m in used
@@ -234,11 +252,14 @@ def ablation_markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[s
     top = recovers_most(rows)
     if top and top["mean_recovered"] > 0:
         lines += ["", (f"**Recovers most: `{top['method']}`**, {100 * top['mean_recovered']:.0f} % of LoRP's "
-                       f"log-perplexity gap to the best baseline on average over {top['budgets']} budget(s); "
+                       f"log-perplexity gap to the best baseline, pooled over the {top['budgets']} budget(s) where LoRP trails; "
                        f"better than LoRP beyond its interval at {top['wins_vs_lorp']} of them.")]
     elif top:
-        lines += ["", (f"**No ablation recovers any of LoRP's gap** on average; the least harmful is `{top['method']}` "
+        lines += ["", (f"**No ablation recovers any of LoRP's gap**; the least harmful is `{top['method']}` "
                        f"({100 * top['mean_recovered']:.0f} % over {top['budgets']} budget(s)).")]
+    else:
+        lines += ["", "No share of a gap to recover: LoRP is not worse than the best baseline at any budget here "
+                      "(or the intervals are unavailable)."]
     return "\n".join(lines) + "\n"
 
 
@@ -265,8 +286,13 @@ def selector_markdown(selector: str, outcomes: Sequence[Mapping[str, Any]], desc
     w = win_rate(outcomes)
     lines += ["", (f"Wins in {w['wins']} of {w['settings']} budget(s) (95 % Wilson interval "
                    f"{100 * w['low']:.0f}–{100 * w['high']:.0f} %), loses in {w['losses']}, undecided in "
-                   f"{w['undecided']}. A win needs, at every seed, the {_interval_note()} against every baseline "
-                   "below 1, and the selector's worst seed below every baseline's best seed.")]
+                   f"{w['undecided']}. **Win**: at every seed, the interval of the selector's mean perplexity over "
+                   f"each baseline's ({_interval_note()}) lies wholly below 1, and the selector's worst seed is "
+                   "below every baseline's best seed. **Loss**: at every seed some baseline's interval lies wholly "
+                   "above 1. Otherwise **undecided**. A baseline run at the first seed only is compared at every "
+                   "seed with that run.")]
+    if any(s["vs_best"] is None for o in outcomes for s in o["seeds"]):
+        lines += ["", "Some comparisons lack per-window NLL (intervals unavailable); they count as undecided."]
     return "\n".join(lines) + "\n"
 
 
@@ -297,6 +323,9 @@ def summary_markdown(records: Mapping[str, Mapping[str, Any]]) -> str:
     selectors = list(dict.fromkeys(s for rec in records.values() for s in rec.get("selectors", {})))
     for s in selectors:
         every = [o for rec in records.values() for o in rec.get("selectors", {}).get(s, {}).get("outcomes", [])]
+        if not every:
+            lines += ["", f"**{s}**: no outcomes in these reports."]
+            continue
         lines += ["", f"**{s}** against every baseline, counting a win only beyond the paired intervals at every "
                       "seed and beyond the seed spread:", "",
                   "| model | wins | losses | undecided | win rate [95 % Wilson] |", "|---|---:|---:|---:|---:|"]

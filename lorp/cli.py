@@ -255,8 +255,8 @@ _R = _ray_defaults()
 @click.option("--seeds", default="", help="comma-separated run seeds, one cell each: each draws its own calibration set "
               "(S, SLEB's sequences) and seeds clustering and random baselines; evaluation stays fixed "
               "(default: --seed)")
-@click.option("--seed-methods", default=None, help="comma-separated methods run at every seed; the others run at "
-              "the first seed only (default: every method at every seed)")
+@click.option("--seed-methods", default="", help="comma-separated methods run at every seed; the others run at "
+              "the first seed only (default, or empty: every method at every seed)")
 @run_options
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="sweep folder (default: runs/sweep-<model>); rerunning resumes it")
@@ -280,8 +280,7 @@ def sweep(methods, budgets, seeds, seed_methods, attribution, out, executor, add
                          methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
                          budgets=_int_list(budgets, "--budgets"), seeds=_int_list(seeds, "--seeds"),
                          attribution=attribution,
-                         seed_methods=None if seed_methods is None else
-                         tuple(m.strip() for m in seed_methods.split(",") if m.strip()))
+                         seed_methods=tuple(m.strip() for m in (seed_methods or "").split(",") if m.strip()) or None)
     out = out or Path("runs") / f"sweep-{report_name(config.base.model)}"
     rows = run_sweep(config, out, executor=runner)
     corpora = list(dict.fromkeys(r["corpus"] for r in rows))
@@ -368,7 +367,9 @@ def load_similarity(path: Path) -> np.ndarray:
 @click.option("--list-parameters", is_flag=True, help="print the study notebook's parameters and exit")
 @_handle_errors
 def study(preset, models, params, reports_dir, no_summary, list_parameters):
-    """Run the study notebooks headlessly with papermill: one report per model, then the summary and index."""
+    """Run the study notebooks headlessly with papermill: per model the study notebook, then the ablation notebook
+    (LoRP ablations, our selector, picks with more calibration data; skipped when the parameters ablations and
+    selectors are both empty), then the summary and index."""
     from .study import notebook_parameters, run_study
 
     if list_parameters:

@@ -180,16 +180,23 @@ def study_executor(executor: str = "serial", ray_address: str = "", ray_workers:
 
 
 def load_sweep(folder: str | Path, methods: Sequence[str] | None = None,
-               budgets: Sequence[int] | None = None) -> tuple[SweepRecord, list[CellResult]]:
+               budgets: Sequence[int] | None = None, config: SweepConfig | None = None
+               ) -> tuple[SweepRecord, list[CellResult]]:
     """``(sweep.json, cells)`` of a sweep folder as typed records, cells sorted by method order, budget, seed.
 
     Only cells of ``methods`` × ``budgets`` are returned (default: those the sweep
-    last ran), so a folder reused with fewer methods reports just those.
+    last ran), so a folder reused with fewer methods reports just those. With ``config``
+    (the :class:`lorp.sweep.SweepConfig` that ran), only its methods, budgets and each
+    method's seeds (:meth:`lorp.sweep.SweepConfig.seeds_of`): cells an earlier run left for
+    other seeds stay out of the report.
     """
     record, cells = load_sweep_folder(folder)
+    if config is not None:
+        methods, budgets = config.methods, config.budgets
     order = {m: i for i, m in enumerate(methods or record.config["methods"])}
     budgets = set(budgets or record.config["budgets"])
-    cells = [c for c in cells if c.method in order and c.budget in budgets]
+    cells = [c for c in cells if c.method in order and c.budget in budgets
+             and (config is None or c.spec.seed in config.seeds_of(c.method))]
     return record, sorted(cells, key=lambda c: (order[c.method], c.budget, c.spec.seed))
 
 

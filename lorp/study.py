@@ -99,6 +99,9 @@ def check_study_parameters(params: Mapping[str, Any]) -> None:
     base = config.base
     registry = default_registry()
     strategies = [registry.allocation(m) for m in config.methods]
+    for key in ("seed_methods", "detail_methods"):  # filters on the compared methods, but no unknown names
+        for m in names(params.get(key, "")):
+            registry.allocation(m)
     extra = [*names(params.get("ablations", "")), *names(params.get("selectors", ""))]
     if extra:
         from .ablation import ablation_config
@@ -210,6 +213,12 @@ def run_study(models: Iterable[str] | None = None, *, preset: str = "default",
         raise
 
 
+def _names(value: Any) -> tuple[str, ...]:
+    from .ablation import names
+
+    return names(str(value))
+
+
 def _run_all(models, chosen, overrides, root: Path, preset: str, summary: bool, progress: bool, echo) -> list[Path]:
     written = []
     for i, model in enumerate(models, 1):
@@ -221,7 +230,7 @@ def _run_all(models, chosen, overrides, root: Path, preset: str, summary: bool, 
             _execute(STUDY_NOTEBOOK, stage, "study.ipynb", {**params, "preset": preset, "out_dir": str(stage)},
                      progress, f"study notebook for {model!r}", echo, f"[{i}/{len(models)}] {model}: ")
             full = {**notebook_defaults(notebook_parameters(STUDY_NOTEBOOK)), **params}
-            if str(full.get("ablations", "")).strip() or str(full.get("selectors", "")).strip():
+            if _names(full.get("ablations", "")) or _names(full.get("selectors", "")):
                 echo(f"[{i}/{len(models)}] {model}: running notebooks/ablation.ipynb (ablations and our selectors)")
                 _execute(ABLATION_NOTEBOOK, stage, "ablation.ipynb", {"study_dir": str(stage), "out_dir": str(stage)},
                          progress, f"ablation notebook for {model!r}", echo, f"[{i}/{len(models)}] {model}: ")
@@ -265,10 +274,10 @@ def write_index(root: str | Path, *, preset: str = "", default_root: bool = True
                   f"[notebook]({folder}/study.ipynb) · [perplexity]({folder}/perplexity.md) · "
                   f"[ablations]({folder}/ablation.md) · [our selector]({folder}/selector.md) · "
                   f"[results.json]({folder}/results.json) |")
-    rerun = f"lorp study --preset {preset or 'default'}" + ("" if default_root else f" --reports {root}")
+    rerun = f"`lorp study --preset {preset or 'default'}" + ("" if default_root else f" --reports {root}") + "`"
     if preset in ("", "default") and default_root:
-        rerun = f"make study` (or `{rerun}"
-    md += ["", f"Written {stamp}. Rerun with `{rerun}` (finished work is reused)."]
+        rerun = f"`make study` (or {rerun})"
+    md += ["", f"Written {stamp}. Rerun with {rerun}; finished work is reused."]
     write_text(root / "index.md", "\n".join(md) + "\n")
     body = ["<!doctype html><meta charset='utf-8'><title>LoRP study reports</title>",
             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
@@ -283,7 +292,8 @@ def write_index(root: str | Path, *, preset: str = "", default_root: bool = True
         f = html.escape(folder)
         body.append(f"<tr><td>{f}</td><td>{html.escape(arch)}</td><td>{n}</td><td>{rls:.3f}</td><td>{k}</td>"
                     f"<td>{html.escape(pre)}</td><td><a href='{f}/study.html'>HTML</a> · "
-                    f"<a href='{f}/study.ipynb'>notebook</a> · <a href='{f}/results.json'>results.json</a></td></tr>")
+                    f"<a href='{f}/study.ipynb'>notebook</a> · <a href='{f}/ablation.md'>ablations</a> · "
+                    f"<a href='{f}/selector.md'>our selector</a> · <a href='{f}/results.json'>results.json</a></td></tr>")
     body += ["</table>", f"<p>Written {stamp}.</p>"]
     write_text(root / "index.html", "\n".join(body) + "\n")
     return root / "index.html"

@@ -40,7 +40,7 @@ def test_recovered_share_by_hand():
 def test_ablation_rows_and_which_variant_recovers_most():
     r = study([cell("lorp", 2, 1000.0, pruned=[1, 9]), cell("shortgpt", 2, 10.0), cell("streamline", 2, 20.0),
                cell("lorp-k2", 2, 100.0, pruned=[3, 4]), cell("lorp-bi", 2, 1000.0, pruned=[1, 9]),
-               cell("lorp", 4, 100.0), cell("shortgpt", 4, 10.0), cell("lorp-k2", 4, 10.0), cell("lorp-bi", 4, 1.0)])
+               cell("lorp", 4, 100.0), cell("shortgpt", 4, 10.0), cell("lorp-k2", 4, 10.0), cell("lorp-bi", 4, 0.1)])
     rows = ablation_rows(r, ["lorp-k2", "lorp-bi"], ["shortgpt", "streamline"])
     assert [(x["method"], x["budget"]) for x in rows] == [("lorp-k2", 2), ("lorp-k2", 4), ("lorp-bi", 2),
                                                           ("lorp-bi", 4)]
@@ -50,12 +50,17 @@ def test_ablation_rows_and_which_variant_recovers_most():
     assert k2["vs_best"]["ratio"] == pytest.approx(10.0) and k2["vs_best"]["decision"] == "loses"
     assert rows[2]["same_as_lorp"] and rows[2]["recovered"] == pytest.approx(0.0)
     assert rows[2]["vs_lorp"]["decision"] == "undecided"  # identical windows: interval [1, 1]
-    # means: lorp-k2 (.5 + 1) / 2 = .75; lorp-bi (0 + 2) / 2 = 1.0
+    assert rows[3]["recovered"] == pytest.approx(3.0)  # (log 100 - log .1) / (log 100 - log 10)
+    # pooled over both budgets (gaps log 100 and log 10, in log10 units 2 + 1 = 3): lorp-k2 (1 + 1) / 3,
+    # lorp-bi (0 + 3) / 3 -- the mean of per-budget shares would let a tiny gap dominate
     top = recovers_most(rows)
     assert top == {"method": "lorp-bi", "mean_recovered": pytest.approx(1.0), "budgets": 2, "wins_vs_lorp": 1}
+    assert recovers_most(rows[:2])["mean_recovered"] == pytest.approx(2 / 3)
+    assert recovered_share(50.01, 45.0, 50.0) > 100 and recovered_share(100, float("nan"), 10) is None
     text = ablation_markdown(rows, {"lorp-bi": "Block Influence inside clusters"})
     assert "| lorp-k2 | 2 | 100.0 | 0.10× [0.10, 0.10] | 10.0× [" in text and "(shortgpt) | 50 % | 3 4 |" in text
     assert "1 9 (LoRP's)" in text and "**Recovers most: `lorp-bi`**, 100 %" in text
+    assert "No share of a gap to recover" in ablation_markdown([{**rows[0], "recovered": None}])
     assert "- `lorp-bi`: Block Influence inside clusters" in text
 
 

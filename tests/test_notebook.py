@@ -123,6 +123,15 @@ def test_failing_notebook_stops_with_the_cell_error_and_keeps_earlier_reports(tm
     with pytest.raises(LorpError, match="unknown allocation strategy 'lorp-k9'"):  # ablations are checked too
         run_study(["smollm2-135m"], preset="quick", parameters={"ablations": "lorp-k9"}, reports_dir=tmp_path,
                   progress=False, echo=lambda _: None)
+    with pytest.raises(LorpError, match="unknown allocation strategy 'nope'"):  # a typo is not a silent filter
+        run_study(["smollm2-135m"], preset="quick", parameters={"seeds": "0,1", "seed_methods": "nope"},
+                  reports_dir=tmp_path, progress=False, echo=lambda _: None)
+    with pytest.raises(LorpError, match="compares against the study's baselines"):
+        run_study(["smollm2-135m"], preset="quick", parameters={"methods": "lorp"}, reports_dir=tmp_path,
+                  progress=False, echo=lambda _: None)
+    with pytest.raises(LorpError, match="given both as an ablation and as a selector"):
+        run_study(["smollm2-135m"], preset="quick", parameters={"ablations": "span-bi-nll"}, reports_dir=tmp_path,
+                  progress=False, echo=lambda _: None)
     with pytest.raises(LorpError, match="already among the study's methods"):
         run_study(["smollm2-135m"], preset="quick", parameters={"selectors": "shortgpt"}, reports_dir=tmp_path,
                   progress=False, echo=lambda _: None)

@@ -1,6 +1,8 @@
 """Our selector span-bi-nll: hand-computed candidates and pick on a small stream-cosine matrix."""
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 
 from lorp.builtins.selectors import SCORING_SAMPLES, SPANS, candidates, span_bi_nll, spans
@@ -76,3 +78,31 @@ def test_registered_as_a_builtin_that_scores_with_the_model():
     s = registry.allocation("span-bi-nll")
     assert s.needs_model and not s.uses_clusters and s.needs == ("stream-cosine",)
     assert registry.provenance("allocation", "span-bi-nll")["plugin"] == "lorp.builtins.selectors"
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(4, 14), seed=st.integers(0, 10_000), data=st.data())
+def test_the_pick_is_the_best_scored_candidate_and_every_candidate_is_valid(n, seed, data):
+    rng = np.random.default_rng(seed)
+    c = rng.uniform(-1, 1, size=(n + 1, n + 1))
+    c = (c + c.T) / 2
+    np.fill_diagonal(c, 1.0)
+    protected = frozenset({0, n - 1})
+    budget = data.draw(st.integers(1, n - 2))
+    weights = rng.uniform(0.1, 1.0, n)
+    nll = lambda removed: float(sum(weights[b] for b in removed))  # noqa: E731
+    req = AllocationRequest(np.eye(n), None, budget, protected, statistics={"stream-cosine": c}, nll=nll)
+    family = candidates(req)
+    assert 1 <= len(family) <= SPANS + budget - 1 and len({b for _, b in family}) == len(family)
+    for _, blocks in family:
+        assert len(set(blocks)) == budget and not protected & set(blocks)
+    picked = tuple(r.block for r in span_bi_nll(req))
+    assert picked in [b for _, b in family]
+    assert nll(frozenset(picked)) == min(nll(frozenset(b)) for _, b in family)
+
+
+def test_a_candidate_with_a_nan_nll_never_wins():
+    scores = {frozenset({1, 3, 4}): float("nan"), frozenset({2, 3, 4}): 2.0, frozenset({1, 2, 3}): 1.0}
+    assert [r.block for r in span_bi_nll(request(3, scores.__getitem__))] == [1, 2, 3]
+    with pytest.raises(ConfigError, match="not finite"):
+        span_bi_nll(request(3, lambda removed: float("inf")))
