@@ -314,7 +314,7 @@ def summary_markdown(records: Mapping[str, Mapping[str, Any]]) -> str:
     each selector's win rate per model and over all (model, budget) settings, with Wilson intervals."""
     if not records:
         return "_No ablation reports found (run `lorp study`, which runs notebooks/ablation.ipynb per model)._\n"
-    lines = ["| model | ablation that recovers most | mean gap recovered | budgets better than LoRP |",
+    lines = ["| model | ablation that recovers most | gap recovered (pooled over budgets) | budgets better than LoRP |",
              "|---|---|---:|---:|"]
     for name, rec in records.items():
         top = rec.get("recovers_most")

@@ -171,8 +171,9 @@ def picks_with_more_data(base: Any, methods: Sequence[str], budgets: Sequence[in
     evaluation: this says whether the picks move with more data.
 
     Returns:
-        ``{"num_samples", "seq_len", "rls", "k", "seconds", "picks": {method: {budget: sorted blocks}},
-        "skipped": [methods needing the model]}``.
+        ``{"num_samples", "seq_len", "rls", "k", "seconds", "seconds_this_run", "picks": {method: {budget:
+        sorted blocks}}, "skipped": [methods needing the model]}``: ``seconds`` is the calibration pass's
+        cost when computed (a cached pass keeps it), ``seconds_this_run`` this call's wall time.
     Raises:
         ConfigError: ``num_samples`` below 1; what loading the model or the pass raises.
     """
@@ -201,8 +202,9 @@ def picks_with_more_data(base: Any, methods: Sequence[str], budgets: Sequence[in
             picks.setdefault(m, {})[int(b)] = sorted(sel.pruned)
             if sel.rls is not None and rls is None:
                 rls, k = sel.rls, sel.k
+    meta = worker.context().calibration
     return {"num_samples": num_samples, "seq_len": base.seq_len, "rls": rls, "k": k,
-            "seconds": time.perf_counter() - t, "picks": picks,
+            "seconds": float(meta.get("seconds") or 0.0), "seconds_this_run": time.perf_counter() - t, "picks": picks,
             "skipped": [m for m in methods if m not in cheap]}
 
 
@@ -213,7 +215,7 @@ def more_data_markdown(results: StudyResult | Mapping[str, Any], more: Mapping[s
     n0, n1 = r.config.get("num_samples", "?"), more["num_samples"]
     lines = [f"Calibration {n0} × {more['seq_len']} tokens (the study, first seed) against {n1} × {more['seq_len']} "
              f"(same draw, more sequences): RLS {_num(r.rls)} → {_num(more.get('rls'))}, K {r.k} → {more.get('k')}. "
-             f"One extra calibration pass ({more['seconds']:.0f} s); no evaluation.", "",
+             f"One extra calibration pass ({more['seconds']:.0f} s when computed); no evaluation.", "",
              f"| method | budget | removed at {n0} | removed at {n1} | Jaccard |", "|---|---:|---|---|---:|"]
     moved = same = 0
     for m, per in more["picks"].items():
