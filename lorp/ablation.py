@@ -53,7 +53,7 @@ def ablation_config(params: Mapping[str, Any], ablations: Sequence[str], selecto
         ConfigError: no ablation and no selector, a name given as both, one of them among the study's own
             methods, or a study without a baseline to compare against.
     """
-    from .report import study_config
+    from .parameters import study_config
 
     ablations, selectors = names(ablations), names(selectors)
     if not ablations and not selectors:

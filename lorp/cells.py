@@ -582,7 +582,7 @@ def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore,
                 stats.seconds_to_first_cell = time.perf_counter() - start
             bar.update(1)
             progress_report(stage="cell", done=stats.cells_written, total=len(selected), method=s.spec.method,
-                            budget=s.spec.budget)
+                            budget=s.spec.budget, seed=s.spec.seed if len({x.spec.seed for x in selected}) > 1 else None)
 
     tasks = []
     if need_dense or groups:

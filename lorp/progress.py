@@ -38,12 +38,14 @@ def report(**event: Any) -> None:
 
 
 def describe(event: dict[str, Any], started: float | None) -> str:
-    """One line for the terminal: ``cell 5/21 shortgpt b8 done · 3 min 10 s left`` (estimate from the mean cell time)."""
+    """One line for the terminal: ``cell 5/21 shortgpt b8 done · 3 min 10 s left`` (estimate from the mean cell time);
+    ``shortgpt b8 s1`` when the event names a seed (a sweep with several run seeds)."""
     stage = event.get("stage", "")
     if stage != "cell":
         return str(event.get("message") or stage)
     done, total = int(event["done"]), int(event["total"])
-    line = f"cell {done}/{total} {event.get('method')} b{event.get('budget')} done"
+    seed = f" s{event['seed']}" if event.get("seed") is not None else ""
+    line = f"cell {done}/{total} {event.get('method')} b{event.get('budget')}{seed} done"
     if started is not None and 0 < done < total:
         left = (event["time"] - started) / done * (total - done)
         line += f" · about {int(left // 60)} min {int(left % 60):02d} s left"

@@ -89,7 +89,7 @@ def check_study_parameters(params: Mapping[str, Any]) -> None:
     from .data import load_corpus
     from .pipeline import block_metric
     from .plugins import default_registry
-    from .report import study_config
+    from .parameters import study_config
 
     params_for_config = {k: v for k, v in params.items() if k not in ("preset", "out_dir", "work_dir")}
     config = study_config(params_for_config)

@@ -22,6 +22,7 @@ def test_describe_estimates_time_left_from_the_mean_cell_time():
     # 2 cells in 60 s -> 30 s per cell, 4 cells left -> 120 s
     assert progress.describe(event, started=1000.0) == "cell 2/6 shortgpt b4 done · about 2 min 00 s left"
     assert progress.describe({**event, "done": 6}, started=1000.0) == "cell 6/6 shortgpt b4 done"
+    assert progress.describe({**event, "done": 6, "seed": 2}, started=1000.0) == "cell 6/6 shortgpt b4 s2 done"
     assert progress.describe({"stage": "dense", "message": "dense model"}, None) == "dense model"
 
 
