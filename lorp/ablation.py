@@ -129,7 +129,7 @@ def recovers_most(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
 
     Pooled, not averaged: ``sum(log p_LoRP − log p_variant) / sum(log p_LoRP − log p_best)`` over the budgets
     with a gap (rows whose ``recovered`` is not ``None``), so a budget where LoRP trails by a hair cannot
-    dominate. Returns ``{"method", "mean_recovered", "budgets", "wins_vs_lorp"}`` (``mean_recovered`` is that
+    dominate. Returns ``{"method", "pooled_recovered", "budgets", "wins_vs_lorp"}`` (``pooled_recovered`` is that
     pooled share; ``budgets`` counts the budgets pooled; ``wins_vs_lorp`` those where the variant's interval
     against LoRP lies below 1), or ``None`` when no row has a gap. Ties: the first variant.
     """
@@ -148,7 +148,7 @@ def recovers_most(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     if not scored:
         return None
     best = max(scored, key=lambda m: scored[m])  # dicts keep order: ties go to the first variant
-    return {"method": best, "mean_recovered": scored[best], "budgets": per[best][2], "wins_vs_lorp": per[best][3]}
+    return {"method": best, "pooled_recovered": scored[best], "budgets": per[best][2], "wins_vs_lorp": per[best][3]}
 
 
 def selector_outcomes(results: StudyResult | Mapping[str, Any], selector: str, baselines: Sequence[str]
@@ -197,6 +197,21 @@ def selector_outcomes(results: StudyResult | Mapping[str, Any], selector: str, b
     return out
 
 
+def seed_pattern(outcome: Mapping[str, Any]) -> str:
+    """What an outcome's seeds say, in words: which seeds tie the best baseline's exact perplexity, which are
+    beaten, which beat every baseline, which stay within the intervals (an "undecided" can be any mix)."""
+    seeds = outcome["seeds"]
+    tie = [s["seed"] for s in seeds if not s["beaten"] and not s["beats_all"] and s["vs_best"]
+           and s["vs_best"]["ratio"] == 1.0]
+    groups = [("beats every baseline", [s["seed"] for s in seeds if s["beats_all"]]),
+              ("beaten", [s["seed"] for s in seeds if s["beaten"]]),
+              ("same perplexity as the best baseline", tie),
+              ("within the intervals", [s["seed"] for s in seeds if not s["beaten"] and not s["beats_all"]
+                                        and s["seed"] not in tie])]
+    parts = [f"{what} at seed{'s' if len(ss) > 1 else ''} {', '.join(map(str, ss))}" for what, ss in groups if ss]
+    return "; ".join(parts) or "–"
+
+
 def win_rate(outcomes: Sequence[Mapping[str, Any]], level: float = LEVEL) -> dict[str, Any]:
     """Wins over settings with a Wilson interval: ``{"wins", "losses", "undecided", "settings", "rate", "low", "high"}``.
 
@@ -211,7 +226,9 @@ def win_rate(outcomes: Sequence[Mapping[str, Any]], level: float = LEVEL) -> dic
 
 
 def _x(v: float) -> str:
-    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 1e4 else f"{v:.2e}"
+    from .report import _times
+
+    return _times(v)
 
 
 def _ci(k: Mapping[str, Any] | None) -> str:
@@ -250,13 +267,13 @@ def ablation_markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[s
         lines += ["", "What each variant changes:", ""] + [f"- `{m}`: {descriptions[m]}" for m in used
                                                            if m in descriptions]
     top = recovers_most(rows)
-    if top and top["mean_recovered"] > 0:
-        lines += ["", (f"**Recovers most: `{top['method']}`**, {100 * top['mean_recovered']:.0f} % of LoRP's "
+    if top and top["pooled_recovered"] > 0:
+        lines += ["", (f"**Recovers most: `{top['method']}`**, {100 * top['pooled_recovered']:.0f} % of LoRP's "
                        f"log-perplexity gap to the best baseline, pooled over the {top['budgets']} budget(s) where LoRP trails; "
                        f"better than LoRP beyond its interval at {top['wins_vs_lorp']} of them.")]
     elif top:
         lines += ["", (f"**No ablation recovers any of LoRP's gap**; the least harmful is `{top['method']}` "
-                       f"({100 * top['mean_recovered']:.0f} % over {top['budgets']} budget(s)).")]
+                       f"({100 * top['pooled_recovered']:.0f} % over {top['budgets']} budget(s)).")]
     else:
         lines += ["", "No share of a gap to recover: LoRP is not worse than the best baseline at any budget here "
                       "(or the intervals are unavailable)."]
@@ -269,20 +286,20 @@ def selector_markdown(selector: str, outcomes: Sequence[Mapping[str, Any]], desc
         return f"_No {selector} cells in this run._\n"
     lines = [f"**{selector}**" + (f": {description}" if description else ""), "",
              "| budget | seed | mean perplexity | best baseline (its perplexity) | × best [95 % CI] | "
-             "beats every baseline | pruned blocks |", "|---:|---:|---:|---|---:|---|---|"]
+             "against the baselines at this seed | pruned blocks |", "|---:|---:|---:|---|---:|---|---|"]
     for o in outcomes:
         for s in o["seeds"]:
-            word = "yes" if s["beats_all"] else "beaten" if s["beaten"] else "undecided"
+            word = "beats all" if s["beats_all"] else "beaten" if s["beaten"] else "undecided"
             lines.append(f"| {o['budget']} | {s['seed']} | {_ppl(s['mean_perplexity'])} | {s['best_baseline']} "
                          f"({_ppl(s['best_perplexity'])}) | {_ci(s['vs_best'])} | {word} | "
                          f"{' '.join(map(str, s['pruned']))} |")
-    lines += ["", "| budget | outcome | selector's worst seed | best baseline's best seed | beyond the seed spread |",
-              "|---:|---|---:|---:|---|"]
+    lines += ["", "| budget | outcome | selector's worst seed | best baseline's best seed | beyond the seed spread | "
+                  "what the seeds say |", "|---:|---|---:|---:|---|---|"]
     for o in outcomes:
         base = min(o["spread"]["baselines_best"].items(), key=lambda kv: kv[1]) if o["spread"]["baselines_best"] \
             else ("–", float("nan"))
         lines.append(f"| {o['budget']} | **{o['outcome']}** | {_ppl(o['spread']['selector_worst'])} | "
-                     f"{_ppl(base[1])} ({base[0]}) | {'yes' if o['beyond_spread'] else 'no'} |")
+                     f"{_ppl(base[1])} ({base[0]}) | {'yes' if o['beyond_spread'] else 'no'} | {seed_pattern(o)} |")
     w = win_rate(outcomes)
     lines += ["", (f"Wins in {w['wins']} of {w['settings']} budget(s) (95 % Wilson interval "
                    f"{100 * w['low']:.0f}–{100 * w['high']:.0f} %), loses in {w['losses']}, undecided in "
@@ -314,11 +331,13 @@ def summary_markdown(records: Mapping[str, Mapping[str, Any]]) -> str:
     each selector's win rate per model and over all (model, budget) settings, with Wilson intervals."""
     if not records:
         return "_No ablation reports found (run `lorp study`, which runs notebooks/ablation.ipynb per model)._\n"
-    lines = ["| model | ablation that recovers most | gap recovered (pooled over budgets) | budgets better than LoRP |",
+    lines = [("Per model, the LoRP ablation that recovers the largest share of LoRP's log-perplexity gap to the best "
+              "baseline (pooled over the budgets where LoRP trails; each model's ablation.md has every variant), "
+              "then how often our selector beats every baseline (each model's selector.md has every seed)."), "","| model | ablation that recovers most | gap recovered (pooled over budgets) | budgets better than LoRP |",
              "|---|---|---:|---:|"]
     for name, rec in records.items():
         top = rec.get("recovers_most")
-        lines.append(f"| {name} | " + (f"`{top['method']}` | {100 * top['mean_recovered']:.0f} % | "
+        lines.append(f"| {name} | " + (f"`{top['method']}` | {100 * top['pooled_recovered']:.0f} % | "
                                       f"{top['wins_vs_lorp']} of {top['budgets']} |" if top else "– | – | – |"))
     selectors = list(dict.fromkeys(s for rec in records.values() for s in rec.get("selectors", {})))
     for s in selectors:
@@ -341,19 +360,28 @@ def summary_markdown(records: Mapping[str, Mapping[str, Any]]) -> str:
                          f"[{100 * w['low']:.0f}, {100 * w['high']:.0f}] |")
             goal = "meets" if w["rate"] >= 0.8 else "misses"
             lines += ["", f"Goal: wins in at least 80 % of (model, budget) settings; {s} {goal} it "
-                          f"({w['wins']} of {w['settings']})."]
+                          f"({w['wins']} of {w['settings']}). The Wilson interval treats the settings as independent "
+                          "trials; budgets of one model share the model and overlap in the blocks they remove, so it "
+                          "is narrower than the evidence warrants."]
     return "\n".join(lines) + "\n"
 
 
 def time_markdown(records: Mapping[str, Mapping[str, Any]]) -> str:
     """Markdown: seconds of each model's ablation notebook (``ablation.json``'s ``seconds``): the ablations' and
-    selectors' selection and perplexity when computed, the larger calibration pass, the notebook's wall time."""
+    the selectors' selection and perplexity when computed (one row each where the record splits them), the
+    larger calibration pass when computed, and the wall time of the notebook run that wrote the record."""
     rows = {n: r.get("seconds") or {} for n, r in records.items()}
     if not rows:
         return ""
     names_ = list(rows)
-    stages = [("selection (ablations and selectors)", "selection"), ("perplexity (their removed sets)", "perplexity"),
-              ("larger calibration pass and picks", "more_data"), ("**wall time** (this run)", "notebook")]
+    split = any("selectors_selection" in r for r in rows.values())
+    stages = ([("selection: ablations", "ablations_selection"),
+               ("selection: selectors (calibration scoring)", "selectors_selection"),
+               ("perplexity: ablations' removed sets", "ablations_perplexity"),
+               ("perplexity: selectors' removed sets", "selectors_perplexity")] if split else
+              [("selection (ablations and selectors)", "selection"), ("perplexity (their removed sets)", "perplexity")])
+    stages += [("larger calibration pass and picks", "more_data"),
+               ("wall time of the run that wrote this report", "notebook")]
     lines = ["| ablation notebook | " + " | ".join(names_) + " | total |", "|---|" + "---:|" * (len(names_) + 1)]
     for label, key in stages:
         vals = [float(rows[n].get(key) or 0.0) for n in names_]
@@ -374,5 +402,5 @@ def load_ablations(root: str | Path, names_: Iterable[str]) -> dict[str, dict[st
 
 
 __all__ = ["ABLATION_SCHEMA", "load_ablations", "ablation_config", "ablation_markdown", "ablation_record", "ablation_rows", "names",
-           "recovered_share", "recovers_most", "selector_markdown", "selector_outcomes", "summary_markdown", "time_markdown",
+           "recovered_share", "recovers_most", "seed_pattern", "selector_markdown", "selector_outcomes", "summary_markdown", "time_markdown",
            "win_rate"]

@@ -85,6 +85,7 @@ def stage_markdown(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
     walls = [float(as_study(studies[n]).wall_time_s or 0.0) for n in names]
     lines.append("| **to compute** (the stages above) | " + " | ".join(f"**{w:.0f}**" for w in computed)
                  + f" | **{sum(computed):.0f}** |")
-    lines.append("| wall time of the run that wrote this report | " + " | ".join(f"{w:.0f}" for w in walls)
+    lines.append("| wall time of the run that wrote this report (short when it reused finished cells) | "
+                 + " | ".join(f"{w:.0f}" for w in walls)
                  + f" | {sum(walls):.0f} |")
     return "\n".join(lines) + "\n"

@@ -156,7 +156,10 @@ NO_ITEM_RESULTS = "_No per-item zero-shot results: intervals unavailable._"
 
 
 def _times(x: float) -> str:
-    """A perplexity ratio: ``1.14``, ``72.5``, ``1.10e+04``."""
+    """A perplexity ratio: ``1.14``, ``72.5``, ``1.10e+04``; three decimals near 1 (``1.003``), so a bound
+    that excludes parity never prints as ``1.00``."""
+    if x != 1.0 and 0.995 <= x < 1.005:
+        return f"{x:.3f}"
     return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 1e4 else f"{x:.2e}"
 
 
@@ -706,7 +709,8 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
         head = "**The paper's claim does not hold on these models.**"
     else:
         head = "**The paper's claim cannot be decided on these models and samples.**"
-    text = (f"{head} Counting a win only where the paired 95 % interval excludes zero: LoRP beats both "
+    text = (f"{head} Counting a win only where the paired 95 % interval excludes parity (a perplexity ratio of 1, "
+            "an accuracy difference of 0): LoRP beats both "
             f"ShortGPT and LLM-Streamline on mean perplexity in {ppl.count('wins')} of {len(ppl)} (model, budget) "
             f"settings, loses to at least one of them in {ppl.count('loses')}, and {ppl.count('undecided')} are "
             f"undecided; it beats every other method compared in {sum(best)}")

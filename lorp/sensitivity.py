@@ -166,13 +166,14 @@ def picks_with_more_data(base: Any, methods: Sequence[str], budgets: Sequence[in
 
     One calibration pass of ``num_samples`` × ``base.seq_len`` tokens (the first seed's draw,
     cached on disk like every pass) on a fresh :class:`lorp.cells.CellWorker`; then each
-    method in ``methods`` that reads only the calibration statistics (no ``needs_model``:
-    SLEB and model-scoring selectors are skipped) chooses its blocks at every budget. No
-    evaluation: this says whether the picks move with more data.
+    method in ``methods`` that reads the calibration statistics and only them (SLEB and
+    model-scoring selectors, which need the model, and ``last``/``random``, which read no
+    statistic, are skipped) chooses its blocks at every budget. No evaluation: this says
+    whether the picks move with more data.
 
     Returns:
         ``{"num_samples", "seq_len", "rls", "k", "seconds", "seconds_this_run", "picks": {method: {budget:
-        sorted blocks}}, "skipped": [methods needing the model]}``: ``seconds`` is the calibration pass's
+        sorted blocks}}, "skipped": [methods left out]}``: ``seconds`` is the calibration pass's
         cost when computed (a cached pass keeps it), ``seconds_this_run`` this call's wall time.
     Raises:
         ConfigError: ``num_samples`` below 1; what loading the model or the pass raises.
@@ -188,7 +189,8 @@ def picks_with_more_data(base: Any, methods: Sequence[str], budgets: Sequence[in
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ConfigError(f"the larger calibration size must be a whole number >= 1, got {num_samples!r}")
     registry = registry or load_registry()
-    cheap = [m for m in methods if not registry.allocation(m).needs_model]
+    cheap = [m for m in methods if not registry.allocation(m).needs_model
+             and (registry.allocation(m).uses_clusters or registry.allocation(m).needs)]
     t = time.perf_counter()
     worker = CellWorker(replace(base, num_samples=num_samples), cheap, registry=registry)
     matrices = worker.matrices
@@ -228,8 +230,9 @@ def more_data_markdown(results: StudyResult | Mapping[str, Any], more: Mapping[s
             lines.append(f"| {m} | {b} | {' '.join(map(str, sorted(cell.pruned)))} | {' '.join(map(str, blocks))} | "
                          f"{j:.2f} |")
     lines += ["", f"{same} of {same + moved} picks unchanged with {n1 / n0 if isinstance(n0, int) else '?':g}× the "
-                  "calibration sequences." + (f" Not recomputed (they score candidates with the model): "
-                                              f"{', '.join(more['skipped'])}." if more.get("skipped") else "")]
+                  "calibration sequences." + (f" Left out (they score candidates with the model, or read no "
+                                              f"calibration statistic): {', '.join(more['skipped'])}."
+                                              if more.get("skipped") else "")]
     return "\n".join(lines) + "\n"
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from lorp.ablation import (ablation_config, ablation_markdown, ablation_rows, names, recovered_share, recovers_most,
-                           selector_markdown, selector_outcomes, summary_markdown, win_rate)
+                           seed_pattern, selector_markdown, selector_outcomes, summary_markdown, win_rate)
 from lorp.errors import ConfigError
 from lorp.records import StudyResult
 from lorp.uncertainty import wilson_interval
@@ -54,8 +54,8 @@ def test_ablation_rows_and_which_variant_recovers_most():
     # pooled over both budgets (gaps log 100 and log 10, in log10 units 2 + 1 = 3): lorp-k2 (1 + 1) / 3,
     # lorp-bi (0 + 3) / 3 -- the mean of per-budget shares would let a tiny gap dominate
     top = recovers_most(rows)
-    assert top == {"method": "lorp-bi", "mean_recovered": pytest.approx(1.0), "budgets": 2, "wins_vs_lorp": 1}
-    assert recovers_most(rows[:2])["mean_recovered"] == pytest.approx(2 / 3)
+    assert top == {"method": "lorp-bi", "pooled_recovered": pytest.approx(1.0), "budgets": 2, "wins_vs_lorp": 1}
+    assert recovers_most(rows[:2])["pooled_recovered"] == pytest.approx(2 / 3)
     assert recovered_share(50.01, 45.0, 50.0) > 100 and recovered_share(100, float("nan"), 10) is None
     text = ablation_markdown(rows, {"lorp-bi": "Block Influence inside clusters"})
     assert "| lorp-k2 | 2 | 100.0 | 0.10× [0.10, 0.10] | 10.0× [" in text and "(shortgpt) | 50 % | 3 4 |" in text
@@ -87,12 +87,14 @@ def test_selector_wins_only_beyond_intervals_at_every_seed_and_the_seed_spread()
     w = win_rate(out)
     assert (w["wins"], w["losses"], w["undecided"], w["settings"]) == (1, 1, 1, 3)
     assert (w["low"], w["high"]) == pytest.approx(wilson_interval(1, 3)) and w["rate"] == pytest.approx(1 / 3)
+    assert seed_pattern(out[0]) == "beats every baseline at seeds 0, 1, 2"
+    assert seed_pattern(out[1]) == "beats every baseline at seeds 0, 1; same perplexity as the best baseline at seed 2"
     text = selector_markdown("span-bi-nll", out)
     assert "| 2 | **wins** | 7.0 | 10.0 (shortgpt) | yes |" in text and "Wins in 1 of 3 budget(s)" in text
 
 
 def test_summary_across_models_counts_every_setting():
-    rec = {"recovers_most": {"method": "lorp-bi", "mean_recovered": .4, "budgets": 3, "wins_vs_lorp": 2},
+    rec = {"recovers_most": {"method": "lorp-bi", "pooled_recovered": .4, "budgets": 3, "wins_vs_lorp": 2},
            "selectors": {"span-bi-nll": {"outcomes": [{"outcome": "wins"}, {"outcome": "loses"}]}}}
     text = summary_markdown({"a": rec, "b": {**rec, "recovers_most": None}})
     assert "| a | `lorp-bi` | 40 % | 2 of 3 |" in text and "| b | – | – | – |" in text
@@ -125,5 +127,9 @@ def test_time_of_the_ablation_notebook_per_model():
     text = time_markdown({"a": {"seconds": {"selection": 10.4, "perplexity": 20, "more_data": None, "notebook": 40}},
                           "b": {"seconds": {"selection": 1, "perplexity": 2, "more_data": 3, "notebook": 4}}})
     assert "| selection (ablations and selectors) | 10 | 1 | 11 |" in text
-    assert "| larger calibration pass and picks | 0 | 3 | 3 |" in text and "| **wall time** (this run) | 40 | 4 | 44 |" in text
+    assert "| larger calibration pass and picks | 0 | 3 | 3 |" in text
+    assert "| wall time of the run that wrote this report | 40 | 4 | 44 |" in text
+    split = time_markdown({"a": {"seconds": {"ablations_selection": 0.2, "selectors_selection": 9, "ablations_perplexity": 5,
+                                             "selectors_perplexity": 1, "notebook": 20}}})
+    assert "| selection: selectors (calibration scoring) | 9 | 9 |" in split and "| perplexity: ablations' removed sets | 5 |" in split
     assert time_markdown({}) == ""

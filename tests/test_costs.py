@@ -51,8 +51,9 @@ def test_markdown_has_a_row_per_stage_and_totals():
     assert "| calibration pass | 3 | 3 | 6 |" in md
     assert "|   perplexity: lorp | 2 | 2 | 4 |" in md
     assert "| **to compute** (the stages above) | **10** | **10** | **20** |" in md  # 3 + 1 + 1 + 2, other 3
-    assert md.rstrip().endswith("| wall time of the run that wrote this report | 10 | 10 | 20 |")
+    assert md.rstrip().endswith("| wall time of the run that wrote this report (short when it reused finished cells) "
+                                "| 10 | 10 | 20 |")
     # a rerun that reused every cell: the stages keep their cost, the wall time is the short rerun's
     rerun = stage_markdown({"a": study(r.cells, r.compute_seconds, wall=2.0)})
     assert "| **to compute** (the stages above) | **7** | **7** |" in rerun  # other clipped at 0
-    assert rerun.rstrip().endswith("| wall time of the run that wrote this report | 2 | 2 |")
+    assert rerun.rstrip().endswith("(short when it reused finished cells) | 2 | 2 |")

@@ -59,6 +59,7 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
                                                                                               "undecided"}
     assert ab["more_data"]["num_samples"] == 128 and set(ab["more_data"]["picks"]) == {"lorp", "shortgpt",
                                                                                      "streamline"}
+    assert ab["more_data"]["skipped"] == ["sleb"]
     r = json.loads((report / "results.json").read_text())
     n = r["num_blocks"]
     assert n == 30 and 0.1 < r["rls"] < 3 and r["k"] in (2, 3, 4) and len(r["labels"]) == n
