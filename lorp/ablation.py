@@ -30,16 +30,18 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .parameters import split_list
 from .records import StudyCell, StudyResult, as_study
+from .report import _times as _x
 from .uncertainty import LEVEL, SAMPLES, SEED, compare_perplexity, wilson_interval
 
 ABLATION_SCHEMA = "lorp.ablation"
 
 
 def names(value: str | Sequence[str]) -> tuple[str, ...]:
-    """Comma-separated names (or a sequence) as a tuple, blanks dropped, order and first occurrence kept."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
+    """Comma-separated names (or a sequence) as a tuple, blanks dropped, order and first occurrence kept
+    (:func:`lorp.parameters.split_list` without repeats)."""
+    return tuple(dict.fromkeys(split_list(value, "names")))
 
 
 def ablation_config(params: Mapping[str, Any], ablations: Sequence[str], selectors: Sequence[str]):
@@ -101,8 +103,8 @@ def ablation_rows(results: StudyResult | Mapping[str, Any], variants: Sequence[s
                   allocation: str = "lorp") -> list[dict[str, Any]]:
     """One row per (variant, budget), first-seed cells, in variant then budget order.
 
-    Row keys: ``method``, ``budget``, ``pruned``, ``mean_perplexity``, ``same_as_lorp`` (removes
-    LoRP's blocks), ``vs_lorp`` and ``vs_best`` (``{"ratio", "low", "high", "decision"}``: the
+    Row keys: ``method``, ``budget``, ``pruned``, ``mean_perplexity`` (and ``lorp_perplexity``,
+    ``best_perplexity``: LoRP's and the best baseline's), ``same_as_lorp`` (removes LoRP's blocks), ``vs_lorp`` and ``vs_best`` (``{"ratio", "low", "high", "decision"}``: the
     variant's mean perplexity over LoRP's / the best baseline's with the paired 95 % interval;
     ``None`` without per-window NLL), ``best_baseline``, ``recovered`` (:func:`recovered_share`).
     Variants or budgets without a cell are skipped.
@@ -117,7 +119,8 @@ def ablation_rows(results: StudyResult | Mapping[str, Any], variants: Sequence[s
                 continue
             best = min(rivals, key=lambda c: c.mean_perplexity)
             out.append({"method": v, "budget": b, "pruned": list(cell.pruned),
-                        "mean_perplexity": cell.mean_perplexity, "same_as_lorp": set(cell.pruned) == set(lorp.pruned),
+                        "mean_perplexity": cell.mean_perplexity, "lorp_perplexity": lorp.mean_perplexity,
+                        "best_perplexity": best.mean_perplexity, "same_as_lorp": set(cell.pruned) == set(lorp.pruned),
                         "vs_lorp": _compare(lorp, cell), "best_baseline": best.method,
                         "vs_best": _compare(best, cell),
                         "recovered": recovered_share(lorp.mean_perplexity, cell.mean_perplexity, best.mean_perplexity)})
@@ -136,14 +139,12 @@ def recovers_most(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     per: dict[str, list[float]] = {}
     for row in rows:
         if row.get("recovered") is not None and row.get("vs_lorp") and row.get("vs_best"):
-            lorp_log = -math.log(row["vs_lorp"]["ratio"])  # log p_LoRP − log p_variant
-            gap = math.log(row["vs_best"]["ratio"]) + lorp_log  # log p_LoRP − log p_best
-            per.setdefault(row["method"], [0.0, 0.0, 0, 0])
-            acc = per[row["method"]]
-            acc[0] += lorp_log
-            acc[1] += gap
+            lorp_log = math.log(row["lorp_perplexity"])
+            acc = per.setdefault(row["method"], [0.0, 0.0, 0, 0])
+            acc[0] += lorp_log - math.log(row["mean_perplexity"])  # what the variant recovers
+            acc[1] += lorp_log - math.log(row["best_perplexity"])  # LoRP's gap
             acc[2] += 1
-            acc[3] += (row["vs_lorp"] or {}).get("decision") == "wins"
+            acc[3] += row["vs_lorp"]["decision"] == "wins"
     scored = {m: v[0] / v[1] for m, v in per.items() if v[1] > 0}
     if not scored:
         return None
@@ -223,12 +224,6 @@ def win_rate(outcomes: Sequence[Mapping[str, Any]], level: float = LEVEL) -> dic
     low, high = wilson_interval(wins, n, level) if n else (None, None)
     return {"wins": wins, "losses": losses, "undecided": n - wins - losses, "settings": n,
             "rate": wins / n if n else None, "low": low, "high": high}
-
-
-def _x(v: float) -> str:
-    from .report import _times
-
-    return _times(v)
 
 
 def _ci(k: Mapping[str, Any] | None) -> str:

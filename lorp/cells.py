@@ -566,6 +566,7 @@ def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore,
     for s in selected:
         groups.setdefault(evaluation_key(ctx.model, s.selection.pruned, s.spec.evaluation), []).append(s)
     bar = tqdm(total=len(selected), desc="sweep cells", disable=not progress, unit="cell")
+    several_seeds = len({s.spec.seed for s in selected}) > 1  # progress lines then name the seed
     progress_report(stage="cells", total=len(selected), message=f"{len(selected)} cells to compute")
 
     def land(key: str, ev: Evaluation, computed: bool) -> None:
@@ -582,7 +583,7 @@ def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore,
                 stats.seconds_to_first_cell = time.perf_counter() - start
             bar.update(1)
             progress_report(stage="cell", done=stats.cells_written, total=len(selected), method=s.spec.method,
-                            budget=s.spec.budget, seed=s.spec.seed if len({x.spec.seed for x in selected}) > 1 else None)
+                            budget=s.spec.budget, seed=s.spec.seed if several_seeds else None)
 
     tasks = []
     if need_dense or groups:

@@ -272,6 +272,7 @@ def sweep(methods, budgets, seeds, seed_methods, attribution, out, executor, add
           **kw):
     """Compare methods × budgets from one calibration pass; writes table.csv/json and one file per cell."""
     from .executors import make_executor
+    from .parameters import split_list
     from .study import report_name
     from .sweep import SweepConfig, run_sweep
 
@@ -280,7 +281,7 @@ def sweep(methods, budgets, seeds, seed_methods, attribution, out, executor, add
                          methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
                          budgets=_int_list(budgets, "--budgets"), seeds=_int_list(seeds, "--seeds"),
                          attribution=attribution,
-                         seed_methods=tuple(m.strip() for m in (seed_methods or "").split(",") if m.strip()) or None)
+                         seed_methods=split_list(seed_methods, "--seed-methods") or None)
     out = out or Path("runs") / f"sweep-{report_name(config.base.model)}"
     rows = run_sweep(config, out, executor=runner)
     corpora = list(dict.fromkeys(r["corpus"] for r in rows))

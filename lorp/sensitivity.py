@@ -189,8 +189,8 @@ def picks_with_more_data(base: Any, methods: Sequence[str], budgets: Sequence[in
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ConfigError(f"the larger calibration size must be a whole number >= 1, got {num_samples!r}")
     registry = registry or load_registry()
-    cheap = [m for m in methods if not registry.allocation(m).needs_model
-             and (registry.allocation(m).uses_clusters or registry.allocation(m).needs)]
+    strategies = {m: registry.allocation(m) for m in methods}
+    cheap = [m for m, s in strategies.items() if not s.needs_model and (s.uses_clusters or s.needs)]
     t = time.perf_counter()
     worker = CellWorker(replace(base, num_samples=num_samples), cheap, registry=registry)
     matrices = worker.matrices

@@ -102,12 +102,12 @@ def check_study_parameters(params: Mapping[str, Any]) -> None:
     for key in ("seed_methods", "detail_methods"):  # filters on the compared methods, but no unknown names
         for m in names(params.get(key, "")):
             registry.allocation(m)
-    extra = [*names(params.get("ablations", "")), *names(params.get("selectors", ""))]
-    if extra:
+    ablations, selectors = names(params.get("ablations", "")), names(params.get("selectors", ""))
+    if ablations or selectors:
         from .ablation import ablation_config
 
-        ablation_config(params_for_config, names(params.get("ablations", "")), names(params.get("selectors", "")))
-        strategies += [registry.allocation(m) for m in extra]
+        ablation_config(params_for_config, ablations, selectors)
+        strategies += [registry.allocation(m) for m in (*ablations, *selectors)]
     if any(s.uses_clusters for s in strategies):
         registry.clustering(base.clustering)
     block_metric(registry, base.similarity)
@@ -213,14 +213,11 @@ def run_study(models: Iterable[str] | None = None, *, preset: str = "default",
         raise
 
 
-def _names(value: Any) -> tuple[str, ...]:
+def _run_all(models, chosen, overrides, root: Path, preset: str, summary: bool, progress: bool, echo) -> list[Path]:
     from .ablation import names
 
-    return names(str(value))
-
-
-def _run_all(models, chosen, overrides, root: Path, preset: str, summary: bool, progress: bool, echo) -> list[Path]:
     written = []
+    defaults = notebook_defaults(notebook_parameters(STUDY_NOTEBOOK))
     for i, model in enumerate(models, 1):
         params = chosen.parameters_for(model, overrides)
         final = root / report_name(model)
@@ -229,8 +226,8 @@ def _run_all(models, chosen, overrides, root: Path, preset: str, summary: bool, 
         with staged_dir(final) as stage:
             _execute(STUDY_NOTEBOOK, stage, "study.ipynb", {**params, "preset": preset, "out_dir": str(stage)},
                      progress, f"study notebook for {model!r}", echo, f"[{i}/{len(models)}] {model}: ")
-            full = {**notebook_defaults(notebook_parameters(STUDY_NOTEBOOK)), **params}
-            if _names(full.get("ablations", "")) or _names(full.get("selectors", "")):
+            full = {**defaults, **params}
+            if names(full["ablations"]) or names(full["selectors"]):
                 echo(f"[{i}/{len(models)}] {model}: running notebooks/ablation.ipynb (ablations and our selectors)")
                 _execute(ABLATION_NOTEBOOK, stage, "ablation.ipynb", {"study_dir": str(stage), "out_dir": str(stage)},
                          progress, f"ablation notebook for {model!r}", echo, f"[{i}/{len(models)}] {model}: ")
