@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup study test clean
+.PHONY: setup study lint test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ setup: $(STAMP)
 study: $(STAMP)
 	$(VENV)/bin/lorp study $(ARGS)
 
-test: $(STAMP)
+# Import direction between lorp's packages (docs/architecture.md), checked before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/lint-imports --no-logo
+
+test: lint
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 clean:

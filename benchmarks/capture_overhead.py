@@ -28,12 +28,12 @@ import time
 
 import torch
 
-from lorp.capture import capture_similarities
-from lorp.data import calibration_samples, load_corpus
-from lorp.evaluation import CalibrationNLL
-from lorp.models import load_model
-from lorp.plugins import load_registry
-from lorp.selection import select_blocks
+from lorp.evaluate.perplexity import CalibrationNLL
+from lorp.method.capture import capture_similarities
+from lorp.method.selection import select_blocks
+from lorp.model.data import calibration_samples, load_corpus
+from lorp.model.models import load_model
+from lorp.plugins.registry import load_registry
 
 from ._common import Figure, interleaved_pairs, quartiles, ratio_stats
 

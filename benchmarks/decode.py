@@ -3,18 +3,18 @@
 The pruned model removes LoRP's choice of about 25 % of the blocks. The
 measured speed-up (pruned tokens/s / dense tokens/s) is divided by the ideal
 speed-up given by FLOPs per token (dense / pruned, LM head included,
-:func:`lorp.speed.flops_per_token`). Goal >= 0.9.
+:func:`lorp.evaluate.speed.flops_per_token`). Goal >= 0.9.
 """
 
 from __future__ import annotations
 
-from lorp.capture import capture_similarities
-from lorp.data import calibration_samples, load_corpus
-from lorp.models import load_model
-from lorp.plugins import load_registry
-from lorp.pruning import blocks_removed
-from lorp.selection import select_blocks
-from lorp.speed import decode_speed, flops_per_token
+from lorp.evaluate.speed import decode_speed, flops_per_token
+from lorp.method.capture import capture_similarities
+from lorp.method.selection import select_blocks
+from lorp.model.data import calibration_samples, load_corpus
+from lorp.model.models import load_model
+from lorp.model.pruning import blocks_removed
+from lorp.plugins.registry import load_registry
 
 from ._common import Figure
 

@@ -182,8 +182,8 @@ def measure_capture(model, ids, registry, metrics=BUILTIN_METRICS) -> dict:
     float32 size of one batch's ``[N + 1, 1, T, H]`` states (bytes), and the wall
     time of each capture (``seconds``, ``profiled_seconds``).
     """
-    from lorp.blocks import find_blocks
-    from lorp.capture import capture_similarities
+    from lorp.method.capture import capture_similarities
+    from lorp.model.blocks import find_blocks
 
     chosen = {n: registry.similarity(n) for n in metrics}
 
@@ -208,9 +208,9 @@ def measure_capture(model, ids, registry, metrics=BUILTIN_METRICS) -> dict:
 
 
 def child(model_name: str, samples: int, seq_len: int) -> None:
-    from lorp.data import calibration_samples, load_corpus
-    from lorp.models import load_model
-    from lorp.plugins import load_registry
+    from lorp.model.data import calibration_samples, load_corpus
+    from lorp.model.models import load_model
+    from lorp.plugins.registry import load_registry
 
     registry = load_registry()
     loaded = load_model(model_name)

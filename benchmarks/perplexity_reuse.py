@@ -1,22 +1,22 @@
 """Figure 5: perplexity of a sweep's pruned variants reusing the dense model's hidden states / without reuse.
 
 The variants are the distinct selections of every similarity-based method at 5
-budgets. With reuse (:class:`lorp.evaluation.SweepPerplexity`) each variant
+budgets. With reuse (:class:`lorp.evaluate.perplexity.SweepPerplexity`) each variant
 restarts from the dense hidden states entering its first removed block; without,
-each runs the whole pruned model (:func:`lorp.evaluation.perplexities`). Both
+each runs the whole pruned model (:func:`lorp.evaluate.perplexity.perplexities`). Both
 include the dense evaluation. Reported: time ratio (lower is better) and the
 largest difference in mean token NLL, which must stay within 1e-5.
 """
 
 from __future__ import annotations
 
-from lorp.capture import capture_similarities
-from lorp.data import calibration_samples, evaluation_windows, load_corpus
-from lorp.evaluation import SweepPerplexity, perplexities
-from lorp.models import load_model
-from lorp.plugins import load_registry
-from lorp.pruning import blocks_removed
-from lorp.selection import select_blocks
+from lorp.evaluate.perplexity import SweepPerplexity, perplexities
+from lorp.method.capture import capture_similarities
+from lorp.method.selection import select_blocks
+from lorp.model.data import calibration_samples, evaluation_windows, load_corpus
+from lorp.model.models import load_model
+from lorp.model.pruning import blocks_removed
+from lorp.plugins.registry import load_registry
 
 from ._common import Figure, interleaved, ratio_stats
 from .capture_overhead import BUILTIN_METRICS, SIMILARITY_METHODS, budgets_for

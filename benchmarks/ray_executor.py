@@ -18,9 +18,9 @@ from pathlib import Path
 
 import click
 
-from lorp.executors import RayExecutor
-from lorp.pipeline import PruneConfig
-from lorp.sweep import SweepConfig, execute_sweep
+from lorp.run.executors import RayExecutor
+from lorp.run.pipeline import PruneConfig
+from lorp.run.sweep import SweepConfig, execute_sweep
 
 
 def run(model: str, workers: int, root: Path) -> dict:

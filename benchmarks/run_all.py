@@ -17,9 +17,9 @@ from pathlib import Path
 
 import click
 
-from lorp.atomic import write_json, write_text
 from lorp.paths import REPORTS_DIR
-from lorp.provenance import git_commit, machine, package_versions
+from lorp.run.provenance import git_commit, machine, package_versions
+from lorp.store.atomic import write_json, write_text
 
 from . import capture_overhead, decode, memory, perplexity_reuse
 from ._common import Figure
@@ -68,7 +68,7 @@ def render(figures: list[Figure], command: str, seconds: float) -> str:
     for number, why in WHY_MISSED.items():
         if any(f.number == number and f.met is False for f in figures):
             lines.append(f"- Figure {number} misses its goal: {why}.")
-    lines += ["", "Beyond one device: `lorp.models.load_model(..., device_map=...)` dispatches a model with accelerate "
+    lines += ["", "Beyond one device: `lorp.model.models.load_model(..., device_map=...)` dispatches a model with accelerate "
               "(multi-GPU, CPU or disk offload); `tests/test_offload.py` splits SmolLM2-135M across CPU and disk and "
               "checks that S (two metrics), dense and pruned perplexity match the undispatched model to 1e-5.", ""]
     return "\n".join(lines)

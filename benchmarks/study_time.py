@@ -4,7 +4,7 @@
     python -m benchmarks.study_time --before old/reports --after reports
 
 Reads each model's ``results.json`` (from a folder, or from ``git show REV:reports/...``)
-and tabulates :func:`lorp.costs.stage_seconds` summed over models, each model's
+and tabulates :func:`lorp.study.costs.stage_seconds` summed over models, each model's
 wall time, and SLEB's selection time as a ratio to the same model's calibration
 pass (32 x 256 tokens in the default preset). Prints Markdown; ``--out`` also
 writes it. Nothing is run: the numbers are what the reports recorded.
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import click
 
-from lorp.costs import STAGES, stage_seconds
 from lorp.paths import REPORTS_DIR
-from lorp.records import StudyResult
+from lorp.run.records import StudyResult
+from lorp.study.costs import STAGES, stage_seconds
 
 MODELS = ("smollm2-135m", "gemma3-270m", "qwen2.5-0.5b")
 
@@ -80,7 +80,7 @@ def main(before: str, after: str, out: str) -> None:
     md = table(load(before), load(after))
     print(md)
     if out:
-        from lorp.atomic import write_text
+        from lorp.store.atomic import write_text
 
         write_text(out, md)
 

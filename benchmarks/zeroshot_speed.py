@@ -1,10 +1,10 @@
 """Figure 6: zero-shot evaluation with the LM head trimmed to the read positions / lm-eval's plain HFLM.
 
-Times :func:`lorp.zeroshot.zero_shot` with ``trim_logits=True`` (the LM head only
+Times :func:`lorp.evaluate.zeroshot.zero_shot` with ``trim_logits=True`` (the LM head only
 at the continuation positions lm-eval reads) and ``trim_logits=False`` (lm-eval's
 plain ``HFLM``), interleaved, both with lm-eval's task set-up kept from earlier
 calls in the process. Also timed once: a plain call after forgetting that set-up
-(:func:`lorp.zeroshot.clear_task_cache`), which is what every call cost before
+(:func:`lorp.evaluate.zeroshot.clear_task_cache`), which is what every call cost before
 (a fresh ``TaskManager`` and freshly built tasks each time). An untimed trimmed
 call first warms the model and the data.
 
@@ -24,8 +24,8 @@ import time
 
 import click
 
-from lorp.models import load_model
-from lorp.zeroshot import TrimmedHFLM, clear_task_cache, zero_shot
+from lorp.evaluate.zeroshot import TrimmedHFLM, clear_task_cache, zero_shot
+from lorp.model.models import load_model
 
 from ._common import Figure, ratio_stats
 

@@ -1,16 +1,15 @@
 """lorp: training-free depth pruning of LLMs by Locality-Aware Redundancy Pruning.
 
-Pipeline stages, one module each: :mod:`lorp.capture` (similarity, eqs. 3-4),
-:mod:`lorp.locality` (RLS and K, eqs. 5-6), :mod:`lorp.clustering` (eq. 7),
-:mod:`lorp.allocation` (eqs. 8-11), :mod:`lorp.pruning` (remove blocks),
-:mod:`lorp.evaluation` (perplexity), :mod:`lorp.uncertainty` (intervals on the
-evaluation results) and :mod:`lorp.attribution` (which removed block does the damage:
+Pipeline stages, one module each: :mod:`lorp.method.capture` (similarity, eqs. 3-4),
+:mod:`lorp.method.locality` (RLS and K, eqs. 5-6), :mod:`lorp.method.clustering` (eq. 7),
+:mod:`lorp.method.allocation` (eqs. 8-11), :mod:`lorp.model.pruning` (remove blocks),
+:mod:`lorp.evaluate.perplexity` (perplexity), :mod:`lorp.evaluate.uncertainty` (intervals on the
+evaluation results) and :mod:`lorp.study.attribution` (which removed block does the damage:
 the single-block removal profile next to each method's signal). Paper: arXiv 2605.27786.
 """
 
-__version__ = "0.1.0"
-
-from .components import (  # noqa: E402
+from .errors import ConfigError, LorpError, PluginError, ResourceUnavailableError, UnknownNameError  # noqa: E402
+from .plugins.components import (  # noqa: E402
     AllocationRequest,
     AllocationStrategy,
     ClusteringAlgorithm,
@@ -21,8 +20,8 @@ from .components import (  # noqa: E402
     SimilarityAccumulator,
     SimilarityMetric,
 )
-from .errors import ConfigError, LorpError, PluginError, ResourceUnavailableError, UnknownNameError  # noqa: E402
-from .hookspecs import hookimpl  # noqa: E402
+from .plugins.hookspecs import hookimpl  # noqa: E402
+from .version import __version__  # noqa: E402
 
 __all__ = [
     "__version__",

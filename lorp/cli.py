@@ -63,7 +63,7 @@ def _defaults() -> dict:
     """``PruneConfig``'s field defaults: the one place run defaults are spelled."""
     from dataclasses import MISSING, fields
 
-    from .pipeline import PruneConfig
+    from .run.pipeline import PruneConfig
 
     return {f.name: f.default for f in fields(PruneConfig) if f.default is not MISSING}
 
@@ -107,7 +107,7 @@ def run_options(fn):
 
 
 def _config(budget=1, allocation=_D["allocation"], save_model=True, tasks="", limit=None, **kw):
-    from .pipeline import PruneConfig
+    from .run.pipeline import PruneConfig
 
     return PruneConfig(
         model=kw["model"], budget=budget, calibration=kw["calibration"], num_samples=kw["num_samples"],
@@ -134,8 +134,8 @@ def _config(budget=1, allocation=_D["allocation"], save_model=True, tasks="", li
 @_handle_errors
 def prune(budget, allocation, out, no_save_model, tasks, limit, **kw):
     """Select blocks (LoRP by default), remove them, and write the pruned model and results.json."""
-    from .pipeline import run_prune
-    from .study import report_name
+    from .run.prune import run_prune
+    from .study.runner import report_name
 
     config = _config(budget=budget, allocation=allocation, save_model=not no_save_model, tasks=tasks, limit=limit, **kw)
     out = out or Path("runs") / f"{report_name(config.model)}-{allocation}-b{budget}"
@@ -174,12 +174,12 @@ def _print_run(r, allocation):
 @_handle_errors
 def eval_(pruned_from, budget, allocation, tasks, limit, out, **kw):
     """Zero-shot accuracy (lm-evaluation-harness, offline) of a dense and a pruned model."""
-    from .atomic import write_json
-    from .models import load_model
-    from .pipeline import run_prune
-    from .pruning import blocks_removed
-    from .study import report_name
-    from .zeroshot import zero_shot
+    from .evaluate.zeroshot import zero_shot
+    from .model.models import load_model
+    from .model.pruning import blocks_removed
+    from .run.prune import run_prune
+    from .store.atomic import write_json
+    from .study.runner import report_name
 
     if pruned_from is not None and budget is not None:
         raise ConfigError("give either --pruned-from or --budget, not both")
@@ -225,7 +225,7 @@ def eval_(pruned_from, budget, allocation, tasks, limit, out, **kw):
 def _sweep_defaults() -> dict:
     from dataclasses import fields
 
-    from .sweep import SweepConfig
+    from .run.sweep import SweepConfig
 
     return {f.name: f.default for f in fields(SweepConfig)}
 
@@ -236,7 +236,7 @@ _S = _sweep_defaults()
 def _ray_defaults() -> dict:
     from dataclasses import fields
 
-    from .executors import RayExecutor
+    from .run.executors import RayExecutor
 
     return {f.name: f.default for f in fields(RayExecutor)}
 
@@ -271,10 +271,10 @@ _R = _ray_defaults()
 def sweep(methods, budgets, seeds, seed_methods, attribution, out, executor, address, num_workers, num_cpus, num_gpus,
           **kw):
     """Compare methods × budgets from one calibration pass; writes table.csv/json and one file per cell."""
-    from .executors import make_executor
-    from .parameters import split_list
-    from .study import report_name
-    from .sweep import SweepConfig, run_sweep
+    from .run.executors import make_executor
+    from .run.sweep import SweepConfig, run_sweep
+    from .study.parameters import split_list
+    from .study.runner import report_name
 
     runner = make_executor(executor, address=address, num_workers=num_workers, num_cpus=num_cpus, num_gpus=num_gpus)
     config = SweepConfig(base=_config(save_model=False, **kw),
@@ -311,8 +311,8 @@ def sweep(methods, budgets, seeds, seed_methods, attribution, out, executor, add
 @_handle_errors
 def select(similarity_path, budget, clustering, allocation, k, seed, protect, as_json):
     """Choose blocks to remove from a saved similarity matrix (no model needed)."""
-    from .atomic import to_json
-    from .selection import select_blocks
+    from .method.selection import select_blocks
+    from .store.atomic import to_json
 
     s = load_similarity(similarity_path)
     sel = select_blocks(s, budget, k=k, seed=seed, clustering=clustering, allocation=allocation,
@@ -372,7 +372,7 @@ def study(preset, models, params, reports_dir, no_summary, list_parameters):
     """Run the study notebooks headlessly with papermill: per model the study notebook, then the ablation notebook
     (LoRP ablations, our selector, picks with more calibration data; skipped when the parameters ablations and
     selectors are both empty), then the summary and index."""
-    from .study import notebook_parameters, run_study
+    from .study.runner import notebook_parameters, run_study
 
     if list_parameters:
         for name, spec in notebook_parameters().items():
@@ -398,7 +398,7 @@ def study(preset, models, params, reports_dir, no_summary, list_parameters):
 @_handle_errors
 def plugins(as_json):
     """List loaded plugins: source, version and the components each provides."""
-    from .plugins import load_registry
+    from .plugins.registry import load_registry
 
     registry = load_registry()
     if as_json:
@@ -415,7 +415,7 @@ def plugins(as_json):
 @main.command()
 def models():
     """List the bundled real models."""
-    from .models import BUNDLED_MODELS
+    from .model.models import BUNDLED_MODELS
 
     for m in BUNDLED_MODELS.values():
         click.echo(f"{m.key:<14} {m.architecture:<12} {m.num_blocks:>3} blocks  hidden {m.hidden_size:<5} {m.description}")

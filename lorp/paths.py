@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import StorageError, os_reason
+
 #: Root of the source checkout (holds ``notebooks/``, ``plugins/``, ``reports/``).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -24,8 +26,6 @@ def cache_dir() -> Path:
     Raises:
         StorageError: the folder cannot be created (read-only, a file in the way, ...).
     """
-    from .errors import StorageError, os_reason
-
     root = Path(os.environ.get("LORP_CACHE_DIR") or Path.home() / ".cache" / "lorp")
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from .plugins import PluginSettings, Registry, load_registry
+from .plugins.registry import PluginSettings, Registry, load_registry
 
 #: Architectures :func:`make_tiny_model` can build, with their block paths.
 TINY_ARCHITECTURES = ("llama", "gemma3_text", "qwen2", "gpt2", "gpt_neox", "opt")

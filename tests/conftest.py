@@ -13,7 +13,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 @pytest.fixture(scope="session")
 def smollm2():
     """The real bundled SmolLM2-135M (fetched and converted once into the lorp cache)."""
-    from lorp.models import load_model
+    from lorp.model.models import load_model
 
     return load_model("smollm2-135m")
 

@@ -1,14 +1,15 @@
-"""lorp.ablation: the ablation table, the share of LoRP's gap recovered, the selector's outcomes and win rate."""
+"""lorp.study.ablation: the ablation table, the share of LoRP's gap recovered, the selector's outcomes and win rate."""
 
 import math
 
 import pytest
 
-from lorp.ablation import (ablation_config, ablation_markdown, ablation_rows, names, recovered_share, recovers_most,
-                           seed_pattern, selector_markdown, selector_outcomes, summary_markdown, win_rate)
 from lorp.errors import ConfigError
-from lorp.records import StudyResult
-from lorp.uncertainty import wilson_interval
+from lorp.evaluate.uncertainty import wilson_interval
+from lorp.run.records import StudyResult
+from lorp.study.ablation import (ablation_config, ablation_markdown, ablation_rows, names, recovered_share,
+                                 recovers_most, seed_pattern, selector_markdown, selector_outcomes, summary_markdown,
+                                 win_rate)
 
 NOISE = [0.3, -0.3, 0.2, -0.2, 0.1, -0.1]  # the same per-window noise everywhere: paired intervals are points
 
@@ -108,7 +109,7 @@ def test_names_and_config_checks():
               "eval_seq_len": 16, "eval_tokens": 64, "zero_shot_tasks": "", "zero_shot_limit": 4, "decode_tokens": 0,
               "similarity": "cosine", "clustering": "spectral", "allocation": "lorp", "k": 0, "sleb_samples": 1,
               "seed": 0, "seeds": "0,1", "seed_methods": "lorp,shortgpt", "device": "cpu"}
-    from lorp.report import study_config
+    from lorp.study.report import study_config
 
     config = ablation_config(params, ["lorp-k2"], ["span-bi-nll"])
     assert config.methods == ("lorp", "shortgpt", "sleb", "lorp-k2", "span-bi-nll")
@@ -122,7 +123,7 @@ def test_names_and_config_checks():
 
 
 def test_time_of_the_ablation_notebook_per_model():
-    from lorp.ablation import time_markdown
+    from lorp.study.ablation import time_markdown
 
     text = time_markdown({"a": {"seconds": {"selection": 10.4, "perplexity": 20, "more_data": None, "notebook": 40}},
                           "b": {"seconds": {"selection": 1, "perplexity": 2, "more_data": 3, "notebook": 4}}})

@@ -5,10 +5,10 @@ import pytest
 
 from lorp.builtins.ablations import block_influence_in_clusters, protect_last, residual_only
 from lorp.builtins.allocation import lorp_allocate
-from lorp.components import AllocationRequest
 from lorp.errors import ConfigError
-from lorp.plugins import load_registry
-from lorp.selection import select_blocks
+from lorp.method.selection import select_blocks
+from lorp.plugins.components import AllocationRequest
+from lorp.plugins.registry import load_registry
 from lorp.testing import symmetric_matrix as sym
 
 # Two clusters {0,1,2} {3,4,5}; r(1)=.8, r(2)=.75, r(3)=.55, r(4)=.5 (0 and 5 protected); see test_allocation.

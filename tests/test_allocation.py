@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from lorp.allocation import allocate, mean_pairwise, redundancy
 from lorp.builtins.allocation import lorp_allocate
-from lorp.components import AllocationRequest, AllocationStrategy, Removal
 from lorp.errors import ConfigError, PluginError
+from lorp.method.allocation import allocate, mean_pairwise, redundancy
+from lorp.plugins.components import AllocationRequest, AllocationStrategy, Removal
 from lorp.testing import symmetric_matrix as sym
 
 

@@ -12,19 +12,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import lorp.models
-from lorp.allocation import redundancy
-from lorp.attribution import compared_cells, detail_budget, rank_of, signals, spearman
-from lorp.cache import read_checked_json, write_checked_json
-from lorp.cells import CellWorker
+import lorp.model.models
 from lorp.errors import ConfigError
-from lorp.evaluation import CalibrationNLL, single_removal_nll
-from lorp.figures import attribution_profile
-from lorp.pipeline import PruneConfig
-from lorp.pruning import blocks_removed
-from lorp.records import Attribution, CellSpec, EvalSettings, StudyResult, SweepRecord
-from lorp.report import NO_ATTRIBUTION, attribution_markdown, study_config, summarize
-from lorp.sweep import SweepConfig, execute_sweep
+from lorp.evaluate.perplexity import CalibrationNLL, single_removal_nll
+from lorp.method.allocation import redundancy
+from lorp.model.pruning import blocks_removed
+from lorp.run.cells import CellWorker
+from lorp.run.pipeline import PruneConfig
+from lorp.run.records import Attribution, CellSpec, EvalSettings, StudyResult, SweepRecord
+from lorp.run.sweep import SweepConfig, execute_sweep
+from lorp.store.cache import read_checked_json, write_checked_json
+from lorp.study.attribution import compared_cells, detail_budget, rank_of, signals, spearman
+from lorp.study.figures import attribution_profile
+from lorp.study.report import NO_ATTRIBUTION, attribution_markdown, study_config, summarize
 from lorp.testing import make_tiny_model_folder
 
 matplotlib.use("Agg")
@@ -61,7 +61,7 @@ def test_profile_is_the_nll_with_each_one_block_removed(tiny_model, arch, scored
 
 def test_dense_nll_comes_from_the_probe_base_pass_and_sleb_is_unchanged(tiny_model):
     from lorp.builtins.baselines import sleb
-    from lorp.components import AllocationRequest
+    from lorp.plugins.components import AllocationRequest
 
     model = tiny_model("llama", num_blocks=6)
     ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(2))
@@ -132,8 +132,8 @@ def _attribution(n=4):
 
 
 def test_attribution_round_trips_alone_in_the_sweep_record_and_in_the_study():
-    from lorp.atomic import to_json
-    from lorp.records import Evaluation, RunContext
+    from lorp.run.records import Evaluation, RunContext
+    from lorp.store.atomic import to_json
 
     a = _attribution()
     back = Attribution.from_json(json.loads(to_json(a.to_json())))
@@ -167,7 +167,7 @@ def test_sweep_keeps_the_profile_and_a_rerun_reuses_cells_and_profile(tiny, tmp_
         raise AssertionError("the model was loaded although nothing was left to compute")
 
     with monkeypatch.context() as m:
-        m.setattr(lorp.models, "load_model", no_model)
+        m.setattr(lorp.model.models, "load_model", no_model)
         again = execute_sweep(config, out)
         assert again.record.attribution == a and again.stats is None
         # a sweep written before the profile existed, rerun without asking for it: nothing is computed
@@ -192,7 +192,7 @@ def test_sweep_keeps_the_profile_and_a_rerun_reuses_cells_and_profile(tiny, tmp_
 
 
 def test_study_parameter_turns_it_on_by_default():
-    from lorp.study import notebook_defaults, notebook_parameters
+    from lorp.study.runner import notebook_defaults, notebook_parameters
 
     values = notebook_defaults(notebook_parameters())
     assert values["attribution"] is True and study_config(values).attribution is True
@@ -278,7 +278,7 @@ def test_figure_writes_a_file_and_marks_both_sets(tmp_path):
 
 
 def test_why_names_the_blocks_only_lorp_removes_and_their_share_of_the_gap():
-    from lorp.report import why_markdown
+    from lorp.study.report import why_markdown
 
     md = why_markdown({"m": hand_made_study(), "old": hand_made_study(attribution=False)})
     # LoRP {1, 5, 6} (1.4) vs shortgpt {2, 4, 6} (0.16): gap 1.24; only LoRP removes 5 (0.8) then 1 (0.5)

@@ -8,11 +8,11 @@ import torch
 
 from lorp.builtins.baselines import block_influence
 from lorp.builtins.similarity import AngularDistanceAccumulator, stream_cosine
-from lorp.capture import _last_tokens
 from lorp.errors import ConfigError
-from lorp.evaluation import CalibrationNLL
-from lorp.pruning import blocks_removed
-from lorp.selection import select_blocks
+from lorp.evaluate.perplexity import CalibrationNLL
+from lorp.method.capture import _last_tokens
+from lorp.method.selection import select_blocks
+from lorp.model.pruning import blocks_removed
 
 
 def stream_from_angles(thetas, tokens=1):

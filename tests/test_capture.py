@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lorp.capture import capture_similarities
 from lorp.errors import ConfigError
+from lorp.method.capture import capture_similarities
 
 
 def reference_similarity(model, ids):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from lorp.builtins.clustering import spectral_clusters
-from lorp.clustering import cluster_blocks, depth_ordered
-from lorp.components import ClusteringAlgorithm
 from lorp.errors import ConfigError, PluginError
+from lorp.method.clustering import cluster_blocks, depth_ordered
+from lorp.plugins.components import ClusteringAlgorithm
 
 
 def block_matrix(sizes, within=0.9, across=0.1):

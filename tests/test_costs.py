@@ -1,9 +1,9 @@
-"""Study time per stage (lorp.costs) from hand-made records."""
+"""Study time per stage (lorp.study.costs) from hand-made records."""
 
 import pytest
 
-from lorp.costs import STAGES, stage_markdown, stage_seconds
-from lorp.records import StudyCell, StudyDense, StudyResult
+from lorp.run.records import StudyCell, StudyDense, StudyResult
+from lorp.study.costs import STAGES, stage_markdown, stage_seconds
 
 
 def cell(method, budget, seconds, zero_shot=None, nll_passes=None):

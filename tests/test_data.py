@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from lorp.builtins import corpora
-from lorp.data import Corpus, calibration_samples, evaluation_windows, load_corpus
 from lorp.errors import ConfigError, ResourceUnavailableError, UnknownNameError
-from lorp.models import adds_bos
+from lorp.model.data import Corpus, calibration_samples, evaluation_windows, load_corpus
+from lorp.model.models import adds_bos
 from lorp.testing import make_word_tokenizer
 
 WORDS = [f"w{i}" for i in range(50)]

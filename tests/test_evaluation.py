@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from lorp.evaluation import SweepPerplexity, perplexities
-from lorp.pruning import blocks_removed
-from lorp.speed import decode_speed, flops_per_token
+from lorp.evaluate.perplexity import SweepPerplexity, perplexities
+from lorp.evaluate.speed import decode_speed, flops_per_token
+from lorp.model.pruning import blocks_removed
 from lorp.testing import make_tiny_model
 
 VARIANTS = [[1], [2, 3], [1, 4], [3, 5], [4]]
@@ -86,7 +86,7 @@ def _old_windows_perplexity(windows, batch_size, logits_of):
 
 @pytest.mark.parametrize("batch_size", [1, 2, 3, 5])
 def test_window_nll_is_kept_per_window_and_leaves_the_totals_bit_identical(batch_size):
-    from lorp.evaluation import _windows_perplexity
+    from lorp.evaluate.perplexity import _windows_perplexity
 
     model = make_tiny_model("llama", num_blocks=2)
     w = torch.randint(0, 128, (5, 12), generator=torch.Generator().manual_seed(1))

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from lorp.components import AllocationRequest
-from lorp.plugins import PluginSettings, load_registry
+from lorp.method.selection import select_blocks
 from lorp.paths import PLUGINS_DIR
-from lorp.selection import select_blocks
+from lorp.plugins.components import AllocationRequest
+from lorp.plugins.registry import PluginSettings, load_registry
 from lorp.testing import symmetric_matrix as sym
 
 
@@ -50,7 +50,7 @@ def test_cka_streams_per_sequence_and_ignores_padding(registry):
 
 
 def test_cka_drives_a_calibration_pass(registry, tiny_model):
-    from lorp.capture import capture_similarities
+    from lorp.method.capture import capture_similarities
 
     ids = torch.randint(0, 128, (2, 16), generator=torch.Generator().manual_seed(0))
     res = capture_similarities(tiny_model("llama", 4), ids,

@@ -6,7 +6,7 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 
-from lorp.figures import METHOD_STYLES, heatmaps_side_by_side, method_style, perplexity_vs_budget  # noqa: E402
+from lorp.study.figures import METHOD_STYLES, heatmaps_side_by_side, method_style, perplexity_vs_budget  # noqa: E402
 
 
 def study(cells):

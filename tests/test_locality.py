@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lorp.errors import ConfigError
-from lorp.locality import choose_k, representation_locality_score
+from lorp.method.locality import choose_k, representation_locality_score
 
 
 def constant(n, value):

@@ -8,9 +8,9 @@ import zipfile
 
 import pytest
 
-from lorp.assets import PackagedFiles, assemble
 from lorp.errors import ConfigError, ResourceUnavailableError, UnknownNameError
-from lorp.models import BUNDLED_MODELS, load_model, resolve_model
+from lorp.model.assets import PackagedFiles, assemble
+from lorp.model.models import BUNDLED_MODELS, load_model, resolve_model
 from lorp.testing import make_word_tokenizer
 
 
@@ -62,7 +62,7 @@ def test_hub_id_resolves_from_a_local_hub_cache(tiny_folder, tmp_path):
     (tmp_path / "hub" / "models--lorp-test--tiny" / "refs").mkdir()
     (tmp_path / "hub" / "models--lorp-test--tiny" / "refs" / "main").write_text("0" * 40)
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
-    code = "from lorp.models import load_model; m = load_model('lorp-test/tiny'); print(m.source.kind, m.info['model_type'])"
+    code = "from lorp.model.models import load_model; m = load_model('lorp-test/tiny'); print(m.source.kind, m.info['model_type'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["hub", "llama"]
 

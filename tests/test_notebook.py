@@ -7,9 +7,9 @@ import pytest
 
 from lorp.errors import LorpError
 from lorp.paths import NOTEBOOKS_DIR
-from lorp.report import study_config
-from lorp.ablation import ablation_config
-from lorp.study import ABLATION_NOTEBOOK, SUMMARY_NOTEBOOK, notebook_parameters, run_study
+from lorp.study.ablation import ablation_config
+from lorp.study.report import study_config
+from lorp.study.runner import ABLATION_NOTEBOOK, SUMMARY_NOTEBOOK, notebook_parameters, run_study
 
 
 def test_notebook_parameters_match_the_library():
@@ -165,8 +165,8 @@ def test_notebook_defaults_are_the_library_defaults():
     """The notebook spells its defaults (papermill needs literals); they must be PruneConfig's / SweepConfig's."""
     from dataclasses import fields
 
-    from lorp.pipeline import PruneConfig
-    from lorp.sweep import DEFAULT_METHODS
+    from lorp.run.pipeline import PruneConfig
+    from lorp.run.sweep import DEFAULT_METHODS
 
     values = {n: ast.literal_eval(s["default"]) for n, s in notebook_parameters().items()}
     base = {f.name: f.default for f in fields(PruneConfig)}

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from lorp.capture import capture_similarities
-from lorp.data import calibration_samples, evaluation_windows, load_corpus
-from lorp.evaluation import SweepPerplexity, perplexities
-from lorp.models import load_model
-from lorp.pruning import blocks_removed, remove_blocks
+from lorp.evaluate.perplexity import SweepPerplexity, perplexities
+from lorp.method.capture import capture_similarities
+from lorp.model.data import calibration_samples, evaluation_windows, load_corpus
+from lorp.model.models import load_model
+from lorp.model.pruning import blocks_removed, remove_blocks
 
 
 @pytest.mark.real_model

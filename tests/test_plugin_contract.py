@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lorp import hookspecs
 from lorp.cli import main
 from lorp.paths import REPO_ROOT
-from lorp.pipeline import PruneConfig, run_prune
-from lorp.plugins import PluginSettings, load_registry
+from lorp.plugins import hookspecs
+from lorp.plugins.registry import PluginSettings, load_registry
+from lorp.run.pipeline import PruneConfig
+from lorp.run.prune import run_prune
 from lorp.testing import make_tiny_model_folder
 
 FIXTURE = Path(__file__).parent / "fixtures" / "lorp-demo-plugin"

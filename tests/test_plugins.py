@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from lorp.errors import PluginError, UnknownNameError
-from lorp.plugins import PluginSettings, load_registry
+from lorp.plugins.registry import PluginSettings, load_registry
 
 METRIC_PLUGIN = """
 import lorp

@@ -2,7 +2,7 @@
 
 import json
 
-from lorp import progress
+from lorp.run import progress
 
 
 def test_report_appends_json_lines_only_when_the_variable_is_set(tmp_path, monkeypatch):

@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from lorp.blocks import find_blocks
 from lorp.errors import ConfigError
-from lorp.pruning import remove_blocks
+from lorp.model.blocks import find_blocks
+from lorp.model.pruning import remove_blocks
 from lorp.testing import TINY_ARCHITECTURES
 
 IDS = torch.randint(0, 128, (2, 10), generator=torch.Generator().manual_seed(0))

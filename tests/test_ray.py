@@ -13,10 +13,10 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from lorp.cells import CellsFailedError  # noqa: E402
-from lorp.executors import RayExecutor  # noqa: E402
-from lorp.pipeline import PruneConfig  # noqa: E402
-from lorp.sweep import SweepConfig, execute_sweep, run_sweep  # noqa: E402
+from lorp.run.cells import CellsFailedError  # noqa: E402
+from lorp.run.executors import RayExecutor  # noqa: E402
+from lorp.run.pipeline import PruneConfig  # noqa: E402
+from lorp.run.sweep import SweepConfig, execute_sweep, run_sweep  # noqa: E402
 
 pytestmark = pytest.mark.real_model
 
@@ -113,10 +113,10 @@ def test_a_plugin_missing_on_the_workers_is_named(local_ray, tmp_path, monkeypat
         "def lorp_register_allocation_strategies(register):\n"
         "    register(lorp.AllocationStrategy('only-here', last_blocks, uses_clusters=False))\n")
     monkeypatch.setenv("LORP_PLUGINS_DIR", str(plugins))
-    from lorp.plugins import load_registry
+    from lorp.plugins.registry import load_registry
 
     registry = load_registry()  # the driver sees the plugin ...
-    monkeypatch.setattr("lorp.executors.worker_env", lambda: {"LORP_DISABLE_PLUGIN_AUTOLOAD": "1"})  # ... workers not
+    monkeypatch.setattr("lorp.run.executors.worker_env", lambda: {"LORP_DISABLE_PLUGIN_AUTOLOAD": "1"})  # ... workers not
     config = SweepConfig(base=PruneConfig(**TINY), methods=("only-here",), budgets=(2,))
     with pytest.raises(Exception, match=r"allocation strategy 'only-here'.*on Ray worker"):
         run_sweep(config, tmp_path / "sweep", registry, executor=RayExecutor(num_workers=1))

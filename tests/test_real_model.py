@@ -7,20 +7,21 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lorp.capture import capture_similarities
-from lorp.data import calibration_samples, evaluation_windows, load_corpus
 from lorp.errors import ConfigError
-from lorp.evaluation import perplexity
-from lorp.pipeline import PruneConfig, run_prune
-from lorp.pruning import remove_blocks
-from lorp.selection import select_blocks
+from lorp.evaluate.perplexity import perplexity
+from lorp.method.capture import capture_similarities
+from lorp.method.selection import select_blocks
+from lorp.model.data import calibration_samples, evaluation_windows, load_corpus
+from lorp.model.pruning import remove_blocks
+from lorp.run.pipeline import PruneConfig
+from lorp.run.prune import run_prune
 
 pytestmark = pytest.mark.real_model
 
 
 @pytest.fixture(scope="module")
 def real_similarity(smollm2):
-    from lorp.plugins import PluginSettings, load_registry
+    from lorp.plugins.registry import PluginSettings, load_registry
 
     reg = load_registry(PluginSettings(autoload=False, plugin_dirs=()))
     ids = calibration_samples(smollm2.tokenizer, load_corpus("lambada"), 4, 64, seed=0)

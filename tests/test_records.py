@@ -5,16 +5,16 @@ import json
 import numpy as np
 import pytest
 
-import lorp.cells
-from lorp.atomic import to_json
-from lorp.components import Removal
+import lorp.run.cells
 from lorp.errors import ConfigError
-from lorp.evaluation import Perplexity
-from lorp.pipeline import PruneConfig
-from lorp.records import (CellResult, CellSpec, EvalSettings, Evaluation, RunContext, Speed, SweepRecord, TaskScore,
-                          ZeroShot, schema_of)
-from lorp.selection import Selection
-from lorp.sweep import SweepConfig, execute_sweep, plan_cells
+from lorp.evaluate.perplexity import Perplexity
+from lorp.method.selection import Selection
+from lorp.plugins.components import Removal
+from lorp.run.pipeline import PruneConfig
+from lorp.run.records import (CellResult, CellSpec, EvalSettings, Evaluation, RunContext, Speed, SweepRecord, TaskScore,
+                              ZeroShot, schema_of)
+from lorp.run.sweep import SweepConfig, execute_sweep, plan_cells
+from lorp.store.atomic import to_json
 from lorp.testing import make_tiny_model_folder
 
 SETTINGS = EvalSettings(corpora=("ptb", "wiki-paragraphs"), seq_len=128, tokens=256, zero_shot_tasks=("arc_easy",),
@@ -101,13 +101,13 @@ def tiny(tmp_path, monkeypatch):
 
 def test_cells_removing_the_same_blocks_are_evaluated_once(tiny, tmp_path, monkeypatch):
     calls = []
-    real = lorp.cells.CellWorker.evaluate
+    real = lorp.run.cells.CellWorker.evaluate
 
     def counting(self, removed, settings, firsts=()):
         calls.append(tuple(removed))
         return real(self, removed, settings, firsts)
 
-    monkeypatch.setattr(lorp.cells.CellWorker, "evaluate", counting)
+    monkeypatch.setattr(lorp.run.cells.CellWorker, "evaluate", counting)
     # `last` picks the same blocks whatever the seed: 2 methods-or-seeds x 2 budgets, 2 distinct sets.
     run = execute_sweep(SweepConfig(base=tiny, methods=("last",), budgets=(1, 2), seeds=(0, 1)), tmp_path / "sweep")
     assert sorted(calls) == [(3, 4), (4,)]

@@ -15,15 +15,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import lorp.pipeline
-import lorp.sweep  # noqa: F401  (patched through lorp.sweep below)
-from lorp import cache
-from lorp.atomic import staged_dir
+import lorp.run.pipeline
+import lorp.run.sweep  # noqa: F401  (patched through lorp.run.sweep below)
 from lorp.cli import main
 from lorp.errors import ConfigError, PluginError, StorageError
-from lorp.pipeline import PruneConfig, run_prune
-from lorp.plugins import PluginSettings, load_registry
-from lorp.sweep import SweepConfig, run_sweep
+from lorp.plugins.registry import PluginSettings, load_registry
+from lorp.run.pipeline import PruneConfig
+from lorp.run.prune import run_prune
+from lorp.run.sweep import SweepConfig, run_sweep
+from lorp.store import cache
+from lorp.store.atomic import staged_dir
 from lorp.testing import make_tiny_model_folder
 from lorp.testing import symmetric_matrix as sym
 
@@ -120,7 +121,7 @@ def test_hook_and_component_that_call_sys_exit_become_plugin_errors(tmp_path):
         "@lorp.hookimpl\ndef lorp_register_allocation_strategies(register):\n"
         "    register(lorp.AllocationStrategy('quitter', lambda request: sys.exit(0), uses_clusters=False))\n")
     registry = load_registry(PluginSettings(plugin_dirs=(tmp_path,)))
-    from lorp.selection import select_blocks
+    from lorp.method.selection import select_blocks
 
     with pytest.raises(PluginError, match="allocation strategy 'quitter' .*sys.exit"):
         select_blocks(S30, 2, allocation="quitter", registry=registry)
@@ -168,7 +169,7 @@ def test_components_that_break_their_hook_contract_are_named(tmp_path):
         "    register(lorp.AllocationStrategy('plain-ints', lambda r: list(range(1, r.budget + 1)),"
         " uses_clusters=False))\n")
     registry = load_registry(PluginSettings(plugin_dirs=(tmp_path,)))
-    from lorp.selection import select_blocks
+    from lorp.method.selection import select_blocks
 
     with pytest.raises(PluginError, match=r"'offbyone' must return integer labels in 0..1"):
         select_blocks(S30, 2, k=2, clustering="offbyone", registry=registry)
@@ -243,7 +244,7 @@ def test_model_folder_whose_config_does_not_match_its_weights_is_refused(tiny, t
     config = json.loads((folder / "config.json").read_text())
     config["num_hidden_layers"] = 9  # the weights hold 6 blocks
     (folder / "config.json").write_text(json.dumps(config))
-    from lorp.models import load_model
+    from lorp.model.models import load_model
 
     with pytest.raises(ConfigError, match="lack .* parameter.* that its config.json asks for .*randomly initialised"):
         load_model(str(folder))
@@ -304,7 +305,7 @@ def test_sweep_folder_with_a_changed_local_input_says_so(tiny, tmp_path):
 
 def _publish(args):
     target, value = args
-    from lorp.cache import new_build_dir, publish_folder
+    from lorp.store.cache import new_build_dir, publish_folder
 
     tmp = new_build_dir(Path(target))
     (tmp / "weights.bin").write_bytes(bytes([value % 7]) * 200_000)
@@ -316,7 +317,7 @@ def _publish(args):
 def _save(args):
     cache_root, key, seed = args
     os.environ["LORP_CACHE_DIR"] = cache_root
-    from lorp.cache import save_matrices
+    from lorp.store.cache import save_matrices
 
     m = np.full((5, 5), 0.25)
     for _ in range(20):
@@ -359,7 +360,7 @@ def test_sealed_folder_detects_truncation_and_foreign_files(tmp_path, capsys):
 
 
 def test_sealed_file_and_wheel_checks(tmp_path):
-    from lorp.assets import _wheel_ok
+    from lorp.model.assets import _wheel_ok
 
     data = tmp_path / "task.jsonl"
     data.write_text('{"a": 1}\n' * 100)
@@ -392,10 +393,10 @@ def no_model_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the bad input was refused")
 
-    import lorp.models
+    import lorp.model.models
 
-    monkeypatch.setattr(lorp.models, "load_model", refuse)
-    for module in (lorp.pipeline, lorp.sweep):
+    monkeypatch.setattr(lorp.model.models, "load_model", refuse)
+    for module in (lorp.run.pipeline, lorp.run.sweep):
         if hasattr(module, "load_model"):
             monkeypatch.setattr(module, "load_model", refuse)
 
@@ -466,7 +467,7 @@ def test_mistyped_local_model_folder_is_named_at_once(runner, tmp_path, monkeypa
     res = runner.invoke(main, ["prune", "--model", "p5/modle", "--budget", "2"])
     line = one_error_line(res)
     assert "no local model folder 'p5/modle' exists (did you mean 'p5/model'?)" in line
-    from lorp.models import resolve_model
+    from lorp.model.models import resolve_model
 
     assert resolve_model("HuggingFaceTB/SmolLM2-135M").kind == "hub"  # no such local folder: a hub id
 
@@ -480,9 +481,9 @@ def test_unwritable_cache_is_one_line_before_the_work(runner, tmp_path, monkeypa
 
 
 def test_unwritable_study_work_dir_is_refused_before_any_notebook(runner, tmp_path, monkeypatch):
-    import lorp.study
+    import lorp.study.runner
 
-    monkeypatch.setattr(lorp.study, "_run_all", lambda *a, **k: pytest.fail("a notebook ran"))
+    monkeypatch.setattr(lorp.study.runner, "_run_all", lambda *a, **k: pytest.fail("a notebook ran"))
     reports = tmp_path / "reports"
     res = runner.invoke(main, ["study", "--preset", "quick", "-p", "work_dir=/sys/lorp-work", "--reports",
                                str(reports)])
@@ -524,8 +525,8 @@ def test_model_dependent_settings_checked_from_config_json(tiny):
     ("seed", -1, "seed must be a whole number between 0 and 2"),
 ])
 def test_papermill_values_of_the_wrong_type(name, value, message):
-    from lorp.report import study_config
-    from lorp.study import notebook_defaults, notebook_parameters
+    from lorp.study.report import study_config
+    from lorp.study.runner import notebook_defaults, notebook_parameters
 
     params = notebook_defaults(notebook_parameters())
     for extra in ("preset", "out_dir", "work_dir"):
@@ -536,9 +537,9 @@ def test_papermill_values_of_the_wrong_type(name, value, message):
 
 
 def test_study_checks_every_model_before_running_any(runner, monkeypatch):
-    import lorp.study
+    import lorp.study.runner
 
-    monkeypatch.setattr(lorp.study, "_run_all", lambda *a, **k: pytest.fail("a notebook ran"))
+    monkeypatch.setattr(lorp.study.runner, "_run_all", lambda *a, **k: pytest.fail("a notebook ran"))
     res = runner.invoke(main, ["study", "--models", "smollm2-135m,gemma3-270m", "-p", "budgets=17",
                                "-p", "detail_budget=17"])
     assert "budget 17 is larger than the 16 removable blocks (18 blocks" in one_error_line(res)
@@ -553,8 +554,8 @@ def test_bad_run_seeds_are_refused_by_the_study_config(seeds, message):
     """Checked by study_config, which `lorp study` runs for every model before the first notebook."""
     import ast
 
-    from lorp.report import study_config
-    from lorp.study import notebook_parameters
+    from lorp.study.report import study_config
+    from lorp.study.runner import notebook_parameters
 
     values = {n: ast.literal_eval(s["default"]) for n, s in notebook_parameters().items()}
     assert study_config({**values, "seeds": "0,1"}).seeds == (0, 1)

@@ -6,18 +6,8 @@ import math
 import pytest
 
 from lorp.errors import ConfigError
-from lorp.report import (
-    NO_ITEM_RESULTS,
-    NO_WINDOW_NLL,
-    load_studies,
-    per_sample,
-    perplexity_markdown,
-    reading,
-    verdict,
-    winners,
-    winners_markdown,
-    zero_shot_markdown,
-)
+from lorp.study.report import (NO_ITEM_RESULTS, NO_WINDOW_NLL, load_studies, per_sample, perplexity_markdown, reading,
+                               verdict, winners, winners_markdown, zero_shot_markdown)
 
 
 def cell(method, budget, ppl, acc=None):
@@ -76,7 +66,7 @@ def test_load_studies_reads_study_reports_and_refuses_missing_ones(tmp_path):
         load_studies(tmp_path / "old")
 
 
-# -- intervals (lorp.uncertainty) -----------------------------------------------------------------------------------
+# -- intervals (lorp.evaluate.uncertainty) -----------------------------------------------------------------------------------
 NOISE = [0.3, -0.3, 0.2, -0.2, 0.1, -0.1]  # per-window departures from the mean token NLL (they sum to 0)
 
 
@@ -161,8 +151,8 @@ def test_zero_shot_table_gives_wilson_intervals_and_paired_differences_against_l
 
 
 def test_per_window_and_per_item_results_flow_into_the_study_and_round_trip():
-    from lorp.evaluation import Perplexity
-    from lorp.records import StudyCell, StudyResult, TaskScore, ZeroShot
+    from lorp.evaluate.perplexity import Perplexity
+    from lorp.run.records import StudyCell, StudyResult, TaskScore, ZeroShot
 
     ppl = {"a": Perplexity(2.0, 0.69, 6, 2, 0.1, [2.0, 2.16]), "b": Perplexity(3.0, 1.1, 6, 2, 0.1, [3.0, 3.6])}
     zs = ZeroShot({"t": TaskScore(0.5, "acc", 2, "test", correct=[1, 0]), "u": TaskScore(1.0, "acc", 1, "test")}, 0.75)
@@ -184,7 +174,7 @@ def test_zero_shot_bars_draw_error_bars_only_with_per_item_results():
     import matplotlib
 
     matplotlib.use("Agg")
-    from lorp.figures import zero_shot_bars
+    from lorp.study.figures import zero_shot_bars
 
     with_items = study("m", [windowed("lorp", 2, 9.0, acc=0.5, correct=[1] * 10 + [0] * 10)])
     fig = zero_shot_bars(with_items)
@@ -195,9 +185,9 @@ def test_zero_shot_bars_draw_error_bars_only_with_per_item_results():
 
 
 def test_a_real_sweep_reports_intervals(tmp_path, monkeypatch):
-    from lorp.pipeline import PruneConfig
-    from lorp.report import load_sweep, summarize
-    from lorp.sweep import SweepConfig, execute_sweep
+    from lorp.run.pipeline import PruneConfig
+    from lorp.run.sweep import SweepConfig, execute_sweep
+    from lorp.study.report import load_sweep, summarize
     from lorp.testing import make_tiny_model_folder
 
     monkeypatch.setenv("LORP_CACHE_DIR", str(tmp_path / "cache"))
@@ -213,7 +203,7 @@ def test_a_real_sweep_reports_intervals(tmp_path, monkeypatch):
     assert "× best [95 % CI]" in perplexity_markdown(r) and "Intervals: 95 % paired" in reading(r)
     assert all(w["perplexity_intervals"] for w in winners(r))
     # disclosure: the windows and tokens actually scored, from the run itself
-    from lorp.report import disclosure_markdown
+    from lorp.study.report import disclosure_markdown
 
     assert r.evaluation[corpus] == {"source": r.evaluation[corpus]["source"], "windows": 8, "window_tokens": 8,
                                     "tokens_scored": 56}
@@ -223,7 +213,7 @@ def test_a_real_sweep_reports_intervals(tmp_path, monkeypatch):
 
 
 def test_disclosure_names_the_bundled_checkpoint_and_sleb_scoring():
-    from lorp.report import disclosure_markdown
+    from lorp.study.report import disclosure_markdown
 
     s = study("m", [cell("sleb", 2, 20.0)])
     s["model"].update(checkpoint="SmolLM2-135M-Instruct, Q4_1 GGUF dequantised to float32", gguf_sha256="b179c952" * 8,

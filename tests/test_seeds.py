@@ -7,16 +7,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from lorp.cache import write_checked_json
 from lorp.errors import ConfigError
-from lorp.data import calibration_samples, load_corpus
-from lorp.models import load_model
-from lorp.pipeline import PruneConfig
-from lorp.plugins import load_registry
-from lorp.records import StudyResult, SweepRecord
-from lorp.report import load_sweep, study_config, summarize
-from lorp.sensitivity import ONE_SEED, jaccard, max_abs_delta, mean_pairwise_jaccard, sensitivity_markdown, stability
-from lorp.sweep import SweepConfig, execute_sweep, plan_cells
+from lorp.model.data import calibration_samples, load_corpus
+from lorp.model.models import load_model
+from lorp.plugins.registry import load_registry
+from lorp.run.pipeline import PruneConfig
+from lorp.run.records import StudyResult, SweepRecord
+from lorp.run.sweep import SweepConfig, execute_sweep, plan_cells
+from lorp.store.cache import write_checked_json
+from lorp.study.report import load_sweep, study_config, summarize
+from lorp.study.sensitivity import (ONE_SEED, jaccard, max_abs_delta, mean_pairwise_jaccard, sensitivity_markdown,
+                                    stability)
 from lorp.testing import make_tiny_model_folder
 
 METHODS = ("lorp", "sleb", "random", "last")
@@ -110,7 +111,7 @@ def test_study_summary_and_sensitivity_report_of_a_two_seed_sweep(two_seeds):
 
 
 def test_study_config_passes_seeds():
-    from lorp.study import notebook_parameters
+    from lorp.study.runner import notebook_parameters
 
     p = {name: ast.literal_eval(spec["default"]) for name, spec in notebook_parameters().items()}
     assert study_config(p).seeds == ()

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lorp.errors import ConfigError
-from lorp.plugins import PluginSettings, load_registry
-from lorp.selection import select_blocks
+from lorp.method.selection import select_blocks
+from lorp.plugins.registry import PluginSettings, load_registry
 
 REGISTRY = load_registry(PluginSettings())  # builtins and the example plugins of plugins/
 STRATEGIES = sorted(REGISTRY.components["allocation"])

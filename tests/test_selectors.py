@@ -1,14 +1,14 @@
 """Our selector span-bi-nll: hand-computed candidates and pick on a small stream-cosine matrix."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import pytest
 
 from lorp.builtins.selectors import SCORING_SAMPLES, SPANS, candidates, span_bi_nll, spans
-from lorp.components import AllocationRequest
 from lorp.errors import ConfigError
-from lorp.plugins import load_registry
+from lorp.plugins.components import AllocationRequest
+from lorp.plugins.registry import load_registry
 
 # 6 blocks, 0 and 5 protected. Block Influence 1 - cos(h_i, h_{i+1}): 1 .2, 2 .5, 3 .1, 4 .3.
 BI = {0: .9, 1: .2, 2: .5, 3: .1, 4: .3, 5: .9}

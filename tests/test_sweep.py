@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-import lorp.pipeline
-import lorp.sweep
+import lorp.run.pipeline
+import lorp.run.sweep
 from lorp.errors import ConfigError, UnknownNameError
-from lorp.pipeline import PruneConfig
-from lorp.records import CellResult, SweepRecord
-from lorp.sweep import SweepConfig, run_sweep
+from lorp.run.pipeline import PruneConfig
+from lorp.run.records import CellResult, SweepRecord
+from lorp.run.sweep import SweepConfig, run_sweep
 from lorp.testing import make_tiny_model_folder
 
 
@@ -25,14 +25,14 @@ def tiny_run(tmp_path, monkeypatch):
 @pytest.fixture
 def capture_calls(monkeypatch):
     calls = []
-    real = lorp.pipeline.capture_similarities
+    real = lorp.run.pipeline.capture_similarities
 
     def counting(model, ids, metrics, **kw):
         result = real(model, ids, metrics, **kw)
         calls.append((sorted(metrics), result.forward_passes))
         return result
 
-    monkeypatch.setattr(lorp.pipeline, "capture_similarities", counting)
+    monkeypatch.setattr(lorp.run.pipeline, "capture_similarities", counting)
     return calls
 
 
@@ -60,7 +60,7 @@ def test_resumed_sweep_recomputes_nothing(tiny_run, capture_calls, monkeypatch):
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded although every cell was finished")
 
-    monkeypatch.setattr(lorp.models, "load_model", no_model)
+    monkeypatch.setattr(lorp.model.models, "load_model", no_model)
     assert run_sweep(config, out) == first
     assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == stamps
     assert len(capture_calls) == 1

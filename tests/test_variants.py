@@ -5,10 +5,10 @@ import ast
 import pytest
 
 from lorp.errors import ConfigError, UnknownNameError
-from lorp.models import BUNDLED_MODELS
-from lorp.report import split_ints, study_config
-from lorp.study import notebook_parameters
-from lorp.variants import load_preset, preset_names
+from lorp.model.models import BUNDLED_MODELS
+from lorp.study.report import split_ints, study_config
+from lorp.study.runner import notebook_parameters
+from lorp.study.variants import load_preset, preset_names
 
 NAMES = list(notebook_parameters())
 

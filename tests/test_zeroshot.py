@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from lorp.errors import UnknownNameError
-from lorp.records import TaskScore, ZeroShot
-from lorp.zeroshot import _MANAGERS, _arc, chosen_items, prepare_task, zero_shot
+from lorp.evaluate.zeroshot import _MANAGERS, _arc, chosen_items, prepare_task, zero_shot
+from lorp.run.records import TaskScore, ZeroShot
 
 # Multiple-choice items (context, choices, right choice) of very different lengths, so that a batch of 4 mixes
 # short and long rows (right padding) and one-token continuations (lm-eval's shared-context logits cache).
@@ -84,7 +84,7 @@ def test_task_scores_keep_per_item_correctness_and_old_records_still_load():
 
 
 def test_a_kept_task_manager_is_tied_to_the_task_files(tmp_path):
-    from lorp.zeroshot import _manager_key
+    from lorp.evaluate.zeroshot import _manager_key
 
     (tmp_path / "lorp_a.yaml").write_text("task: lorp_a\n")
     key = _manager_key(tmp_path)
@@ -100,7 +100,7 @@ def test_a_kept_task_manager_is_tied_to_the_task_files(tmp_path):
 def test_trimmed_logits_give_plain_hflm_loglikelihoods_and_accuracies(smollm2):
     from lm_eval.models.huggingface import HFLM
 
-    from lorp.zeroshot import TrimmedHFLM
+    from lorp.evaluate.zeroshot import TrimmedHFLM
 
     reqs, owner = _requests()
     trimmed = _hflm(TrimmedHFLM, smollm2.model, smollm2.tokenizer)
@@ -117,7 +117,7 @@ def test_trimmed_logits_give_plain_hflm_loglikelihoods_and_accuracies(smollm2):
 def test_the_first_read_position_covers_every_row():
     import torch
 
-    from lorp.zeroshot import TrimmedHFLM
+    from lorp.evaluate.zeroshot import TrimmedHFLM
 
     lm = TrimmedHFLM.__new__(TrimmedHFLM)  # only the request map is needed
     lm._cont_lens = {(5, 6, 7, 8): 2, (9, 3): 1, (4, 0): 1, (4,): 1}
@@ -133,7 +133,7 @@ def test_the_first_read_position_covers_every_row():
 def test_a_model_without_logits_to_keep_falls_back_to_the_full_call(smollm2):
     from lm_eval.models.huggingface import HFLM
 
-    from lorp.zeroshot import TrimmedHFLM
+    from lorp.evaluate.zeroshot import TrimmedHFLM
 
     model = smollm2.model
     wrapped = copy.copy(model)  # shares the weights; only this copy's forward changes

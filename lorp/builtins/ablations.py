@@ -18,10 +18,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..components import AllocationRequest, AllocationStrategy, Removal
 from ..errors import ConfigError
-from ..hookspecs import hookimpl
-from ..locality import choose_k, representation_locality_score
+from ..method.locality import choose_k, representation_locality_score
+from ..plugins.components import AllocationRequest, AllocationStrategy, Removal
+from ..plugins.hookspecs import hookimpl
 from .allocation import head, lorp_allocate, two_stage_allocate
 from .baselines import block_influence
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..components import ModelAdapter
-from ..hookspecs import hookimpl
+from ..plugins.components import ModelAdapter
+from ..plugins.hookspecs import hookimpl
 
 
 def at_path(path: str):

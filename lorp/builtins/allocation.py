@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..allocation import mean_pairwise, redundancy
-from ..components import AllocationRequest, AllocationStrategy, Removal
-from ..hookspecs import hookimpl
+from ..method.allocation import mean_pairwise, redundancy
+from ..plugins.components import AllocationRequest, AllocationStrategy, Removal
+from ..plugins.hookspecs import hookimpl
 
 
 def head(queue: list[int], removed: set[int]) -> int:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..components import AllocationRequest, AllocationStrategy, Removal
 from ..errors import ConfigError
-from ..hookspecs import hookimpl
+from ..plugins.components import AllocationRequest, AllocationStrategy, Removal
+from ..plugins.hookspecs import hookimpl
 
 
 def _eligible(request: AllocationRequest) -> list[int]:

@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 from sklearn.cluster import SpectralClustering
 
-from ..components import ClusteringAlgorithm
-from ..hookspecs import hookimpl
+from ..plugins.components import ClusteringAlgorithm
+from ..plugins.hookspecs import hookimpl
 
 
 def spectral_clusters(similarity: np.ndarray, k: int, seed: int) -> np.ndarray:

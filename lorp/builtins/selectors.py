@@ -1,7 +1,7 @@
 """Builtin selector of our own: ``span-bi-nll``, locality-aware candidate sets chosen by calibration NLL.
 
 Why this design. The study's single-block removal profile (``reports/<model>/attribution.png``,
-:mod:`lorp.attribution`) shows that the damage of removing one block follows ShortGPT's Block Influence
+:mod:`lorp.study.attribution`) shows that the damage of removing one block follows ShortGPT's Block Influence
 (Spearman ρ +0.44 to +0.66 on the three default models) better than LoRP's within-cluster redundancy on
 SmolLM2 (ρ −0.11, where a good signal would be strongly negative) and Qwen2.5, and about as well on
 Gemma 3 (+0.52 against −0.55); and that LoRP's forced coverage pick from every cluster (eq. 9) takes a
@@ -38,9 +38,9 @@ import math
 
 import numpy as np
 
-from ..components import AllocationRequest, AllocationStrategy, Removal
 from ..errors import ConfigError
-from ..hookspecs import hookimpl
+from ..plugins.components import AllocationRequest, AllocationStrategy, Removal
+from ..plugins.hookspecs import hookimpl
 from .baselines import block_influence
 
 #: How many of the most similar contiguous runs of ``budget`` blocks become candidates.

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..components import SimilarityMetric
-from ..hookspecs import hookimpl
+from ..plugins.components import SimilarityMetric
+from ..plugins.hookspecs import hookimpl
 
 
 class CosineAccumulator:

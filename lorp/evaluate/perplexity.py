@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .blocks import input_device
+from ..model.blocks import find_blocks, input_device
+from ..model.pruning import blocks_removed
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Perplexity:
         seconds: wall time.
         window_nll: summed token NLL (nats) of each window, in window order: ``windows`` floats over
             ``T - 1`` predicted tokens each (empty in records written before it was kept). It is what
-            paired comparisons resample (:func:`lorp.uncertainty.paired_bootstrap_nll`). With
+            paired comparisons resample (:func:`lorp.evaluate.uncertainty.paired_bootstrap_nll`). With
             ``batch_size`` 1 the entries are the very terms summed into ``nll``; with larger batches each
             is its window's own float32 sum, equal to the batch share up to float32 rounding.
     """
@@ -50,7 +51,7 @@ def perplexity(model: nn.Module, windows: torch.Tensor, *, batch_size: int = 1, 
 
     Args:
         model: causal LM returning ``.logits`` ``[B, T, V]``.
-        windows: int64 ``[W, T]`` token ids (see :func:`lorp.data.evaluation_windows`).
+        windows: int64 ``[W, T]`` token ids (see :func:`lorp.model.data.evaluation_windows`).
         batch_size: windows per forward call.
     """
     batches = tqdm(range(0, windows.shape[0], batch_size), desc=desc, disable=not progress, unit="batch")
@@ -133,9 +134,6 @@ def block_inputs(model: nn.Module, ids: torch.Tensor, keep: Iterable[int], *, re
     Returns:
         ``(states, logits)``: ``{block: hidden states}`` and the logits ``[B, T, V]`` (``[B, logits_to_keep, V]``).
     """
-    from .blocks import find_blocks
-    from .pruning import blocks_removed
-
     removed = set(removed)
     keep = set(keep)
     states: dict[int, torch.Tensor] = {}
@@ -165,8 +163,6 @@ def logits_from(model: nn.Module, states: torch.Tensor, start: int, removed: Ite
     positions are applied inside the blocks (rotary), which callers check.
     ``logits_to_keep`` as in :func:`block_inputs`.
     """
-    from .pruning import blocks_removed
-
     skip = sorted(set(removed) | set(range(start)) | ({start} if start in set(removed) else set()))
     with blocks_removed(model, skip, registry):
         return model(inputs_embeds=states, use_cache=False, **_lm_kwargs(logits_to_keep)).logits
@@ -192,8 +188,6 @@ class SweepPerplexity:
     def __init__(self, model: nn.Module, windows: dict[str, torch.Tensor], first_blocks: Iterable[int] = (), *,
                  batch_size: int = 1, registry=None, reuse: bool = True, max_state_bytes: int = 2 * 2**30):
         from dataclasses import asdict
-
-        from .blocks import find_blocks
 
         self.model, self.windows, self.batch_size, self.registry = model, windows, batch_size, registry
         num_blocks = self._num_blocks = len(find_blocks(model, registry)[1])
@@ -248,7 +242,7 @@ class CalibrationNLL:
 
     ``nll(removed)`` is what SLEB-style strategies call many times
     (:attr:`lorp.AllocationRequest.nll`). Nothing is copied: blocks are removed
-    temporarily (:func:`lorp.pruning.blocks_removed`).
+    temporarily (:func:`lorp.model.pruning.blocks_removed`).
 
     Prefix reuse: when ``removed`` is a previously seen *base* set plus one
     block ``x``, the hidden states entering ``x`` are those of the base model,
@@ -272,8 +266,6 @@ class CalibrationNLL:
 
     def __init__(self, model: nn.Module, input_ids: torch.Tensor, *, registry=None, reuse: bool = True,
                  scored_tokens: int | None = None):
-        from .blocks import find_blocks
-
         if scored_tokens is not None and not 1 <= scored_tokens < input_ids.shape[1]:
             raise ValueError(f"scored_tokens must be in 1..{input_ids.shape[1] - 1} (or None for all), got {scored_tokens}")
         self.model, self.ids, self.registry = model, input_ids, registry

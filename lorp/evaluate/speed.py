@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .blocks import find_blocks, input_device
+from ..model.blocks import find_blocks, input_device
 
 
 def flops_per_token(model: nn.Module, registry=None) -> int:

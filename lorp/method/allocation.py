@@ -11,8 +11,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .components import AllocationRequest, AllocationStrategy, Removal
-from .errors import ConfigError, PluginError
+from ..errors import ConfigError, PluginError
+from ..plugins.components import AllocationRequest, AllocationStrategy, Removal
+from ..plugins.registry import plugin_code
 
 
 def normalize_protected(protected: Iterable[int], num_blocks: int) -> frozenset[int]:
@@ -105,7 +106,6 @@ def allocate(request: AllocationRequest, strategy: AllocationStrategy) -> list[R
             duplicate, an out-of-range or a protected block.
     """
     check_budget(request.budget, request.num_blocks, request.protected)
-    from .plugins import plugin_code
 
     with plugin_code(f"allocation strategy {strategy.name!r}"):
         removals = list(strategy.allocate(request))

@@ -18,11 +18,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .blocks import find_blocks
-from .blocks import input_device
-from .components import SimilarityMetric
-from .errors import ConfigError, PluginError
-from .plugins import plugin_code
+from ..errors import ConfigError, PluginError
+from ..model.blocks import find_blocks, input_device
+from ..plugins.components import SimilarityMetric
+from ..plugins.registry import plugin_code
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def capture_similarities(
     """Run the calibration set through ``model`` once and accumulate every metric.
 
     Args:
-        model: a causal LM whose blocks :func:`lorp.blocks.find_blocks` finds.
+        model: a causal LM whose blocks :func:`lorp.model.blocks.find_blocks` finds.
         input_ids: int64 ``[S, T]`` calibration token ids.
         metrics: name -> :class:`SimilarityMetric`; all fed from the same pass.
         attention_mask: optional ``[S, T]`` (1 = real token); padding is excluded.

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .components import ClusteringAlgorithm
-from .errors import ConfigError, PluginError
+from ..errors import ConfigError, PluginError
+from ..plugins.components import ClusteringAlgorithm
+from ..plugins.registry import plugin_code
 
 
 def depth_ordered(labels: np.ndarray) -> np.ndarray:
@@ -44,7 +45,6 @@ def cluster_blocks(similarity: np.ndarray, k: int, algorithm: ClusteringAlgorith
     n = similarity.shape[0]
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 2 <= k <= n:
         raise ConfigError(f"number of clusters K must be a whole number between 2 and {n} (the block count), got {k!r}")
-    from .plugins import plugin_code
 
     with plugin_code(f"clustering {algorithm.name!r}"):
         labels = np.asarray(algorithm.cluster(similarity, int(k), int(seed)))

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 #: RLS thresholds (paper, eq. 6): RLS >= 1.0 -> K = 2; 0.7 <= RLS < 1.0 -> K = 3; else K = 4.
 DEFAULT_THRESHOLDS: tuple[tuple[float, int], ...] = ((1.0, 2), (0.7, 3))

@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
+from ..plugins.components import AllocationRequest, Removal
+from ..plugins.registry import Registry, load_registry, plugin_code
 from .allocation import allocate, check_budget, check_seed, normalize_protected
 from .clustering import cluster_blocks
-from .components import AllocationRequest, Removal
-from .errors import ConfigError
 from .locality import check_similarity, choose_k, representation_locality_score
-from .plugins import Registry, load_registry
 
 #: Blocks never removed by default: the first and the last.
 DEFAULT_PROTECTED: tuple[int, ...] = (0, -1)
@@ -94,7 +94,7 @@ def select_blocks(
         protected: blocks never removed; negative indices count from the end.
         statistics: metrics by name that the strategy reads (its ``needs``).
         nll: calibration NLL of the model with given blocks removed (strategies with ``needs_model``).
-        registry: plugin registry (default: :func:`lorp.plugins.load_registry`).
+        registry: plugin registry (default: :func:`lorp.plugins.registry.load_registry`).
     Raises:
         ConfigError: bad matrix, budget, K, seed or protected index; a metric or the
             model that the strategy needs was not supplied.
@@ -126,8 +126,6 @@ def select_blocks(
         if k is not None:
             k_used, k_source = k, "override"
         elif strategy.choose_k is not None:
-            from .plugins import plugin_code
-
             with plugin_code(f"allocation strategy {allocation!r}"):
                 k_used, k_source = int(strategy.choose_k(s)), f"strategy {allocation}"
             if not 2 <= k_used <= n:

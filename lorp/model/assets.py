@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .cache import cache_write_error, file_sha256, folder_is_sealed, new_build_dir, notice, publish_folder
-from .errors import ResourceUnavailableError
-from .paths import cache_dir
+from ..errors import ResourceUnavailableError
+from ..paths import cache_dir
+from ..store.cache import cache_write_error, file_sha256, folder_is_sealed, new_build_dir, notice, publish_folder
 
 _CHUNK = 1 << 22
 
@@ -157,7 +157,7 @@ def extract_tree(spec: PackagedFiles, target: Path) -> Path:
     """Copy the files under ``spec.prefix`` into ``target`` (once), keeping relative paths.
 
     The folder is built beside ``target``, sealed with a manifest and moved into
-    place (:func:`lorp.cache.publish_folder`); a damaged copy is rebuilt with a notice.
+    place (:func:`lorp.store.cache.publish_folder`); a damaged copy is rebuilt with a notice.
     """
     seal = {"package": f"{spec.name}=={spec.version}", "prefix": spec.prefix}
     if target.exists() and folder_is_sealed(target, seal):

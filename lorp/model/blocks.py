@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError, PluginError
+from ..plugins.registry import default_registry, plugin_code
 
 
 def find_blocks(model: nn.Module, registry=None) -> tuple[str, nn.ModuleList]:
@@ -18,11 +19,7 @@ def find_blocks(model: nn.Module, registry=None) -> tuple[str, nn.ModuleList]:
         ConfigError: no adapter recognises the model.
         PluginError: an adapter broke its contract (wrong return value, ``sys.exit()``).
     """
-    from .plugins import default_registry
-
     adapters = (registry or default_registry()).adapters()
-    from .errors import PluginError
-    from .plugins import plugin_code
 
     for adapter in adapters:
         with plugin_code(f"model adapter {adapter.name!r}"):

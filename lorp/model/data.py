@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .components import Corpus
-from .errors import ConfigError, UnknownNameError
+from ..errors import ConfigError, PluginError, UnknownNameError
+from ..plugins.components import Corpus
+from ..plugins.registry import default_registry, plugin_code
 from .models import adds_bos
 
 
@@ -55,17 +56,11 @@ def load_corpus(name: str, registry=None) -> Corpus:
         UnknownNameError: not a registered corpus and not an existing file.
         ResourceUnavailableError: a hub corpus while offline, or a package cannot be fetched.
     """
-    from .plugins import default_registry
-
     registry = registry or default_registry()
     if name in registry.components["corpus"]:
-        from .components import Corpus as _Corpus
-        from .errors import PluginError
-        from .plugins import plugin_code
-
         with plugin_code(f"corpus {name!r}"):
             corpus = registry.corpus(name).load()
-        if not isinstance(corpus, _Corpus) or not corpus.calibration or not corpus.evaluation:
+        if not isinstance(corpus, Corpus) or not corpus.calibration or not corpus.evaluation:
             raise PluginError(f"corpus {name!r} must load a lorp.Corpus with calibration and evaluation documents, "
                               f"got {type(corpus).__name__}")
         return corpus

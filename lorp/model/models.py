@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ConfigError, ResourceUnavailableError, UnknownNameError
+from ..paths import cache_dir
+from ..store.cache import cache_write_error, folder_is_sealed, new_build_dir, publish_folder, sealed_member
 from .assets import PackagedFiles, assemble
-from .cache import cache_write_error, folder_is_sealed, new_build_dir, publish_folder, sealed_member
-from .errors import ConfigError, ResourceUnavailableError, UnknownNameError
-from .paths import cache_dir
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from contextlib import contextmanager
 
 from torch import nn
 
+from ..errors import ConfigError
 from .blocks import find_blocks, set_blocks
-from .errors import ConfigError
 
 #: Per-layer config attributes other than list-valued ones found automatically.
 _LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layer", "num_layers")
@@ -25,7 +25,7 @@ def remove_blocks(model: nn.Module, blocks_to_remove: Iterable[int], registry=No
 
     Args:
         model: a transformers causal LM (blocks at a path in
-            :data:`lorp.blocks.BLOCK_PATHS`).
+            :data:`lorp.model.blocks.BLOCK_PATHS`).
         blocks_to_remove: 0-based block indices.
         registry: plugin registry whose model adapters find the blocks.
     Raises:

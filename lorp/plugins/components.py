@@ -13,7 +13,7 @@ Two more kinds tell lorp about the world around the method:
 * :class:`ModelAdapter`: how to find (and so remove) the blocks of a model family.
 
 Plugins construct these and hand them to the ``register`` callback of the hooks
-in :mod:`lorp.hookspecs`. Builtins do exactly the same (see :mod:`lorp.builtins`).
+in :mod:`lorp.plugins.hookspecs`. Builtins do exactly the same (see :mod:`lorp.builtins`).
 """
 
 from __future__ import annotations

@@ -28,17 +28,13 @@ from typing import Any
 
 import pluggy
 
+from ..errors import PluginError, StorageError, UnknownNameError
+from ..paths import PLUGINS_DIR, cache_dir
+from ..store.cache import cache_key, content_digest
+from ..version import __version__
 from . import hookspecs
-from .components import (
-    AllocationStrategy,
-    ClusteringAlgorithm,
-    Component,
-    CorpusSource,
-    ModelAdapter,
-    SimilarityMetric,
-)
-from .errors import PluginError, UnknownNameError
-from .paths import PLUGINS_DIR
+from .components import (AllocationStrategy, ClusteringAlgorithm, Component, CorpusSource, ModelAdapter,
+                         SimilarityMetric)
 
 #: Builtin plugin modules, registered through the same hooks as any plugin.
 BUILTIN_PLUGINS: tuple[str, ...] = (
@@ -271,9 +267,6 @@ def probe_plugin_imports(entry_points: list, files: list[Path], timeout: float =
     """
     if not entry_points and not files:
         return
-    from .cache import cache_key, content_digest
-    from .errors import StorageError
-    from .paths import cache_dir
 
     items = [f"ep:{ep.name}" for ep in entry_points] + [f"file:{p.parent.resolve()}/{p.stem}" for p in files]
     key = cache_key({"plugin-probe": items, "python": sys.executable,
@@ -326,7 +319,6 @@ def build_plugin_manager(settings: PluginSettings | None = None) -> tuple[pluggy
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     infos: list[PluginInfo] = []
-    from . import __version__
 
     for modname in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(modname), name=modname)
@@ -357,7 +349,7 @@ def build_plugin_manager(settings: PluginSettings | None = None) -> tuple[pluggy
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"{exc} (is the hook name misspelled? see lorp.hookspecs)") from exc
+        raise PluginError(f"{exc} (is the hook name misspelled? see lorp.plugins.hookspecs)") from exc
     return pm, infos
 
 

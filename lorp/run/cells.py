@@ -1,13 +1,13 @@
 """Cells as the unit of work: the one orchestration behind ``run_prune`` and ``sweep``, on any executor.
 
-A run is: plan cells (:class:`lorp.records.CellSpec`) -> on workers, select each
+A run is: plan cells (:class:`lorp.run.records.CellSpec`) -> on workers, select each
 cell's blocks -> group the cells by (model, removed block set, evaluation settings)
-and evaluate each group once -> write one :class:`lorp.records.CellResult` per cell
+and evaluate each group once -> write one :class:`lorp.run.records.CellResult` per cell
 into the atomic cell store. :class:`CellWorker` does the heavy work on one machine
 (it loads the model once and keeps the calibration matrices and the dense prefix
 states); :func:`orchestrate` drives workers through an executor
-(:class:`lorp.executors.SerialExecutor` in-process, or
-:class:`lorp.executors.RayExecutor` on a Ray cluster).
+(:class:`lorp.run.executors.SerialExecutor` in-process, or
+:class:`lorp.run.executors.RayExecutor` on a Ray cluster).
 """
 
 from __future__ import annotations
@@ -19,9 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .atomic import write_json
-from .cache import cache_key, notice, read_checked_json, write_checked_json
-from .errors import ConfigError, LorpError, UnknownNameError
+from ..builtins.baselines import block_influence
+from ..errors import ConfigError, LorpError, UnknownNameError
+from ..evaluate.perplexity import Perplexity, SweepPerplexity, single_removal_nll
+from ..evaluate.speed import decode_speed, flops_per_token
+from ..evaluate.zeroshot import zero_shot
+from ..method.selection import select_blocks
+from ..model import models  # load_model is looked up at call time, so tests can stand in for it
+from ..model.blocks import find_blocks
+from ..model.data import evaluation_windows, load_corpus
+from ..model.pruning import blocks_removed
+from ..plugins.registry import load_registry
+from ..store.atomic import write_json
+from ..store.cache import cache_key, notice, read_checked_json, write_checked_json
+from .pipeline import block_metric, calibrate, calibration_nll
 from .progress import report as progress_report
 from .records import (Attribution, CellFailure, CellResult, CellSpec, EvalSettings, Evaluation, RunContext, Speed,
                       ZeroShot)
@@ -49,7 +60,7 @@ class Selected:
 
     Attributes:
         spec: the cell.
-        selection: :class:`lorp.selection.Selection`.
+        selection: :class:`lorp.method.selection.Selection`.
         seconds: selection wall time.
         nll_passes: ``{"full", "partial"}`` forwards of a model-scoring strategy, else ``None``.
         plugin: provenance of the strategy's plugin.
@@ -74,15 +85,15 @@ class CellWorker:
 
     Every method loads what it needs lazily (model, corpora, calibration pass, dense
     prefix states), so a restarted worker answers any call. Calibration matrices
-    come from the on-disk cache when present (:func:`lorp.pipeline.calibrate`).
+    come from the on-disk cache when present (:func:`lorp.run.pipeline.calibrate`).
 
     Args:
-        base: the shared settings (:class:`lorp.pipeline.PruneConfig`; ``budget``
+        base: the shared settings (:class:`lorp.run.pipeline.PruneConfig`; ``budget``
             and ``allocation`` are ignored).
         methods: allocation strategies this worker may be asked for (their
             statistics are captured in the one calibration pass).
         reuse_states: restart pruned perplexity from the dense hidden states
-            (:class:`lorp.evaluation.SweepPerplexity`).
+            (:class:`lorp.evaluate.perplexity.SweepPerplexity`).
         registry: plugin registry (default: from the ``LORP_*`` environment).
     Raises:
         ConfigError: a component the run needs is not registered here (the
@@ -104,8 +115,6 @@ class CellWorker:
     @property
     def registry(self):
         if self._registry is None:
-            from .plugins import load_registry
-
             self._registry = load_registry()
         return self._registry
 
@@ -116,9 +125,6 @@ class CellWorker:
         metrics they need, the clustering algorithm (when a strategy clusters) and the
         corpora (registered names; file paths must exist here).
         """
-        from .data import load_corpus
-        from .pipeline import block_metric
-
         here = f" on {where}" if where else ""
         try:
             block_metric(self.registry, self.base.similarity)
@@ -140,12 +146,10 @@ class CellWorker:
                               "install the plugin on every node or share its folder through LORP_PLUGINS_DIR)") from None
 
     def load(self):
-        """The loaded model (:class:`lorp.models.LoadedModel`), loaded on first use."""
+        """The loaded model (:class:`lorp.model.models.LoadedModel`), loaded on first use."""
         if self._loaded is None:
-            from .models import load_model
-
             t = time.perf_counter()
-            self._loaded = load_model(self.base.model, device=self.base.device)
+            self._loaded = models.load_model(self.base.model, device=self.base.device)
             self.load_seconds = time.perf_counter() - t
         return self._loaded
 
@@ -153,9 +157,6 @@ class CellWorker:
         """Load the model and corpora, run (or fetch) the one calibration pass; the shared :class:`RunContext`."""
         if self._ctx is not None:
             return self._ctx
-        from .blocks import find_blocks
-        from .data import evaluation_windows, load_corpus
-        from .pipeline import block_metric, calibrate
 
         base, registry = self.base, self.registry
         loaded = self.load()
@@ -195,10 +196,10 @@ class CellWorker:
 
         ``base.seed`` gives :attr:`matrices` and :meth:`context`'s calibration record;
         another seed draws its own ``num_samples`` × ``seq_len`` calibration sequences
-        (:func:`lorp.data.calibration_samples` with that seed) and runs (or fetches from
+        (:func:`lorp.model.data.calibration_samples` with that seed) and runs (or fetches from
         the on-disk cache, which keys by seed) one more calibration pass for the same
         metrics. Matrices are float64 ``[N, N]`` (``[N + 1, N + 1]`` for residual-stream
-        metrics); meta as in :attr:`lorp.records.RunContext.calibration` plus ``seed``
+        metrics); meta as in :attr:`lorp.run.records.RunContext.calibration` plus ``seed``
         and ``seconds_this_run``.
         """
         ctx = self.context()
@@ -207,8 +208,6 @@ class CellWorker:
             return self._matrices, ctx.calibration
         if seed not in self._seed_runs:
             from dataclasses import replace
-
-            from .pipeline import calibrate
 
             t = time.perf_counter()
             progress_report(stage="calibration", message=f"calibration pass of seed {seed} "
@@ -230,12 +229,10 @@ class CellWorker:
         return out
 
     def nll_for(self, seed: int, samples: int | None = None):
-        """:class:`lorp.evaluation.CalibrationNLL` of SLEB-style strategies on the calibration draw ``seed``
+        """:class:`lorp.evaluate.perplexity.CalibrationNLL` of SLEB-style strategies on the calibration draw ``seed``
         (its first ``samples`` sequences, default ``base.sleb_samples``, at most ``base.num_samples``; their
         last ``base.sleb_tokens`` tokens scored), built once per (seed, samples)."""
         from dataclasses import replace
-
-        from .pipeline import calibration_nll
 
         self.context()
         seed, samples = int(seed), min(int(samples or self.base.sleb_samples), self.base.num_samples)
@@ -262,8 +259,6 @@ class CellWorker:
         SLEB's scoring sequences, :meth:`matrices_for`, :meth:`nll_for`) and the
         selection's randomness (clustering, random baselines).
         """
-        from .selection import select_blocks
-
         base, registry = self.base, self.registry
         strategy = registry.allocation(spec.method)
         matrices, _ = self.matrices_for(spec.seed)
@@ -289,27 +284,23 @@ class CellWorker:
     def attribution(self) -> Attribution:
         """The single-block removal profile: calibration NLL with only block ``b`` removed, for every block.
 
-        Scored by the worker's SLEB scorer (:func:`lorp.pipeline.calibration_nll`: the
+        Scored by the worker's SLEB scorer (:func:`lorp.run.pipeline.calibration_nll`: the
         first ``sleb_samples`` calibration sequences, their last ``sleb_tokens`` tokens;
         SLEB, Song et al., ICML 2024), built here if no SLEB cell ran on this worker. Its
         memo already holds every set SLEB's first greedy step scored (each unprotected
         block), so after SLEB only the other blocks cost passes; without SLEB it costs
         one partial pass per block from the dense states entering it (a full pass for the
-        last block) and no extra pass for the dense NLL (:func:`lorp.evaluation.single_removal_nll`).
+        last block) and no extra pass for the dense NLL (:func:`lorp.evaluate.perplexity.single_removal_nll`).
         Run it after the selections. Also carries ShortGPT's Block Influence per block
         (:func:`lorp.builtins.baselines.block_influence`) when the calibration pass
         captured ``stream-cosine``.
 
         Returns:
-            :class:`lorp.records.Attribution`: ``nll`` ``{block: nats per token}`` for blocks
+            :class:`lorp.run.records.Attribution`: ``nll`` ``{block: nats per token}`` for blocks
             ``0..N-1``, ``dense_nll``, and which text (corpus, sequences × tokens, tokens scored).
         Raises:
             what loading the model or the forward passes raise.
         """
-        from .builtins.baselines import block_influence
-        from .evaluation import single_removal_nll
-        from .pipeline import calibration_nll
-
         ctx, base = self.context(), self.base
         shared = self._nll is not None
         if self._nll is None:
@@ -338,8 +329,6 @@ class CellWorker:
 
     # -- evaluation ----------------------------------------------------------------------------------------------
     def _perplexity_scorer(self, firsts: Iterable[int]):
-        from .evaluation import SweepPerplexity
-
         firsts = tuple(sorted(set(firsts))) if self.reuse_states else ()
         if self._scorer is None or self._scorer_firsts != firsts:
             self._scorer = SweepPerplexity(self.load().model, self.windows, firsts, batch_size=self.base.batch_size,
@@ -349,9 +338,6 @@ class CellWorker:
 
     def _details(self, settings: EvalSettings, stages: dict[str, float]) -> tuple[ZeroShot | None, Speed | None]:
         """Zero-shot accuracy and decode speed per ``settings``; their wall times go into ``stages``."""
-        from .speed import decode_speed, flops_per_token
-        from .zeroshot import zero_shot
-
         loaded = self.load()
         zs = speed = None
         if settings.zero_shot_tasks:
@@ -374,9 +360,6 @@ class CellWorker:
         ``firsts`` (first removed block of each cell). Zero-shot accuracy and speed
         are measured when ``settings`` asks for them.
         """
-        from .evaluation import Perplexity
-        from .speed import flops_per_token
-
         t = time.perf_counter()
         progress_report(stage="dense", message="dense model: perplexity" + (
             ", zero-shot accuracy and decode speed" if settings is not None else ""))
@@ -392,12 +375,9 @@ class CellWorker:
     def evaluate(self, removed: Sequence[int], settings: EvalSettings, firsts: Iterable[int] = ()) -> Evaluation:
         """Evaluate the model with ``removed`` deleted: perplexity per corpus, zero-shot and speed per ``settings``.
 
-        Blocks are removed in place and restored (:func:`lorp.pruning.blocks_removed`);
+        Blocks are removed in place and restored (:func:`lorp.model.pruning.blocks_removed`);
         perplexity restarts from the dense states kept for ``firsts`` where it can.
         """
-        from .evaluation import Perplexity
-        from .pruning import blocks_removed
-
         t = time.perf_counter()
         ppl = {c: Perplexity(**v) for c, v in self._perplexity_scorer(firsts)(removed).items()}
         stages = {"perplexity": time.perf_counter() - t}
@@ -447,7 +427,7 @@ class Workers(Protocol):
 class CellStore:
     """One JSON file per finished cell (``cells/<name>.json``) and per evaluation (``evaluations/<key>.json``).
 
-    Files are written with :func:`lorp.cache.write_checked_json` (uniquely named
+    Files are written with :func:`lorp.store.cache.write_checked_json` (uniquely named
     temporary file + ``os.replace``, a checksum of the content inside): a cell is
     present whole or not at all, so a killed worker or driver resumes with no lost
     and no duplicated cell, and a damaged or edited file is recomputed, never used.
@@ -467,7 +447,7 @@ class CellStore:
         """The finished cell ``spec`` (same identity and evaluation settings), or ``None``.
 
         A cell file that is damaged or edited (its checksum does not match,
-        :func:`lorp.cache.read_checked_json`) gets a notice and is recomputed.
+        :func:`lorp.store.cache.read_checked_json`) gets a notice and is recomputed.
         """
         data = read_checked_json(self.cell_path(spec), "sweep cell")
         if data is None:
@@ -540,7 +520,7 @@ def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore,
         on_dense: called with ``(context, (dense evaluation, reuse record, flops per token))`` once known.
         attribution: also compute the single-block removal profile (:meth:`CellWorker.attribution`), as a
             task queued after every selection (so a worker that ran SLEB answers most of it from its memo).
-        on_attribution: called with ``(context, lorp.records.Attribution)`` once known.
+        on_attribution: called with ``(context, lorp.run.records.Attribution)`` once known.
     Returns:
         :class:`RunStats`; failed cells are in ``stats.failures`` (nothing raised for them), a failed
         profile in ``stats.attribution_error``.

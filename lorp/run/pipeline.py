@@ -1,33 +1,31 @@
-"""The main job: calibrate, select, prune, evaluate, and write the results atomically."""
+"""A run's settings and its calibration stage: :class:`PruneConfig`, the calibration pass that
+gives the similarity matrices (eqs. 3-4, cached by content) and the calibration NLL scorer.
+
+The cells (:mod:`lorp.run.cells`) and ``lorp prune`` (:mod:`lorp.run.prune`) build on these."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from .allocation import check_budget, check_seed, normalize_protected
-from .atomic import check_output_location, staged_dir, write_json
-from .blocks import find_blocks
-from .cache import cache_key, check_cache_writable, content_id, load_matrices, notice, save_matrices
-from .capture import capture_similarities
-from .data import calibration_samples
-from .errors import ConfigError, UnknownNameError
-from .components import Corpus, SimilarityMetric
-from .evaluation import CalibrationNLL
-from .models import DEFAULT_MODEL, LoadedModel, resolve_model
-from .plugins import Registry, load_registry
-from .provenance import git_commit, machine, package_versions
-from .pruning import remove_blocks
-from .records import PRUNE_SCHEMA
-from .selection import DEFAULT_PROTECTED
-from .zeroshot import NOT_AVAILABLE_OFFLINE
-from .zeroshot import TASKS as ZERO_SHOT_TASKS
+from ..errors import ConfigError, UnknownNameError
+from ..evaluate.perplexity import CalibrationNLL
+from ..evaluate.zeroshot import NOT_AVAILABLE_OFFLINE
+from ..evaluate.zeroshot import TASKS as ZERO_SHOT_TASKS
+from ..method.allocation import check_budget, check_seed, normalize_protected
+from ..method.capture import capture_similarities
+from ..method.selection import DEFAULT_PROTECTED
+from ..model.blocks import find_blocks
+from ..model.data import calibration_samples
+from ..model.models import DEFAULT_MODEL, LoadedModel, model_config, num_blocks_of
+from ..plugins.components import Corpus, SimilarityMetric
+from ..plugins.registry import Registry
+from ..store.cache import cache_key, load_matrices, notice, save_matrices
+from .fingerprint import content_id
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,7 @@ class PruneConfig:
         sleb_tokens: tokens scored per SLEB sequence, the last ones (0: every token); the whole
             sequence is still run as context. Fewer scored tokens skip most of the LM head.
         zero_shot_tasks: lm-eval tasks for zero-shot accuracy before and after
-            pruning (empty: none; see :mod:`lorp.zeroshot`).
+            pruning (empty: none; see :mod:`lorp.evaluate.zeroshot`).
         zero_shot_limit: items per zero-shot task, drawn with ``seed`` (``None``: all).
     """
 
@@ -163,8 +161,6 @@ class PruneConfig:
                 protected index or K is out of range, or a window is longer than
                 the model's positions.
         """
-        from .models import model_config, num_blocks_of
-
         n = num_blocks_of(self.model)
         if n is not None:
             protected = normalize_protected(self.protected, n)
@@ -181,42 +177,6 @@ class PruneConfig:
                     raise ConfigError(f"{name} {getattr(self, name)} is longer than the {limit} positions "
                                       f"{self.model} was built for; choose at most {limit}")
         return n
-
-
-@dataclass
-class RunResult:
-    """What :func:`run_prune` returns: the results dict and where it was written."""
-
-    results: dict[str, Any]
-    out_dir: Path | None
-    similarity: np.ndarray
-    model: Any = field(repr=False, default=None)
-    tokenizer: Any = field(repr=False, default=None)
-
-
-def _count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-#: What a run folder holds; anything else in an existing --out folder stops the run.
-RUN_OUTPUTS = frozenset({"results.json", "similarity.npy", "model"})
-
-
-def check_output_folder(out_dir: Path) -> None:
-    """Refuse an ``out_dir`` that cannot be written, or that holds anything but a previous run's outputs.
-
-    Raises:
-        ConfigError: ``out_dir`` is a file, or holds files lorp did not write.
-        StorageError: ``out_dir`` is a mount point or its folder cannot be written.
-    """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"output folder {out_dir} is a file; choose another --out")
-    check_output_location(out_dir)
-    if out_dir.is_dir():
-        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in RUN_OUTPUTS)
-        if foreign:
-            raise ConfigError(f"output folder {out_dir} holds files lorp did not write ({', '.join(foreign[:5])}); "
-                              "a run replaces its folder whole, so choose another --out")
 
 
 def block_metric(registry: Registry, name: str) -> SimilarityMetric:
@@ -241,7 +201,7 @@ def calibrate(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, metrics:
     Each metric's matrix is cached on disk under a key of the model (bundled key
     and checkpoint hash, or a local folder's content digest), the calibration
     corpus (a text file's content digest), sample count and length, seed and the
-    metric's name and version (:mod:`lorp.cache`). Metrics found in the cache are not
+    metric's name and version (:mod:`lorp.store.cache`). Metrics found in the cache are not
     recomputed; the rest share a single forward pass over the calibration set.
     ``meta`` reports tokens, forward passes run (0 when all were cached) and time.
     """
@@ -285,140 +245,3 @@ def calibration_nll(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, re
     samples = calibration_samples(loaded.tokenizer, corpus, config.num_samples, config.seq_len, config.seed)
     return CalibrationNLL(loaded.model, samples[: config.sleb_samples], registry=registry,
                           scored_tokens=config.sleb_tokens or None)
-
-
-def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: Registry | None = None) -> RunResult:
-    """Run LoRP end to end on a real model and (optionally) write the outputs.
-
-    One cell (:class:`lorp.cells.CellWorker`, the same code a sweep runs) plus
-    saving the pruned model. Steps: load model -> calibration pass (similarity S,
-    eqs. 3-4, cached on disk) -> RLS and K (eqs. 5-6) -> clusters (eq. 7) ->
-    allocation (eqs. 8-11) -> perplexity of the dense model -> remove blocks ->
-    perplexity of the pruned model. ``results.json`` is tagged
-    ``"schema": "lorp.prune"``.
-
-    Output (when ``out_dir`` is given), written atomically: ``results.json``,
-    ``similarity.npy`` (float64 ``[N, N]``) and, with ``save_model``, ``model/``
-    (the pruned model and tokenizer, loadable by ``from_pretrained``). On error
-    nothing is left behind and an existing ``out_dir`` is untouched.
-
-    Raises:
-        ConfigError, UnknownNameError, ResourceUnavailableError: bad settings
-            or missing resources, raised before any heavy computation where possible.
-    """
-    from .cells import CellWorker
-    from .records import CellSpec, EvalSettings
-
-    config.validate()
-    out_dir = Path(out_dir) if out_dir is not None else None
-    if out_dir is not None:
-        check_output_folder(out_dir)
-    resolve_model(config.model)  # fail fast on a bad model argument
-    check_cache_writable()
-    config.check_against_model()
-    registry = registry or load_registry()
-    block_metric(registry, config.similarity)
-    strategy = registry.allocation(config.allocation)
-    worker = CellWorker(config, (config.allocation,), reuse_states=False, registry=registry)
-    worker.check()
-    settings = EvalSettings(corpora=tuple(config.eval_corpora), seq_len=config.eval_seq_len, tokens=config.eval_tokens,
-                            batch_size=config.batch_size, zero_shot_tasks=tuple(config.zero_shot_tasks),
-                            zero_shot_limit=config.zero_shot_limit, zero_shot_seed=config.seed)
-    spec = CellSpec(config.allocation, config.budget, config.seed, settings)
-
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    loaded = worker.load()
-    model, tokenizer = loaded.model, loaded.tokenizer
-    timings["load_model_s"] = loaded.load_seconds
-    num_blocks = len(find_blocks(model, registry)[1])
-    check_budget(config.budget, num_blocks, normalize_protected(config.protected, num_blocks))  # before the heavy work
-
-    t = time.perf_counter()
-    ctx = worker.context()
-    timings["calibration_s"] = time.perf_counter() - t
-    params_before = ctx.parameters
-    calib_meta = {k: v for k, v in ctx.calibration.items() if k not in ("seconds_this_run", "corpus", "source")}
-    s = ctx.similarity
-
-    chosen = worker.select_one(spec)
-    selection = chosen.selection
-    timings["selection_s"] = chosen.seconds
-    if chosen.nll_passes is not None:
-        calib_meta["nll_forward_passes"] = chosen.nll_passes["full"]
-        calib_meta["nll_partial_passes"] = chosen.nll_passes["partial"]
-
-    dense, _, _ = worker.dense((), settings if settings.zero_shot_tasks else None)
-    timings["evaluation_dense_s"] = dense.seconds
-    after = worker.evaluate(selection.pruned, settings)
-    timings["evaluation_pruned_s"] = after.seconds
-    remove_blocks(model, selection.pruned, registry)
-    timings["total_s"] = time.perf_counter() - start
-    params_after = _count_parameters(model)
-    ppl_before = {c: asdict(v) for c, v in dense.perplexity.items()}
-    ppl_after = {c: asdict(v) for c, v in after.perplexity.items()}
-    acc_before = asdict(dense.zero_shot) if dense.zero_shot is not None else None
-    acc_after = asdict(after.zero_shot) if after.zero_shot is not None else None
-
-    used = {"similarity": registry.provenance("similarity", config.similarity),
-            "allocation": registry.provenance("allocation", config.allocation)}
-    if strategy.uses_clusters:
-        used["clustering"] = registry.provenance("clustering", config.clustering)
-    results: dict[str, Any] = {
-        "schema": PRUNE_SCHEMA, "version": 1,
-        "model": {"spec": config.model, "name": loaded.name, "source": loaded.source.kind, **loaded.info},
-        "config": {**asdict(config), "eval_corpora": list(config.eval_corpora), "protected": list(config.protected)},
-        "calibration": {"corpus": config.calibration, "source": ctx.calibration["source"], "num_samples": config.num_samples,
-                        "seq_len": config.seq_len, "seed": config.seed, **calib_meta},
-        "num_blocks": selection.num_blocks,
-        "similarity_metric": config.similarity,
-        "similarity": s,
-        "rls": selection.rls,
-        "k": selection.k,
-        "k_source": selection.k_source,
-        "labels": selection.labels,
-        "budget": config.budget,
-        "pruned": selection.pruned,
-        "kept": selection.kept,
-        "protected": selection.protected,
-        "removals": [asdict(r) for r in selection.removals],
-        "parameters": {"before": params_before, "after": params_after, "removed_fraction": 1 - params_after / params_before},
-        "perplexity": {"before": ppl_before, "after": ppl_after,
-                       "eval_seq_len": config.eval_seq_len, "eval_tokens_limit": config.eval_tokens,
-                       "sources": dict(ctx.eval_sources)},
-        "zero_shot": {"before": acc_before, "after": acc_after} if config.zero_shot_tasks else None,
-        "timings": timings,
-        "plugins": used,
-        "plugins_loaded": [asdict(p) for p in registry.plugins],
-        "versions": package_versions(),
-        "git_commit": git_commit(),
-        "machine": machine(),
-    }
-    run = RunResult(results, out_dir, s, model, tokenizer)
-    if out_dir is not None:
-        with staged_dir(out_dir) as stage:
-            save_run(run, stage, save_model=config.save_model)
-        run.out_dir = out_dir
-    return run
-
-
-def save_run(run: RunResult, folder: str | Path, *, save_model: bool = True) -> Path:
-    """Write a run's outputs into ``folder`` (created if needed).
-
-    Files: ``similarity.npy`` (float64 ``[N, N]``), ``model/`` (pruned model and
-    tokenizer, when ``save_model``) and ``results.json``, written last and
-    atomically so that its presence marks a complete output;
-    ``results["model_dir"]`` is relative to ``folder``.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "similarity.npy", run.similarity)
-    if save_model:
-        run.model.save_pretrained(folder / "model")
-        run.tokenizer.save_pretrained(folder / "model")
-        for f in (folder / "model").iterdir():
-            f.chmod(0o644)  # safetensors writes 0600 through a temporary file
-        run.results["model_dir"] = "model"
-    write_json(folder / "results.json", run.results)
-    run.out_dir = folder
-    return folder

@@ -7,15 +7,14 @@ import platform
 import subprocess
 import sys
 
-from .paths import REPO_ROOT
+from ..paths import REPO_ROOT
+from ..version import __version__
 
 _PACKAGES = ("torch", "transformers", "scikit-learn", "numpy", "pluggy", "datasets", "papermill", "lm-eval")
 
 
 def package_versions() -> dict[str, str]:
     """Versions of Python, lorp and the libraries that shape results."""
-    from . import __version__
-
     out = {"python": platform.python_version(), "lorp": __version__}
     for name in _PACKAGES:
         try:

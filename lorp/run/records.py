@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .components import Removal
-from .errors import ConfigError
-from .evaluation import Perplexity
-from .selection import Selection
+from ..errors import ConfigError
+from ..evaluate.perplexity import Perplexity
+from ..method.selection import Selection
+from ..plugins.components import Removal
 
 #: Schema names of the records (``results.json`` and the cell store say which they hold).
 CELL_SCHEMA = "lorp.cell"
@@ -173,7 +173,7 @@ class TaskScore:
 
 @dataclass(frozen=True)
 class ZeroShot:
-    """Zero-shot accuracy over tasks (:func:`lorp.zeroshot.zero_shot`).
+    """Zero-shot accuracy over tasks (:func:`lorp.evaluate.zeroshot.zero_shot`).
 
     Attributes:
         tasks: per task score and item count.
@@ -190,7 +190,7 @@ class ZeroShot:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ZeroShot | None:
-        """From :func:`lorp.zeroshot.zero_shot`'s dict (or this record's JSON); ``None`` passes through."""
+        """From :func:`lorp.evaluate.zeroshot.zero_shot`'s dict (or this record's JSON); ``None`` passes through."""
         if data is None:
             return None
         known = _field_names(TaskScore)
@@ -201,7 +201,7 @@ class ZeroShot:
 
 @dataclass(frozen=True)
 class Speed:
-    """Greedy decode speed (:func:`lorp.speed.decode_speed`) and the FLOPs ideal.
+    """Greedy decode speed (:func:`lorp.evaluate.speed.decode_speed`) and the FLOPs ideal.
 
     Attributes:
         tokens_per_s: median generated tokens per second (prefill excluded).
@@ -422,7 +422,7 @@ class Attribution:
     the cost of removing them together). Scored on SLEB's calibration text (the first
     ``sequences`` calibration sequences of ``seq_len`` tokens, their last
     ``scored_tokens`` tokens each; SLEB, Song et al., ICML 2024) by the same
-    :class:`lorp.evaluation.CalibrationNLL` SLEB uses, so SLEB's first greedy step and
+    :class:`lorp.evaluate.perplexity.CalibrationNLL` SLEB uses, so SLEB's first greedy step and
     this profile share their forward passes.
 
     Attributes:
@@ -651,9 +651,9 @@ class StudyDense:
 class StudyResult:
     """A model's study (``results.json`` of ``notebooks/lorp_study.ipynb``): settings, RLS/K, dense, every cell.
 
-    Built by :func:`lorp.report.summarize`; the notebook adds ``parameters``,
+    Built by :func:`lorp.study.report.summarize`; the notebook adds ``parameters``,
     ``machine``, ``plugins_used``, ``plugins_loaded`` and ``wall_time_s``. Reports and
-    figures (:mod:`lorp.report`, :mod:`lorp.figures`) read this type.
+    figures (:mod:`lorp.study.report`, :mod:`lorp.study.figures`) read this type.
 
     Attributes:
         model: name, spec, model type, …; num_blocks: N.
@@ -663,7 +663,7 @@ class StudyResult:
         dense: the dense reference; cells: one :class:`StudyCell` per cell of the first run seed (the
             study's main tables, figures and verdict read these).
         seed_cells: the cells of the other run seeds (empty for one seed), read by the sensitivity
-            report (:mod:`lorp.sensitivity`) and the selector's comparison across seeds.
+            report (:mod:`lorp.study.sensitivity`) and the selector's comparison across seeds.
         evaluations_shared: cells whose evaluation came from another cell with the same removed blocks.
         compute_seconds: calibration, dense and cells time when computed (and ``attribution``, the
             single-block removal profile's, where computed).
@@ -673,7 +673,7 @@ class StudyResult:
             has none (not asked for, or written before it existed).
         seeds: per run seed (``str(seed)``, first seed first) when more than one seed ran:
             ``{"similarity", "calibration", "rls", "k", "k_source"}`` of that seed's calibration
-            draw (:func:`lorp.sensitivity.seed_runs`); empty for one seed and older studies.
+            draw (:func:`lorp.study.sensitivity.seed_runs`); empty for one seed and older studies.
     """
 
     SCHEMA: ClassVar[str] = STUDY_SCHEMA

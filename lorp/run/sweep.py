@@ -1,7 +1,7 @@
 """One calibration pass, many methods × budgets (× seeds): the comparison table behind the study.
 
-A sweep is plan cells (:func:`plan_cells`) -> executor (:mod:`lorp.executors`,
-serial by default, or Ray) -> collect (:func:`lorp.cells.orchestrate`). Layout of a
+A sweep is plan cells (:func:`plan_cells`) -> executor (:mod:`lorp.run.executors`,
+serial by default, or Ray) -> collect (:func:`lorp.run.cells.orchestrate`). Layout of a
 sweep folder::
 
     sweep.json                    lorp.sweep record: settings, model, calibration, S, dense evaluation,
@@ -13,7 +13,7 @@ sweep folder::
 
 Every file is written atomically. A rerun with the same settings skips the
 cells already written (and, when none is left, does not even load the model);
-the calibration pass itself is cached on disk (:func:`lorp.pipeline.calibrate`).
+the calibration pass itself is cached on disk (:func:`lorp.run.pipeline.calibrate`).
 """
 
 from __future__ import annotations
@@ -25,16 +25,17 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
+from ..method.allocation import check_seed
+from ..model.models import resolve_model
+from ..plugins.registry import Registry, load_registry
+from ..store.atomic import check_output_location, write_json, write_text
+from ..store.cache import cache_key, check_cache_writable, notice, read_checked_json, write_checked_json
 from . import progress
-from .allocation import check_seed
-from .atomic import check_output_location, write_json, write_text
-from .cache import cache_key, check_cache_writable, input_fingerprint, notice, read_checked_json, write_checked_json
 from .cells import CellsFailedError, CellStore, RunStats, Task, orchestrate, write_failures
-from .errors import ConfigError
 from .executors import RayExecutor, SerialExecutor
-from .models import resolve_model
+from .fingerprint import input_fingerprint
 from .pipeline import PruneConfig, block_metric
-from .plugins import Registry, load_registry
 from .provenance import git_commit, package_versions
 from .records import Attribution, CellResult, CellSpec, EvalSettings, Evaluation, RunContext, SweepRecord
 
@@ -47,7 +48,7 @@ class SweepConfig:
     """A sweep: the shared settings of one run (``base``) × methods × budgets.
 
     ``base.budget`` and ``base.allocation`` are ignored; every other field of
-    :class:`lorp.pipeline.PruneConfig` applies to all cells.
+    :class:`lorp.run.pipeline.PruneConfig` applies to all cells.
 
     Attributes:
         methods: allocation strategies compared.
@@ -57,9 +58,9 @@ class SweepConfig:
         detail_methods: the methods measured at detail budgets (``None``: all).
         decode_tokens: tokens generated per decode-speed run (0: no speed).
         reuse_states: restart each pruned variant's perplexity from the dense
-            model's hidden states (:class:`lorp.evaluation.SweepPerplexity`).
+            model's hidden states (:class:`lorp.evaluate.perplexity.SweepPerplexity`).
         attribution: also compute the single-block removal profile (calibration NLL with only block
-            ``b`` removed, for every block; :class:`lorp.records.Attribution`) into ``sweep.json``. It
+            ``b`` removed, for every block; :class:`lorp.run.records.Attribution`) into ``sweep.json``. It
             is scored on SLEB's calibration text and shares SLEB's passes; without SLEB it costs about
             one partial forward pass per block. Not part of the sweep's identity: turning it on for a
             finished sweep computes only the profile.
@@ -70,7 +71,7 @@ class SweepConfig:
             windows, and zero-shot items drawn with the first seed for every seed, so cells of
             different seeds removing the same blocks share one evaluation. The first seed's
             calibration is the sweep's context (``sweep.json``'s S); the others' S and
-            calibration records are kept in :attr:`lorp.records.SweepRecord.seed_calibration`.
+            calibration records are kept in :attr:`lorp.run.records.SweepRecord.seed_calibration`.
         seed_methods: the methods that run at every seed (``None``: all); the others run at the
             first seed only. A way to leave an expensive search (SLEB) out of the extra seeds.
     """
@@ -109,7 +110,7 @@ class SweepConfig:
         """Hash of the settings every cell shares (cells from other settings are not reused).
 
         Local inputs (a model folder, text-file corpora) enter by their content,
-        not their path (:func:`lorp.cache.input_fingerprint`), so a rewritten file
+        not their path (:func:`lorp.run.fingerprint.input_fingerprint`), so a rewritten file
         gives a new identity and its cells are recomputed.
         """
         shared = _shared_settings(self.base)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import StorageError, os_reason
+from ..errors import StorageError, os_reason
 
 
 def _json_default(obj: Any) -> Any:

@@ -6,8 +6,8 @@ rules) follows three rules:
 
 * **Keyed by content.** A key hashes every setting that changes the entry and,
   for a local text file or model folder, a digest of its *content* in place of
-  its path (:func:`content_id`): rewrite the file and the old entry is no longer
-  found; copy it elsewhere and the entry is still found.
+  its path (:func:`content_digest`, applied by :mod:`lorp.run.fingerprint`):
+  rewrite the file and the old entry is no longer found; copy it elsewhere and the entry is still found.
 * **Written as if another process wrote the same key at the same moment.** An
   entry is written under a unique temporary name in its final folder and moved
   into place with one ``os.replace`` (:func:`publish_folder` for folders), so a
@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import StorageError, os_reason
+from ..paths import cache_dir
 from .atomic import to_json, write_atomically, write_json, write_text
-from .errors import StorageError, os_reason
-from .paths import cache_dir
 
 #: Bump when the capture code changes the numbers it produces.
 CAPTURE_VERSION = "1"
@@ -99,46 +99,6 @@ def content_digest(path: str | os.PathLike) -> str:
         return digest.hexdigest()
     except OSError as exc:
         raise StorageError(f"cannot read {root} to fingerprint its content ({os_reason(exc)})") from None
-
-
-def content_id(spec: str, kind: str, registry=None) -> str:
-    """How an input enters cache keys: by name, or for a local input by its content alone.
-
-    Args:
-        spec: a ``--model`` or corpus argument.
-        kind: ``"model"`` or ``"corpus"``.
-    Returns:
-        ``"sha256:<hex>"`` of a local model folder's or text file's content (so a
-        copy elsewhere has the same id, and a rewrite a new one); otherwise
-        ``spec`` (bundled models are pinned by their GGUF sha256, registered corpora
-        by their package versions, hub ids by id).
-    """
-    if kind == "model":
-        from .models import resolve_model
-
-        source = resolve_model(spec)
-        return f"sha256:{content_digest(source.location)}" if source.kind == "local" else spec
-    from .plugins import default_registry
-
-    registry = registry or default_registry()
-    if spec not in registry.components["corpus"] and Path(spec).expanduser().is_file():
-        return f"sha256:{content_digest(Path(spec).expanduser())}"
-    return spec
-
-
-def input_fingerprint(model: str, corpora: Iterable[str], registry=None) -> dict[str, str]:
-    """Content ids of the *local* inputs of a run, by argument: ``{"model": "sha256:…", "<path>": "sha256:…"}``.
-
-    Empty when nothing is local. Recorded in sweep folders, so a refusal can name
-    the input whose content changed.
-    """
-    out = {}
-    if (mid := content_id(model, "model")) != model:
-        out["model"] = mid
-    for name in dict.fromkeys(corpora):
-        if (cid := content_id(name, "corpus", registry)) != name:
-            out[name] = cid
-    return out
 
 
 # -- single files ----------------------------------------------------------------------------------------------
@@ -401,8 +361,8 @@ def save_matrices(key: str, matrices: Mapping[str, np.ndarray], meta: Mapping[st
 
 __all__ = [
     "CACHE_HINT", "CAPTURE_VERSION", "MANIFEST", "cache_key", "cache_write_error", "check_cache_writable",
-    "content_digest", "content_id", "file_is_sealed", "file_sha256",
-    "folder_is_sealed", "input_fingerprint", "load_matrices", "new_build_dir", "notice", "publish_folder",
+    "content_digest", "file_is_sealed", "file_sha256",
+    "folder_is_sealed", "load_matrices", "new_build_dir", "notice", "publish_folder",
     "read_checked_json", "read_json", "save_matrices", "seal_file", "sealed_member", "write_checked_json",
     "write_manifest",
 ]

@@ -8,7 +8,7 @@ study ran, against the baselines at the same seed.
 
 - **Ablation table** (:func:`ablation_rows`): each variant at each budget against LoRP and against the
   best baseline, as mean-perplexity ratios with paired 95 % bootstrap intervals over the evaluation
-  windows (:func:`lorp.uncertainty.compare_perplexity`), and the share of LoRP's gap to the best
+  windows (:func:`lorp.evaluate.uncertainty.compare_perplexity`), and the share of LoRP's gap to the best
   baseline it recovers, in log perplexity: ``(log p_LoRP − log p_variant) / (log p_LoRP − log p_best)``
   (1: closes the gap; above 1: beats the baseline; below 0: worse than LoRP).
 - **Selector outcome** per (model, budget) (:func:`selector_outcomes`): at each seed the selector is
@@ -29,23 +29,23 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .parameters import split_list
-from .records import StudyCell, StudyResult, as_study
+from ..errors import ConfigError
+from ..evaluate.uncertainty import LEVEL, SAMPLES, SEED, compare_perplexity, wilson_interval
+from ..run.records import StudyCell, StudyResult, as_study
+from .parameters import split_list, study_config
 from .report import _times as _x
-from .uncertainty import LEVEL, SAMPLES, SEED, compare_perplexity, wilson_interval
 
 ABLATION_SCHEMA = "lorp.ablation"
 
 
 def names(value: str | Sequence[str]) -> tuple[str, ...]:
     """Comma-separated names (or a sequence) as a tuple, blanks dropped, order and first occurrence kept
-    (:func:`lorp.parameters.split_list` without repeats)."""
+    (:func:`lorp.study.parameters.split_list` without repeats)."""
     return tuple(dict.fromkeys(split_list(value, "names")))
 
 
 def ablation_config(params: Mapping[str, Any], ablations: Sequence[str], selectors: Sequence[str]):
-    """The study's :class:`lorp.sweep.SweepConfig` (``params``: its notebook parameters) with the
+    """The study's :class:`lorp.run.sweep.SweepConfig` (``params``: its notebook parameters) with the
     ablations and selectors added: same shared settings, hence the same sweep folder and cells.
 
     Ablations run at the first seed; selectors at every seed; the study's methods as in the study
@@ -55,8 +55,6 @@ def ablation_config(params: Mapping[str, Any], ablations: Sequence[str], selecto
         ConfigError: no ablation and no selector, a name given as both, one of them among the study's own
             methods, or a study without a baseline to compare against.
     """
-    from .parameters import study_config
-
     ablations, selectors = names(ablations), names(selectors)
     if not ablations and not selectors:
         raise ConfigError("give at least one ablation or selector (e.g. ablations='lorp-residual')")

@@ -1,13 +1,13 @@
 """Which removed block does the damage: the single-block removal profile next to the methods' own signals.
 
-The profile (:class:`lorp.records.Attribution`, computed by
-:meth:`lorp.cells.CellWorker.attribution`) gives, for every block ``b``, the calibration
+The profile (:class:`lorp.run.records.Attribution`, computed by
+:meth:`lorp.run.cells.CellWorker.attribution`) gives, for every block ``b``, the calibration
 NLL with only ``b`` removed minus the dense NLL (ΔNLL, nats per scored token). This
 module lines it up with what the methods rank blocks by: LoRP's redundancy ``r(l)``
 (mean similarity to the other members of its cluster, LoRP eq. 8) and ShortGPT's Block
 Influence ``BI = 1 - cos(input, output)`` (Men et al. 2024, eq. 4), and picks the
 removal sets compared (LoRP's and the best baseline's at the detail budget).
-:func:`lorp.report.attribution_markdown` and :func:`lorp.figures.attribution_profile`
+:func:`lorp.study.report.attribution_markdown` and :func:`lorp.study.figures.attribution_profile`
 render it.
 
 Everything here is first order: a block's ΔNLL is its cost when removed alone. Blocks
@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from .records import StudyCell, StudyResult, as_study
+from ..method.allocation import normalize_protected, redundancy
+from ..method.selection import DEFAULT_PROTECTED
+from ..run.records import StudyCell, StudyResult, as_study
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,6 @@ def signals(results: StudyResult | dict[str, Any]) -> Signals:
     Raises:
         ValueError: the study has no single-block removal profile (``results.attribution`` is ``None``).
     """
-    from .allocation import normalize_protected, redundancy
-    from .selection import DEFAULT_PROTECTED
-
     r = as_study(results)
     if r.attribution is None:
         raise ValueError("this study has no single-block removal profile; rerun it with attribution=True")
@@ -88,7 +87,7 @@ def compared_cells(results: StudyResult | dict[str, Any], budget: int | None = N
 
     LoRP's cell is the ``allocation`` cell of the lowest seed; the best baseline is the
     other method with the lowest mean perplexity at that budget (as in
-    :func:`lorp.report.lorp_vs_best_baseline`). Either is ``None`` when absent.
+    :func:`lorp.study.report.lorp_vs_best_baseline`). Either is ``None`` when absent.
     """
     r = as_study(results)
     budget = detail_budget(r) if budget is None else budget

@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from .records import StudyResult, as_study
+from ..evaluate.uncertainty import accuracy_intervals
+from ..run.records import StudyResult, as_study
+from .attribution import compared_cells, detail_budget, signals
 
 # One look per method in every figure and model: colour (colour-blind-safe Okabe-Ito / tab10 hues), marker and
 # dash pattern; identical series (two methods removing the same blocks) stay visible because markers and dashes
@@ -120,7 +122,7 @@ def blocks_grid(results: StudyResult | dict[str, Any], path: str | Path | None =
     """Which blocks each method removes, per budget: rows (method, budget) × columns (block); red = removed.
 
     Args:
-        results: the study result (:func:`lorp.report.summarize`, or its ``results.json``).
+        results: the study result (:func:`lorp.study.report.summarize`, or its ``results.json``).
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
@@ -176,13 +178,11 @@ def zero_shot_bars(results: StudyResult | dict[str, Any], path: str | Path | Non
 
     Where the results carry per-item correctness, each bar has its 95 % interval as
     an error bar (Wilson per task, a bootstrap over items for the average;
-    :func:`lorp.uncertainty.accuracy_intervals`); without it (older results) the bars
+    :func:`lorp.evaluate.uncertainty.accuracy_intervals`); without it (older results) the bars
     have none and the title says so. Returns ``None`` when the run measured no
     zero-shot accuracy.
     """
     import matplotlib.pyplot as plt
-
-    from .uncertainty import accuracy_intervals
 
     results = as_study(results)
     rows = [r for r in results.cells if r.zero_shot]
@@ -293,7 +293,7 @@ def attribution_profile(results: StudyResult | dict[str, Any], path: str | Path 
     """Which removed block does the damage: three aligned panels over the block index.
 
     Top: ΔNLL of removing only that block (calibration NLL minus the dense NLL, nats per
-    scored token; :class:`lorp.records.Attribution`), log scale, symmetric log when some
+    scored token; :class:`lorp.run.records.Attribution`), log scale, symmetric log when some
     removal lowers the NLL. Middle: LoRP's redundancy ``r(l)`` (eq. 8) from the study's S
     and LoRP's cluster labels (a block alone in its cluster has none). Bottom: ShortGPT's
     Block Influence ``1 - cos(input, output)`` (Men et al. 2024, eq. 4), from the
@@ -303,15 +303,13 @@ def attribution_profile(results: StudyResult | dict[str, Any], path: str | Path 
     LoRP's cluster boundaries; protected blocks are hatched.
 
     Args:
-        results: the study result (:func:`lorp.report.summarize`, or its ``results.json``).
+        results: the study result (:func:`lorp.study.report.summarize`, or its ``results.json``).
         path: save the figure as PNG there (150 dpi) when given.
     Returns:
         the matplotlib ``Figure``, or ``None`` when the study has no single-block removal profile.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
-
-    from .attribution import compared_cells, detail_budget, signals
 
     r = as_study(results)
     if r.attribution is None or not r.cells:

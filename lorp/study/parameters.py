@@ -1,20 +1,41 @@
 """Study notebook parameters: from papermill's typed values or command-line text to a sweep and an executor.
 
-The study notebook (``notebooks/lorp_study.ipynb``) is the one place that declares the parameters;
-:func:`coerce_parameters` checks values against it, :func:`study_config` turns them into a
-:class:`lorp.sweep.SweepConfig`, :func:`study_executor` into an executor. ``lorp.report`` re-exports
+The study notebook (``notebooks/lorp_study.ipynb``) is the one place that declares the parameters
+(:func:`notebook_parameters` reads them with papermill); :func:`coerce_parameters` checks values against it, :func:`study_config` turns them into a
+:class:`lorp.run.sweep.SweepConfig`, :func:`study_executor` into an executor. ``lorp.study.report`` re-exports
 these names for the notebooks.
 """
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from .allocation import check_seed
-from .errors import ConfigError
-from .pipeline import PruneConfig
-from .sweep import SweepConfig
+from ..errors import ConfigError
+from ..method.allocation import check_seed
+from ..paths import NOTEBOOKS_DIR
+from ..run.executors import make_executor
+from ..run.pipeline import PruneConfig
+from ..run.sweep import SweepConfig
+
+STUDY_NOTEBOOK = NOTEBOOKS_DIR / "lorp_study.ipynb"
+ABLATION_NOTEBOOK = NOTEBOOKS_DIR / "ablation.ipynb"
+SUMMARY_NOTEBOOK = NOTEBOOKS_DIR / "summary.ipynb"
+
+
+def notebook_parameters(notebook: str | Path = STUDY_NOTEBOOK) -> dict[str, dict[str, Any]]:
+    """The notebook's papermill parameters: name -> ``{"type", "default", "help"}``."""
+    import papermill as pm  # a library, imported on use as before the move
+
+    return {p["name"]: {"type": p["inferred_type_name"], "default": p["default"], "help": p["help"]}
+            for p in pm.inspect_notebook(str(notebook)).values()}
+
+
+def notebook_defaults(known: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """The default value of each notebook parameter (its literal in the parameters cell)."""
+    return {name: ast.literal_eval(spec["default"]) for name, spec in known.items()}
 
 
 def split_list(value: str | Sequence[str], what: str) -> tuple[str, ...]:
@@ -54,7 +75,7 @@ def coerce_parameters(p: Mapping[str, Any], known: Mapping[str, Mapping[str, Any
     """Check each study-notebook parameter against the type its parameters cell declares; return them typed.
 
     The notebook is the one place that declares the parameters (read with
-    papermill, :func:`lorp.study.notebook_parameters`). ``int`` parameters take
+    papermill, :func:`notebook_parameters`). ``int`` parameters take
     whole numbers or their decimal strings (``"32"``), never booleans or
     fractions; ``str`` parameters take text, and a number or a list (as
     papermill's ``-p budgets 4`` or YAML lists give) is turned into
@@ -65,8 +86,6 @@ def coerce_parameters(p: Mapping[str, Any], known: Mapping[str, Mapping[str, Any
         ConfigError: a value of the wrong type, naming the parameter and its type.
     """
     if known is None:
-        from .study import notebook_parameters
-
         known = notebook_parameters()
     out = dict(p)
     for name, value in p.items():
@@ -101,7 +120,7 @@ def _flag(value: Any, name: str) -> bool:
 
 
 def study_config(p: Mapping[str, Any]) -> SweepConfig:
-    """The :class:`lorp.sweep.SweepConfig` of the study notebook's parameters ``p``.
+    """The :class:`lorp.run.sweep.SweepConfig` of the study notebook's parameters ``p``.
 
     Comma-separated strings (or a single number) become tuples; 0 means "none" or
     "all" where the notebook says so (``k``, ``eval_tokens``, ``zero_shot_limit``,
@@ -109,7 +128,7 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
     ``detail_methods`` filters the compared methods (names not compared are skipped).
     ``attribution`` (default ``True``) asks for the single-block removal profile.
     ``seeds`` (comma-separated, empty: ``seed`` alone) are run seeds: calibration draw,
-    clustering and random baselines (:attr:`lorp.sweep.SweepConfig.seeds`); ``seed_methods``
+    clustering and random baselines (:attr:`lorp.run.sweep.SweepConfig.seeds`); ``seed_methods``
     (comma-separated, empty: all) the methods run at every seed, the others at the first only
     (names not compared are skipped).
 
@@ -158,8 +177,6 @@ def study_executor(executor: str = "serial", ray_address: str = "", ray_workers:
     Raises:
         ConfigError: unknown executor, or Ray settings with ``executor="serial"``.
     """
-    from .executors import make_executor
-
     if executor == "serial" and (ray_address or ray_workers):
         raise ConfigError("ray_address and ray_workers only apply with executor=ray")
     return make_executor(executor, address=ray_address or None, num_workers=int(ray_workers) or None)

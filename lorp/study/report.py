@@ -1,7 +1,7 @@
 """From a sweep folder to the report a reader opens: study results, tables, winners, verdict, why.
 
 Used by the study notebooks (``notebooks/lorp_study.ipynb``, ``notebooks/ablation.ipynb``,
-``notebooks/summary.ipynb``) so that they stay thin: parse parameters (:mod:`lorp.parameters`,
+``notebooks/summary.ipynb``) so that they stay thin: parse parameters (:mod:`lorp.study.parameters`,
 re-exported here), run, render.
 """
 
@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
-from .evaluation import Perplexity
+from ..errors import ConfigError
+from ..evaluate.perplexity import Perplexity
+from ..evaluate.uncertainty import (LEVEL, SAMPLES, SEED, AccuracyComparison, PerplexityComparison, accuracy_intervals,
+                                    compare_accuracy, compare_perplexity, window_series)
+from ..method.locality import choose_k
+from ..run.provenance import git_commit
+from ..run.records import (STUDY_SCHEMA, CellResult, StudyCell, StudyDense, StudyResult, SweepRecord, ZeroShot,
+                           as_study, schema_of)
+from ..run.sweep import SweepConfig, load_sweep_folder
+from .attribution import compared_cells, detail_budget, first_order_damage, rank_of, signals, spearman
 from .parameters import coerce_parameters, split_ints, split_list, study_config, study_executor  # noqa: F401 (re-exported)
-from .provenance import git_commit
-from .records import (STUDY_SCHEMA, CellResult, StudyCell, StudyDense, StudyResult, SweepRecord, ZeroShot, as_study,
-                      schema_of)
-from .sweep import SweepConfig, load_sweep_folder
-from .uncertainty import (LEVEL, SAMPLES, SEED, AccuracyComparison, PerplexityComparison, accuracy_intervals,
-                          compare_accuracy, compare_perplexity, window_series)
+from .sensitivity import seed_runs
+from .sensitivity import sensitivity_markdown as _sensitivity_markdown
 
 #: RLS the paper reports for its models (arXiv 2605.27786, Table 1).
 PAPER_RLS = {"Llama-3.1-8B": 1.149, "OLMo-3-7B": 0.941, "Mistral-Nemo-12B": 0.926, "Qwen3-8B": 0.685,
@@ -38,8 +42,8 @@ def load_sweep(folder: str | Path, methods: Sequence[str] | None = None,
 
     Only cells of ``methods`` × ``budgets`` are returned (default: those the sweep
     last ran), so a folder reused with fewer methods reports just those. With ``config``
-    (the :class:`lorp.sweep.SweepConfig` that ran), only its methods, budgets and each
-    method's seeds (:meth:`lorp.sweep.SweepConfig.seeds_of`): cells an earlier run left for
+    (the :class:`lorp.run.sweep.SweepConfig` that ran), only its methods, budgets and each
+    method's seeds (:meth:`lorp.run.sweep.SweepConfig.seeds_of`): cells an earlier run left for
     other seeds stay out of the report.
     """
     record, cells = load_sweep_folder(folder)
@@ -85,15 +89,13 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
     are reused across reruns). ``evaluations_shared`` counts cells whose evaluation
     came from another cell removing the same blocks. Per-window NLL and per-item
     zero-shot results are carried over where the evaluations kept them
-    (:func:`per_sample`), for the intervals of :mod:`lorp.uncertainty`. ``attribution`` is the
-    sweep's single-block removal profile (:class:`lorp.records.Attribution`), ``None`` where it has none.
-    (:func:`per_sample`), for the intervals of :mod:`lorp.uncertainty`. With several
+    (:func:`per_sample`), for the intervals of :mod:`lorp.evaluate.uncertainty`. ``attribution`` is the
+    sweep's single-block removal profile (:class:`lorp.run.records.Attribution`), ``None`` where it has none.
+    (:func:`per_sample`), for the intervals of :mod:`lorp.evaluate.uncertainty`. With several
     run seeds, ``seeds`` holds each seed's S, calibration record, RLS and K
-    (:func:`lorp.sensitivity.seed_runs`); ``cells`` are the first seed's cells (what the tables,
+    (:func:`lorp.study.sensitivity.seed_runs`); ``cells`` are the first seed's cells (what the tables,
     figures and verdict read) and ``seed_cells`` the other seeds'.
     """
-    from .sensitivity import seed_runs
-
     lorp_cells = [c for c in cells if c.method == allocation and c.selection.rls is not None]
     ref = lorp_cells[0].selection if lorp_cells else None
     dense, ctx = meta.dense, meta.context
@@ -138,10 +140,8 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
 
 
 def sensitivity_markdown(results: StudyResult | dict[str, Any]) -> str:
-    """Is the selection stable across calibration draws? See :func:`lorp.sensitivity.sensitivity_markdown`."""
-    from .sensitivity import sensitivity_markdown as markdown
-
-    return markdown(results)
+    """Is the selection stable across calibration draws? See :func:`lorp.study.sensitivity.sensitivity_markdown`."""
+    return _sensitivity_markdown(results)
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:
@@ -186,7 +186,7 @@ def lorp_vs_best_baseline(cells: Sequence[StudyCell], allocation: str = "lorp") 
 
     Returns ``{"baseline", "ratio", "low", "high", "decision"}``: ratio of LoRP's mean
     perplexity over the baseline's with its paired 95 % interval
-    (:func:`lorp.uncertainty.compare_perplexity`), and whether LoRP ``"wins"``,
+    (:func:`lorp.evaluate.uncertainty.compare_perplexity`), and whether LoRP ``"wins"``,
     ``"loses"`` or is ``"undecided"``; ``None`` without a LoRP cell, a baseline, or
     per-window NLL.
     """
@@ -205,7 +205,7 @@ def lorp_vs_best_baseline_accuracy(cells: Sequence[StudyCell], allocation: str =
 
     Returns ``{"baseline", "difference", "low", "high", "decision", "mcnemar_p"}``:
     LoRP's mean accuracy minus the baseline's (fractions) with its paired 95 %
-    interval over items (:func:`lorp.uncertainty.compare_accuracy`) and the exact
+    interval over items (:func:`lorp.evaluate.uncertainty.compare_accuracy`) and the exact
     McNemar p-value on the pooled items; ``None`` without per-item results.
     """
     lorp = next((c for c in cells if c.method == allocation and c.zero_shot_average is not None), None)
@@ -222,7 +222,7 @@ def perplexity_markdown(results: StudyResult | dict[str, Any]) -> str:
     """Markdown: one row per (method, budget) with perplexity per corpus and their mean; best per budget in bold.
 
     With per-window NLL a column gives each method's mean perplexity over the
-    budget's best with its paired 95 % bootstrap interval (:mod:`lorp.uncertainty`);
+    budget's best with its paired 95 % bootstrap interval (:mod:`lorp.evaluate.uncertainty`);
     bold marks the best and every method that interval cannot separate from it, and
     a line per budget gives LoRP against the best baseline. Without it (older
     results) the table is the point-estimate one, with :data:`NO_WINDOW_NLL` below.
@@ -262,7 +262,7 @@ def zero_shot_markdown(results: StudyResult | dict[str, Any]) -> str:
     """Markdown: zero-shot accuracy (%) per task and average, dense and every method at the detail budget.
 
     With per-item results each accuracy carries its 95 % interval (Wilson per task,
-    bootstrap over items for the average; :mod:`lorp.uncertainty`) and a second table
+    bootstrap over items for the average; :mod:`lorp.evaluate.uncertainty`) and a second table
     gives LoRP minus every other method, paired on the same items (95 % bootstrap
     interval, exact McNemar p per task). Without them (older results) the table is
     the point-estimate one, with :data:`NO_ITEM_RESULTS` below.
@@ -340,7 +340,7 @@ def winners(results: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
 
     Tied methods are all named, comma-separated, best first. With per-window NLL
     (per-item results for accuracy) "tied" means the paired 95 % interval against
-    the best includes zero (:mod:`lorp.uncertainty`): a method is beaten
+    the best includes zero (:mod:`lorp.evaluate.uncertainty`): a method is beaten
     only when the interval excludes zero. Without them, only equal point estimates
     tie.
 
@@ -431,11 +431,11 @@ def attribution_markdown(results: StudyResult | dict[str, Any], budget: int | No
                          allocation: str = "lorp") -> str:
     """Markdown: which of the removed blocks do the damage, LoRP's set against the best baseline's.
 
-    At ``budget`` (default: the detail budget, :func:`lorp.attribution.detail_budget`) the
+    At ``budget`` (default: the detail budget, :func:`lorp.study.attribution.detail_budget`) the
     blocks LoRP removes and the blocks the best baseline removes (lowest mean perplexity
     at that budget) are listed, each ranked by its single-removal ΔNLL (the calibration
     NLL with only that block removed minus the dense NLL, nats per scored token;
-    :class:`lorp.records.Attribution`), most damaging first, with its LoRP redundancy
+    :class:`lorp.run.records.Attribution`), most damaging first, with its LoRP redundancy
     ``r`` (eq. 8), ShortGPT Block Influence and rank among the removable blocks. The sum
     of each set's single-removal ΔNLL is given as a first-order account of the damage
     (interactions between removed blocks ignored), next to the first-order optimum (the
@@ -444,8 +444,6 @@ def attribution_markdown(results: StudyResult | dict[str, Any], budget: int | No
 
     Returns :data:`NO_ATTRIBUTION` for a study without the profile.
     """
-    from .attribution import compared_cells, detail_budget, first_order_damage, rank_of, signals, spearman
-
     r = as_study(results)
     if r.attribution is None or not r.cells:
         return NO_ATTRIBUTION + "\n"
@@ -583,7 +581,6 @@ def rls_markdown(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
         lines.append(f"| {name} | {r.model.get('model_type', '')} | {r.num_blocks} | {r.rls:.3f} | {r.k} | "
                      f"this study ({r.config['num_samples']} × {r.config['seq_len']} tokens of "
                      f"{r.config['calibration']}) |")
-    from .locality import choose_k
 
     for name, v in PAPER_RLS.items():
         lines.append(f"| {name} | | | {v:.3f} | {choose_k(v)} | paper (arXiv 2605.27786) |")
@@ -662,7 +659,7 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
     With per-window NLL (per-item results for accuracy) LoRP wins a setting only when
     its paired 95 % interval against each baseline excludes zero in its favour, loses
     it when the interval against either excludes zero the other way, and otherwise the
-    setting is undecided (:mod:`lorp.uncertainty`). Each criterion holds when LoRP
+    setting is undecided (:mod:`lorp.evaluate.uncertainty`). Each criterion holds when LoRP
     wins most settings and fails when it loses most; the claim holds when every
     measured criterion holds, in part when some do, does not hold when none does and
     one fails, and cannot be decided when all are undecided. Settings without
@@ -768,14 +765,12 @@ def why_markdown(studies: Mapping[str, StudyResult | dict[str, Any]], allocation
     Per model, at the detail budget: LoRP's removed set against the best baseline's, the
     blocks only LoRP removes ranked by their single-removal ΔNLL (nats per scored token
     on the profile's calibration text), the share of the first-order damage gap
-    (:func:`lorp.attribution.first_order_damage`, LoRP's set minus the baseline's) that the
+    (:func:`lorp.study.attribution.first_order_damage`, LoRP's set minus the baseline's) that the
     most damaging of them accounts for, LoRP's cluster of each, and how well LoRP's
     redundancy (eq. 8) and Block Influence rank the damage (Spearman ρ). First order:
     interactions between removed blocks are ignored, which the perplexity of the whole
     set (in the per-model reports) does not. Models without a profile are named as such.
     """
-    from .attribution import compared_cells, detail_budget, first_order_damage, signals, spearman
-
     lines = []
     for name, res in studies.items():
         r = as_study(res)

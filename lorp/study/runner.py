@@ -3,7 +3,7 @@
 ``reports/<model>/`` comes from ``notebooks/lorp_study.ipynb`` (one per model),
 ``reports/summary/`` from ``notebooks/summary.ipynb``, and ``reports/index.md`` /
 ``index.html`` link them. Parameters come from a preset of ``notebooks/variants.yaml``
-(:mod:`lorp.variants`) plus overrides.
+(:mod:`lorp.study.variants`) plus overrides.
 """
 
 from __future__ import annotations
@@ -20,24 +20,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .atomic import check_output_location, staged_dir, write_text
-from .errors import ConfigError, LorpError, UnknownNameError
-from .paths import NOTEBOOKS_DIR, REPORTS_DIR
-from .progress import ENV as progress_env
-from .progress import Follower
-from .records import STUDY_SCHEMA, StudyResult, schema_of
-
-STUDY_NOTEBOOK = NOTEBOOKS_DIR / "lorp_study.ipynb"
-ABLATION_NOTEBOOK = NOTEBOOKS_DIR / "ablation.ipynb"
-SUMMARY_NOTEBOOK = NOTEBOOKS_DIR / "summary.ipynb"
-
-
-def notebook_parameters(notebook: str | Path = STUDY_NOTEBOOK) -> dict[str, dict[str, Any]]:
-    """The notebook's papermill parameters: name -> ``{"type", "default", "help"}``."""
-    import papermill as pm
-
-    return {p["name"]: {"type": p["inferred_type_name"], "default": p["default"], "help": p["help"]}
-            for p in pm.inspect_notebook(str(notebook)).values()}
+from ..errors import ConfigError, LorpError, UnknownNameError
+from ..model.data import load_corpus
+from ..paths import NOTEBOOKS_DIR, REPORTS_DIR
+from ..plugins.registry import default_registry
+from ..run.pipeline import block_metric
+from ..run.progress import ENV as progress_env
+from ..run.progress import Follower
+from ..run.records import STUDY_SCHEMA, StudyResult, schema_of
+from ..store.atomic import check_output_location, staged_dir, write_text
+from ..store.cache import check_cache_writable
+from .ablation import ablation_config, names
+from .parameters import (ABLATION_NOTEBOOK, STUDY_NOTEBOOK, SUMMARY_NOTEBOOK, notebook_defaults, notebook_parameters,
+                         study_config)
+from .variants import load_preset
 
 
 def render_html(notebook: Path, target: Path) -> Path:
@@ -71,11 +67,6 @@ def _cast(params: Mapping[str, Any], known: Mapping[str, dict[str, Any]]) -> dic
     return out
 
 
-def notebook_defaults(known: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-    """The default value of each notebook parameter (its literal in the parameters cell)."""
-    return {name: ast.literal_eval(spec["default"]) for name, spec in known.items()}
-
-
 def check_study_parameters(params: Mapping[str, Any]) -> None:
     """Check one model's study parameters before any notebook runs: types, values, names, and the model.
 
@@ -84,13 +75,6 @@ def check_study_parameters(params: Mapping[str, Any]) -> None:
             metric, clustering, corpus or zero-shot task, or a budget the model cannot
             take (its block count is read from the bundled table or config.json).
     """
-    from .ablation import names
-    from .cache import check_cache_writable
-    from .data import load_corpus
-    from .pipeline import block_metric
-    from .plugins import default_registry
-    from .parameters import study_config
-
     params_for_config = {k: v for k, v in params.items() if k not in ("preset", "out_dir", "work_dir")}
     config = study_config(params_for_config)
     check_cache_writable()
@@ -104,8 +88,6 @@ def check_study_parameters(params: Mapping[str, Any]) -> None:
             registry.allocation(m)
     ablations, selectors = names(params.get("ablations", "")), names(params.get("selectors", ""))
     if ablations or selectors:
-        from .ablation import ablation_config
-
         ablation_config(params_for_config, ablations, selectors)
         strategies += [registry.allocation(m) for m in (*ablations, *selectors)]
     if any(s.uses_clusters for s in strategies):
@@ -184,8 +166,6 @@ def run_study(models: Iterable[str] | None = None, *, preset: str = "default",
         ConfigError, UnknownNameError: unknown preset or parameter, bad values.
         LorpError: a notebook failed.
     """
-    from .variants import load_preset
-
     known = notebook_parameters(STUDY_NOTEBOOK)
     chosen = load_preset(preset, known_parameters=list(known))
     overrides = _cast(dict(parameters or {}), known)
@@ -214,8 +194,6 @@ def run_study(models: Iterable[str] | None = None, *, preset: str = "default",
 
 
 def _run_all(models, chosen, overrides, root: Path, preset: str, summary: bool, progress: bool, echo) -> list[Path]:
-    from .ablation import names
-
     written = []
     defaults = notebook_defaults(notebook_parameters(STUDY_NOTEBOOK))
     for i, model in enumerate(models, 1):

@@ -1,10 +1,10 @@
 """Is the selection stable across calibration draws? Per-seed S, RLS, K, picks and perplexity.
 
-A sweep with several run seeds (:attr:`lorp.sweep.SweepConfig.seeds`) draws one
+A sweep with several run seeds (:attr:`lorp.run.sweep.SweepConfig.seeds`) draws one
 calibration set per seed (and seeds the clustering and random baselines with it)
 while evaluating on fixed windows and items. This module reads the per-seed part
-of a study (:attr:`lorp.records.StudyResult.seeds`, filled by :func:`seed_runs`
-through :func:`lorp.report.summarize`) and its cells:
+of a study (:attr:`lorp.run.records.StudyResult.seeds`, filled by :func:`seed_runs`
+through :func:`lorp.study.report.summarize`) and its cells:
 
 - max |ΔS|: the largest absolute entry of ``S_seed - S_first`` (cosine similarity,
   dimensionless, in [0, 2]) over the block-input similarity matrices;
@@ -25,7 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from .records import CellResult, StudyResult, SweepRecord, as_study
+from ..errors import ConfigError
+from ..method.selection import select_blocks
+from ..plugins.registry import load_registry
+from ..run.cells import CellWorker
+from ..run.records import CellResult, StudyResult, SweepRecord, as_study
 
 #: What :func:`sensitivity_markdown` says for a study without several seeds.
 ONE_SEED = "One seed: no sensitivity (run with several seeds, e.g. `seeds='0,1,2'`, to see it)."
@@ -86,7 +90,7 @@ def seed_runs(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
 def stability(results: StudyResult | Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per (method, budget) in cell order, over the seeds of :attr:`StudyResult.seeds`.
 
-    Methods run at a single seed (:attr:`lorp.sweep.SweepConfig.seed_methods`) have no row.
+    Methods run at a single seed (:attr:`lorp.run.sweep.SweepConfig.seed_methods`) have no row.
     Row keys: ``method``, ``budget``, ``picks`` (``{seed: sorted removed blocks}``),
     ``jaccard`` (:func:`mean_pairwise_jaccard` of the removed sets), ``distinct``
     (number of different removed sets), ``perplexity`` (``{seed: mean perplexity over
@@ -165,7 +169,7 @@ def picks_with_more_data(base: Any, methods: Sequence[str], budgets: Sequence[in
     """The removed blocks of each similarity-only method when S comes from ``num_samples`` calibration sequences.
 
     One calibration pass of ``num_samples`` × ``base.seq_len`` tokens (the first seed's draw,
-    cached on disk like every pass) on a fresh :class:`lorp.cells.CellWorker`; then each
+    cached on disk like every pass) on a fresh :class:`lorp.run.cells.CellWorker`; then each
     method in ``methods`` that reads the calibration statistics and only them (SLEB and
     model-scoring selectors, which need the model, and ``last``/``random``, which read no
     statistic, are skipped) chooses its blocks at every budget. No evaluation: this says
@@ -180,11 +184,6 @@ def picks_with_more_data(base: Any, methods: Sequence[str], budgets: Sequence[in
     """
     import time
     from dataclasses import replace
-
-    from .cells import CellWorker
-    from .errors import ConfigError
-    from .plugins import load_registry
-    from .selection import select_blocks
 
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ConfigError(f"the larger calibration size must be a whole number >= 1, got {num_samples!r}")

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, UnknownNameError
-from .paths import NOTEBOOKS_DIR
+from ..errors import ConfigError, UnknownNameError
+from ..paths import NOTEBOOKS_DIR
 
 VARIANTS_FILE = NOTEBOOKS_DIR / "variants.yaml"
 

@@ -1,0 +1,53 @@
+"""The package layout of docs/architecture.md: public names, no shims at the old paths, contracts kept."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lorp
+from lorp.plugins import components, hookspecs
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: The flat modules of lorp before the stage packages; none may come back as a shim.
+OLD_MODULES = ("ablation", "allocation", "assets", "atomic", "attribution", "blocks", "cache", "capture", "cells",
+               "clustering", "components", "costs", "data", "evaluation", "executors", "figures", "hookspecs",
+               "locality", "models", "parameters", "pipeline", "progress", "provenance", "pruning", "records",
+               "report", "selection", "sensitivity", "speed", "sweep", "uncertainty", "variants", "zeroshot")
+
+
+def test_every_public_name_imports_from_the_top_level_and_is_the_stage_package_s_object():
+    for name in lorp.__all__:
+        assert hasattr(lorp, name), name
+    from lorp import AllocationStrategy, PluginError, SimilarityMetric, hookimpl  # what plugins are written against
+
+    assert hookimpl is hookspecs.hookimpl
+    assert SimilarityMetric is components.SimilarityMetric and AllocationStrategy is components.AllocationStrategy
+    assert issubclass(PluginError, lorp.LorpError)
+    assert lorp.__version__ == importlib.import_module("lorp.version").__version__
+
+
+def test_every_module_imports():
+    names = [m.name for m in pkgutil.walk_packages(lorp.__path__, "lorp.") if m.name != "lorp.__main__"]
+    assert {"lorp.method.allocation", "lorp.run.prune", "lorp.run.fingerprint", "lorp.study.runner"} <= set(names)
+    for name in names:
+        importlib.import_module(name)
+
+
+@pytest.mark.parametrize("old", OLD_MODULES)
+def test_no_module_is_left_at_its_old_flat_path(old):
+    assert importlib.util.find_spec(f"lorp.{old}") is None
+
+
+def test_the_import_contracts_hold():
+    lint = Path(sys.executable).parent / "lint-imports"
+    done = subprocess.run([str(lint), "--no-cache", "--no-logo"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 kept, 0 broken" in done.stdout
