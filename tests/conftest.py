@@ -10,6 +10,17 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
+#: Markers whose tests are left out of the fast tier (``pytest -m "not slow"``, docs/testing.md).
+SLOW_KINDS = ("real_model", "notebook", "ray")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that loads a real model, runs a notebook or starts Ray as ``slow``."""
+    for item in items:
+        if any(item.get_closest_marker(kind) for kind in SLOW_KINDS):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     """The real bundled SmolLM2-135M (fetched and converted once into the lorp cache)."""

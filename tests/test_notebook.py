@@ -38,6 +38,7 @@ def test_notebook_parameters_match_the_library():
 
 
 @pytest.mark.real_model
+@pytest.mark.notebook
 def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
     lines = []
     folders = run_study(preset="quick", reports_dir=tmp_path, echo=lines.append)
@@ -96,6 +97,7 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
 
 
 @pytest.mark.real_model
+@pytest.mark.notebook
 def test_plain_papermill_runs_the_notebook_with_a_plugin_metric(tmp_path):
     """The plugin promise: a metric from one file in plugins/ is picked by name and recorded."""
     import papermill as pm
@@ -113,6 +115,7 @@ def test_plain_papermill_runs_the_notebook_with_a_plugin_metric(tmp_path):
     assert "No zero-shot accuracy" in (out / "zero_shot.md").read_text()
 
 
+@pytest.mark.notebook
 def test_failing_notebook_stops_with_the_cell_error_and_keeps_earlier_reports(tmp_path, monkeypatch):
     earlier = tmp_path / "smollm2-135m"
     earlier.mkdir()

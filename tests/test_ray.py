@@ -18,7 +18,7 @@ from lorp.run.executors import RayExecutor  # noqa: E402
 from lorp.run.pipeline import PruneConfig  # noqa: E402
 from lorp.run.sweep import SweepConfig, execute_sweep, run_sweep  # noqa: E402
 
-pytestmark = pytest.mark.real_model
+pytestmark = [pytest.mark.real_model, pytest.mark.ray]
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(model="smollm2-135m", num_samples=4, seq_len=64, eval_corpora=("ptb",), eval_tokens=256,
