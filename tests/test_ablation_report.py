@@ -109,7 +109,7 @@ def test_names_and_config_checks():
               "eval_seq_len": 16, "eval_tokens": 64, "zero_shot_tasks": "", "zero_shot_limit": 4, "decode_tokens": 0,
               "similarity": "cosine", "clustering": "spectral", "allocation": "lorp", "k": 0, "sleb_samples": 1,
               "seed": 0, "seeds": "0,1", "seed_methods": "lorp,shortgpt", "device": "cpu"}
-    from lorp.study.report import study_config
+    from lorp.study.parameters import study_config
 
     config = ablation_config(params, ["lorp-k2"], ["span-bi-nll"])
     assert config.methods == ("lorp", "shortgpt", "sleb", "lorp-k2", "span-bi-nll")

@@ -24,7 +24,9 @@ from lorp.run.sweep import SweepConfig, execute_sweep
 from lorp.store.cache import read_checked_json, write_checked_json
 from lorp.study.attribution import compared_cells, detail_budget, rank_of, signals, spearman
 from lorp.study.figures import attribution_profile
-from lorp.study.report import NO_ATTRIBUTION, attribution_markdown, study_config, summarize
+from lorp.study.explain import NO_ATTRIBUTION, attribution_markdown
+from lorp.study.load import summarize
+from lorp.study.parameters import study_config
 from lorp.testing import make_tiny_model_folder
 
 matplotlib.use("Agg")
@@ -278,7 +280,7 @@ def test_figure_writes_a_file_and_marks_both_sets(tmp_path):
 
 
 def test_why_names_the_blocks_only_lorp_removes_and_their_share_of_the_gap():
-    from lorp.study.report import why_markdown
+    from lorp.study.explain import why_markdown
 
     md = why_markdown({"m": hand_made_study(), "old": hand_made_study(attribution=False)})
     # LoRP {1, 5, 6} (1.4) vs shortgpt {2, 4, 6} (0.16): gap 1.24; only LoRP removes 5 (0.8) then 1 (0.5)

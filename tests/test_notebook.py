@@ -8,7 +8,7 @@ import pytest
 from lorp.errors import LorpError
 from lorp.paths import NOTEBOOKS_DIR
 from lorp.study.ablation import ablation_config
-from lorp.study.report import study_config
+from lorp.study.parameters import study_config
 from lorp.study.runner import ABLATION_NOTEBOOK, SUMMARY_NOTEBOOK, notebook_parameters, run_study
 
 

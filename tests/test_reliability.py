@@ -525,7 +525,7 @@ def test_model_dependent_settings_checked_from_config_json(tiny):
     ("seed", -1, "seed must be a whole number between 0 and 2"),
 ])
 def test_papermill_values_of_the_wrong_type(name, value, message):
-    from lorp.study.report import study_config
+    from lorp.study.parameters import study_config
     from lorp.study.runner import notebook_defaults, notebook_parameters
 
     params = notebook_defaults(notebook_parameters())
@@ -554,7 +554,7 @@ def test_bad_run_seeds_are_refused_by_the_study_config(seeds, message):
     """Checked by study_config, which `lorp study` runs for every model before the first notebook."""
     import ast
 
-    from lorp.study.report import study_config
+    from lorp.study.parameters import study_config
     from lorp.study.runner import notebook_parameters
 
     values = {n: ast.literal_eval(s["default"]) for n, s in notebook_parameters().items()}

@@ -6,8 +6,11 @@ import math
 import pytest
 
 from lorp.errors import ConfigError
-from lorp.study.report import (NO_ITEM_RESULTS, NO_WINDOW_NLL, load_studies, per_sample, perplexity_markdown, reading,
-                               verdict, winners, winners_markdown, zero_shot_markdown)
+from lorp.study.compare import verdict, winners, winners_markdown
+from lorp.study.explain import reading
+from lorp.study.formatting import NO_ITEM_RESULTS, NO_WINDOW_NLL
+from lorp.study.load import load_studies, per_sample
+from lorp.study.tables import perplexity_markdown, zero_shot_markdown
 
 
 def cell(method, budget, ppl, acc=None):
@@ -187,7 +190,7 @@ def test_zero_shot_bars_draw_error_bars_only_with_per_item_results():
 def test_a_real_sweep_reports_intervals(tmp_path, monkeypatch):
     from lorp.run.pipeline import PruneConfig
     from lorp.run.sweep import SweepConfig, execute_sweep
-    from lorp.study.report import load_sweep, summarize
+    from lorp.study.load import load_sweep, summarize
     from lorp.testing import make_tiny_model_folder
 
     monkeypatch.setenv("LORP_CACHE_DIR", str(tmp_path / "cache"))
@@ -203,7 +206,7 @@ def test_a_real_sweep_reports_intervals(tmp_path, monkeypatch):
     assert "× best [95 % CI]" in perplexity_markdown(r) and "Intervals: 95 % paired" in reading(r)
     assert all(w["perplexity_intervals"] for w in winners(r))
     # disclosure: the windows and tokens actually scored, from the run itself
-    from lorp.study.report import disclosure_markdown
+    from lorp.study.tables import disclosure_markdown
 
     assert r.evaluation[corpus] == {"source": r.evaluation[corpus]["source"], "windows": 8, "window_tokens": 8,
                                     "tokens_scored": 56}
@@ -213,7 +216,7 @@ def test_a_real_sweep_reports_intervals(tmp_path, monkeypatch):
 
 
 def test_disclosure_names_the_bundled_checkpoint_and_sleb_scoring():
-    from lorp.study.report import disclosure_markdown
+    from lorp.study.tables import disclosure_markdown
 
     s = study("m", [cell("sleb", 2, 20.0)])
     s["model"].update(checkpoint="SmolLM2-135M-Instruct, Q4_1 GGUF dequantised to float32", gguf_sha256="b179c952" * 8,

@@ -15,7 +15,8 @@ from lorp.run.pipeline import PruneConfig
 from lorp.run.records import StudyResult, SweepRecord
 from lorp.run.sweep import SweepConfig, execute_sweep, plan_cells
 from lorp.store.cache import write_checked_json
-from lorp.study.report import load_sweep, study_config, summarize
+from lorp.study.load import load_sweep, summarize
+from lorp.study.parameters import study_config
 from lorp.study.sensitivity import (ONE_SEED, jaccard, max_abs_delta, mean_pairwise_jaccard, sensitivity_markdown,
                                     stability)
 from lorp.testing import make_tiny_model_folder

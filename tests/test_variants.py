@@ -6,7 +6,7 @@ import pytest
 
 from lorp.errors import ConfigError, UnknownNameError
 from lorp.model.models import BUNDLED_MODELS
-from lorp.study.report import split_ints, study_config
+from lorp.study.parameters import split_ints, study_config
 from lorp.study.runner import notebook_parameters
 from lorp.study.variants import load_preset, preset_names
 

@@ -651,9 +651,9 @@ class StudyDense:
 class StudyResult:
     """A model's study (``results.json`` of ``notebooks/lorp_study.ipynb``): settings, RLS/K, dense, every cell.
 
-    Built by :func:`lorp.study.report.summarize`; the notebook adds ``parameters``,
+    Built by :func:`lorp.study.load.summarize`; the notebook adds ``parameters``,
     ``machine``, ``plugins_used``, ``plugins_loaded`` and ``wall_time_s``. Reports and
-    figures (:mod:`lorp.study.report`, :mod:`lorp.study.figures`) read this type.
+    figures (:mod:`lorp.study.tables`, :mod:`lorp.study.compare`, :mod:`lorp.study.figures`) read this type.
 
     Attributes:
         model: name, spec, model type, …; num_blocks: N.

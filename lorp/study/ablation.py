@@ -33,7 +33,7 @@ from ..errors import ConfigError
 from ..evaluate.uncertainty import LEVEL, SAMPLES, SEED, compare_perplexity, wilson_interval
 from ..run.records import StudyCell, StudyResult, as_study
 from .parameters import split_list, study_config
-from .report import _times as _x
+from .formatting import _times as _x
 
 ABLATION_SCHEMA = "lorp.ablation"
 

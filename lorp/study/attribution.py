@@ -7,7 +7,7 @@ module lines it up with what the methods rank blocks by: LoRP's redundancy ``r(l
 (mean similarity to the other members of its cluster, LoRP eq. 8) and ShortGPT's Block
 Influence ``BI = 1 - cos(input, output)`` (Men et al. 2024, eq. 4), and picks the
 removal sets compared (LoRP's and the best baseline's at the detail budget).
-:func:`lorp.study.report.attribution_markdown` and :func:`lorp.study.figures.attribution_profile`
+:func:`lorp.study.explain.attribution_markdown` and :func:`lorp.study.figures.attribution_profile`
 render it.
 
 Everything here is first order: a block's ΔNLL is its cost when removed alone. Blocks
@@ -87,7 +87,7 @@ def compared_cells(results: StudyResult | dict[str, Any], budget: int | None = N
 
     LoRP's cell is the ``allocation`` cell of the lowest seed; the best baseline is the
     other method with the lowest mean perplexity at that budget (as in
-    :func:`lorp.study.report.lorp_vs_best_baseline`). Either is ``None`` when absent.
+    :func:`lorp.study.compare.lorp_vs_best_baseline`). Either is ``None`` when absent.
     """
     r = as_study(results)
     budget = detail_budget(r) if budget is None else budget

@@ -122,7 +122,7 @@ def blocks_grid(results: StudyResult | dict[str, Any], path: str | Path | None =
     """Which blocks each method removes, per budget: rows (method, budget) × columns (block); red = removed.
 
     Args:
-        results: the study result (:func:`lorp.study.report.summarize`, or its ``results.json``).
+        results: the study result (:func:`lorp.study.load.summarize`, or its ``results.json``).
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
@@ -303,7 +303,7 @@ def attribution_profile(results: StudyResult | dict[str, Any], path: str | Path 
     LoRP's cluster boundaries; protected blocks are hatched.
 
     Args:
-        results: the study result (:func:`lorp.study.report.summarize`, or its ``results.json``).
+        results: the study result (:func:`lorp.study.load.summarize`, or its ``results.json``).
         path: save the figure as PNG there (150 dpi) when given.
     Returns:
         the matplotlib ``Figure``, or ``None`` when the study has no single-block removal profile.

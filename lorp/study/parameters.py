@@ -1,9 +1,9 @@
 """Study notebook parameters: from papermill's typed values or command-line text to a sweep and an executor.
 
 The study notebook (``notebooks/lorp_study.ipynb``) is the one place that declares the parameters
-(:func:`notebook_parameters` reads them with papermill); :func:`coerce_parameters` checks values against it, :func:`study_config` turns them into a
-:class:`lorp.run.sweep.SweepConfig`, :func:`study_executor` into an executor. ``lorp.study.report`` re-exports
-these names for the notebooks.
+(:func:`notebook_parameters` reads them with papermill); :func:`coerce_parameters` checks values
+against it, :func:`study_config` turns them into a :class:`lorp.run.sweep.SweepConfig`,
+:func:`study_executor` into an executor. The notebooks call these directly.
 """
 
 from __future__ import annotations

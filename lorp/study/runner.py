@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import ast
 import functools
 import html
 import json
@@ -22,7 +21,7 @@ from typing import Any
 
 from ..errors import ConfigError, LorpError, UnknownNameError
 from ..model.data import load_corpus
-from ..paths import NOTEBOOKS_DIR, REPORTS_DIR
+from ..paths import REPORTS_DIR
 from ..plugins.registry import default_registry
 from ..run.pipeline import block_metric
 from ..run.progress import ENV as progress_env

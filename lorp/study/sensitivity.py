@@ -4,7 +4,7 @@ A sweep with several run seeds (:attr:`lorp.run.sweep.SweepConfig.seeds`) draws 
 calibration set per seed (and seeds the clustering and random baselines with it)
 while evaluating on fixed windows and items. This module reads the per-seed part
 of a study (:attr:`lorp.run.records.StudyResult.seeds`, filled by :func:`seed_runs`
-through :func:`lorp.study.report.summarize`) and its cells:
+through :func:`lorp.study.load.summarize`) and its cells:
 
 - max |ΔS|: the largest absolute entry of ``S_seed - S_first`` (cosine similarity,
   dimensionless, in [0, 2]) over the block-input similarity matrices;

@@ -1,0 +1,265 @@
+"""Who wins, and the verdict: LoRP against its best baseline per model and budget, with paired intervals."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..evaluate.uncertainty import compare_accuracy, compare_perplexity
+from ..run.records import StudyCell, StudyResult, as_study
+from .formatting import NO_WINDOW_NLL, _fmt, _interval_method, _times
+
+
+def lorp_vs_best_baseline(cells: Sequence[StudyCell], allocation: str = "lorp") -> dict[str, Any] | None:
+    """LoRP against the baseline with the lowest mean perplexity among ``cells`` (one budget).
+
+    Returns ``{"baseline", "ratio", "low", "high", "decision"}``: ratio of LoRP's mean
+    perplexity over the baseline's with its paired 95 % interval
+    (:func:`lorp.evaluate.uncertainty.compare_perplexity`), and whether LoRP ``"wins"``,
+    ``"loses"`` or is ``"undecided"``; ``None`` without a LoRP cell, a baseline, or
+    per-window NLL.
+    """
+    lorp = next((c for c in cells if c.method == allocation), None)
+    rivals = [c for c in cells if c.method != allocation]
+    if lorp is None or not rivals:
+        return None
+    base = min(rivals, key=lambda c: c.mean_perplexity)
+    k = compare_perplexity(base, lorp)
+    return None if k is None else {"baseline": base.method, "ratio": k.ratio, "low": k.ratio_low,
+                                   "high": k.ratio_high, "decision": k.decision}
+
+
+def lorp_vs_best_baseline_accuracy(cells: Sequence[StudyCell], allocation: str = "lorp") -> dict[str, Any] | None:
+    """LoRP against the baseline with the highest mean zero-shot accuracy among ``cells`` (one budget).
+
+    Returns ``{"baseline", "difference", "low", "high", "decision", "mcnemar_p"}``:
+    LoRP's mean accuracy minus the baseline's (fractions) with its paired 95 %
+    interval over items (:func:`lorp.evaluate.uncertainty.compare_accuracy`) and the exact
+    McNemar p-value on the pooled items; ``None`` without per-item results.
+    """
+    lorp = next((c for c in cells if c.method == allocation and c.zero_shot_average is not None), None)
+    rivals = [c for c in cells if c.method != allocation and c.zero_shot_average is not None]
+    if lorp is None or not rivals:
+        return None
+    base = max(rivals, key=lambda c: c.zero_shot_average)
+    k = (compare_accuracy(base, lorp) or {}).get("average")
+    return None if k is None else {"baseline": base.method, "difference": k.difference, "low": k.low,
+                                   "high": k.high, "decision": k.decision, "mcnemar_p": k.mcnemar.p_value}
+
+
+def winners(results: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
+    """Per budget: the method with the lowest mean perplexity and (where measured) the highest mean accuracy.
+
+    Tied methods are all named, comma-separated, best first. With per-window NLL
+    (per-item results for accuracy) "tied" means the paired 95 % interval against
+    the best includes zero (:mod:`lorp.evaluate.uncertainty`): a method is beaten
+    only when the interval excludes zero. Without them, only equal point estimates
+    tie.
+
+    Returns rows ``{"model", "budget", "perplexity_winner", "perplexity", "lorp_perplexity",
+    "accuracy_winner", "accuracy", "lorp_accuracy", "perplexity_intervals", "accuracy_intervals",
+    "lorp_vs_best_baseline", "lorp_vs_best_baseline_accuracy"}`` (accuracy fields ``None`` where not
+    measured; ``*_intervals`` say whether ties were judged by intervals; the ``lorp_vs_*`` entries are
+    :func:`lorp_vs_best_baseline` and :func:`lorp_vs_best_baseline_accuracy`, ``None`` where unavailable).
+    """
+    r = as_study(results)
+    out = []
+    for b in sorted({c.budget for c in r.cells}):
+        cells = sorted((c for c in r.cells if c.budget == b), key=lambda c: c.mean_perplexity)
+        ppl = cells[0]
+        lorp = next((c for c in cells if c.method == "lorp"), None)
+        acc_cells = sorted((c for c in cells if c.zero_shot_average is not None), key=lambda c: -c.zero_shot_average)
+        acc = acc_cells[0] if acc_cells else None
+        ppl_k = [compare_perplexity(ppl, c) for c in cells[1:]]
+        ppl_iv = bool(ppl_k) and all(ppl_k)
+        ppl_names = ", ".join([ppl.method] + [c.method for c, k in zip(cells[1:], ppl_k)
+                                              if (k.decision != "loses" if ppl_iv else c.mean_perplexity
+                                                  == ppl.mean_perplexity)])
+        acc_k = [(compare_accuracy(acc, c) or {}).get("average") for c in acc_cells[1:]]
+        acc_iv = bool(acc_k) and all(acc_k)
+        acc_names = acc and ", ".join([acc.method] + [c.method for c, k in zip(acc_cells[1:], acc_k)
+                                                      if (k.decision != "loses" if acc_iv else c.zero_shot_average
+                                                          == acc.zero_shot_average)])
+        out.append({"model": r.model["name"], "budget": b, "perplexity_winner": ppl_names,
+                    "perplexity": ppl.mean_perplexity, "lorp_perplexity": lorp and lorp.mean_perplexity,
+                    "accuracy_winner": acc_names, "accuracy": acc and acc.zero_shot_average,
+                    "lorp_accuracy": lorp and lorp.zero_shot_average, "perplexity_intervals": ppl_iv,
+                    "accuracy_intervals": acc_iv, "lorp_vs_best_baseline": lorp_vs_best_baseline(cells),
+                    "lorp_vs_best_baseline_accuracy": lorp_vs_best_baseline_accuracy(cells)})
+    return out
+
+
+#: The baselines the paper compares LoRP against.
+PAPER_BASELINES = ("shortgpt", "streamline")
+
+
+def winners_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown of :func:`winners` rows across models.
+
+    Where rows carry intervals, two columns give LoRP against the best baseline
+    (perplexity ratio, accuracy difference, with 95 % intervals and the outcome) and
+    a line counts the settings LoRP wins, loses and leaves undecided; rows without
+    them (older results) give the point-estimate table with :data:`NO_WINDOW_NLL`.
+    """
+    intervals = any(w.get("lorp_vs_best_baseline") or w.get("lorp_vs_best_baseline_accuracy")
+                    or w.get("perplexity_intervals") for w in rows)
+    head = ("| model | budget | best on mean perplexity | its perplexity | LoRP perplexity | best on mean accuracy "
+            "| its accuracy | LoRP accuracy |")
+    rule = "|---|---:|---|---:|---:|---|---:|---:|"
+    if intervals:
+        head += " LoRP ÷ best baseline, perplexity [95 % CI] | LoRP − best baseline, accuracy (points) [95 % CI] |"
+        rule += "---|---|"
+    lines = [head, rule]
+    for w in rows:
+        acc = "–" if w["accuracy"] is None else f"{100 * w['accuracy']:.1f} %"
+        lacc = "–" if w["lorp_accuracy"] is None else f"{100 * w['lorp_accuracy']:.1f} %"
+        line = (f"| {w['model']} | {w['budget']} | {w['perplexity_winner']} | {_fmt(w['perplexity'])} | "
+                f"{_fmt(w['lorp_perplexity'])} | {w['accuracy_winner'] or '–'} | {acc} | {lacc} |")
+        if intervals:
+            v, a = w.get("lorp_vs_best_baseline"), w.get("lorp_vs_best_baseline_accuracy")
+            line += (f" {_times(v['ratio'])}× [{_times(v['low'])}, {_times(v['high'])}] vs {v['baseline']}: "
+                     f"{v['decision']} |" if v else " – |")
+            line += (f" {100 * a['difference']:+.1f} [{100 * a['low']:+.1f}, {100 * a['high']:+.1f}] vs "
+                     f"{a['baseline']}: {a['decision']} |" if a else " – |")
+        lines.append(line)
+    if not intervals:
+        return "\n".join(lines) + "\n\n" + NO_WINDOW_NLL + "\n"
+    lines.append("")
+    for what, key in (("perplexity", "lorp_vs_best_baseline"), ("accuracy", "lorp_vs_best_baseline_accuracy")):
+        got = [w[key]["decision"] for w in rows if w.get(key)]
+        if got:
+            lines.append(f"LoRP against the best baseline on mean {what}: wins in {got.count('wins')}, loses in "
+                         f"{got.count('loses')}, undecided in {got.count('undecided')} of {len(got)} settings.")
+    lines.append(f"Best names every method, best first, whose interval against the best includes no difference "
+                 f"(a perplexity ratio of 1, an accuracy difference of 0): "
+                 f"{_interval_method('evaluation windows (items for accuracy)')}.")
+    return "\n".join(lines) + "\n"
+
+
+def _outcome(decisions: Sequence[str]) -> str:
+    """One setting from LoRP's comparisons with each baseline: wins all, loses any, else undecided."""
+    return "wins" if all(d == "wins" for d in decisions) else "loses" if "loses" in decisions else "undecided"
+
+
+def _point(lorp: float, rival: float, lower_is_better: bool) -> str:
+    if lorp == rival:
+        return "undecided"
+    return "wins" if (lorp < rival) == lower_is_better else "loses"
+
+
+def _status(outcomes: Sequence[str]) -> str:
+    """``holds`` when LoRP wins most settings, ``fails`` when it loses most, else ``undecided``."""
+    if outcomes.count("wins") > len(outcomes) / 2:
+        return "holds"
+    return "fails" if outcomes.count("loses") > len(outcomes) / 2 else "undecided"
+
+
+def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
+    """Plain statement of whether the paper's claim holds on these models, whichever way it falls.
+
+    The claim tested: at the same budget, LoRP's pruned model has lower perplexity and
+    higher zero-shot accuracy than the paper's baselines (ShortGPT, LLM-Streamline).
+    Counted per (model, budget) on mean perplexity, and per (model, detail budget)
+    on mean accuracy.
+
+    With per-window NLL (per-item results for accuracy) LoRP wins a setting only when
+    its paired 95 % interval against each baseline excludes zero in its favour, loses
+    it when the interval against either excludes zero the other way, and otherwise the
+    setting is undecided (:mod:`lorp.evaluate.uncertainty`). Each criterion holds when LoRP
+    wins most settings and fails when it loses most; the claim holds when every
+    measured criterion holds, in part when some do, does not hold when none does and
+    one fails, and cannot be decided when all are undecided. Settings without
+    intervals are compared on point estimates (ties undecided) and counted as such.
+    Results without any intervals (older runs) get the point-estimate verdict (ties
+    count as not beaten) with :data:`NO_WINDOW_NLL`.
+    """
+    studies = {name: as_study(r) for name, r in studies.items()}
+    ppl, acc, best, point = [], [], [], {"perplexity": 0, "accuracy": 0}
+    for r in studies.values():
+        for b in sorted({c.budget for c in r.cells}):
+            cells = {c.method: c for c in r.cells if c.budget == b}
+            lorp = cells.get("lorp")
+            rivals = [cells[m] for m in PAPER_BASELINES if m in cells]
+            if lorp is None or not rivals:
+                continue
+            ks = [compare_perplexity(c, lorp) for c in rivals]
+            if all(ks):
+                ppl.append(_outcome([k.decision for k in ks]))
+            else:
+                point["perplexity"] += 1
+                ppl.append(_outcome([_point(lorp.mean_perplexity, c.mean_perplexity, True) for c in rivals]))
+            others = [c for m, c in cells.items() if m != "lorp"]
+            kb = [compare_perplexity(c, lorp) for c in others]
+            best.append(all(k.decision == "wins" for k in kb) if kb and all(kb)
+                        else lorp.mean_perplexity == min(c.mean_perplexity for c in cells.values()))
+            if lorp.zero_shot_average is not None and all(c.zero_shot_average is not None for c in rivals):
+                ka = [(compare_accuracy(c, lorp) or {}).get("average") for c in rivals]
+                if all(ka):
+                    acc.append(_outcome([k.decision for k in ka]))
+                else:
+                    point["accuracy"] += 1
+                    acc.append(_outcome([_point(lorp.zero_shot_average, c.zero_shot_average, False) for c in rivals]))
+    if not ppl:
+        return "The studies hold no LoRP cells next to ShortGPT or LLM-Streamline cells; the claim cannot be tested.\n"
+    if point["perplexity"] == len(ppl) and point["accuracy"] == len(acc):
+        return _point_verdict(studies, ppl, acc, best)
+    statuses = [_status(ppl)] + ([_status(acc)] if acc else [])
+    if all(s == "holds" for s in statuses):
+        head = "**The paper's claim holds on these models.**"
+    elif "holds" in statuses:
+        head = "**The paper's claim holds only in part on these models.**"
+    elif "fails" in statuses:
+        head = "**The paper's claim does not hold on these models.**"
+    else:
+        head = "**The paper's claim cannot be decided on these models and samples.**"
+    text = (f"{head} Counting a win only where the paired 95 % interval excludes parity (a perplexity ratio of 1, "
+            "an accuracy difference of 0): LoRP beats both "
+            f"ShortGPT and LLM-Streamline on mean perplexity in {ppl.count('wins')} of {len(ppl)} (model, budget) "
+            f"settings, loses to at least one of them in {ppl.count('loses')}, and {ppl.count('undecided')} are "
+            f"undecided; it beats every other method compared in {sum(best)}")
+    text += (f"; on mean zero-shot accuracy it beats both in {acc.count('wins')} of {len(acc)} settings, loses in "
+             f"{acc.count('loses')}, and {acc.count('undecided')} are undecided." if acc
+             else "; zero-shot accuracy was not measured.")
+    text += f" Intervals: {_interval_method('evaluation windows (items for accuracy)')}."
+    for what, n in point.items():
+        if n:
+            text += (f" {n} setting(s) lacked per-{'window NLL' if what == 'perplexity' else 'item results'} and were "
+                     f"compared on point {what} (equal values undecided).")
+    return text + _samples_and_models(studies) + "\n"
+
+
+def _samples_and_models(studies: Mapping[str, StudyResult]) -> str:
+    sizes = sorted({(r.config.get("num_samples"), r.config.get("seq_len"), r.config.get("eval_tokens"),
+                     r.config.get("zero_shot_limit")) for r in studies.values()}, key=str)
+    scored = sorted({e["tokens_scored"] for r in studies.values() for e in (r.evaluation or {}).values()})
+    samples = "; ".join(f"{n} x {t} calibration tokens, {e or 'all'} evaluation tokens per corpus"
+                        + (f" ({'/'.join(f'{s:,}' for s in scored)} scored)" if scored else "")
+                        + (f", {z} zero-shot items per task" if z else "") for n, t, e, z in sizes)
+    models = ", ".join(f"{name} (RLS {r.rls:.2f}, {r.dense.parameters / 1e6:.0f}M parameters)"
+                       for name, r in studies.items())
+    seeds = sorted({tuple(r.seeds) for r in studies.values() if len(r.seeds) > 1})
+    runs = "; ".join(f"the counts above are for run seed {s[0]}, and seeds {', '.join(s[1:])} are in each model's "
+                     "sensitivity.md and selector.md" for s in seeds)
+    return (f" Sample sizes: {samples}." + (f" Seeds: {runs}." if runs else "") + f" Models: {models}. These are small models evaluated on small samples; the "
+            "paper's models have 7-14B parameters, so this tests whether the method transfers down in scale, not "
+            "the paper's numbers.")
+
+
+def _point_verdict(studies: Mapping[str, StudyResult], ppl: Sequence[str], acc: Sequence[str],
+                   best: Sequence[bool]) -> str:
+    """The verdict on point estimates alone (results without per-window NLL), as before intervals."""
+    ppl_wins, ppl_total, acc_wins, acc_total = ppl.count("wins"), len(ppl), acc.count("wins"), len(acc)
+    ppl_holds = ppl_wins > ppl_total / 2
+    acc_holds = acc_total > 0 and acc_wins > acc_total / 2
+    if ppl_holds and (acc_holds or not acc_total):
+        head = "**The paper's claim holds on these models.**"
+    elif not ppl_holds and not acc_holds:
+        head = "**The paper's claim does not hold on these models.**"
+    else:
+        head = "**The paper's claim holds only in part on these models.**"
+    text = (f"{head} LoRP beats both ShortGPT and LLM-Streamline on mean perplexity in {ppl_wins} of {ppl_total} "
+            f"(model, budget) settings and is the best of all methods compared in {sum(best)}")
+    text += (f"; it beats both on mean zero-shot accuracy in {acc_wins} of {acc_total} settings." if acc_total
+             else "; zero-shot accuracy was not measured.")
+    text += " Ties do not count as wins." + _samples_and_models(studies)
+    return text + "\n\n" + NO_WINDOW_NLL + "\n"

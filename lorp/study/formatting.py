@@ -1,0 +1,51 @@
+"""How the reports write numbers: values, ratios and intervals, and what they say when a measurement is missing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..evaluate.uncertainty import LEVEL, SAMPLES, SEED, AccuracyComparison, PerplexityComparison
+from ..run.records import StudyCell
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    if x is None:
+        return "–"
+    return f"{x:,.{digits}f}" if abs(x) < 1e5 else f"{x:.2e}"
+
+
+#: Footnotes of reports on records without per-window NLL or per-item zero-shot results (older runs).
+NO_WINDOW_NLL = "_No per-window NLL: intervals unavailable._"
+
+
+NO_ITEM_RESULTS = "_No per-item zero-shot results: intervals unavailable._"
+
+
+def _times(x: float) -> str:
+    """A perplexity ratio: ``1.14``, ``72.5``, ``1.10e+04``; three decimals near 1 (``1.003``), so a bound
+    that excludes parity never prints as ``1.00``."""
+    if x != 1.0 and 0.995 <= x < 1.005:
+        return f"{x:.3f}"
+    return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 1e4 else f"{x:.2e}"
+
+
+def _ratio_ci(k: PerplexityComparison) -> str:
+    return f"{_times(k.ratio)}× [{_times(k.ratio_low)}, {_times(k.ratio_high)}]"
+
+
+def _points_ci(k: AccuracyComparison) -> str:
+    return f"{100 * k.difference:+.1f} [{100 * k.low:+.1f}, {100 * k.high:+.1f}]"
+
+
+def _interval_method(what: str) -> str:
+    return (f"{100 * LEVEL:.0f} % paired percentile bootstrap over the {what} both methods share "
+            f"({SAMPLES} resamples, seed {SEED})")
+
+
+def _windows_per_corpus(cells: Sequence[StudyCell]) -> str:
+    counts = sorted({len(v) for c in cells if c.window_nll for v in c.window_nll.values()})
+    return "/".join(map(str, counts)) or "?"
+
+
+def _blocks(blocks: Sequence[int]) -> str:
+    return "{" + ", ".join(map(str, sorted(blocks))) + "}" if len(blocks) else "none"

@@ -1,0 +1,193 @@
+"""The per-model report tables: perplexity, zero-shot, speed, disclosure, RLS, sensitivity (Markdown)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..evaluate.uncertainty import (SAMPLES, SEED, accuracy_intervals, compare_accuracy, compare_perplexity,
+                                     window_series)
+from ..method.locality import choose_k
+from ..run.records import StudyResult, as_study
+from .formatting import (NO_ITEM_RESULTS, NO_WINDOW_NLL, _fmt, _interval_method, _points_ci, _ratio_ci, _times,
+                         _windows_per_corpus)
+from .sensitivity import sensitivity_markdown as _sensitivity_markdown
+from .compare import lorp_vs_best_baseline
+
+#: RLS the paper reports for its models (arXiv 2605.27786, Table 1).
+PAPER_RLS = {"Llama-3.1-8B": 1.149, "OLMo-3-7B": 0.941, "Mistral-Nemo-12B": 0.926, "Qwen3-8B": 0.685,
+             "Qwen3-14B": 0.644}
+
+
+def sensitivity_markdown(results: StudyResult | dict[str, Any]) -> str:
+    """Is the selection stable across calibration draws? See :func:`lorp.study.sensitivity.sensitivity_markdown`."""
+    return _sensitivity_markdown(results)
+
+
+def perplexity_markdown(results: StudyResult | dict[str, Any]) -> str:
+    """Markdown: one row per (method, budget) with perplexity per corpus and their mean; best per budget in bold.
+
+    With per-window NLL a column gives each method's mean perplexity over the
+    budget's best with its paired 95 % bootstrap interval (:mod:`lorp.evaluate.uncertainty`);
+    bold marks the best and every method that interval cannot separate from it, and
+    a line per budget gives LoRP against the best baseline. Without it (older
+    results) the table is the point-estimate one, with :data:`NO_WINDOW_NLL` below.
+    """
+    r = as_study(results)
+    corpora = list(r.dense.perplexity)
+    intervals = any(window_series(c) for c in r.cells)
+    head = "| method | budget | " + " | ".join(corpora) + " | mean | " + ("× best [95 % CI] | " if intervals else "")
+    lines = [head + "pruned blocks |",
+             "|---|---:|" + "---:|" * (len(corpora) + 1) + ("---:|" if intervals else "") + "---|",
+             "| dense | 0 | " + " | ".join(_fmt(r.dense.perplexity[c]) for c in corpora)
+             + f" | {_fmt(r.dense.mean_perplexity)} | " + ("| " if intervals else "") + "|"]
+    best = {b: min((c for c in r.cells if c.budget == b), key=lambda c: c.mean_perplexity)
+            for b in {c.budget for c in r.cells}}
+    for c in sorted(r.cells, key=lambda c: (c.budget, c.mean_perplexity)):
+        top = best[c.budget]
+        k = None if c is top or not intervals else compare_perplexity(top, c)
+        tied = c.mean_perplexity == top.mean_perplexity if k is None else k.decision != "loses"
+        mean = f"**{_fmt(c.mean_perplexity)}**" if tied else _fmt(c.mean_perplexity)
+        ratio = ("best | " if c is top else f"{_ratio_ci(k)} | " if k else "– | ") if intervals else ""
+        lines.append(f"| {c.method} | {c.budget} | " + " | ".join(_fmt(c.perplexity[k_]) for k_ in corpora)
+                     + f" | {mean} | {ratio}{' '.join(map(str, c.pruned))} |")
+    if not intervals:
+        return "\n".join(lines) + "\n\n" + NO_WINDOW_NLL + "\n"
+    lines += ["", (f"Bold: the lowest mean perplexity at its budget and every method whose interval against it "
+                   f"includes 1. × best: mean perplexity over the best's, {_interval_method('evaluation windows')}; "
+                   f"{_windows_per_corpus(r.cells)} windows per corpus, so the intervals are rough."), ""]
+    for b in sorted(best):
+        v = lorp_vs_best_baseline([c for c in r.cells if c.budget == b])
+        if v:
+            lines.append(f"- Budget {b}: LoRP's mean perplexity is {_times(v['ratio'])}× that of the best baseline, "
+                         f"{v['baseline']} (95 % CI {_times(v['low'])}–{_times(v['high'])}): LoRP {v['decision']}.")
+    return "\n".join(lines) + "\n"
+
+
+def zero_shot_markdown(results: StudyResult | dict[str, Any]) -> str:
+    """Markdown: zero-shot accuracy (%) per task and average, dense and every method at the detail budget.
+
+    With per-item results each accuracy carries its 95 % interval (Wilson per task,
+    bootstrap over items for the average; :mod:`lorp.evaluate.uncertainty`) and a second table
+    gives LoRP minus every other method, paired on the same items (95 % bootstrap
+    interval, exact McNemar p per task). Without them (older results) the table is
+    the point-estimate one, with :data:`NO_ITEM_RESULTS` below.
+    """
+    r = as_study(results)
+    rows = [c for c in r.cells if c.zero_shot]
+    dense = r.dense.zero_shot
+    if not rows or not dense:
+        return "_No zero-shot accuracy in this run (set zero_shot_tasks and detail_budget)._\n"
+    tasks = list(dense)
+    ivs = {id(c): accuracy_intervals(c) for c in [r.dense, *rows]}
+    if not any(ivs.values()):
+        lines = ["| method | budget | " + " | ".join(tasks) + " | average |",
+                 "|---|---:|" + "---:|" * (len(tasks) + 1),
+                 "| dense | 0 | " + " | ".join(f"{100 * dense[t]:.1f}" for t in tasks)
+                 + f" | {100 * r.dense.zero_shot_average:.1f} |"]
+        for c in sorted(rows, key=lambda c: -c.zero_shot_average):
+            lines.append(f"| {c.method} | {c.budget} | " + " | ".join(f"{100 * c.zero_shot[t]:.1f}" for t in tasks)
+                         + f" | {100 * c.zero_shot_average:.1f} |")
+        return "\n".join(lines) + "\n\n" + NO_ITEM_RESULTS + "\n"
+
+    def acc(row: Any, task: str) -> str:
+        value = row.zero_shot_average if task == "average" else row.zero_shot[task]
+        iv = (ivs[id(row)] or {}).get(task)
+        return f"{100 * value:.1f}" + (f" [{100 * iv.low:.1f}, {100 * iv.high:.1f}]" if iv else "")
+
+    lines = ["| method | budget | " + " | ".join(tasks) + " | average |", "|---|---:|" + "---:|" * (len(tasks) + 1),
+             "| dense | 0 | " + " | ".join(acc(r.dense, t) for t in [*tasks, "average"]) + " |"]
+    for c in sorted(rows, key=lambda c: -c.zero_shot_average):
+        lines.append(f"| {c.method} | {c.budget} | " + " | ".join(acc(c, t) for t in [*tasks, "average"]) + " |")
+    items = sorted({n for c in rows for n in (c.zero_shot_items or {}).values()})
+    lines += ["", (f"Accuracy in %, with 95 % intervals: Wilson (1927) per task, a bootstrap over items "
+                   f"({SAMPLES} resamples, seed {SEED}) for the average; "
+                   f"{'/'.join(map(str, items)) or '?'} items per task.")]
+    for b in sorted({c.budget for c in rows}):
+        lorp = next((c for c in rows if c.budget == b and c.method == "lorp"), None)
+        others = [("dense", 0, r.dense)] + [(c.method, c.budget, c) for c in rows if c.budget == b and c is not lorp]
+        diffs = [(m, bb, compare_accuracy(o, lorp)) for m, bb, o in others] if lorp else []
+        if not any(k for *_, k in diffs):
+            continue
+        lines += ["", (f"LoRP minus each method at budget {b}, in points: {_interval_method('items')}; "
+                       "exact McNemar (1947) p per task."), "",
+                  "| method | budget | " + " | ".join(tasks) + " | average | LoRP (average) |",
+                  "|---|---:|" + "---:|" * (len(tasks) + 1) + "---|"]
+        for m, bb, k in diffs:
+            k = k or {}
+            cells = [(_points_ci(k[t]) + f" (p {k[t].mcnemar.p_value:.2g})") if t in k else "–" for t in tasks]
+            avg = k.get("average")
+            lines.append(f"| {m} | {bb} | " + " | ".join(cells) + f" | {_points_ci(avg) if avg else '–'} | "
+                         f"{avg.decision if avg else '–'} |")
+    return "\n".join(lines) + "\n"
+
+
+def speed_markdown(results: StudyResult | dict[str, Any]) -> str:
+    """Markdown: parameters, FLOPs per token and measured decode speed, dense vs each pruned model measured."""
+    r = as_study(results)
+    dense = r.dense
+    rows = [c for c in r.cells if c.speed]
+    if not dense.speed or not rows:
+        return "_No decode speed in this run (set decode_tokens and detail_budget)._\n"
+    lines = ["| method | budget | parameters (M) | GFLOPs / token | decode tokens/s | speed-up | ideal (FLOPs) |",
+             "|---|---:|---:|---:|---:|---:|---:|",
+             f"| dense | 0 | {dense.parameters / 1e6:.1f} | {dense.flops_per_token / 1e9:.3f} | "
+             f"{dense.speed['tokens_per_s']:.1f} | 1.00× | 1.00× |"]
+    for c in rows:
+        sp = c.speed
+        lines.append(f"| {c.method} | {c.budget} | {c.parameters / 1e6:.1f} | {sp['flops_per_token'] / 1e9:.3f} | "
+                     f"{sp['tokens_per_s']:.1f} | {sp['tokens_per_s'] / dense.speed['tokens_per_s']:.2f}× | "
+                     f"{dense.flops_per_token / sp['flops_per_token']:.2f}× |")
+    return "\n".join(lines) + "\n"
+
+
+def disclosure_markdown(results: StudyResult | dict[str, Any]) -> str:
+    """Markdown: exactly what was measured — checkpoint, calibration, evaluation windows and tokens scored,
+    zero-shot items, SLEB's scoring set, seeds and the commit. Fields an older ``results.json`` lacks are
+    shown as "not recorded"."""
+    r = as_study(results)
+    cfg, m = r.config, r.model
+    na = "not recorded"
+    ckpt = m.get("checkpoint") or (f"{m.get('spec')} ({m.get('source')}, {m.get('dtype')})")
+    lines = [f"- **Checkpoint**: {ckpt}" + (f"; GGUF sha256 `{m['gguf_sha256'][:16]}…`" if m.get("gguf_sha256") else "")
+             + (f"; from {', '.join(m['packages'])}" if m.get("packages") else "")
+             + f"; {m.get('model_type', '?')}, {r.num_blocks} blocks, {m.get('num_parameters', 0):,} parameters."]
+    cal = r.calibration or {}
+    lines.append(f"- **Calibration**: {cfg.get('num_samples', '?')} sequences × {cfg.get('seq_len', '?')} tokens "
+                 f"({cal.get('num_tokens', na)} tokens) of `{cfg.get('calibration', '?')}` ({cal.get('source', na)}), "
+                 f"drawn with seed {cfg.get('seed', '?')}.")
+    if r.evaluation:
+        parts = [f"`{n}` ({e.get('source') or na}): {e['windows']} windows × {e['window_tokens']} tokens, "
+                 f"**{e['tokens_scored']:,} tokens scored**" for n, e in r.evaluation.items()]
+        lines.append("- **Perplexity**: non-overlapping windows from the start of each corpus's held-out part, no "
+                     "context across windows (the first token of each window is not predicted); " + "; ".join(parts) + ".")
+    else:
+        lines.append(f"- **Perplexity**: up to {cfg.get('eval_tokens', '?')} tokens per corpus of "
+                     f"{', '.join(cfg.get('eval_corpora', []))} in windows of {cfg.get('eval_seq_len', '?')}; "
+                     "tokens scored not recorded.")
+    zs = next((c for c in r.cells if c.zero_shot_items), None)
+    if zs is not None:
+        items = ", ".join(f"{t} {n}" for t, n in zs.zero_shot_items.items())
+        lines.append(f"- **Zero-shot** (lm-evaluation-harness, offline copies): items per task {items}, drawn with "
+                     f"seed {cfg.get('seed', '?')}; the same items for every method; measured at budget(s) "
+                     f"{cfg.get('detail_budgets', '?')} for {', '.join(cfg.get('detail_methods') or ['every method'])}.")
+    if "sleb" in cfg.get("methods", []):
+        tok = cfg.get("sleb_tokens") or 0
+        lines.append(f"- **SLEB** scores each candidate removal on the first {cfg.get('sleb_samples', '?')} calibration "
+                     f"sequence(s), " + (f"the last {tok} tokens of each scored" if tok else "every token scored") + ".")
+    lines.append(f"- **Seeds**: {cfg.get('seeds', [cfg.get('seed')])}; **computed at** `{r.computed_at_commit or na}`.")
+    return "\n".join(lines) + "\n"
+
+
+def rls_markdown(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
+    """Markdown: RLS and K of each studied model, then the paper's values."""
+    lines = ["| model | architecture | blocks | RLS | K | source |", "|---|---|---:|---:|---:|---|"]
+    for name, r in studies.items():
+        r = as_study(r)
+        lines.append(f"| {name} | {r.model.get('model_type', '')} | {r.num_blocks} | {r.rls:.3f} | {r.k} | "
+                     f"this study ({r.config['num_samples']} × {r.config['seq_len']} tokens of "
+                     f"{r.config['calibration']}) |")
+
+    for name, v in PAPER_RLS.items():
+        lines.append(f"| {name} | | | {v:.3f} | {choose_k(v)} | paper (arXiv 2605.27786) |")
+    return "\n".join(lines) + "\n"
