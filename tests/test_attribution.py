@@ -17,7 +17,7 @@ from lorp.errors import ConfigError
 from lorp.evaluate.perplexity import CalibrationNLL, single_removal_nll
 from lorp.method.allocation import redundancy
 from lorp.model.pruning import blocks_removed
-from lorp.run.cells import CellWorker
+from lorp.run.worker import CellWorker
 from lorp.run.pipeline import PruneConfig
 from lorp.run.records import Attribution, CellSpec, EvalSettings, StudyResult, SweepRecord
 from lorp.run.sweep import SweepConfig, execute_sweep

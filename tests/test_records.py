@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-import lorp.run.cells
+import lorp.run.worker
 from lorp.errors import ConfigError
 from lorp.evaluate.perplexity import Perplexity
 from lorp.method.selection import Selection
@@ -101,13 +101,13 @@ def tiny(tmp_path, monkeypatch):
 
 def test_cells_removing_the_same_blocks_are_evaluated_once(tiny, tmp_path, monkeypatch):
     calls = []
-    real = lorp.run.cells.CellWorker.evaluate
+    real = lorp.run.worker.CellWorker.evaluate
 
     def counting(self, removed, settings, firsts=()):
         calls.append(tuple(removed))
         return real(self, removed, settings, firsts)
 
-    monkeypatch.setattr(lorp.run.cells.CellWorker, "evaluate", counting)
+    monkeypatch.setattr(lorp.run.worker.CellWorker, "evaluate", counting)
     # `last` picks the same blocks whatever the seed: 2 methods-or-seeds x 2 budgets, 2 distinct sets.
     run = execute_sweep(SweepConfig(base=tiny, methods=("last",), budgets=(1, 2), seeds=(0, 1)), tmp_path / "sweep")
     assert sorted(calls) == [(3, 4), (4,)]

@@ -1,6 +1,6 @@
 """Where cells run: in this process (:class:`SerialExecutor`, the default) or on a Ray cluster (:class:`RayExecutor`).
 
-An executor turns a :class:`lorp.run.cells.CellWorker` recipe into workers that the one
+An executor turns a :class:`lorp.run.worker.CellWorker` recipe into workers that the one
 orchestration (:func:`lorp.run.cells.orchestrate`) drives. Ray is an optional extra
 (``pip install 'lorp[ray]'``): workers are Ray actors that load the model once and
 keep the dense prefix states; cells are scheduled onto whichever actor is idle; the
@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, LorpError
-from .cells import CellWorker, Task
+from .cells import Task
+from .worker import CellWorker
 
 #: Environment variables shipped to Ray workers (plugin discovery, cache, offline hubs).
 WORKER_ENV_VARS = ("LORP_PLUGINS_DIR", "LORP_DENY_PLUGINS", "LORP_DISABLE_PLUGIN_AUTOLOAD", "LORP_CACHE_DIR",

@@ -1,6 +1,6 @@
 """``lorp prune``: one model, one method, one budget, end to end, and the run folder it writes.
 
-The same cell a sweep runs (:class:`lorp.run.cells.CellWorker`), plus the pruned
+The same cell a sweep runs (:class:`lorp.run.worker.CellWorker`), plus the pruned
 model saved with ``save_pretrained``. Above :mod:`lorp.run.cells`, which uses the
 calibration helpers of :mod:`lorp.run.pipeline`.
 """
@@ -23,7 +23,7 @@ from ..model.pruning import remove_blocks
 from ..plugins.registry import Registry, load_registry
 from ..store.atomic import check_output_location, staged_dir, write_json
 from ..store.cache import check_cache_writable
-from .cells import CellWorker
+from .worker import CellWorker
 from .pipeline import PruneConfig, block_metric
 from .provenance import git_commit, machine, package_versions
 from .records import PRUNE_SCHEMA, CellSpec, EvalSettings
@@ -68,7 +68,7 @@ def check_output_folder(out_dir: Path) -> None:
 def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: Registry | None = None) -> RunResult:
     """Run LoRP end to end on a real model and (optionally) write the outputs.
 
-    One cell (:class:`lorp.run.cells.CellWorker`, the same code a sweep runs) plus
+    One cell (:class:`lorp.run.worker.CellWorker`, the same code a sweep runs) plus
     saving the pruned model. Steps: load model -> calibration pass (similarity S,
     eqs. 3-4, cached on disk) -> RLS and K (eqs. 5-6) -> clusters (eq. 7) ->
     allocation (eqs. 8-11) -> perplexity of the dense model -> remove blocks ->

@@ -32,7 +32,8 @@ from ..plugins.registry import Registry, load_registry
 from ..store.atomic import check_output_location, write_json, write_text
 from ..store.cache import cache_key, check_cache_writable, notice, read_checked_json, write_checked_json
 from . import progress
-from .cells import CellsFailedError, CellStore, RunStats, Task, orchestrate, write_failures
+from .cell_store import CellStore, RunStats, write_failures
+from .cells import CellsFailedError, Task, orchestrate
 from .executors import RayExecutor, SerialExecutor
 from .fingerprint import input_fingerprint
 from .pipeline import PruneConfig, block_metric

@@ -1,7 +1,7 @@
 """Which removed block does the damage: the single-block removal profile next to the methods' own signals.
 
 The profile (:class:`lorp.run.records.Attribution`, computed by
-:meth:`lorp.run.cells.CellWorker.attribution`) gives, for every block ``b``, the calibration
+:meth:`lorp.run.worker.CellWorker.attribution`) gives, for every block ``b``, the calibration
 NLL with only ``b`` removed minus the dense NLL (ΔNLL, nats per scored token). This
 module lines it up with what the methods rank blocks by: LoRP's redundancy ``r(l)``
 (mean similarity to the other members of its cluster, LoRP eq. 8) and ShortGPT's Block

@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..method.selection import select_blocks
 from ..plugins.registry import load_registry
-from ..run.cells import CellWorker
+from ..run.worker import CellWorker
 from ..run.records import CellResult, StudyResult, SweepRecord, as_study
 
 #: What :func:`sensitivity_markdown` says for a study without several seeds.
@@ -169,7 +169,7 @@ def picks_with_more_data(base: Any, methods: Sequence[str], budgets: Sequence[in
     """The removed blocks of each similarity-only method when S comes from ``num_samples`` calibration sequences.
 
     One calibration pass of ``num_samples`` × ``base.seq_len`` tokens (the first seed's draw,
-    cached on disk like every pass) on a fresh :class:`lorp.run.cells.CellWorker`; then each
+    cached on disk like every pass) on a fresh :class:`lorp.run.worker.CellWorker`; then each
     method in ``methods`` that reads the calibration statistics and only them (SLEB and
     model-scoring selectors, which need the model, and ``last``/``random``, which read no
     statistic, are skipped) chooses its blocks at every budget. No evaluation: this says

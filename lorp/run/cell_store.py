@@ -1,0 +1,104 @@
+"""Where finished cells live: one checked JSON file per cell, written atomically, and the run's counts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..store.atomic import write_json
+from ..store.cache import read_checked_json, write_checked_json
+from .records import CellFailure, CellResult, CellSpec, Evaluation
+
+
+# -- the cell store -----------------------------------------------------------------------------------------------
+class CellStore:
+    """One JSON file per finished cell (``cells/<name>.json``) and per evaluation (``evaluations/<key>.json``).
+
+    Files are written with :func:`lorp.store.cache.write_checked_json` (uniquely named
+    temporary file + ``os.replace``, a checksum of the content inside): a cell is
+    present whole or not at all, so a killed worker or driver resumes with no lost
+    and no duplicated cell, and a damaged or edited file is recomputed, never used.
+
+    Args:
+        folder: the sweep folder.
+        identity: hash of the shared settings; cells of other settings are ignored.
+    """
+
+    def __init__(self, folder: str | Path, identity: str):
+        self.folder, self.identity = Path(folder), identity
+
+    def cell_path(self, spec: CellSpec) -> Path:
+        return self.folder / "cells" / f"{spec.name}.json"
+
+    def load(self, spec: CellSpec) -> CellResult | None:
+        """The finished cell ``spec`` (same identity and evaluation settings), or ``None``.
+
+        A cell file that is damaged or edited (its checksum does not match,
+        :func:`lorp.store.cache.read_checked_json`) gets a notice and is recomputed.
+        """
+        data = read_checked_json(self.cell_path(spec), "sweep cell")
+        if data is None:
+            return None
+        try:
+            cell = CellResult.from_json(data)
+        except (ConfigError, KeyError, TypeError, ValueError):
+            return None  # written by another lorp version: recomputed
+        return cell if cell.identity == self.identity and cell.spec == spec else None
+
+    def save(self, cell: CellResult) -> Path:
+        """Write ``cells/<name>.json`` atomically, with a checksum of its content."""
+        return write_checked_json(self.cell_path(cell.spec), cell.to_json())
+
+    def load_evaluation(self, key: str) -> Evaluation | None:
+        """The stored evaluation ``key``, or ``None`` (missing, damaged or from another lorp version)."""
+        data = read_checked_json(self.folder / "evaluations" / f"{key}.json", "sweep evaluation")
+        if data is None:
+            return None
+        try:
+            return Evaluation.from_json(data)
+        except (ConfigError, KeyError, TypeError, ValueError):
+            return None
+
+    def save_evaluation(self, key: str, ev: Evaluation) -> Path:
+        """Write ``evaluations/<key>.json`` atomically, with a checksum of its content."""
+        return write_checked_json(self.folder / "evaluations" / f"{key}.json", ev.to_json())
+
+
+@dataclass
+class RunStats:
+    """What one orchestration did.
+
+    Attributes:
+        cells_written: cells computed and stored in this run.
+        evaluations_computed: evaluations run (one per distinct removed set and settings).
+        evaluations_reused: cells whose evaluation came from another cell with the same removed set.
+        failures: cells that raised.
+        attribution_error: ``"<ExceptionType>: <message>"`` when the single-block removal profile raised
+            (the cells still land; a rerun retries it), else ``None``.
+        seconds_to_first_cell: from the start of the orchestration to the first stored cell.
+        seconds: total.
+    """
+
+    cells_written: int = 0
+    evaluations_computed: int = 0
+    evaluations_reused: int = 0
+    failures: list[CellFailure] = field(default_factory=list)
+    attribution_error: str | None = None
+    seconds_to_first_cell: float | None = None
+    seconds: float = 0.0
+
+
+def write_failures(folder: Path, failures: Sequence[CellFailure]) -> Path | None:
+    """``failures.json``: every failed cell's spec, stage, error and traceback (removed when none failed)."""
+    path = Path(folder) / "failures.json"
+    if not failures:
+        path.unlink(missing_ok=True)
+        return None
+    return write_json(path, {"schema": "lorp.cell_failures", "version": 1,
+                             "failures": [{"spec": f.spec.to_json(), "stage": f.stage, "error": f.error,
+                                           "traceback": f.traceback} for f in failures]})
+
+
+__all__ = ["CellStore", "RunStats", "write_failures"]
