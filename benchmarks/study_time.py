@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from lorp.paths import REPORTS_DIR
-from lorp.run.records import StudyResult
+from lorp.run.study_records import StudyResult
 from lorp.study.costs import STAGES, stage_seconds
 
 MODELS = ("smollm2-135m", "gemma3-270m", "qwen2.5-0.5b")

@@ -19,7 +19,8 @@ from lorp.method.allocation import redundancy
 from lorp.model.pruning import blocks_removed
 from lorp.run.worker import CellWorker
 from lorp.run.pipeline import PruneConfig
-from lorp.run.records import Attribution, CellSpec, EvalSettings, StudyResult, SweepRecord
+from lorp.run.records import CellSpec, EvalSettings
+from lorp.run.study_records import Attribution, StudyResult, SweepRecord
 from lorp.run.sweep import SweepConfig, execute_sweep
 from lorp.store.cache import read_checked_json, write_checked_json
 from lorp.study.attribution import compared_cells, detail_budget, rank_of, signals, spearman

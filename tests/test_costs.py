@@ -2,7 +2,7 @@
 
 import pytest
 
-from lorp.run.records import StudyCell, StudyDense, StudyResult
+from lorp.run.study_records import StudyCell, StudyDense, StudyResult
 from lorp.study.costs import STAGES, stage_markdown, stage_seconds
 
 

@@ -155,7 +155,8 @@ def test_zero_shot_table_gives_wilson_intervals_and_paired_differences_against_l
 
 def test_per_window_and_per_item_results_flow_into_the_study_and_round_trip():
     from lorp.evaluate.perplexity import Perplexity
-    from lorp.run.records import StudyCell, StudyResult, TaskScore, ZeroShot
+    from lorp.run.records import TaskScore, ZeroShot
+    from lorp.run.study_records import StudyCell, StudyResult
 
     ppl = {"a": Perplexity(2.0, 0.69, 6, 2, 0.1, [2.0, 2.16]), "b": Perplexity(3.0, 1.1, 6, 2, 0.1, [3.0, 3.6])}
     zs = ZeroShot({"t": TaskScore(0.5, "acc", 2, "test", correct=[1, 0]), "u": TaskScore(1.0, "acc", 1, "test")}, 0.75)

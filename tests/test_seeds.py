@@ -12,7 +12,7 @@ from lorp.model.data import calibration_samples, load_corpus
 from lorp.model.models import load_model
 from lorp.plugins.registry import load_registry
 from lorp.run.pipeline import PruneConfig
-from lorp.run.records import StudyResult, SweepRecord
+from lorp.run.study_records import StudyResult, SweepRecord
 from lorp.run.sweep import SweepConfig, execute_sweep, plan_cells
 from lorp.store.cache import write_checked_json
 from lorp.study.load import load_sweep, summarize

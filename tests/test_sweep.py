@@ -8,7 +8,8 @@ import lorp.run.pipeline
 import lorp.run.sweep
 from lorp.errors import ConfigError, UnknownNameError
 from lorp.run.pipeline import PruneConfig
-from lorp.run.records import CellResult, SweepRecord
+from lorp.run.records import CellResult
+from lorp.run.study_records import SweepRecord
 from lorp.run.sweep import SweepConfig, run_sweep
 from lorp.testing import make_tiny_model_folder
 

@@ -18,7 +18,7 @@ same numbers on every machine (``numpy.random.default_rng(seed)``).
   its interval excludes zero.
 * :func:`compare_perplexity`, :func:`compare_accuracy` and
   :func:`accuracy_intervals` apply these to study rows
-  (:class:`lorp.run.records.StudyCell`, :class:`lorp.run.records.StudyDense`), returning
+  (:class:`lorp.run.study_records.StudyCell`, :class:`lorp.run.study_records.StudyDense`), returning
   ``None`` where the records lack per-window NLL or per-item results (older runs).
 
 Sources: B. Efron and R. J. Tibshirani, *An Introduction to the Bootstrap*
@@ -467,7 +467,7 @@ def paired_bootstrap_accuracy(a_correct: Sequence[int] | Mapping[str, Sequence[i
 def window_series(row: Any) -> tuple[dict[str, list[float]], dict[str, int]] | None:
     """``({corpus: window NLL}, {corpus: tokens per window})`` of a study row, or ``None`` when it has none.
 
-    ``row`` is a :class:`lorp.run.records.StudyCell` or :class:`lorp.run.records.StudyDense`
+    ``row`` is a :class:`lorp.run.study_records.StudyCell` or :class:`lorp.run.study_records.StudyDense`
     (anything with ``perplexity``, ``window_nll`` and ``window_tokens``). ``None`` when
     any corpus lacks its windows (records written before per-window NLL was kept).
     """

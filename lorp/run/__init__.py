@@ -1,6 +1,6 @@
 """Layer 7, running the method: cells, sweeps, executors and what they record.
 
-``records`` (typed records), ``fingerprint`` (local inputs keyed by content),
+``records`` (cell records), ``study_records`` (sweep and study records), ``fingerprint`` (local inputs keyed by content),
 ``pipeline`` (PruneConfig and the calibration pass), ``worker`` (one model's cells: select,
 evaluate), ``cell_store`` (finished cells on disk), ``cells`` (orchestration of the unit of work),
 ``prune`` (``lorp prune``), ``executors`` (serial or Ray), ``sweep`` (methods ×

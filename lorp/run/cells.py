@@ -82,7 +82,7 @@ def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore,
         on_dense: called with ``(context, (dense evaluation, reuse record, flops per token))`` once known.
         attribution: also compute the single-block removal profile (:meth:`CellWorker.attribution`), as a
             task queued after every selection (so a worker that ran SLEB answers most of it from its memo).
-        on_attribution: called with ``(context, lorp.run.records.Attribution)`` once known.
+        on_attribution: called with ``(context, lorp.run.study_records.Attribution)`` once known.
     Returns:
         :class:`RunStats`; failed cells are in ``stats.failures`` (nothing raised for them), a failed
         profile in ``stats.attribution_error``.

@@ -38,7 +38,8 @@ from .executors import RayExecutor, SerialExecutor
 from .fingerprint import input_fingerprint
 from .pipeline import PruneConfig, block_metric
 from .provenance import git_commit, package_versions
-from .records import Attribution, CellResult, CellSpec, EvalSettings, Evaluation, RunContext, SweepRecord
+from .records import CellResult, CellSpec, EvalSettings, Evaluation, RunContext
+from .study_records import Attribution, SweepRecord
 
 DEFAULT_METHODS = ("lorp", "shortgpt", "streamline", "angular", "sleb", "last", "random")
 DEFAULT_BUDGETS = (3, 5, 7, 9)
@@ -61,7 +62,7 @@ class SweepConfig:
         reuse_states: restart each pruned variant's perplexity from the dense
             model's hidden states (:class:`lorp.evaluate.perplexity.SweepPerplexity`).
         attribution: also compute the single-block removal profile (calibration NLL with only block
-            ``b`` removed, for every block; :class:`lorp.run.records.Attribution`) into ``sweep.json``. It
+            ``b`` removed, for every block; :class:`lorp.run.study_records.Attribution`) into ``sweep.json``. It
             is scored on SLEB's calibration text and shares SLEB's passes; without SLEB it costs about
             one partial forward pass per block. Not part of the sweep's identity: turning it on for a
             finished sweep computes only the profile.
@@ -72,7 +73,7 @@ class SweepConfig:
             windows, and zero-shot items drawn with the first seed for every seed, so cells of
             different seeds removing the same blocks share one evaluation. The first seed's
             calibration is the sweep's context (``sweep.json``'s S); the others' S and
-            calibration records are kept in :attr:`lorp.run.records.SweepRecord.seed_calibration`.
+            calibration records are kept in :attr:`lorp.run.study_records.SweepRecord.seed_calibration`.
         seed_methods: the methods that run at every seed (``None``: all); the others run at the
             first seed only. A way to leave an expensive search (SLEB) out of the extra seeds.
     """

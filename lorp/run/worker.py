@@ -27,7 +27,8 @@ from ..plugins.registry import load_registry
 from ..store.cache import cache_key
 from .pipeline import block_metric, calibrate, calibration_nll
 from .progress import report as progress_report
-from .records import Attribution, CellFailure, CellSpec, EvalSettings, Evaluation, RunContext, Speed, ZeroShot
+from .records import CellFailure, CellSpec, EvalSettings, Evaluation, RunContext, Speed, ZeroShot
+from .study_records import Attribution
 
 
 def _failure(spec: CellSpec, stage: str, exc: BaseException) -> CellFailure:
@@ -277,7 +278,7 @@ class CellWorker:
         captured ``stream-cosine``.
 
         Returns:
-            :class:`lorp.run.records.Attribution`: ``nll`` ``{block: nats per token}`` for blocks
+            :class:`lorp.run.study_records.Attribution`: ``nll`` ``{block: nats per token}`` for blocks
             ``0..N-1``, ``dense_nll``, and which text (corpus, sequences × tokens, tokens scored).
         Raises:
             what loading the model or the forward passes raise.

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..evaluate.uncertainty import LEVEL, SAMPLES, SEED, compare_perplexity, wilson_interval
-from ..run.records import StudyCell, StudyResult, as_study
+from ..run.study_records import StudyCell, StudyResult, as_study
 from .parameters import split_list, study_config
 from .formatting import _times as _x
 

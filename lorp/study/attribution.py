@@ -1,6 +1,6 @@
 """Which removed block does the damage: the single-block removal profile next to the methods' own signals.
 
-The profile (:class:`lorp.run.records.Attribution`, computed by
+The profile (:class:`lorp.run.study_records.Attribution`, computed by
 :meth:`lorp.run.worker.CellWorker.attribution`) gives, for every block ``b``, the calibration
 NLL with only ``b`` removed minus the dense NLL (ΔNLL, nats per scored token). This
 module lines it up with what the methods rank blocks by: LoRP's redundancy ``r(l)``
@@ -24,7 +24,7 @@ import numpy as np
 
 from ..method.allocation import normalize_protected, redundancy
 from ..method.selection import DEFAULT_PROTECTED
-from ..run.records import StudyCell, StudyResult, as_study
+from ..run.study_records import StudyCell, StudyResult, as_study
 
 
 @dataclass(frozen=True)

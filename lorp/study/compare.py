@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..evaluate.uncertainty import compare_accuracy, compare_perplexity
-from ..run.records import StudyCell, StudyResult, as_study
+from ..run.study_records import StudyCell, StudyResult, as_study
 from .formatting import NO_WINDOW_NLL, _fmt, _interval_method, _times
 
 

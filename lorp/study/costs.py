@@ -2,7 +2,7 @@
 
 Stages: loading the model, the calibration pass, block selection (similarity-based
 methods, and SLEB separately since it runs the model), the single-block removal
-profile (:class:`lorp.run.records.Attribution`), perplexity (dense and per
+profile (:class:`lorp.run.study_records.Attribution`), perplexity (dense and per
 method), zero-shot accuracy, decode speed, and the rest (notebook start-up,
 figures, reports: the model's wall time minus everything timed). Times are what
 the numbers cost when computed: a rerun that reuses cached cells or a cached
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..run.records import StudyResult, as_study
+from ..run.study_records import StudyResult, as_study
 
 STAGES = ("load model", "calibration pass", "selection", "SLEB selection", "attribution profile", "perplexity (dense)",
           "perplexity (pruned)", "zero-shot", "decode speed", "other (notebook, figures, reports)")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluate.uncertainty import accuracy_intervals
-from ..run.records import StudyResult, as_study
+from ..run.study_records import StudyResult, as_study
 from .attribution import compared_cells, detail_budget, first_order_damage, rank_of, signals, spearman
 from .formatting import NO_ITEM_RESULTS, NO_WINDOW_NLL, _blocks, _fmt, _interval_method, _times
 from .compare import winners
@@ -25,7 +25,7 @@ def attribution_markdown(results: StudyResult | dict[str, Any], budget: int | No
     blocks LoRP removes and the blocks the best baseline removes (lowest mean perplexity
     at that budget) are listed, each ranked by its single-removal ΔNLL (the calibration
     NLL with only that block removed minus the dense NLL, nats per scored token;
-    :class:`lorp.run.records.Attribution`), most damaging first, with its LoRP redundancy
+    :class:`lorp.run.study_records.Attribution`), most damaging first, with its LoRP redundancy
     ``r`` (eq. 8), ShortGPT Block Influence and rank among the removable blocks. The sum
     of each set's single-removal ΔNLL is given as a first-order account of the damage
     (interactions between removed blocks ignored), next to the first-order optimum (the

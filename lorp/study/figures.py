@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluate.uncertainty import accuracy_intervals
-from ..run.records import StudyResult, as_study
+from ..run.study_records import StudyResult, as_study
 from .attribution import compared_cells, detail_budget, signals
 
 # One look per method in every figure and model: colour (colour-blind-safe Okabe-Ito / tab10 hues), marker and
@@ -293,7 +293,7 @@ def attribution_profile(results: StudyResult | dict[str, Any], path: str | Path 
     """Which removed block does the damage: three aligned panels over the block index.
 
     Top: ΔNLL of removing only that block (calibration NLL minus the dense NLL, nats per
-    scored token; :class:`lorp.run.records.Attribution`), log scale, symmetric log when some
+    scored token; :class:`lorp.run.study_records.Attribution`), log scale, symmetric log when some
     removal lowers the NLL. Middle: LoRP's redundancy ``r(l)`` (eq. 8) from the study's S
     and LoRP's cluster labels (a block alone in its cluster has none). Bottom: ShortGPT's
     Block Influence ``1 - cos(input, output)`` (Men et al. 2024, eq. 4), from the

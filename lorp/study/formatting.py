@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..evaluate.uncertainty import LEVEL, SAMPLES, SEED, AccuracyComparison, PerplexityComparison
-from ..run.records import StudyCell
+from ..run.study_records import StudyCell
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:

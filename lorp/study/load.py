@@ -1,7 +1,7 @@
 """From sweep folders to study results: the per-model record the reports are rendered from.
 
 :func:`load_sweep` reads a sweep folder, :func:`summarize` turns it into a
-:class:`lorp.run.records.StudyResult` (``results.json``), :func:`load_studies` reads the
+:class:`lorp.run.study_records.StudyResult` (``results.json``), :func:`load_studies` reads the
 models' results back for the summary.
 """
 
@@ -17,7 +17,8 @@ from typing import Any
 from ..errors import ConfigError
 from ..evaluate.perplexity import Perplexity
 from ..run.provenance import git_commit
-from ..run.records import STUDY_SCHEMA, CellResult, StudyCell, StudyDense, StudyResult, SweepRecord, ZeroShot, schema_of
+from ..run.records import STUDY_SCHEMA, CellResult, ZeroShot, schema_of
+from ..run.study_records import StudyCell, StudyDense, StudyResult, SweepRecord
 from ..run.sweep import SweepConfig, load_sweep_folder
 from .sensitivity import seed_runs
 
@@ -77,7 +78,7 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
     came from another cell removing the same blocks. Per-window NLL and per-item
     zero-shot results are carried over where the evaluations kept them
     (:func:`per_sample`), for the intervals of :mod:`lorp.evaluate.uncertainty`. ``attribution`` is the
-    sweep's single-block removal profile (:class:`lorp.run.records.Attribution`), ``None`` where it has none.
+    sweep's single-block removal profile (:class:`lorp.run.study_records.Attribution`), ``None`` where it has none.
     (:func:`per_sample`), for the intervals of :mod:`lorp.evaluate.uncertainty`. With several
     run seeds, ``seeds`` holds each seed's S, calibration record, RLS and K
     (:func:`lorp.study.sensitivity.seed_runs`); ``cells`` are the first seed's cells (what the tables,

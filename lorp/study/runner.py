@@ -26,7 +26,8 @@ from ..plugins.registry import default_registry
 from ..run.pipeline import block_metric
 from ..run.progress import ENV as progress_env
 from ..run.progress import Follower
-from ..run.records import STUDY_SCHEMA, StudyResult, schema_of
+from ..run.records import STUDY_SCHEMA, schema_of
+from ..run.study_records import StudyResult
 from ..store.atomic import check_output_location, staged_dir, write_text
 from ..store.cache import check_cache_writable
 from .ablation import ablation_config, names

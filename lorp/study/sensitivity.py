@@ -3,7 +3,7 @@
 A sweep with several run seeds (:attr:`lorp.run.sweep.SweepConfig.seeds`) draws one
 calibration set per seed (and seeds the clustering and random baselines with it)
 while evaluating on fixed windows and items. This module reads the per-seed part
-of a study (:attr:`lorp.run.records.StudyResult.seeds`, filled by :func:`seed_runs`
+of a study (:attr:`lorp.run.study_records.StudyResult.seeds`, filled by :func:`seed_runs`
 through :func:`lorp.study.load.summarize`) and its cells:
 
 - max |ΔS|: the largest absolute entry of ``S_seed - S_first`` (cosine similarity,
@@ -29,7 +29,8 @@ from ..errors import ConfigError
 from ..method.selection import select_blocks
 from ..plugins.registry import load_registry
 from ..run.worker import CellWorker
-from ..run.records import CellResult, StudyResult, SweepRecord, as_study
+from ..run.records import CellResult
+from ..run.study_records import StudyResult, SweepRecord, as_study
 
 #: What :func:`sensitivity_markdown` says for a study without several seeds.
 ONE_SEED = "One seed: no sensitivity (run with several seeds, e.g. `seeds='0,1,2'`, to see it)."

@@ -8,7 +8,7 @@ from typing import Any
 from ..evaluate.uncertainty import (SAMPLES, SEED, accuracy_intervals, compare_accuracy, compare_perplexity,
                                      window_series)
 from ..method.locality import choose_k
-from ..run.records import StudyResult, as_study
+from ..run.study_records import StudyResult, as_study
 from .formatting import (NO_ITEM_RESULTS, NO_WINDOW_NLL, _fmt, _interval_method, _points_ci, _ratio_ci, _times,
                          _windows_per_corpus)
 from .sensitivity import sensitivity_markdown as _sensitivity_markdown
