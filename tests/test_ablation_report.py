@@ -5,7 +5,7 @@ import math
 import pytest
 
 from lorp.errors import ConfigError
-from lorp.evaluate.uncertainty import wilson_interval
+from lorp.evaluate.accuracy_uncertainty import wilson_interval
 from lorp.run.study_records import StudyResult
 from lorp.study.ablation import (ablation_config, ablation_markdown, ablation_rows, names, recovered_share,
                                  recovers_most, seed_pattern, selector_markdown, selector_outcomes, summary_markdown,

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorp.evaluate.uncertainty import (accuracy_interval, accuracy_intervals, bootstrap_accuracy, compare_accuracy,
-                                        compare_perplexity, decide, mcnemar_exact, paired_bootstrap_accuracy,
-                                        paired_bootstrap_mean_perplexity, paired_bootstrap_nll, wilson_interval)
+from lorp.evaluate.accuracy_uncertainty import accuracy_interval, accuracy_intervals, bootstrap_accuracy, compare_accuracy, mcnemar_exact, paired_bootstrap_accuracy, wilson_interval
+from lorp.evaluate.perplexity_uncertainty import compare_perplexity, paired_bootstrap_mean_perplexity, paired_bootstrap_nll
+from lorp.evaluate.uncertainty import decide
 
 # Dyadic values: every sum and difference below is exact in binary floating point.
 WINDOWS = [3.25, 7.5, 2.0, 9.75, 4.5, 6.0, 1.25, 8.0]

@@ -2,6 +2,7 @@
 
 ``perplexity`` (windows, calibration NLL, single-block removal), ``zeroshot``
 (lm-evaluation-harness, offline), ``speed`` (FLOPs and decode speed) and
-``uncertainty`` (paired intervals and tests). Beside :mod:`lorp.method`; neither
+``uncertainty`` (conventions and shared resampling), ``perplexity_uncertainty`` and
+``accuracy_uncertainty`` (paired intervals and tests). Beside :mod:`lorp.method`; neither
 imports the other.
 """

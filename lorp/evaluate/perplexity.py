@@ -28,7 +28,7 @@ class Perplexity:
         seconds: wall time.
         window_nll: summed token NLL (nats) of each window, in window order: ``windows`` floats over
             ``T - 1`` predicted tokens each (empty in records written before it was kept). It is what
-            paired comparisons resample (:func:`lorp.evaluate.uncertainty.paired_bootstrap_nll`). With
+            paired comparisons resample (:func:`lorp.evaluate.perplexity_uncertainty.paired_bootstrap_nll`). With
             ``batch_size`` 1 the entries are the very terms summed into ``nll``; with larger batches each
             is its window's own float32 sum, equal to the batch share up to float32 rounding.
     """

@@ -8,7 +8,7 @@ study ran, against the baselines at the same seed.
 
 - **Ablation table** (:func:`ablation_rows`): each variant at each budget against LoRP and against the
   best baseline, as mean-perplexity ratios with paired 95 % bootstrap intervals over the evaluation
-  windows (:func:`lorp.evaluate.uncertainty.compare_perplexity`), and the share of LoRP's gap to the best
+  windows (:func:`lorp.evaluate.perplexity_uncertainty.compare_perplexity`), and the share of LoRP's gap to the best
   baseline it recovers, in log perplexity: ``(log p_LoRP − log p_variant) / (log p_LoRP − log p_best)``
   (1: closes the gap; above 1: beats the baseline; below 0: worse than LoRP).
 - **Selector outcome** per (model, budget) (:func:`selector_outcomes`): at each seed the selector is
@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..evaluate.uncertainty import LEVEL, SAMPLES, SEED, compare_perplexity, wilson_interval
+from ..evaluate.accuracy_uncertainty import wilson_interval
+from ..evaluate.perplexity_uncertainty import compare_perplexity
+from ..evaluate.uncertainty import LEVEL, SAMPLES, SEED
 from ..run.study_records import StudyCell, StudyResult, as_study
 from .parameters import split_list, study_config
 from .formatting import _times as _x

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..evaluate.uncertainty import compare_accuracy, compare_perplexity
+from ..evaluate.accuracy_uncertainty import compare_accuracy
+from ..evaluate.perplexity_uncertainty import compare_perplexity
 from ..run.study_records import StudyCell, StudyResult, as_study
 from .formatting import NO_WINDOW_NLL, _fmt, _interval_method, _times
 
@@ -15,7 +16,7 @@ def lorp_vs_best_baseline(cells: Sequence[StudyCell], allocation: str = "lorp") 
 
     Returns ``{"baseline", "ratio", "low", "high", "decision"}``: ratio of LoRP's mean
     perplexity over the baseline's with its paired 95 % interval
-    (:func:`lorp.evaluate.uncertainty.compare_perplexity`), and whether LoRP ``"wins"``,
+    (:func:`lorp.evaluate.perplexity_uncertainty.compare_perplexity`), and whether LoRP ``"wins"``,
     ``"loses"`` or is ``"undecided"``; ``None`` without a LoRP cell, a baseline, or
     per-window NLL.
     """
@@ -34,7 +35,7 @@ def lorp_vs_best_baseline_accuracy(cells: Sequence[StudyCell], allocation: str =
 
     Returns ``{"baseline", "difference", "low", "high", "decision", "mcnemar_p"}``:
     LoRP's mean accuracy minus the baseline's (fractions) with its paired 95 %
-    interval over items (:func:`lorp.evaluate.uncertainty.compare_accuracy`) and the exact
+    interval over items (:func:`lorp.evaluate.accuracy_uncertainty.compare_accuracy`) and the exact
     McNemar p-value on the pooled items; ``None`` without per-item results.
     """
     lorp = next((c for c in cells if c.method == allocation and c.zero_shot_average is not None), None)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluate.uncertainty import accuracy_intervals
+from ..evaluate.accuracy_uncertainty import accuracy_intervals
 from ..run.study_records import StudyResult, as_study
 from .attribution import compared_cells, detail_budget, first_order_damage, rank_of, signals, spearman
 from .formatting import NO_ITEM_RESULTS, NO_WINDOW_NLL, _blocks, _fmt, _interval_method, _times

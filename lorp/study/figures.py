@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluate.uncertainty import accuracy_intervals
+from ..evaluate.accuracy_uncertainty import accuracy_intervals
 from ..run.study_records import StudyResult, as_study
 from .attribution import compared_cells, detail_budget, signals
 
@@ -178,7 +178,7 @@ def zero_shot_bars(results: StudyResult | dict[str, Any], path: str | Path | Non
 
     Where the results carry per-item correctness, each bar has its 95 % interval as
     an error bar (Wilson per task, a bootstrap over items for the average;
-    :func:`lorp.evaluate.uncertainty.accuracy_intervals`); without it (older results) the bars
+    :func:`lorp.evaluate.accuracy_uncertainty.accuracy_intervals`); without it (older results) the bars
     have none and the title says so. Returns ``None`` when the run measured no
     zero-shot accuracy.
     """

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..evaluate.uncertainty import LEVEL, SAMPLES, SEED, AccuracyComparison, PerplexityComparison
+from ..evaluate.accuracy_uncertainty import AccuracyComparison
+from ..evaluate.perplexity_uncertainty import PerplexityComparison
+from ..evaluate.uncertainty import LEVEL, SAMPLES, SEED
 from ..run.study_records import StudyCell
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..evaluate.uncertainty import (SAMPLES, SEED, accuracy_intervals, compare_accuracy, compare_perplexity,
-                                     window_series)
+from ..evaluate.accuracy_uncertainty import accuracy_intervals, compare_accuracy
+from ..evaluate.perplexity_uncertainty import compare_perplexity, window_series
+from ..evaluate.uncertainty import SAMPLES, SEED
 from ..method.locality import choose_k
 from ..run.study_records import StudyResult, as_study
 from .formatting import (NO_ITEM_RESULTS, NO_WINDOW_NLL, _fmt, _interval_method, _points_ci, _ratio_ci, _times,
