@@ -87,46 +87,15 @@ def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore,
         :class:`RunStats`; failed cells are in ``stats.failures`` (nothing raised for them), a failed
         profile in ``stats.attribution_error``.
     """
-    from tqdm.auto import tqdm
-
     stats = stats or RunStats()
     start = time.perf_counter()
     ctx: RunContext = workers.first(Task("context", ()))
-    by_group: dict[tuple[str, int], list[CellSpec]] = {}
-    for spec in pending:
-        by_group.setdefault((spec.method, spec.seed), []).append(spec)
-    selected: list[Selected] = []
-    for _task, outcome in workers.run([Task("select", (specs,)) for specs in by_group.values()]):
-        if isinstance(outcome, BaseException):
-            stats.failures += [_failure(s, "selection", outcome) for s in _task.args[0]]
-            continue
-        for item in outcome:
-            (stats.failures if isinstance(item, CellFailure) else selected).append(item)
+    selected = _select_all(workers, pending, stats)
     firsts = tuple(sorted({min(s.selection.pruned) for s in selected})) if reuse_states else ()
-
     groups: dict[str, list[Selected]] = {}
     for s in selected:
         groups.setdefault(evaluation_key(ctx.model, s.selection.pruned, s.spec.evaluation), []).append(s)
-    bar = tqdm(total=len(selected), desc="sweep cells", disable=not progress, unit="cell")
-    several_seeds = len({s.spec.seed for s in selected}) > 1  # progress lines then name the seed
-    progress_report(stage="cells", total=len(selected), message=f"{len(selected)} cells to compute")
-
-    def land(key: str, ev: Evaluation, computed: bool) -> None:
-        for i, s in enumerate(groups[key]):
-            reused = not computed or i > 0
-            stats.evaluations_reused += reused
-            spent = 0.0 if reused else ev.seconds
-            stages = {} if reused else {f"evaluation_{k}": v for k, v in ev.stage_seconds.items()}
-            store.save(CellResult(s.spec, store.identity, s.selection, ev,
-                                  {"selection": s.seconds, "evaluation": spent, "total": s.seconds + spent, **stages},
-                                  key, reused, s.nll_passes, s.plugin))
-            stats.cells_written += 1
-            if stats.seconds_to_first_cell is None:
-                stats.seconds_to_first_cell = time.perf_counter() - start
-            bar.update(1)
-            progress_report(stage="cell", done=stats.cells_written, total=len(selected), method=s.spec.method,
-                            budget=s.spec.budget, seed=s.spec.seed if several_seeds else None)
-
+    land = _Landing(store, stats, groups, start, progress)
     tasks = []
     if need_dense or groups:
         tasks.append(Task("dense", (firsts, dense_settings), key=DENSE_KEY))
@@ -142,30 +111,86 @@ def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore,
                                            [m.spec for m in members]), key=key))
     for task, outcome in workers.run(tasks):
         if task.key == ATTRIBUTION_KEY:
-            if isinstance(outcome, (BaseException, str)):
-                stats.attribution_error = outcome if isinstance(outcome, str) else f"{type(outcome).__name__}: {outcome}"
-                notice(f"the single-block removal profile failed ({stats.attribution_error}); the cells go on, "
-                       "a rerun retries it")
-            elif on_attribution is not None:
-                on_attribution(ctx, outcome)
-            continue
-        if task.key is DENSE_KEY:
+            _attribution_done(ctx, outcome, stats, on_attribution)
+        elif task.key is DENSE_KEY:
             if isinstance(outcome, BaseException):
                 raise outcome
             if on_dense is not None:
                 on_dense(ctx, outcome)
-            continue
-        if isinstance(outcome, BaseException):
-            outcome = [_failure(s, "evaluation", outcome) for s in task.args[3]]
-        if isinstance(outcome, list):
-            stats.failures += outcome
-            continue
-        stats.evaluations_computed += 1
-        store.save_evaluation(task.key, outcome)
-        land(task.key, outcome, computed=True)
-    bar.close()
+        else:
+            _evaluation_done(task, outcome, store, stats, land)
+    land.bar.close()
     stats.seconds = time.perf_counter() - start
     return stats
 
+
+def _select_all(workers: Workers, pending: Sequence[CellSpec], stats: RunStats) -> list[Selected]:
+    """Select every pending cell, one task per (method, seed); failed selections go to ``stats.failures``."""
+    by_group: dict[tuple[str, int], list[CellSpec]] = {}
+    for spec in pending:
+        by_group.setdefault((spec.method, spec.seed), []).append(spec)
+    selected: list[Selected] = []
+    for _task, outcome in workers.run([Task("select", (specs,)) for specs in by_group.values()]):
+        if isinstance(outcome, BaseException):
+            stats.failures += [_failure(s, "selection", outcome) for s in _task.args[0]]
+            continue
+        for item in outcome:
+            (stats.failures if isinstance(item, CellFailure) else selected).append(item)
+    return selected
+
+
+class _Landing:
+    """Writes the cells of one evaluation group once its evaluation is known, and reports progress."""
+
+    def __init__(self, store: CellStore, stats: RunStats, groups: dict[str, list[Selected]], start: float,
+                 progress: bool):
+        from tqdm.auto import tqdm
+
+        self.store, self.stats, self.groups, self.start = store, stats, groups, start
+        self.total = sum(len(members) for members in groups.values())
+        self.bar = tqdm(total=self.total, desc="sweep cells", disable=not progress, unit="cell")
+        # progress lines name the seed when the cells have several
+        self.several_seeds = len({s.spec.seed for members in groups.values() for s in members}) > 1
+        progress_report(stage="cells", total=self.total, message=f"{self.total} cells to compute")
+
+    def __call__(self, key: str, ev: Evaluation, computed: bool) -> None:
+        stats = self.stats
+        for i, s in enumerate(self.groups[key]):
+            reused = not computed or i > 0
+            stats.evaluations_reused += reused
+            spent = 0.0 if reused else ev.seconds
+            stages = {} if reused else {f"evaluation_{k}": v for k, v in ev.stage_seconds.items()}
+            self.store.save(CellResult(s.spec, self.store.identity, s.selection, ev,
+                                       {"selection": s.seconds, "evaluation": spent, "total": s.seconds + spent,
+                                        **stages},
+                                       key, reused, s.nll_passes, s.plugin))
+            stats.cells_written += 1
+            if stats.seconds_to_first_cell is None:
+                stats.seconds_to_first_cell = time.perf_counter() - self.start
+            self.bar.update(1)
+            progress_report(stage="cell", done=stats.cells_written, total=self.total, method=s.spec.method,
+                            budget=s.spec.budget, seed=s.spec.seed if self.several_seeds else None)
+
+
+def _attribution_done(ctx: RunContext, outcome: Any, stats: RunStats, on_attribution) -> None:
+    """The single-block removal profile came back: hand it on, or note why it failed (the cells go on)."""
+    if isinstance(outcome, (BaseException, str)):
+        stats.attribution_error = outcome if isinstance(outcome, str) else f"{type(outcome).__name__}: {outcome}"
+        notice(f"the single-block removal profile failed ({stats.attribution_error}); the cells go on, "
+               "a rerun retries it")
+    elif on_attribution is not None:
+        on_attribution(ctx, outcome)
+
+
+def _evaluation_done(task: Task, outcome: Any, store: CellStore, stats: RunStats, land: _Landing) -> None:
+    """One removed set's evaluation came back: store it and land its cells, or record the cells as failed."""
+    if isinstance(outcome, BaseException):
+        outcome = [_failure(s, "evaluation", outcome) for s in task.args[3]]
+    if isinstance(outcome, list):
+        stats.failures += outcome
+        return
+    stats.evaluations_computed += 1
+    store.save_evaluation(task.key, outcome)
+    land(task.key, outcome, computed=True)
 
 __all__ = ["CellsFailedError", "Task", "Workers", "orchestrate"]

@@ -20,13 +20,14 @@ from ..method.allocation import check_budget, normalize_protected
 from ..model.blocks import find_blocks
 from ..model.models import resolve_model
 from ..model.pruning import remove_blocks
+from ..plugins.components import AllocationStrategy
 from ..plugins.registry import Registry, load_registry
 from ..store.atomic import check_output_location, staged_dir, write_json
 from ..store.cache import check_cache_writable
-from .worker import CellWorker
 from .pipeline import PruneConfig, block_metric
 from .provenance import git_commit, machine, package_versions
 from .records import PRUNE_SCHEMA, CellSpec, EvalSettings
+from .worker import CellWorker
 
 
 @dataclass
@@ -84,18 +85,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
         ConfigError, UnknownNameError, ResourceUnavailableError: bad settings
             or missing resources, raised before any heavy computation where possible.
     """
-    config.validate()
-    out_dir = Path(out_dir) if out_dir is not None else None
-    if out_dir is not None:
-        check_output_folder(out_dir)
-    resolve_model(config.model)  # fail fast on a bad model argument
-    check_cache_writable()
-    config.check_against_model()
-    registry = registry or load_registry()
-    block_metric(registry, config.similarity)
-    strategy = registry.allocation(config.allocation)
-    worker = CellWorker(config, (config.allocation,), reuse_states=False, registry=registry)
-    worker.check()
+    out_dir, registry, strategy, worker = _checked_worker(config, out_dir, registry)
     settings = EvalSettings(corpora=tuple(config.eval_corpora), seq_len=config.eval_seq_len, tokens=config.eval_tokens,
                             batch_size=config.batch_size, zero_shot_tasks=tuple(config.zero_shot_tasks),
                             zero_shot_limit=config.zero_shot_limit, zero_shot_seed=config.seed)
@@ -112,9 +102,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     t = time.perf_counter()
     ctx = worker.context()
     timings["calibration_s"] = time.perf_counter() - t
-    params_before = ctx.parameters
     calib_meta = {k: v for k, v in ctx.calibration.items() if k not in ("seconds_this_run", "corpus", "source")}
-    s = ctx.similarity
 
     chosen = worker.select_one(spec)
     selection = chosen.selection
@@ -129,7 +117,44 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     timings["evaluation_pruned_s"] = after.seconds
     remove_blocks(model, selection.pruned, registry)
     timings["total_s"] = time.perf_counter() - start
-    params_after = _count_parameters(model)
+    results = _prune_record(config, loaded, ctx, calib_meta, selection, (dense, after), _count_parameters(model),
+                            timings, registry, strategy)
+    run = RunResult(results, out_dir, ctx.similarity, model, tokenizer)
+    if out_dir is not None:
+        with staged_dir(out_dir) as stage:
+            save_run(run, stage, save_model=config.save_model)
+        run.out_dir = out_dir
+    return run
+
+
+def _checked_worker(config: PruneConfig, out_dir: str | Path | None, registry: Registry | None
+                    ) -> tuple[Path | None, Registry, AllocationStrategy, CellWorker]:
+    """Every check that can fail before the model loads, in order; the output folder, registry, strategy, worker.
+
+    Raises:
+        ConfigError, UnknownNameError, ResourceUnavailableError: as :func:`run_prune`.
+    """
+    config.validate()
+    out_dir = Path(out_dir) if out_dir is not None else None
+    if out_dir is not None:
+        check_output_folder(out_dir)
+    resolve_model(config.model)  # fail fast on a bad model argument
+    check_cache_writable()
+    config.check_against_model()
+    registry = registry or load_registry()
+    block_metric(registry, config.similarity)
+    strategy = registry.allocation(config.allocation)
+    worker = CellWorker(config, (config.allocation,), reuse_states=False, registry=registry)
+    worker.check()
+    return out_dir, registry, strategy, worker
+
+
+def _prune_record(config: PruneConfig, loaded: Any, ctx: Any, calib_meta: dict[str, Any], selection: Any,
+                  evaluations: tuple[Any, Any], params_after: int, timings: dict[str, float], registry: Registry,
+                  strategy: AllocationStrategy) -> dict[str, Any]:
+    """``results.json`` of ``lorp prune`` (``"schema": "lorp.prune"``): settings, S, the selection, before/after."""
+    dense, after = evaluations
+    params_before = ctx.parameters
     ppl_before = {c: asdict(v) for c, v in dense.perplexity.items()}
     ppl_after = {c: asdict(v) for c, v in after.perplexity.items()}
     acc_before = asdict(dense.zero_shot) if dense.zero_shot is not None else None
@@ -139,7 +164,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
             "allocation": registry.provenance("allocation", config.allocation)}
     if strategy.uses_clusters:
         used["clustering"] = registry.provenance("clustering", config.clustering)
-    results: dict[str, Any] = {
+    return {
         "schema": PRUNE_SCHEMA, "version": 1,
         "model": {"spec": config.model, "name": loaded.name, "source": loaded.source.kind, **loaded.info},
         "config": {**asdict(config), "eval_corpora": list(config.eval_corpora), "protected": list(config.protected)},
@@ -147,7 +172,7 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
                         "seq_len": config.seq_len, "seed": config.seed, **calib_meta},
         "num_blocks": selection.num_blocks,
         "similarity_metric": config.similarity,
-        "similarity": s,
+        "similarity": ctx.similarity,
         "rls": selection.rls,
         "k": selection.k,
         "k_source": selection.k_source,
@@ -169,13 +194,6 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
         "git_commit": git_commit(),
         "machine": machine(),
     }
-    run = RunResult(results, out_dir, s, model, tokenizer)
-    if out_dir is not None:
-        with staged_dir(out_dir) as stage:
-            save_run(run, stage, save_model=config.save_model)
-        run.out_dir = out_dir
-    return run
-
 
 def save_run(run: RunResult, folder: str | Path, *, save_model: bool = True) -> Path:
     """Write a run's outputs into ``folder`` (created if needed).

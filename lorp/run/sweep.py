@@ -265,56 +265,8 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
         CellsFailedError: some cells raised; every other cell landed and the table
             holds them; ``failures.json`` has each failed cell's spec and traceback.
     """
-    base = config.base
-    base.validate()
-    out = Path(out_dir)
-    registry = registry or load_registry()
-    strategies = {m: registry.allocation(m) for m in config.methods}
-    if not config.methods or not config.budgets:
-        raise ConfigError("give at least one method and one budget")
-    if any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in config.budgets):
-        raise ConfigError(f"budgets must be whole numbers >= 1, got {list(config.budgets)}")
-    for seed in config.cell_seeds:
-        check_seed(seed, "each seed")
-    if any(s.uses_clusters for s in strategies.values()):
-        registry.clustering(base.clustering)
-    block_metric(registry, base.similarity)
-    resolve_model(base.model)
-    check_cache_writable()
-    base.check_against_model(config.budgets)
-    check_output_location(out)
-    identity = config.identity()
+    out, registry, identity, raw = _checked_sweep(config, out_dir, registry)
     meta_path = out / "sweep.json"
-    raw = read_checked_json(meta_path, "sweep record", ("identity", "config", "context", "dense"))
-    if raw is not None:
-        try:
-            SweepRecord.from_json(raw)
-        except (ConfigError, KeyError, TypeError, ValueError):
-            notice(f"sweep record {meta_path} was written by another lorp version; recomputing it")
-            raw = None
-    if raw is not None and raw.get("identity") != identity:
-        now = _shared_settings(base)
-        changed = sorted(k for k in now if raw.get("config", {}).get(k) != now[k])
-        local = input_fingerprint(base.model, [base.calibration, *base.eval_corpora], registry)
-        changed += [f"content of {base.model if k == 'model' else k}" for k in local
-                    if (raw.get("content") or {}).get(k) != local[k]]
-        raise ConfigError(f"{out} holds a sweep with other settings (differing: {', '.join(changed) or 'lorp version'}); "
-                          "use another --out or delete it")
-    if out.exists() and raw is None and not meta_path.exists() and any(out.iterdir()):
-        raise ConfigError(f"output folder {out} exists and is not a lorp sweep; choose another --out")
-
-    if not set(config.detail_budgets) <= set(config.budgets):
-        raise ConfigError(f"detail budgets {list(config.detail_budgets)} must be among the budgets {list(config.budgets)}")
-    if isinstance(config.decode_tokens, bool) or config.decode_tokens < 0 or config.decode_tokens == 1:
-        raise ConfigError(f"decode_tokens must be 0 (no speed) or >= 2, got {config.decode_tokens!r}")
-
-    if config.seed_methods is not None and not set(config.seed_methods) <= set(config.methods):
-        raise ConfigError(f"seed methods {sorted(set(config.seed_methods) - set(config.methods))} are not among "
-                          f"the methods {list(config.methods)}")
-    if config.detail_methods is not None and not set(config.detail_methods) <= set(config.methods):
-        raise ConfigError(f"detail methods {sorted(set(config.detail_methods) - set(config.methods))} are not among "
-                          f"the methods {list(config.methods)}")
-
     previous = SweepRecord.from_json(raw) if raw is not None else None
     store = CellStore(out, identity)
     if drop_stale_seed_cells(out, previous, store):
@@ -334,46 +286,17 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
     if not pending:
         progress.report(stage="cached", message=f"all {len(plan)} cells already computed in {out}; reusing them")
     if need_dense or need_attribution or seeds_missing:
-        executor = executor or SerialExecutor()
-        # the latest record written and what to keep in it (a finished profile or extra seeds' calibration is
-        # kept when the dense evaluation is recomputed; the tasks may land in any order)
-        state: dict[str, Any] = {"record": previous, "attribution": previous.attribution if previous else None,
-                                 "seeds": dict(previous.seed_calibration) if previous else {}}
-
-        def write_record(record: SweepRecord) -> None:
-            state["record"] = record
-            write_checked_json(meta_path, {**record.to_json(), "content": input_fingerprint(
-                base.model, [base.calibration, *base.eval_corpora], registry)})
-
-        def on_dense(ctx: RunContext, result: tuple[Evaluation, dict[str, Any], int]) -> None:
-            dense, reuse, flops = result
-            if dense_settings is not None and dense_complete:
-                dense = replace(dense, zero_shot=old.zero_shot, speed=old.speed)
-            write_record(SweepRecord(
-                identity=identity,
-                config={**_shared_settings(base), "methods": list(config.methods), "budgets": list(config.budgets),
-                        "seeds": list(config.cell_seeds), "detail_budgets": list(config.detail_budgets),
-                        "detail_methods": None if config.detail_methods is None else list(config.detail_methods),
-                        "decode_tokens": config.decode_tokens, "calibration_per_seed": True},
-                context=ctx, dense=dense, dense_flops_per_token=flops, perplexity_reuse=reuse,
-                versions=package_versions(), git_commit=git_commit(), attribution=state["attribution"],
-                seed_calibration=state["seeds"]))
-
-        def on_attribution(_ctx: RunContext, attribution: Attribution) -> None:
-            state["attribution"] = attribution
-            if state["record"] is not None:  # else the dense evaluation, still to land, writes it
-                write_record(replace(state["record"], attribution=attribution))
-
-        with executor.workers(config.run_base, config.methods, reuse_states=config.reuse_states,
-                              registry=registry) as workers:
+        writer = _RecordWriter(config, registry, identity, meta_path, previous, dense_settings, dense_complete)
+        with (executor or SerialExecutor()).workers(config.run_base, config.methods, reuse_states=config.reuse_states,
+                                                    registry=registry) as workers:
             stats = orchestrate(workers, pending, store, reuse_states=config.reuse_states,
                                 dense_settings=None if dense_complete else dense_settings, need_dense=need_dense,
-                                on_dense=on_dense, progress=base.progress, attribution=need_attribution,
-                                on_attribution=on_attribution)
-            missing = [s for s in extra_seeds if str(s) not in state["seeds"]]
-            if missing and state["record"] is not None:  # each extra seed's S and calibration record (cached pass)
-                state["seeds"].update({str(s): v for s, v in workers.first(Task("seed_calibration", (missing,))).items()})
-                write_record(replace(state["record"], seed_calibration=state["seeds"]))
+                                on_dense=writer.on_dense, progress=config.base.progress, attribution=need_attribution,
+                                on_attribution=writer.on_attribution)
+            missing = [s for s in extra_seeds if str(s) not in writer.seeds]
+            if missing and writer.record is not None:  # each extra seed's S and calibration record (cached pass)
+                writer.seeds.update({str(s): v for s, v in workers.first(Task("seed_calibration", (missing,))).items()})
+                writer.write(replace(writer.record, seed_calibration=writer.seeds))
         write_failures(out, stats.failures)
     record = SweepRecord.from_json(read_checked_json(meta_path, "sweep record"))
     cells = [c for c in (store.load(spec) for spec in plan) if c is not None]
@@ -382,3 +305,115 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
     if stats is not None and stats.failures:
         raise CellsFailedError(stats.failures)
     return SweepRun(rows, record, cells, stats)
+
+
+def _checked_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | None
+                   ) -> tuple[Path, Registry, str, dict[str, Any] | None]:
+    """Every check of :func:`execute_sweep` before heavy work, in order; the folder, registry, the sweep's
+    identity and the folder's ``sweep.json`` (``None`` when absent, or written by another lorp version).
+
+    Raises:
+        ConfigError, UnknownNameError: as :func:`execute_sweep`.
+    """
+    base = config.base
+    base.validate()
+    out = Path(out_dir)
+    registry = registry or load_registry()
+    strategies = {m: registry.allocation(m) for m in config.methods}
+    if not config.methods or not config.budgets:
+        raise ConfigError("give at least one method and one budget")
+    if any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in config.budgets):
+        raise ConfigError(f"budgets must be whole numbers >= 1, got {list(config.budgets)}")
+    for seed in config.cell_seeds:
+        check_seed(seed, "each seed")
+    if any(s.uses_clusters for s in strategies.values()):
+        registry.clustering(base.clustering)
+    block_metric(registry, base.similarity)
+    resolve_model(base.model)
+    check_cache_writable()
+    base.check_against_model(config.budgets)
+    check_output_location(out)
+    identity = config.identity()
+    raw = _existing_record(config, out, registry, identity)
+    if not set(config.detail_budgets) <= set(config.budgets):
+        raise ConfigError(f"detail budgets {list(config.detail_budgets)} must be among the budgets {list(config.budgets)}")
+    if isinstance(config.decode_tokens, bool) or config.decode_tokens < 0 or config.decode_tokens == 1:
+        raise ConfigError(f"decode_tokens must be 0 (no speed) or >= 2, got {config.decode_tokens!r}")
+
+    if config.seed_methods is not None and not set(config.seed_methods) <= set(config.methods):
+        raise ConfigError(f"seed methods {sorted(set(config.seed_methods) - set(config.methods))} are not among "
+                          f"the methods {list(config.methods)}")
+    if config.detail_methods is not None and not set(config.detail_methods) <= set(config.methods):
+        raise ConfigError(f"detail methods {sorted(set(config.detail_methods) - set(config.methods))} are not among "
+                          f"the methods {list(config.methods)}")
+    return out, registry, identity, raw
+
+
+def _existing_record(config: SweepConfig, out: Path, registry: Registry, identity: str) -> dict[str, Any] | None:
+    """The folder's ``sweep.json`` when it is this sweep's; ``None`` when there is none (or another version's).
+
+    Raises:
+        ConfigError: the folder holds a sweep with other settings (naming them), or is not a sweep.
+    """
+    base, meta_path = config.base, out / "sweep.json"
+    raw = read_checked_json(meta_path, "sweep record", ("identity", "config", "context", "dense"))
+    if raw is not None:
+        try:
+            SweepRecord.from_json(raw)
+        except (ConfigError, KeyError, TypeError, ValueError):
+            notice(f"sweep record {meta_path} was written by another lorp version; recomputing it")
+            raw = None
+    if raw is not None and raw.get("identity") != identity:
+        now = _shared_settings(base)
+        changed = sorted(k for k in now if raw.get("config", {}).get(k) != now[k])
+        local = input_fingerprint(base.model, [base.calibration, *base.eval_corpora], registry)
+        changed += [f"content of {base.model if k == 'model' else k}" for k in local
+                    if (raw.get("content") or {}).get(k) != local[k]]
+        raise ConfigError(f"{out} holds a sweep with other settings (differing: {', '.join(changed) or 'lorp version'}); "
+                          "use another --out or delete it")
+    if out.exists() and raw is None and not meta_path.exists() and any(out.iterdir()):
+        raise ConfigError(f"output folder {out} exists and is not a lorp sweep; choose another --out")
+    return raw
+
+
+class _RecordWriter:
+    """Writes ``sweep.json`` as the dense evaluation, the profile and the extra seeds' calibration land.
+
+    They may land in any order: a finished profile or extra seeds' calibration is kept when the
+    dense evaluation is recomputed, and :attr:`record` is the latest record written.
+    """
+
+    def __init__(self, config: SweepConfig, registry: Registry, identity: str, meta_path: Path,
+                 previous: SweepRecord | None, dense_settings: EvalSettings | None, dense_complete: bool):
+        self.config, self.registry, self.identity, self.meta_path = config, registry, identity, meta_path
+        self.dense_settings, self.dense_complete = dense_settings, dense_complete
+        self.old = previous.dense if previous is not None else None
+        self.record = previous
+        self.attribution = previous.attribution if previous else None
+        self.seeds = dict(previous.seed_calibration) if previous else {}
+
+    def write(self, record: SweepRecord) -> None:
+        base = self.config.base
+        self.record = record
+        write_checked_json(self.meta_path, {**record.to_json(), "content": input_fingerprint(
+            base.model, [base.calibration, *base.eval_corpora], self.registry)})
+
+    def on_dense(self, ctx: RunContext, result: tuple[Evaluation, dict[str, Any], int]) -> None:
+        config, base = self.config, self.config.base
+        dense, reuse, flops = result
+        if self.dense_settings is not None and self.dense_complete:
+            dense = replace(dense, zero_shot=self.old.zero_shot, speed=self.old.speed)
+        self.write(SweepRecord(
+            identity=self.identity,
+            config={**_shared_settings(base), "methods": list(config.methods), "budgets": list(config.budgets),
+                    "seeds": list(config.cell_seeds), "detail_budgets": list(config.detail_budgets),
+                    "detail_methods": None if config.detail_methods is None else list(config.detail_methods),
+                    "decode_tokens": config.decode_tokens, "calibration_per_seed": True},
+            context=ctx, dense=dense, dense_flops_per_token=flops, perplexity_reuse=reuse,
+            versions=package_versions(), git_commit=git_commit(), attribution=self.attribution,
+            seed_calibration=self.seeds))
+
+    def on_attribution(self, _ctx: RunContext, attribution: Attribution) -> None:
+        self.attribution = attribution
+        if self.record is not None:  # else the dense evaluation, still to land, writes it
+            self.write(replace(self.record, attribution=attribution))
