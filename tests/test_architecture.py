@@ -51,3 +51,23 @@ def test_the_import_contracts_hold():
     done = subprocess.run([str(lint), "--no-cache", "--no-logo"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 kept, 0 broken" in done.stdout
+
+
+@pytest.mark.parametrize("notebook", sorted((REPO / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_every_lorp_name_a_notebook_imports_exists(notebook):
+    """The notebooks run only in the slow tier; their imports of lorp are checked here, in the fast one."""
+    import ast
+    import json
+
+    imported = []
+    for cell in json.loads(notebook.read_text())["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        for node in ast.walk(ast.parse("".join(cell["source"]))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lorp"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    assert hasattr(module, alias.name) or importlib.util.find_spec(f"{node.module}.{alias.name}"), \
+                        f"{notebook.name}: from {node.module} import {alias.name}"
+                    imported.append(alias.name)
+    assert imported
