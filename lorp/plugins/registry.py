@@ -33,6 +33,7 @@ from ..paths import PLUGINS_DIR, cache_dir
 from ..store.cache import cache_key, content_digest
 from ..version import __version__
 from . import hookspecs
+from .code import builtin_code, entry_point_code, local_file_code
 from .components import (AllocationStrategy, ClusteringAlgorithm, Component, CorpusSource, ModelAdapter,
                          SimilarityMetric)
 
@@ -104,6 +105,7 @@ class PluginInfo:
     source: str  # "builtin", "entry point (dist)", or "local file PATH"
     version: str
     components: tuple[str, ...] = ()
+    code: str = ""  # changes when the plugin's code does (lorp.plugins.code); keys what it computed
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,10 @@ class Registry:
         return [entry.component for entry in self.components["adapter"].values()]  # type: ignore[misc]
 
     def provenance(self, kind: str, name: str) -> dict[str, str]:
-        """``{"name", "plugin", "version", "source"}`` of a registered component, for reports."""
+        """``{"name", "version", "plugin", "plugin_version", "source", "code"}`` of a registered component.
+
+        ``code`` is the plugin's code string (:mod:`lorp.plugins.code`): what cached results are keyed by.
+        """
         entry = self.components[kind][name]
         info = next(p for p in self.plugins if p.name == entry.plugin)
         return {
@@ -165,6 +170,7 @@ class Registry:
             "plugin": info.name,
             "plugin_version": info.version,
             "source": info.source,
+            "code": info.code,
         }
 
 
@@ -179,13 +185,17 @@ def _import_local_plugin(path: Path) -> ModuleType:
     """
     name = path.stem
     existing = sys.modules.get(name)
+    edited = False
     if existing is not None:
         if Path(getattr(existing, "__file__", "") or "").resolve() == path.resolve():
-            return existing
-        raise PluginError(
-            f"local plugin {path} is named {name!r}, which is already an imported module "
-            f"({getattr(existing, '__file__', 'builtin')}); rename the file"
-        )
+            if getattr(existing, "__lorp_code__", None) in (None, local_file_code(path)):
+                return existing
+            edited = True  # the file changed since this process imported it: run the new code
+        else:
+            raise PluginError(
+                f"local plugin {path} is named {name!r}, which is already an imported module "
+                f"({getattr(existing, '__file__', 'builtin')}); rename the file"
+            )
     if not name.isidentifier():
         raise PluginError(f"local plugin {path} is not named like a Python module; rename it (letters, digits, _)")
     try:
@@ -199,13 +209,26 @@ def _import_local_plugin(path: Path) -> ModuleType:
     if folder not in sys.path:
         sys.path.append(folder)
     try:
-        return importlib.import_module(name)
+        code = local_file_code(path)
+        module = _run_source(name, path) if edited else importlib.import_module(name)
+        module.__lorp_code__ = code
+        return module
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001  (sys.exit() in a plugin must not end lorp silently)
         sys.modules.pop(name, None)
         raise PluginError(f"local plugin {path} failed to import: {_describe(exc)}; fix or remove the file, "
                           "or skip it with --deny-plugin " + name) from None
+
+
+def _run_source(name: str, path: Path) -> ModuleType:
+    """Import ``path`` afresh from its source (not from a compiled cache that an edit in the same second can
+    leave looking current), replacing the module of that name."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    exec(compile(path.read_bytes(), str(path), "exec"), module.__dict__)  # noqa: S102  (the user's own plugin file)
+    return module
 
 
 def _describe(exc: BaseException) -> str:
@@ -322,7 +345,7 @@ def build_plugin_manager(settings: PluginSettings | None = None) -> tuple[pluggy
 
     for modname in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(modname), name=modname)
-        infos.append(PluginInfo(modname, "builtin", __version__))
+        infos.append(PluginInfo(modname, "builtin", __version__, code=builtin_code()))
 
     if settings.autoload:
         eps = [ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name not in settings.deny]
@@ -339,13 +362,13 @@ def build_plugin_manager(settings: PluginSettings | None = None) -> tuple[pluggy
                                   f"uninstall it or skip it with --deny-plugin {ep.name}") from None
             _register(pm, plugin, ep.name)
             dist = ep.dist
-            infos.append(
-                PluginInfo(ep.name, f"entry point ({dist.name if dist else '?'})", dist.version if dist else "unknown")
-            )
+            infos.append(PluginInfo(ep.name, f"entry point ({dist.name if dist else '?'})",
+                                    dist.version if dist else "unknown", code=entry_point_code(ep)))
         for path in files:
             module = _import_local_plugin(path)
             _register(pm, module, path.stem)
-            infos.append(PluginInfo(path.stem, f"local file {path}", str(getattr(module, "__version__", "local"))))
+            infos.append(PluginInfo(path.stem, f"local file {path}", str(getattr(module, "__version__", "local")),
+                                    code=local_file_code(path)))
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -406,7 +429,7 @@ def load_registry(settings: PluginSettings | None = None) -> Registry:
                 raise PluginError(f"plugin {plugin_name!r} failed in {hook_name}: {_describe(exc)}") from None
 
     registry.plugins = [
-        PluginInfo(i.name, i.source, i.version, tuple(provided.get(i.name, ()))) for i in infos
+        PluginInfo(i.name, i.source, i.version, tuple(provided.get(i.name, ())), i.code) for i in infos
     ]
     return registry
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..store.atomic import write_json
-from ..store.cache import read_checked_json, write_checked_json
+from ..store.cache import notice, read_checked_json, write_checked_json
 from .records import CellFailure, CellResult, CellSpec, Evaluation
 
 
@@ -24,10 +24,19 @@ class CellStore:
     Args:
         folder: the sweep folder.
         identity: hash of the shared settings; cells of other settings are ignored.
+        codes: per method, the code strings its cells depend on (:func:`lorp.run.fingerprint.cell_code`);
+            a stored cell with other code is recomputed, and the first such cell of each changed
+            component says so on stderr. ``None``: cells are read whatever code computed them
+            (reading a finished sweep for its report).
+        sources: ``{"<kind>:<name>": plugin source}`` for those notices (e.g. ``local file plugins/x.py``).
     """
 
-    def __init__(self, folder: str | Path, identity: str):
+    def __init__(self, folder: str | Path, identity: str, codes: Mapping[str, Mapping[str, str]] | None = None,
+                 sources: Mapping[str, str] | None = None):
         self.folder, self.identity = Path(folder), identity
+        self.codes = {m: dict(c) for m, c in codes.items()} if codes is not None else None
+        self.sources = dict(sources or {})
+        self._told: set[str] = set()
 
     def cell_path(self, spec: CellSpec) -> Path:
         return self.folder / "cells" / f"{spec.name}.json"
@@ -45,7 +54,28 @@ class CellStore:
             cell = CellResult.from_json(data)
         except (ConfigError, KeyError, TypeError, ValueError):
             return None  # written by another lorp version: recomputed
-        return cell if cell.identity == self.identity and cell.spec == spec else None
+        if cell.identity != self.identity or cell.spec != spec:
+            return None
+        expected = self.code_of(spec.method)
+        if expected is not None and cell.code != expected:
+            self._tell_changed(spec.method, cell.code, expected)
+            return None
+        return cell
+
+    def code_of(self, method: str) -> dict[str, str] | None:
+        """The code strings cells of ``method`` must carry, ``None`` when this store does not check code."""
+        return None if self.codes is None else self.codes.get(method, {})
+
+    def _tell_changed(self, method: str, stored: Mapping[str, str], expected: Mapping[str, str]) -> None:
+        """One notice per changed component (or per method, for cells from before code was recorded)."""
+        changed = sorted(k for k in expected if stored.get(k) != expected[k]) if stored else []
+        for key in changed or [f"cells of {method}"]:
+            if key in self._told:
+                continue
+            self._told.add(key)
+            what = f"{self.sources[key]} ({key})" if key in self.sources else key
+            notice(f"{what} changed since the cached cells: recomputing its cells"
+                   if changed else f"{what} were computed before lorp recorded plugin code: recomputing them")
 
     def save(self, cell: CellResult) -> Path:
         """Write ``cells/<name>.json`` atomically, with a checksum of its content."""

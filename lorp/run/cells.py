@@ -163,7 +163,7 @@ class _Landing:
             self.store.save(CellResult(s.spec, self.store.identity, s.selection, ev,
                                        {"selection": s.seconds, "evaluation": spent, "total": s.seconds + spent,
                                         **stages},
-                                       key, reused, s.nll_passes, s.plugin))
+                                       key, reused, s.nll_passes, s.plugin, self.store.code_of(s.spec.method) or {}))
             stats.cells_written += 1
             if stats.seconds_to_first_cell is None:
                 stats.seconds_to_first_cell = time.perf_counter() - self.start

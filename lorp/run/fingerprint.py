@@ -1,4 +1,4 @@
-"""How a run's inputs enter cache keys: by name, or for a local model folder or text file by its content.
+"""How a run's inputs enter cache keys: local files by content, plugins by their code, the rest by name.
 
 Above :mod:`lorp.store.cache` (which hashes bytes and knows nothing of models or
 plugins), because telling a local input from a bundled model, a hub id or a
@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..model.models import resolve_model
-from ..plugins.registry import default_registry
+from ..plugins.registry import Registry, default_registry
 from ..store.cache import content_digest
 
 
@@ -48,4 +48,32 @@ def input_fingerprint(model: str, corpora: Iterable[str], registry=None) -> dict
     for name in dict.fromkeys(corpora):
         if (cid := content_id(name, "corpus", registry)) != name:
             out[name] = cid
+    return out
+
+
+def component_code(registry: Registry, kind: str, name: str) -> str:
+    """The code string of the plugin that registered component ``name`` of ``kind`` (:mod:`lorp.plugins.code`)."""
+    return registry.provenance(kind, name)["code"]
+
+
+def cell_code(registry: Registry, method: str, *, similarity: str, clustering: str, calibration: str
+              ) -> dict[str, str]:
+    """The code a cell of allocation strategy ``method`` depends on: ``{"<kind>:<name>": code string}``.
+
+    The strategy itself; the similarity metric of S and every statistic the strategy reads
+    (``needs``); the clustering algorithm when the strategy clusters; the calibration corpus
+    when it is a registered corpus (a text file enters the sweep's identity by its content).
+    A cached cell whose code differs from this is recomputed (:class:`lorp.run.cell_store.CellStore`).
+
+    Raises:
+        UnknownNameError: a component is not registered.
+    """
+    strategy = registry.allocation(method)
+    out = {f"allocation:{method}": component_code(registry, "allocation", method)}
+    for metric in dict.fromkeys((similarity, *strategy.needs)):
+        out[f"similarity:{metric}"] = component_code(registry, "similarity", metric)
+    if strategy.uses_clusters:
+        out[f"clustering:{clustering}"] = component_code(registry, "clustering", clustering)
+    if calibration in registry.components["corpus"]:
+        out[f"corpus:{calibration}"] = component_code(registry, "corpus", calibration)
     return out

@@ -25,7 +25,7 @@ from ..model.models import DEFAULT_MODEL, LoadedModel, model_config, num_blocks_
 from ..plugins.components import Corpus, SimilarityMetric
 from ..plugins.registry import Registry
 from ..store.cache import cache_key, load_matrices, notice, save_matrices
-from .fingerprint import content_id
+from .fingerprint import component_code, content_id
 
 
 @dataclass(frozen=True)
@@ -200,8 +200,9 @@ def calibrate(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, metrics:
 
     Each metric's matrix is cached on disk under a key of the model (bundled key
     and checkpoint hash, or a local folder's content digest), the calibration
-    corpus (a text file's content digest), sample count and length, seed and the
-    metric's name and version (:mod:`lorp.store.cache`). Metrics found in the cache are not
+    corpus (a text file's content digest, a registered corpus's plugin code), sample count and
+    length, seed and the metric's name, version and plugin code (:mod:`lorp.plugins.code`), so an
+    edited metric or corpus plugin computes a new entry (:mod:`lorp.store.cache`). Metrics found in the cache are not
     recomputed; the rest share a single forward pass over the calibration set.
     ``meta`` reports tokens, forward passes run (0 when all were cached) and time.
     """
@@ -211,7 +212,11 @@ def calibrate(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, metrics:
         "corpus": content_id(config.calibration, "corpus", registry), "num_samples": config.num_samples,
         "seq_len": config.seq_len, "seed": config.seed,
     }
-    keys = {name: cache_key({**base, "metric": name, "metric_version": m.version}) for name, m in metrics.items()}
+    if config.calibration in registry.components["corpus"]:  # a registered corpus's code; a file enters by content
+        base["corpus_code"] = component_code(registry, "corpus", config.calibration)
+    keys = {name: cache_key({**base, "metric": name, "metric_version": m.version,
+                             "metric_code": component_code(registry, "similarity", name)})
+            for name, m in metrics.items()}
     matrices: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {}
     if config.use_cache:

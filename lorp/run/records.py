@@ -296,6 +296,8 @@ class CellResult:
         evaluation_reused: the evaluation was computed for another cell removing the same blocks.
         nll_passes: forward passes of a model-scoring strategy (SLEB): ``{"full", "partial"}``.
         plugin: provenance of the allocation strategy's plugin.
+        code: the code string of every component the cell depends on, ``{"<kind>:<name>": code}``
+            (:func:`lorp.run.fingerprint.cell_code`); a cached cell whose code differs is recomputed.
     """
 
     SCHEMA: ClassVar[str] = CELL_SCHEMA
@@ -310,6 +312,7 @@ class CellResult:
     evaluation_reused: bool = False
     nll_passes: dict[str, int] | None = None
     plugin: dict[str, Any] = field(default_factory=dict)
+    code: dict[str, str] = field(default_factory=dict)
 
     @property
     def method(self) -> str:
@@ -343,7 +346,7 @@ class CellResult:
                 "selection": _plain(self.selection.to_dict()), "evaluation": self.evaluation.to_json(),
                 "timings": dict(self.timings), "evaluation_key": self.evaluation_key,
                 "evaluation_reused": self.evaluation_reused, "nll_passes": self.nll_passes,
-                "plugin": _plain(self.plugin)}
+                "plugin": _plain(self.plugin), "code": dict(self.code)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CellResult:
@@ -351,7 +354,8 @@ class CellResult:
         _check(cls, data)
         return cls(CellSpec.from_json(data["spec"]), data["identity"], _selection_from_json(data["selection"]),
                    Evaluation.from_json(data["evaluation"]), dict(data["timings"]), data.get("evaluation_key", ""),
-                   bool(data.get("evaluation_reused")), data.get("nll_passes"), dict(data.get("plugin") or {}))
+                   bool(data.get("evaluation_reused")), data.get("nll_passes"), dict(data.get("plugin") or {}),
+                   dict(data.get("code") or {}))
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from . import progress
 from .cell_store import CellStore, RunStats, write_failures
 from .cells import CellsFailedError, Task, orchestrate
 from .executors import RayExecutor, SerialExecutor
-from .fingerprint import input_fingerprint
+from .fingerprint import cell_code, input_fingerprint
 from .pipeline import PruneConfig, block_metric
 from .provenance import git_commit, package_versions
 from .records import CellResult, CellSpec, EvalSettings, Evaluation, RunContext
@@ -268,7 +268,7 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
     out, registry, identity, raw = _checked_sweep(config, out_dir, registry)
     meta_path = out / "sweep.json"
     previous = SweepRecord.from_json(raw) if raw is not None else None
-    store = CellStore(out, identity)
+    store = CellStore(out, identity, *_cell_codes(config, registry))
     if drop_stale_seed_cells(out, previous, store):
         previous = None  # its sweep.json lacks the per-seed calibration; rewritten below
     plan = plan_cells(config)
@@ -305,6 +305,19 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
     if stats is not None and stats.failures:
         raise CellsFailedError(stats.failures)
     return SweepRun(rows, record, cells, stats)
+
+
+def _cell_codes(config: SweepConfig, registry: Registry) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """Per method, the code strings its cells depend on, and each component's plugin source (for notices)."""
+    base = config.base
+    codes = {m: cell_code(registry, m, similarity=base.similarity, clustering=base.clustering,
+                          calibration=base.calibration) for m in config.methods}
+    sources = {}
+    for key in {k for c in codes.values() for k in c}:
+        kind, name = key.split(":", 1)
+        source = registry.provenance(kind, name)["source"]
+        sources[key] = source.removeprefix("local file ").replace(str(Path.cwd()) + "/", "")
+    return codes, sources
 
 
 def _checked_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | None

@@ -176,8 +176,22 @@ def disclosure_markdown(results: StudyResult | dict[str, Any]) -> str:
         tok = cfg.get("sleb_tokens") or 0
         lines.append(f"- **SLEB** scores each candidate removal on the first {cfg.get('sleb_samples', '?')} calibration "
                      f"sequence(s), " + (f"the last {tok} tokens of each scored" if tok else "every token scored") + ".")
+    if r.plugins:
+        lines.append(_code_line(r.plugins))
     lines.append(f"- **Seeds**: {cfg.get('seeds', [cfg.get('seed')])}; **computed at** `{r.computed_at_commit or na}`.")
     return "\n".join(lines) + "\n"
+
+
+def _code_line(plugins: Mapping[str, Mapping[str, Any]]) -> str:
+    """The disclosure line naming each method's plugin, its source and its code string (what caches key on)."""
+    by_code: dict[tuple[str, str], list[str]] = {}
+    for method, prov in plugins.items():
+        source = prov.get("source") or "?"
+        by_code.setdefault(("lorp's builtins" if source == "builtin" else source, prov.get("code") or "not recorded"),
+                           []).append(method)
+    parts = [f"{', '.join(f'`{m}`' for m in methods)} from {source}, code `{code}`"
+             for (source, code), methods in by_code.items()]
+    return "- **Methods' code** (cached cells are keyed by it): " + "; ".join(parts) + "."
 
 
 def rls_markdown(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
