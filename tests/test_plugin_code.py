@@ -246,3 +246,36 @@ def test_the_disclosure_names_each_method_s_plugin_and_code():
                     "`lorp 0.1.0, builtins 1`; `my-rule` from local file plugins/my_rule.py, code `sha256:ab`; `old` "
                     "from lorp's builtins, code `not recorded`.")
 
+
+
+def _install_demo(tmp_path, monkeypatch, version):
+    """pip-install a copy of the fixture package at ``version`` into a private folder on sys.path."""
+    import shutil
+
+    src = tmp_path / f"src-{version}"
+    shutil.copytree(REPO / "tests" / "fixtures" / "lorp-demo-plugin", src,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    toml = src / "pyproject.toml"
+    toml.write_text(toml.read_text().replace('version = "0.2.0"', f'version = "{version}"'))
+    target = tmp_path / f"site-{version}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(target), str(src)], check=True)
+    monkeypatch.syspath_prepend(str(target))
+    return target
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", ["0.2.0", "0.3.0.dev1"])
+def test_an_entry_point_is_keyed_by_its_version_and_a_development_version_by_its_source(tmp_path, monkeypatch,
+                                                                                        version):
+    monkeypatch.setenv("LORP_CACHE_DIR", str(tmp_path / "cache"))
+    target = _install_demo(tmp_path, monkeypatch, version)
+    try:
+        registry = load_registry(PluginSettings(autoload=True, plugin_dirs=()))
+        code = registry.provenance("similarity", "last-token-cosine")["code"]
+    finally:
+        sys.modules.pop("lorp_demo_plugin", None)
+    if version == "0.2.0":
+        assert code == "lorp-demo-plugin 0.2.0"
+    else:
+        assert code == f"lorp-demo-plugin 0.3.0.dev1, sha256:{python_files_digest(target / 'lorp_demo_plugin.py')}"
