@@ -53,6 +53,7 @@ def test_hub_id_offline_names_bundled_models(monkeypatch):
         load_model("no-such-org/no-such-model")
 
 
+@pytest.mark.slow  # starts a Python process that imports torch
 def test_hub_id_resolves_from_a_local_hub_cache(tiny_folder, tmp_path):
     """The hub code path on a local copy: a hub-cache snapshot, offline."""
     snapshot = tmp_path / "hub" / "models--lorp-test--tiny" / "snapshots" / ("0" * 40)

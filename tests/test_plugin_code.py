@@ -62,7 +62,7 @@ def _forget_plugin_modules(monkeypatch):
     """Each test's plugin files are imported under the same module names; forget them (and their folders) after."""
     monkeypatch.setattr(sys, "path", list(sys.path))
     yield
-    for name in ("my_rule", "my_metric"):
+    for name in ("my_rule", "my_metric", "my_corpus"):
         sys.modules.pop(name, None)
 
 
@@ -194,6 +194,42 @@ def test_an_edited_similarity_plugin_gets_a_new_calibration_entry(plugin_sweep, 
     assert calls == [["my-cosine"], ["my-cosine"]]  # edited: computed anew, under a new key
     s1, s2 = np.asarray(first.record.context.similarity), np.asarray(edited.record.context.similarity)
     assert np.allclose(s2, s1 ** 2) and not np.allclose(s2, s1)
+
+
+#: A local corpus: the tiny model's text file, its evaluation part optionally reversed (an edit of the text).
+CORPUS_PLUGIN = '''
+from pathlib import Path
+
+import lorp
+
+TEXT = Path({path!r})
+REVERSED = {reversed}
+
+
+def load():
+    docs = [d for d in TEXT.read_text().split("\\n\\n") if d.strip()]
+    evaluation = [d[::-1] for d in docs] if REVERSED else docs
+    return lorp.Corpus("my-text", docs, evaluation, "\\n\\n", "my_corpus plugin")
+
+
+@lorp.hookimpl
+def lorp_register_corpora(register):
+    register(lorp.CorpusSource(name="my-text", load=load))
+'''
+
+
+def test_an_edited_evaluation_corpus_plugin_recomputes_the_cells_and_their_evaluations(plugin_sweep):
+    base, plugins, out = plugin_sweep
+    (plugins / "my_corpus.py").write_text(CORPUS_PLUGIN.format(path=base.calibration, reversed=False))
+    custom = PruneConfig(**{**base.__dict__, "eval_corpora": ("my-text",)})
+    first = _sweep(custom, plugins, out, methods=("last",))
+    assert first.stats.evaluations_computed == 2
+    (plugins / "my_corpus.py").write_text(CORPUS_PLUGIN.format(path=base.calibration, reversed=True))
+    edited = _sweep(custom, plugins, out, methods=("last",))
+    assert edited.stats.cells_written == 2 and edited.stats.evaluations_computed == 2  # nothing stale reused
+    ppl = {c.budget: c.perplexity["my-text"].perplexity for c in first.cells}
+    assert all(c.perplexity["my-text"].perplexity != ppl[c.budget] for c in edited.cells)
+    assert len(list((out / "evaluations").iterdir())) == 4
 
 
 SWEEP_SCRIPT = '''

@@ -110,6 +110,7 @@ def test_plugin_file_named_like_an_importable_module_is_refused(tmp_path):
     assert "antigravity" not in sys.modules or "lorp" not in str(sys.modules["antigravity"].__file__)
 
 
+@pytest.mark.slow  # starts several Python processes
 def test_hook_and_component_that_call_sys_exit_become_plugin_errors(tmp_path):
     (tmp_path / "exit_in_hook.py").write_text(
         "import sys, lorp\n@lorp.hookimpl\ndef lorp_register_allocation_strategies(register):\n    sys.exit(3)\n")
@@ -325,6 +326,7 @@ def _save(args):
     return True
 
 
+@pytest.mark.slow  # starts several Python processes
 def test_concurrent_writers_of_one_key_leave_a_whole_entry(tmp_path, private_cache):
     ctx = multiprocessing.get_context("spawn")
     target = tmp_path / "built"

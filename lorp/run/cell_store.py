@@ -29,11 +29,13 @@ class CellStore:
             component says so on stderr. ``None``: cells are read whatever code computed them
             (reading a finished sweep for its report).
         sources: ``{"<kind>:<name>": plugin source}`` for those notices (e.g. ``local file plugins/x.py``).
+        evaluation_code: the code of the registered evaluation corpora, part of every evaluation's key.
     """
 
     def __init__(self, folder: str | Path, identity: str, codes: Mapping[str, Mapping[str, str]] | None = None,
-                 sources: Mapping[str, str] | None = None):
+                 sources: Mapping[str, str] | None = None, evaluation_code: Mapping[str, str] | None = None):
         self.folder, self.identity = Path(folder), identity
+        self.evaluation_code = dict(evaluation_code or {})
         self.codes = {m: dict(c) for m, c in codes.items()} if codes is not None else None
         self.sources = dict(sources or {})
         self._told: set[str] = set()

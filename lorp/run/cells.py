@@ -94,7 +94,8 @@ def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore,
     firsts = tuple(sorted({min(s.selection.pruned) for s in selected})) if reuse_states else ()
     groups: dict[str, list[Selected]] = {}
     for s in selected:
-        groups.setdefault(evaluation_key(ctx.model, s.selection.pruned, s.spec.evaluation), []).append(s)
+        key = evaluation_key(ctx.model, s.selection.pruned, s.spec.evaluation, store.evaluation_code)
+        groups.setdefault(key, []).append(s)
     land = _Landing(store, stats, groups, start, progress)
     tasks = []
     if need_dense or groups:

@@ -56,13 +56,14 @@ def component_code(registry: Registry, kind: str, name: str) -> str:
     return registry.provenance(kind, name)["code"]
 
 
-def cell_code(registry: Registry, method: str, *, similarity: str, clustering: str, calibration: str
-              ) -> dict[str, str]:
+def cell_code(registry: Registry, method: str, *, similarity: str, clustering: str, calibration: str,
+              eval_corpora: Iterable[str] = ()) -> dict[str, str]:
     """The code a cell of allocation strategy ``method`` depends on: ``{"<kind>:<name>": code string}``.
 
     The strategy itself; the similarity metric of S and every statistic the strategy reads
     (``needs``); the clustering algorithm when the strategy clusters; the calibration corpus
-    when it is a registered corpus (a text file enters the sweep's identity by its content).
+    and the evaluation corpora that are registered corpora (a text file enters the sweep's
+    identity by its content).
     A cached cell whose code differs from this is recomputed (:class:`lorp.run.cell_store.CellStore`).
 
     Raises:
@@ -74,6 +75,17 @@ def cell_code(registry: Registry, method: str, *, similarity: str, clustering: s
         out[f"similarity:{metric}"] = component_code(registry, "similarity", metric)
     if strategy.uses_clusters:
         out[f"clustering:{clustering}"] = component_code(registry, "clustering", clustering)
-    if calibration in registry.components["corpus"]:
-        out[f"corpus:{calibration}"] = component_code(registry, "corpus", calibration)
+    for corpus in dict.fromkeys((calibration, *eval_corpora)):
+        if corpus in registry.components["corpus"]:
+            out[f"corpus:{corpus}"] = component_code(registry, "corpus", corpus)
     return out
+
+
+def evaluation_code(registry: Registry, eval_corpora: Iterable[str]) -> dict[str, str]:
+    """The code an evaluation depends on: ``{"corpus:<name>": code string}`` of each registered evaluation corpus.
+
+    Part of an evaluation's key (:func:`lorp.run.worker.evaluation_key`), so a corpus plugin that now gives
+    other text is evaluated anew; who chose the removed blocks is not part of it.
+    """
+    return {f"corpus:{c}": component_code(registry, "corpus", c) for c in dict.fromkeys(eval_corpora)
+            if c in registry.components["corpus"]}

@@ -35,7 +35,7 @@ from . import progress
 from .cell_store import CellStore, RunStats, write_failures
 from .cells import CellsFailedError, Task, orchestrate
 from .executors import RayExecutor, SerialExecutor
-from .fingerprint import cell_code, input_fingerprint
+from .fingerprint import cell_code, evaluation_code, input_fingerprint
 from .pipeline import PruneConfig, block_metric
 from .provenance import git_commit, package_versions
 from .records import CellResult, CellSpec, EvalSettings, Evaluation, RunContext
@@ -307,17 +307,19 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
     return SweepRun(rows, record, cells, stats)
 
 
-def _cell_codes(config: SweepConfig, registry: Registry) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
-    """Per method, the code strings its cells depend on, and each component's plugin source (for notices)."""
+def _cell_codes(config: SweepConfig, registry: Registry
+                ) -> tuple[dict[str, dict[str, str]], dict[str, str], dict[str, str]]:
+    """Per method, the code strings its cells depend on; each component's plugin source (for notices); the
+    code strings evaluations depend on."""
     base = config.base
     codes = {m: cell_code(registry, m, similarity=base.similarity, clustering=base.clustering,
-                          calibration=base.calibration) for m in config.methods}
+                          calibration=base.calibration, eval_corpora=base.eval_corpora) for m in config.methods}
     sources = {}
     for key in {k for c in codes.values() for k in c}:
         kind, name = key.split(":", 1)
         source = registry.provenance(kind, name)["source"]
         sources[key] = source.removeprefix("local file ").replace(str(Path.cwd()) + "/", "")
-    return codes, sources
+    return codes, sources, evaluation_code(registry, base.eval_corpora)
 
 
 def _checked_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | None

@@ -55,11 +55,13 @@ class Selected:
     plugin: dict[str, Any]
 
 
-def evaluation_key(model: Mapping[str, Any], removed: Iterable[int], settings: EvalSettings) -> str:
-    """Key of an evaluation: the model's identity, the sorted removed blocks and the evaluation settings."""
+def evaluation_key(model: Mapping[str, Any], removed: Iterable[int], settings: EvalSettings,
+                   code: Mapping[str, str] | None = None) -> str:
+    """Key of an evaluation: the model's identity, the sorted removed blocks, the evaluation settings and
+    the code of the registered evaluation corpora (:func:`lorp.run.fingerprint.evaluation_code`)."""
     ident = {k: model.get(k) for k in ("spec", "model_type", "num_parameters", "gguf_sha256", "dtype")}
     return cache_key({"evaluation": 1, "model": ident, "removed": sorted(int(b) for b in removed),
-                      "settings": settings.to_json()})
+                      "settings": settings.to_json(), "code": dict(code or {})})
 
 
 class CellWorker:
