@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +78,20 @@ class CellStore:
             what = f"{self.sources[key]} ({key})" if key in self.sources else key
             notice(f"{what} changed since the cached cells: recomputing its cells"
                    if changed else f"{what} were computed before lorp recorded plugin code: recomputing them")
+
+    def stored(self) -> Iterator[tuple[Path, CellResult]]:
+        """Every readable cell file of this store's identity, in file-name order, with its cell (any spec, any code).
+
+        Files that are damaged, edited or from another lorp version are skipped.
+        """
+        for f in sorted((self.folder / "cells").glob("*.json")):
+            data = read_checked_json(f, "sweep cell")
+            try:
+                cell = CellResult.from_json(data)
+            except (ConfigError, KeyError, TypeError, ValueError, AttributeError):
+                continue
+            if cell.identity == self.identity:
+                yield f, cell
 
     def save(self, cell: CellResult) -> Path:
         """Write ``cells/<name>.json`` atomically, with a checksum of its content."""

@@ -184,13 +184,8 @@ def drop_stale_seed_cells(folder: Path, previous: SweepRecord | None, store: Cel
     if previous is None or previous.config.get("calibration_per_seed"):
         return []
     dropped = []
-    for f in sorted((folder / "cells").glob("*.json")):
-        data = read_checked_json(f, "sweep cell")
-        try:
-            cell = CellResult.from_json(data)
-        except (ConfigError, KeyError, TypeError, ValueError, AttributeError):
-            continue
-        if cell.identity == store.identity and cell.spec.seed != previous.config.get("seed"):
+    for f, cell in store.stored():
+        if cell.spec.seed != previous.config.get("seed"):
             f.unlink(missing_ok=True)
             dropped.append(f)
     if dropped:
@@ -213,17 +208,7 @@ def load_sweep_folder(folder: str | Path) -> tuple[SweepRecord, list[CellResult]
     if raw is None:
         raise ConfigError(f"the sweep record {path} is damaged; rerun the sweep to recompute it")
     record = SweepRecord.from_json(raw)
-    store = CellStore(folder, record.identity)
-    cells = []
-    for f in sorted((folder / "cells").glob("*.json")):
-        data = read_checked_json(f, "sweep cell")
-        try:
-            cell = CellResult.from_json(data)
-        except (ConfigError, KeyError, TypeError, ValueError, AttributeError):
-            continue
-        if cell.identity == store.identity:
-            cells.append(cell)
-    return record, cells
+    return record, [cell for _, cell in CellStore(folder, record.identity).stored()]
 
 
 @dataclass
