@@ -8,8 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorp.evaluate.accuracy_uncertainty import accuracy_interval, accuracy_intervals, bootstrap_accuracy, compare_accuracy, mcnemar_exact, paired_bootstrap_accuracy, wilson_interval
-from lorp.evaluate.perplexity_uncertainty import compare_perplexity, paired_bootstrap_mean_perplexity, paired_bootstrap_nll
+from lorp.evaluate.accuracy_uncertainty import (accuracy_interval, accuracy_intervals, bootstrap_accuracy,
+                                                compare_accuracy, mcnemar_exact, paired_bootstrap_accuracy,
+                                                wilson_interval)
+from lorp.evaluate.perplexity_uncertainty import (compare_perplexity, paired_bootstrap_mean_perplexity,
+                                                  paired_bootstrap_nll)
 from lorp.evaluate.uncertainty import decide
 
 # Dyadic values: every sum and difference below is exact in binary floating point.
@@ -204,3 +207,15 @@ def test_paired_accuracy_is_antisymmetric_and_mcnemar_symmetric(pairs, seed):
     assert (ba.difference, ba.low, ba.high) == pytest.approx((-ab.difference, -ab.high, -ab.low), abs=1e-12)
     assert ab.low - 1e-12 <= ab.difference <= ab.high + 1e-12
     assert ab.mcnemar.p_value == ba.mcnemar.p_value and 0 < ab.mcnemar.p_value <= 1
+
+
+def test_holm_adjusts_by_hand():
+    from lorp.evaluate.uncertainty import holm
+
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> 0.06 (non-decreasing)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert [q <= 0.05 for q in holm([0.01, 0.04, 0.03, 0.005])] == [True, False, False, True]
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([0.02]) == pytest.approx([0.02]) and holm([]) == []
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        holm([0.1, 1.5])

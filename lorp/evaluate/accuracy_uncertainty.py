@@ -242,4 +242,5 @@ def compare_accuracy(reference: Any, other: Any, *, samples: int = SAMPLES, seed
     return out
 
 
-__all__ = ["AccuracyComparison", "McNemar", "accuracy_interval", "accuracy_intervals", "bootstrap_accuracy", "compare_accuracy", "item_results", "mcnemar_exact", "paired_bootstrap_accuracy", "wilson_interval"]
+__all__ = ["AccuracyComparison", "McNemar", "accuracy_interval", "accuracy_intervals", "bootstrap_accuracy",
+           "compare_accuracy", "item_results", "mcnemar_exact", "paired_bootstrap_accuracy", "wilson_interval"]

@@ -169,4 +169,5 @@ def compare_perplexity(reference: Any, other: Any, *, samples: int = SAMPLES, se
     return paired_bootstrap_mean_perplexity(ref[0], oth[0], ref[1], samples=samples, seed=seed, level=level)
 
 
-__all__ = ["PerplexityComparison", "compare_perplexity", "paired_bootstrap_mean_perplexity", "paired_bootstrap_nll", "window_series"]
+__all__ = ["PerplexityComparison", "compare_perplexity", "paired_bootstrap_mean_perplexity", "paired_bootstrap_nll",
+           "window_series"]

@@ -43,11 +43,7 @@ import numpy as np
 
 #: Defaults of every interval here (the reports use them): resamples, seed, coverage.
 SAMPLES = 2000
-
-
 SEED = 0
-
-
 LEVEL = 0.95
 
 
@@ -100,6 +96,36 @@ class Interval:
 
 
 # -- checks ---------------------------------------------------------------------------------------------------------
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given: reject test ``i`` at level ``alpha`` when
+    ``holm(p)[i] <= alpha``, which keeps the family-wise error rate at most ``alpha``.
+
+    Sorted ascending, the ``j``-th smallest p-value (1-based) of ``m`` is multiplied by ``m - j + 1``,
+    capped at 1, and made non-decreasing along the order.
+
+    Args:
+        p_values: the family's p-values, each in [0, 1].
+    Returns:
+        the adjusted p-values, same length and order.
+    Raises:
+        ValueError: a p-value outside [0, 1] or not a number.
+
+    Source: S. Holm, "A simple sequentially rejective multiple test procedure",
+    *Scandinavian Journal of Statistics* 6 (1979) 65-70.
+    """
+    p = np.asarray(list(p_values), dtype=np.float64)
+    if p.size and (np.isnan(p).any() or p.min() < 0 or p.max() > 1):
+        raise ValueError(f"p-values must lie in [0, 1], got {p.tolist()}")
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
+
+
 def _check_settings(samples: int, level: float) -> None:
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be a whole number >= 1, got {samples!r}")
@@ -171,4 +197,4 @@ def _draw(rng: np.random.Generator, n: int, samples: int) -> np.ndarray:
     return rng.integers(0, n, size=(samples, n))
 
 
-__all__ = ["LEVEL", "SAMPLES", "SEED", "Decision", "Interval", "decide"]
+__all__ = ["LEVEL", "SAMPLES", "SEED", "Decision", "Interval", "decide", "holm"]
