@@ -49,14 +49,8 @@ class CellStore:
         A cell file that is damaged or edited (its checksum does not match,
         :func:`lorp.store.cache.read_checked_json`) gets a notice and is recomputed.
         """
-        data = read_checked_json(self.cell_path(spec), "sweep cell")
-        if data is None:
-            return None
-        try:
-            cell = CellResult.from_json(data)
-        except (ConfigError, KeyError, TypeError, ValueError):
-            return None  # written by another lorp version: recomputed
-        if cell.identity != self.identity or cell.spec != spec:
+        cell = _read_cell(self.cell_path(spec))
+        if cell is None or cell.identity != self.identity or cell.spec != spec:
             return None
         expected = self.code_of(spec.method)
         if expected is not None and cell.code != expected:
@@ -85,12 +79,8 @@ class CellStore:
         Files that are damaged, edited or from another lorp version are skipped.
         """
         for f in sorted((self.folder / "cells").glob("*.json")):
-            data = read_checked_json(f, "sweep cell")
-            try:
-                cell = CellResult.from_json(data)
-            except (ConfigError, KeyError, TypeError, ValueError, AttributeError):
-                continue
-            if cell.identity == self.identity:
+            cell = _read_cell(f)
+            if cell is not None and cell.identity == self.identity:
                 yield f, cell
 
     def save(self, cell: CellResult) -> Path:
@@ -110,6 +100,17 @@ class CellStore:
     def save_evaluation(self, key: str, ev: Evaluation) -> Path:
         """Write ``evaluations/<key>.json`` atomically, with a checksum of its content."""
         return write_checked_json(self.folder / "evaluations" / f"{key}.json", ev.to_json())
+
+
+def _read_cell(path: Path) -> CellResult | None:
+    """The cell in ``path``; ``None`` when missing, damaged or edited (with a notice), or from another lorp version."""
+    data = read_checked_json(path, "sweep cell")
+    if data is None:
+        return None
+    try:
+        return CellResult.from_json(data)
+    except (ConfigError, KeyError, TypeError, ValueError, AttributeError):
+        return None  # written by another lorp version: recomputed
 
 
 @dataclass
