@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ConfigError, PluginError
 from ..plugins.components import AllocationRequest, AllocationStrategy, Removal
-from ..plugins.registry import plugin_code
+from ..plugins.guard import plugin_code
 
 
 def normalize_protected(protected: Iterable[int], num_blocks: int) -> frozenset[int]:

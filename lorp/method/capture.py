@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, PluginError
 from ..model.blocks import find_blocks, input_device
 from ..plugins.components import SimilarityMetric
-from ..plugins.registry import plugin_code
+from ..plugins.guard import plugin_code
 
 
 @dataclass(frozen=True)

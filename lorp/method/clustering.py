@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import ConfigError, PluginError
 from ..plugins.components import ClusteringAlgorithm
-from ..plugins.registry import plugin_code
+from ..plugins.guard import plugin_code
 
 
 def depth_ordered(labels: np.ndarray) -> np.ndarray:

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..plugins.components import AllocationRequest, Removal
-from ..plugins.registry import Registry, load_registry, plugin_code
+from ..plugins.guard import plugin_code
+from ..plugins.registry import Registry, load_registry
 from .allocation import allocate, check_budget, check_seed, normalize_protected
 from .clustering import cluster_blocks
 from .locality import check_similarity, choose_k, representation_locality_score

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, PluginError
-from ..plugins.registry import default_registry, plugin_code
+from ..plugins.guard import plugin_code
+from ..plugins.registry import default_registry
 
 
 def find_blocks(model: nn.Module, registry=None) -> tuple[str, nn.ModuleList]:

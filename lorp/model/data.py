@@ -17,7 +17,8 @@ import torch
 
 from ..errors import ConfigError, PluginError, UnknownNameError
 from ..plugins.components import Corpus
-from ..plugins.registry import default_registry, plugin_code
+from ..plugins.guard import plugin_code
+from ..plugins.registry import default_registry
 from .models import adds_bos
 
 
