@@ -3,10 +3,12 @@
 import datasets
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lorp.builtins import corpora
 from lorp.errors import ConfigError, ResourceUnavailableError, UnknownNameError
-from lorp.model.data import Corpus, calibration_samples, evaluation_windows, load_corpus
+from lorp.model.data import Corpus, calibration_samples, confirmation_windows, evaluation_windows, load_corpus, spread_slots
 from lorp.model.models import adds_bos
 from lorp.testing import make_word_tokenizer
 
@@ -45,13 +47,50 @@ def test_bos_is_prepended_only_for_tokenizers_that_add_it():
     assert (evaluation_windows(without, corpus, 6)[:, 0] != 0).all()
 
 
-def test_evaluation_windows_are_the_first_consecutive_windows_under_the_limit():
-    tok, corpus = word_tokenizer(False), toy_corpus()
+def test_screening_windows_are_spread_over_the_whole_text_one_per_stratum():
+    tok, corpus = word_tokenizer(False), toy_corpus(n_docs=200)
     stream = tok(" ".join(corpus.evaluation), add_special_tokens=False)["input_ids"]
-    w = evaluation_windows(tok, corpus, 16, max_tokens=50)
+    available = len(stream) // 16  # 1000 tokens -> 62 slots
+    w = evaluation_windows(tok, corpus, 16, max_tokens=50)  # 3 windows
     assert w.shape == (3, 16)
-    assert w.flatten().tolist() == stream[:48]
-    assert evaluation_windows(tok, corpus, 16).shape[0] == len(stream) // 16
+    slots = spread_slots(available, 3)
+    for i, (row, slot) in enumerate(zip(w.tolist(), slots)):
+        assert row == stream[slot * 16:(slot + 1) * 16]
+        # window i lies in the i-th third of the text: first, middle and last part are all covered
+        assert i * available // 3 <= slot < (i + 1) * available // 3
+    assert torch.equal(w, evaluation_windows(tok, corpus, 16, max_tokens=50))  # the same for every caller
+    assert not torch.equal(w, evaluation_windows(tok, corpus, 16, max_tokens=50, seed=1))
+    assert evaluation_windows(tok, corpus, 16).shape[0] == available  # no limit: every slot
+
+
+def test_confirmation_windows_are_spread_and_disjoint_from_the_screening_windows():
+    tok, corpus = word_tokenizer(False), toy_corpus(n_docs=200)
+    stream = tok(" ".join(corpus.evaluation), add_special_tokens=False)["input_ids"]
+    available = len(stream) // 16
+    screening = spread_slots(available, 4)
+    confirmation = spread_slots(available, 20, 1, exclude=screening)
+    assert len(set(confirmation)) == 20 and not set(confirmation) & set(screening)
+    assert confirmation.min() < available // 10 and confirmation.max() >= available * 9 // 10
+    w = confirmation_windows(tok, corpus, 16, 20, screening_tokens=64)
+    assert [row for row in w.tolist()] == [stream[s * 16:(s + 1) * 16] for s in confirmation]
+    with pytest.raises(ConfigError, match="at most 58 confirmation windows fit, 59 were asked for"):
+        confirmation_windows(tok, corpus, 16, 59, screening_tokens=64)
+    with pytest.raises(ConfigError, match="whole number >= 1"):
+        confirmation_windows(tok, corpus, 16, 0, screening_tokens=64)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 300), st.data())
+def test_spread_slots_take_one_free_slot_per_equal_stratum(available, data):
+    exclude = data.draw(st.sets(st.integers(0, available - 1), max_size=available - 1))
+    free = [s for s in range(available) if s not in exclude]
+    count = data.draw(st.integers(1, len(free)))
+    slots = spread_slots(available, count, data.draw(st.integers(0, 5)), exclude=exclude)
+    assert len(slots) == count and list(slots) == sorted(set(slots.tolist()))
+    assert not set(slots.tolist()) & exclude
+    for i, s in enumerate(slots):  # the i-th slot is in the i-th stratum of the free slots
+        lo, hi = (i * len(free)) // count, ((i + 1) * len(free)) // count
+        assert s in free[lo:hi]
 
 
 def test_too_little_text_is_a_clear_error():

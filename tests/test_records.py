@@ -47,7 +47,7 @@ def test_cell_spec_evaluation_and_cell_result_round_trip():
                       None, {"plugin": "lorp-builtins"})
     back = _roundtrip(cell)
     assert back == cell and back.pruned == [3, 5] and back.removals[0].stage == 1
-    assert back.mean_perplexity() == pytest.approx(10.75)
+    assert back.mean_perplexity() == pytest.approx((12.5 * 9.0) ** 0.5)  # geometric mean over the two corpora
 
 
 def test_context_and_sweep_record_round_trip():

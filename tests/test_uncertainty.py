@@ -1,4 +1,4 @@
-"""Paired bootstrap, Wilson and McNemar: known cases, a seeded example redone by hand in numpy, properties."""
+"""Paired t (perplexity), paired bootstrap, Wilson and McNemar (accuracy): known cases, a seeded example redone by hand in numpy, properties."""
 
 import math
 from types import SimpleNamespace
@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats
 
 from lorp.evaluate.accuracy_uncertainty import (accuracy_interval, accuracy_intervals, bootstrap_accuracy,
                                                 compare_accuracy, mcnemar_exact, paired_bootstrap_accuracy,
                                                 wilson_interval)
-from lorp.evaluate.perplexity_uncertainty import (compare_perplexity, paired_bootstrap_mean_perplexity,
-                                                  paired_bootstrap_nll)
+from lorp.evaluate.perplexity_uncertainty import (compare_per_corpus, compare_perplexity, paired_t_log_ratio,
+                                                  paired_t_nll)
 from lorp.evaluate.uncertainty import decide
 
 # Dyadic values: every sum and difference below is exact in binary floating point.
@@ -20,50 +21,65 @@ WINDOWS = [3.25, 7.5, 2.0, 9.75, 4.5, 6.0, 1.25, 8.0]
 
 
 def test_identical_series_give_zero_difference_and_a_zero_interval():
-    c = paired_bootstrap_nll(WINDOWS, WINDOWS, 4)
+    c = paired_t_nll(WINDOWS, WINDOWS, 4)
     assert (c.difference, c.low, c.high) == (0.0, 0.0, 0.0) and (c.ratio, c.ratio_low, c.ratio_high) == (1, 1, 1)
-    assert c.decision == "undecided" and c.windows == 8 and c.samples == 2000
+    assert c.decision == "undecided" and c.windows == 8 and c.p_value == 1.0 and c.method == "paired t"
 
 
 @pytest.mark.parametrize("shift", [0.5, -2.0, 0.0625])
 def test_a_constant_shift_of_every_window_gives_exactly_that_interval(shift):
     tokens = 4  # each window's summed NLL shifts by shift * tokens, so its mean token NLL shifts by shift
-    c = paired_bootstrap_nll(WINDOWS, [w + shift * tokens for w in WINDOWS], tokens, samples=500, seed=3)
+    c = paired_t_nll(WINDOWS, [w + shift * tokens for w in WINDOWS], tokens)
     assert (c.difference, c.low, c.high) == (shift, shift, shift)
-    assert c.ratio == math.exp(shift) and c.decision == ("loses" if shift > 0 else "wins")
+    assert c.ratio == math.exp(shift) and c.decision == ("loses" if shift > 0 else "wins") and c.p_value == 0.0
 
 
-def test_seeded_example_matches_a_direct_numpy_computation():
-    a = np.array([10.0, 12.0, 9.0, 15.0, 11.0])
-    b = np.array([11.5, 12.0, 10.0, 14.0, 13.5])
-    tokens = np.array([5, 5, 4, 6, 5])
-    c = paired_bootstrap_nll(a, b, tokens, samples=7, seed=42, level=0.8)
-    idx = np.random.default_rng(42).integers(0, 5, size=(7, 5))
-    stats = (b - a)[idx].sum(axis=1) / tokens[idx].sum(axis=1)
-    assert c.difference == pytest.approx(4.0 / 25)  # (1.5 + 0 + 1 - 1 + 2.5) / 25 tokens
-    assert (c.low, c.high) == pytest.approx(tuple(np.quantile(stats, [0.1, 0.9])), rel=1e-12)
+def test_t_interval_matches_a_hand_computation():
+    # per-window log ratios x = (0.25, -0.5, 0.75, 0.25): mean 0.1875, s² = 0.796875 / 3, se = sqrt(s² / 4)
+    c = paired_t_nll([3.25, 7.5, 2.0, 9.75], [3.5, 7.0, 2.75, 10.0], 1)
+    se = math.sqrt(0.796875 / 3 / 4)
+    q = 3.182446305284263  # t quantile, 3 degrees of freedom, 0.975 (tables: 3.182)
+    assert c.difference == 0.1875 and c.df == 3
+    assert (c.low, c.high) == pytest.approx((0.1875 - q * se, 0.1875 + q * se), rel=1e-12)
+    assert c.p_value == pytest.approx(0.51949796, rel=1e-6)  # 2 P(T_3 > 0.1875 / se)
     assert (c.ratio_low, c.ratio_high) == pytest.approx((math.exp(c.low), math.exp(c.high)))
-    # by hand: the sorted resampled means and the 10 % / 90 % points interpolated between them
-    s = np.sort(stats)
-    assert c.low == pytest.approx(s[0] + 0.6 * (s[1] - s[0])) and c.high == pytest.approx(s[5] + 0.4 * (s[6] - s[5]))
+    level80 = paired_t_nll([3.25, 7.5, 2.0, 9.75], [3.5, 7.0, 2.75, 10.0], 1, level=0.8)
+    assert level80.high - level80.low == pytest.approx(2 * 1.637744353696210 * se, rel=1e-12)  # t_{3, 0.9}
 
 
-def test_mean_perplexity_over_corpora_reduces_to_the_nll_difference_for_one_corpus():
+def test_one_window_cannot_decide():
+    c = paired_t_nll([3.0], [9.0], 1)
+    assert (c.low, c.high) == (-math.inf, math.inf) and c.decision == "undecided"
+
+
+def test_geometric_mean_over_corpora_reduces_to_the_one_corpus_interval():
     rng = np.random.default_rng(1)
     a = rng.normal(3, 1, 8) * 255
     b = a + rng.normal(0.1, 0.5, 8) * 255
-    one = paired_bootstrap_nll(a, b, 255)
-    many = paired_bootstrap_mean_perplexity({"x": a}, {"x": b}, {"x": 255})
-    assert (many.difference, many.low, many.high) == pytest.approx((one.difference, one.low, one.high), rel=1e-12)
+    one = paired_t_nll(a, b, 255)
+    many = paired_t_log_ratio({"x": a}, {"x": b}, {"x": 255})
+    assert (many.difference, many.low, many.high, many.df) == pytest.approx((one.difference, one.low, one.high, 7),
+                                                                             rel=1e-12)
 
 
-def test_mean_perplexity_ratio_is_the_ratio_of_the_means_over_corpora():
+def test_geometric_mean_ratio_is_the_ratio_of_the_geometric_means():
     a = {"p": [255.0 * 3] * 4, "q": [255.0 * 2] * 4}
     b = {"p": [255.0 * 3.5] * 4, "q": [255.0 * 2] * 4}
-    c = paired_bootstrap_mean_perplexity(a, b, {"p": 255, "q": 255})
-    expected = (math.exp(3.5) + math.exp(2)) / (math.exp(3) + math.exp(2))
-    assert (c.ratio, c.ratio_low, c.ratio_high) == pytest.approx((expected,) * 3, rel=1e-12)
+    c = paired_t_log_ratio(a, b, {"p": 255, "q": 255})
+    # geometric means: sqrt(e^3.5 e^2) / sqrt(e^3 e^2) = e^0.25, whatever the corpora's levels
+    assert (c.ratio, c.ratio_low, c.ratio_high) == pytest.approx((math.exp(0.25),) * 3, rel=1e-12)
     assert c.windows == 8 and c.decision == "loses"
+
+
+def test_welch_satterthwaite_degrees_of_freedom_over_corpora():
+    a = {"p": [0.0, 0.0, 0.0], "q": [0.0, 0.0, 0.0, 0.0, 0.0]}
+    b = {"p": [1.0, 2.0, 3.0], "q": [0.0, 1.0, 0.0, 1.0, 0.0]}
+    c = paired_t_log_ratio(a, b, {"p": 1, "q": 1})
+    vp, vq = 1.0 / 3, 0.3 / 5  # s² / n per corpus: s²_p = 1, s²_q = 0.3
+    assert c.difference == pytest.approx((2.0 + 0.4) / 2)
+    assert c.df == pytest.approx((vp + vq) ** 2 / (vp ** 2 / 2 + vq ** 2 / 4))
+    q = stats.t.ppf(0.975, c.df)
+    assert c.high - c.difference == pytest.approx(q * math.sqrt(vp + vq) / 2)
 
 
 @pytest.mark.parametrize("a, b, tokens, match", [
@@ -75,18 +91,16 @@ def test_mean_perplexity_ratio_is_the_ratio_of_the_means_over_corpora():
 ])
 def test_bad_perplexity_inputs_raise(a, b, tokens, match):
     with pytest.raises(ValueError, match=match):
-        paired_bootstrap_nll(a, b, tokens)
+        paired_t_nll(a, b, tokens)
 
 
 def test_bad_settings_and_corpora_raise():
-    with pytest.raises(ValueError, match="samples"):
-        paired_bootstrap_nll([1.0], [1.0], 1, samples=0)
     with pytest.raises(ValueError, match="level"):
-        paired_bootstrap_nll([1.0], [1.0], 1, level=1.0)
+        paired_t_nll([1.0], [1.0], 1, level=1.0)
     with pytest.raises(ValueError, match="same corpora"):
-        paired_bootstrap_mean_perplexity({"p": [1.0]}, {"q": [1.0]}, {"p": 1, "q": 1})
+        paired_t_log_ratio({"p": [1.0]}, {"q": [1.0]}, {"p": 1, "q": 1})
     with pytest.raises(ValueError, match="no corpora"):
-        paired_bootstrap_mean_perplexity({}, {}, {})
+        paired_t_log_ratio({}, {}, {})
 
 
 @pytest.mark.parametrize("k, n, low, high", [  # Newcombe (1998), Stat. Med. 17:857, Table II, method 3 (Wilson)
@@ -167,6 +181,12 @@ def test_row_helpers_fall_back_to_none_without_per_window_or_per_item_results():
     assert compare_perplexity(with_windows, _row({"p": 1.0})) is None  # old record: no windows
     assert compare_perplexity(with_windows, _row({"p": 1.0}, {"p": [4.0]}, {"p": 4})) is None  # other windows
     assert compare_perplexity(with_windows, with_windows).ratio == 1.0
+    other = _row({"p": 1.0, "q": 1.0}, {"p": [5.0, 8.0], "q": [4.0, 4.0]}, {"p": 4, "q": 4})
+    worse = _row({"p": 1.0, "q": 1.0}, {"p": [9.0, 12.0], "q": [6.0, 7.0]}, {"p": 4, "q": 4})
+    per = compare_per_corpus(other, worse)
+    assert set(per) == {"p", "q"} and per["p"].difference == 1.0 and per["q"].difference == 0.625
+    assert compare_perplexity(other, worse).difference == pytest.approx((1.0 + 0.625) / 2)
+    assert compare_per_corpus(with_windows, _row({"p": 1.0})) is None
     scored = _row(scores={"t": 0.5, "u": 1.0}, correct={"t": [1, 0], "u": [1]}, items={"t": 2, "u": 1})
     assert set(accuracy_intervals(scored)) == {"t", "u", "average"}
     assert accuracy_intervals(_row(scores={"t": 0.5})) is None and compare_accuracy(scored, _row(scores={"t": 0.5})) is None
@@ -180,11 +200,11 @@ series = st.lists(st.floats(0.0, 50.0, allow_nan=False, allow_subnormal=False), 
 
 @settings(max_examples=60, deadline=None)
 @given(st.data(), series, st.integers(0, 2**16))
-def test_nll_interval_contains_the_estimate_and_is_antisymmetric(data, a, seed):
+def test_nll_interval_contains_the_estimate_and_is_antisymmetric(data, a, _seed):
     b = data.draw(st.lists(st.floats(0.0, 50.0, allow_nan=False, allow_subnormal=False), min_size=len(a),
                            max_size=len(a)))
-    ab = paired_bootstrap_nll(a, b, 7, samples=400, seed=seed)
-    ba = paired_bootstrap_nll(b, a, 7, samples=400, seed=seed)
+    ab = paired_t_nll(a, b, 7)
+    ba = paired_t_nll(b, a, 7)
     tol = 1e-12 * (1 + max(a + b))
     assert ab.low - tol <= ab.difference <= ab.high + tol
     assert (ba.difference, ba.low, ba.high) == pytest.approx((-ab.difference, -ab.high, -ab.low), abs=tol)

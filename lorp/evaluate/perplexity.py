@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ class Perplexity:
         seconds: wall time.
         window_nll: summed token NLL (nats) of each window, in window order: ``windows`` floats over
             ``T - 1`` predicted tokens each (empty in records written before it was kept). It is what
-            paired comparisons resample (:func:`lorp.evaluate.perplexity_uncertainty.paired_bootstrap_nll`). With
+            paired comparisons pair (:func:`lorp.evaluate.perplexity_uncertainty.paired_t_nll`). With
             ``batch_size`` 1 the entries are the very terms summed into ``nll``; with larger batches each
             is its window's own float32 sum, equal to the batch share up to float32 rounding.
     """
@@ -39,6 +40,28 @@ class Perplexity:
     windows: int
     seconds: float
     window_nll: list[float] = field(default_factory=list)
+
+
+def geometric_mean_perplexity(per_corpus: Mapping[str, Any]) -> float:
+    """Geometric mean of perplexity over corpora: ``exp`` of the mean over corpora of the mean token NLL.
+
+    The study's across-corpus figure. Unlike the arithmetic mean, it does not let the corpus
+    of highest perplexity (PTB, for most models) set the result: a method that doubles
+    perplexity on one corpus moves it by the same factor whatever that corpus's level.
+
+    Args:
+        per_corpus: ``{corpus: Perplexity}``, ``{corpus: {"perplexity": float}}`` or ``{corpus: float}``
+            (perplexities, each > 0).
+    Returns:
+        the geometric mean (dimensionless, > 0).
+    Raises:
+        ValueError: no corpora, or a perplexity that is not a positive number.
+    """
+    values = [v.perplexity if isinstance(v, Perplexity) else v["perplexity"] if isinstance(v, Mapping) else v
+              for v in per_corpus.values()]
+    if not values or not all(isinstance(v, (int, float)) and v > 0 for v in values):
+        raise ValueError(f"perplexities must be positive numbers, one per corpus, got {values}")
+    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 @torch.inference_mode()

@@ -6,10 +6,9 @@ together, so what both methods find hard cancels out. Everything here is seeded
 and deterministic: the same inputs, ``samples``, ``seed`` and ``level`` give the
 same numbers on every machine (``numpy.random.default_rng(seed)``).
 
-* Perplexity: :func:`lorp.evaluate.perplexity_uncertainty.paired_bootstrap_nll` (one corpus: difference of mean token
-  NLL and the perplexity ratio) and :func:`lorp.evaluate.perplexity_uncertainty.paired_bootstrap_mean_perplexity`
-  (several corpora: ratio of the mean over corpora of the perplexities, the number
-  the study reports), both percentile bootstrap intervals over windows.
+* Perplexity: :func:`lorp.evaluate.perplexity_uncertainty.paired_t_nll` (one corpus: the log perplexity
+  ratio) and :func:`lorp.evaluate.perplexity_uncertainty.paired_t_log_ratio` (several corpora: the ratio of
+  geometric mean perplexities, the number the study reports), paired t-intervals over windows.
 * Zero-shot accuracy: :func:`lorp.evaluate.accuracy_uncertainty.wilson_interval` / :func:`lorp.evaluate.accuracy_uncertainty.accuracy_interval` for one
   method, :func:`lorp.evaluate.accuracy_uncertainty.bootstrap_accuracy` for the average over tasks,
   :func:`lorp.evaluate.accuracy_uncertainty.paired_bootstrap_accuracy` and :func:`lorp.evaluate.accuracy_uncertainty.mcnemar_exact` for two methods on
@@ -28,9 +27,11 @@ inference, the law of succession, and statistical inference", *JASA* 22 (1927)
 correlated proportions or percentages", *Psychometrika* 12 (1947) 153-157 (here
 in its exact, binomial form).
 
-Percentile intervals from few windows or items (a study evaluating 2048 tokens per
-corpus in 256-token windows has 8 windows) are rough and tend to be too narrow
-(Efron & Tibshirani, §13.3); read an "undecided" as "these samples cannot tell".
+Percentile bootstrap intervals from few units tend to be too narrow (Efron & Tibshirani,
+§13.3), which is why perplexity, compared over 8 or 32 windows per corpus, uses a t-interval
+whose coverage is checked at those sizes; accuracy is compared over hundreds of items. Read an
+"undecided" as "these samples cannot tell". :func:`holm` corrects a family of tests for
+multiplicity.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Text for the method: corpora by name or file, calibration samples, perplexity windows.
+"""Text for the method: corpora by name or file, calibration samples, screening and confirmation windows.
 
 Named corpora are plugins (:class:`lorp.CorpusSource`; builtins in
 :mod:`lorp.builtins.corpora`: ``ptb``, ``wiki-paragraphs``, ``lambada``,
@@ -122,27 +122,99 @@ def calibration_samples(tokenizer, corpus: Corpus, num_samples: int, seq_len: in
     return _windows(tokenizer, stream, seq_len, slots)
 
 
-def evaluation_windows(tokenizer, corpus: Corpus, seq_len: int, max_tokens: int | None = None) -> torch.Tensor:
-    """Cut the evaluation text into the first non-overlapping windows of ``seq_len`` tokens.
+#: Seed of the evaluation-window placement: fixed, so every method, run seed and budget is scored on the same windows.
+WINDOW_SEED = 0
+
+
+def spread_slots(available: int, count: int, seed: int = WINDOW_SEED, exclude=()) -> np.ndarray:
+    """``count`` window slots spread evenly over ``range(available)``, one drawn at random per stratum.
+
+    The slots not in ``exclude`` are cut into ``count`` strata of (nearly) equal size in text
+    order; ``numpy.random.default_rng(seed)`` picks one slot in each. So the windows cover
+    the whole text, from its first to its last part, and no two share a slot. With
+    ``count`` equal to the slots left, every one is taken.
 
     Args:
-        max_tokens: stop after ``max_tokens // seq_len`` windows (``None``: all).
+        available: slots in the text (``len(stream) // body`` non-overlapping windows).
+        count: slots wanted (>= 1).
+        seed: the draw inside each stratum.
+        exclude: slots that must not be taken (a set drawn before, e.g. the screening windows).
     Returns:
-        int64 tensor ``[windows, seq_len]``.
+        int64 ``[count]``, ascending.
+    Raises:
+        ConfigError: fewer slots left than ``count``.
+    """
+    taken = set(int(x) for x in exclude)
+    free = np.array([s for s in range(int(available)) if s not in taken], dtype=np.int64)
+    if count < 1 or count > free.size:
+        raise ConfigError(f"the text holds {free.size} free window(s), {count} are asked for")
+    edges = (np.arange(count + 1, dtype=np.int64) * free.size) // count
+    rng = np.random.default_rng(seed)
+    return np.array([free[lo + rng.integers(hi - lo)] for lo, hi in zip(edges[:-1], edges[1:])], dtype=np.int64)
+
+
+def _window_count(stream: list[int], corpus: Corpus, seq_len: int, max_tokens: int | None, body: int) -> tuple[int, int]:
+    available = len(stream) // body
+    count = available if max_tokens is None else min(available, int(max_tokens) // seq_len)
+    if count < 1:
+        raise ConfigError(
+            f"corpus {corpus.name!r} evaluation text gives no full window of {seq_len} tokens "
+            f"(token limit {max_tokens}, {len(stream)} tokens available); raise the limit or shorten the window"
+        )
+    return available, count
+
+
+def evaluation_windows(tokenizer, corpus: Corpus, seq_len: int, max_tokens: int | None = None, *,
+                       seed: int = WINDOW_SEED) -> torch.Tensor:
+    """The screening windows: ``max_tokens // seq_len`` non-overlapping windows spread over the evaluation text.
+
+    The evaluation documents are joined with ``corpus.separator`` and tokenized; the
+    stream is cut into consecutive slots of ``seq_len`` tokens (BOS first where the
+    tokenizer adds one), and :func:`spread_slots` picks one slot per equal stratum of
+    the whole text. The placement depends only on the corpus, the tokenizer,
+    ``seq_len``, ``max_tokens`` and ``seed``: every method, budget and run seed is scored
+    on the same windows. Evaluation text never overlaps calibration text (see
+    :mod:`lorp.builtins.corpora`).
+
+    Args:
+        max_tokens: token budget per corpus: ``max_tokens // seq_len`` windows (``None``: every slot).
+        seed: seed of the placement (:data:`WINDOW_SEED`).
+    Returns:
+        int64 tensor ``[windows, seq_len]``, windows in text order.
     Raises:
         ConfigError: ``seq_len < 2`` or not one full window of text / token limit.
     """
     _check_seq_len(seq_len)
     stream = _token_stream(tokenizer, corpus.evaluation, corpus.separator)
     body = seq_len - (1 if adds_bos(tokenizer) else 0)
-    count = len(stream) // body
-    if max_tokens is not None:
-        count = min(count, int(max_tokens) // seq_len)
-    if count < 1:
-        raise ConfigError(
-            f"corpus {corpus.name!r} evaluation text gives no full window of {seq_len} tokens "
-            f"(token limit {max_tokens}, {len(stream)} tokens available); raise the limit or shorten the window"
-        )
-    return _windows(tokenizer, stream, seq_len, np.arange(count))
+    available, count = _window_count(stream, corpus, seq_len, max_tokens, body)
+    return _windows(tokenizer, stream, seq_len, spread_slots(available, count, seed))
 
 
+def confirmation_windows(tokenizer, corpus: Corpus, seq_len: int, count: int, screening_tokens: int | None, *,
+                         seed: int = WINDOW_SEED) -> torch.Tensor:
+    """The confirmation windows: ``count`` windows spread over the evaluation text, disjoint from the screening ones.
+
+    The screening windows (:func:`evaluation_windows` with ``screening_tokens``, ``seed``)
+    are placed first and excluded; the confirmation slots are spread over the rest
+    (:func:`spread_slots` with seed ``seed + 1``). A held-out set: the verdict pairs are
+    chosen on the screening windows and tested on these.
+
+    Returns:
+        int64 tensor ``[count, seq_len]``, windows in text order.
+    Raises:
+        ConfigError: ``count < 1``, or the text has fewer than ``count`` slots beside the screening windows
+            (the message says how many it has).
+    """
+    _check_seq_len(seq_len)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError(f"confirmation windows must be a whole number >= 1, got {count!r}")
+    stream = _token_stream(tokenizer, corpus.evaluation, corpus.separator)
+    body = seq_len - (1 if adds_bos(tokenizer) else 0)
+    available, screening = _window_count(stream, corpus, seq_len, screening_tokens, body)
+    used = spread_slots(available, screening, seed)
+    if available - screening < count:
+        raise ConfigError(f"corpus {corpus.name!r} evaluation text holds {available} windows of {seq_len} tokens; "
+                          f"{screening} are screening windows, so at most {available - screening} confirmation "
+                          f"windows fit, {count} were asked for; ask for fewer")
+    return _windows(tokenizer, stream, seq_len, spread_slots(available, count, seed + 1, exclude=used))

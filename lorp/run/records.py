@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ConfigError
-from ..evaluate.perplexity import Perplexity
+from ..evaluate.perplexity import Perplexity, geometric_mean_perplexity
 from ..method.selection import Selection
 from ..plugins.components import Removal
 
@@ -92,6 +92,9 @@ class EvalSettings:
         zero_shot_limit: items per task (``None``: all).
         zero_shot_seed: seed of the item draw.
         decode_tokens: tokens per greedy decode-speed run (0: no speed).
+        windows: placement of the perplexity windows: ``"spread"`` (seeded, one per equal stratum of the
+            whole evaluation text, :func:`lorp.model.data.evaluation_windows`) or ``"first"`` (the first
+            consecutive windows, what records written before spread windows hold).
     """
 
     corpora: tuple[str, ...]
@@ -102,6 +105,7 @@ class EvalSettings:
     zero_shot_limit: int | None = None
     zero_shot_seed: int = 0
     decode_tokens: int = 0
+    windows: str = "spread"
 
     @property
     def detailed(self) -> bool:
@@ -115,7 +119,8 @@ class EvalSettings:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EvalSettings:
         """Inverse of :meth:`to_json`."""
-        return cls(**{**data, "corpora": tuple(data["corpora"]), "zero_shot_tasks": tuple(data["zero_shot_tasks"])})
+        return cls(**{"windows": "first", **data, "corpora": tuple(data["corpora"]),
+                      "zero_shot_tasks": tuple(data["zero_shot_tasks"])})
 
 
 @dataclass(frozen=True)
@@ -301,7 +306,8 @@ class CellResult:
     """
 
     SCHEMA: ClassVar[str] = CELL_SCHEMA
-    VERSION: ClassVar[int] = 1
+    #: 2: perplexity on spread screening windows (:attr:`EvalSettings.windows`); version-1 cells read as ``"first"``.
+    VERSION: ClassVar[int] = 2
 
     spec: CellSpec
     identity: str
@@ -336,8 +342,8 @@ class CellResult:
         return self.evaluation.perplexity
 
     def mean_perplexity(self) -> float:
-        """Arithmetic mean over corpora."""
-        return float(np.mean([p.perplexity for p in self.perplexity.values()]))
+        """Geometric mean over corpora (:func:`lorp.evaluate.perplexity.geometric_mean_perplexity`)."""
+        return geometric_mean_perplexity(self.perplexity)
 
     def to_json(self) -> dict[str, Any]:
         """Tagged plain dict (``method``, ``budget`` and ``pruned`` repeated at the top for readers of the file)."""

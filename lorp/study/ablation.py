@@ -7,7 +7,7 @@ study's cells are reused, not recomputed. Ablations run at the first seed; selec
 study ran, against the baselines at the same seed.
 
 - **Ablation table** (:func:`ablation_rows`): each variant at each budget against LoRP and against the
-  best baseline, as mean-perplexity ratios with paired 95 % bootstrap intervals over the evaluation
+  best baseline, as geometric-mean perplexity ratios with paired 95 % t-intervals over the screening
   windows (:func:`lorp.evaluate.perplexity_uncertainty.compare_perplexity`), and the share of LoRP's gap to the best
   baseline it recovers, in log perplexity: ``(log p_LoRP − log p_variant) / (log p_LoRP − log p_best)``
   (1: closes the gap; above 1: beats the baseline; below 0: worse than LoRP).
@@ -32,9 +32,10 @@ from typing import Any
 from ..errors import ConfigError
 from ..evaluate.accuracy_uncertainty import wilson_interval
 from ..evaluate.perplexity_uncertainty import compare_perplexity
-from ..evaluate.uncertainty import LEVEL, SAMPLES, SEED
+from ..evaluate.uncertainty import LEVEL
 from ..run.study_records import StudyCell, StudyResult, as_study
 from .parameters import split_list, study_config
+from .formatting import _interval_method
 from .formatting import _times as _x
 
 ABLATION_SCHEMA = "lorp.ablation"
@@ -235,8 +236,7 @@ def _ppl(v: float) -> str:
 
 
 def _interval_note() -> str:
-    return (f"{100 * LEVEL:.0f} % paired percentile bootstrap over the evaluation windows both share "
-            f"({SAMPLES} resamples, seed {SEED})")
+    return _interval_method("screening windows")
 
 
 def ablation_markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str] | None = None) -> str:

@@ -133,7 +133,7 @@ def winners_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
                          f"{got.count('loses')}, undecided in {got.count('undecided')} of {len(got)} settings.")
     lines.append(f"Best names every method, best first, whose interval against the best includes no difference "
                  f"(a perplexity ratio of 1, an accuracy difference of 0): "
-                 f"{_interval_method('evaluation windows (items for accuracy)')}.")
+                 f"{_interval_method('screening windows (items for accuracy)')}.")
     return "\n".join(lines) + "\n"
 
 
@@ -221,7 +221,7 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
     text += (f"; on mean zero-shot accuracy it beats both in {acc.count('wins')} of {len(acc)} settings, loses in "
              f"{acc.count('loses')}, and {acc.count('undecided')} are undecided." if acc
              else "; zero-shot accuracy was not measured.")
-    text += f" Intervals: {_interval_method('evaluation windows (items for accuracy)')}."
+    text += f" Intervals: {_interval_method('screening windows (items for accuracy)')}."
     for what, n in point.items():
         if n:
             text += (f" {n} setting(s) lacked per-{'window NLL' if what == 'perplexity' else 'item results'} and were "

@@ -127,7 +127,7 @@ def reading(results: StudyResult | dict[str, Any]) -> str:
     if limit and measured and not item_intervals:
         lines += ["", f"Zero-shot accuracies rest on {limit} items per task: differences under about "
                       f"{100 / limit ** 0.5:.0f} points are within sampling noise."]
-    notes = ([(f"Intervals: {_interval_method('evaluation windows (items for accuracy)')}; a method beats "
+    notes = ([(f"Intervals: {_interval_method('screening windows (items for accuracy)')}; a method beats "
                "another only where its interval excludes zero (a perplexity ratio of 1).")]
              if any(w["perplexity_intervals"] or w["lorp_vs_best_baseline"] for w in rows) else [NO_WINDOW_NLL])
     if measured and not item_intervals:

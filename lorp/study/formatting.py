@@ -40,8 +40,16 @@ def _points_ci(k: AccuracyComparison) -> str:
 
 
 def _interval_method(what: str) -> str:
-    return (f"{100 * LEVEL:.0f} % paired percentile bootstrap over the {what} both methods share "
-            f"({SAMPLES} resamples, seed {SEED})")
+    """How an interval was computed: perplexity (``what`` mentions windows) by a paired t over the per-window log
+    ratios, accuracy (items) by a paired percentile bootstrap."""
+    if what == "items":
+        return (f"{100 * LEVEL:.0f} % paired percentile bootstrap over the items both methods share "
+                f"({SAMPLES} resamples, seed {SEED})")
+    text = (f"{100 * LEVEL:.0f} % paired t-interval over the per-window log perplexity ratios of the {what} both "
+            "methods share (geometric mean over corpora: Welch-Satterthwaite degrees of freedom)")
+    if "items" in what:
+        text += f"; accuracy: a paired percentile bootstrap over items ({SAMPLES} resamples, seed {SEED})"
+    return text
 
 
 def _windows_per_corpus(cells: Sequence[StudyCell]) -> str:

@@ -8,14 +8,13 @@ models' results back for the summary.
 from __future__ import annotations
 
 import json
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..evaluate.perplexity import Perplexity
+from ..evaluate.perplexity import Perplexity, geometric_mean_perplexity
 from ..run.provenance import git_commit
 from ..run.records import STUDY_SCHEMA, CellResult, ZeroShot, schema_of
 from ..run.study_records import StudyCell, StudyDense, StudyResult, SweepRecord
@@ -42,11 +41,6 @@ def load_sweep(folder: str | Path, methods: Sequence[str] | None = None,
     cells = [c for c in cells if c.method in order and c.budget in budgets
              and (config is None or c.spec.seed in config.seeds_of(c.method))]
     return record, sorted(cells, key=lambda c: (order[c.method], c.budget, c.spec.seed))
-
-
-def mean_perplexity(ppl: Mapping[str, Any]) -> float:
-    """Arithmetic mean over evaluation corpora of ``{corpus: Perplexity}`` (or ``{corpus: {"perplexity": …}}``)."""
-    return statistics.fmean(v.perplexity if isinstance(v, Perplexity) else v["perplexity"] for v in ppl.values())
 
 
 def per_sample(perplexity: Mapping[str, Perplexity], zero_shot: ZeroShot | None) -> dict[str, Any]:
@@ -94,7 +88,7 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
         zs = ev.zero_shot
         (rows if c.spec.seed == first else seed_rows).append(StudyCell(
             method=c.method, budget=c.budget, seed=c.spec.seed, pruned=c.pruned,
-            perplexity={k: v.perplexity for k, v in ev.perplexity.items()}, mean_perplexity=mean_perplexity(ev.perplexity),
+            perplexity={k: v.perplexity for k, v in ev.perplexity.items()}, mean_perplexity=geometric_mean_perplexity(ev.perplexity),
             parameters=ev.parameters, seconds=dict(c.timings), nll_passes=c.nll_passes,
             evaluation_reused=c.evaluation_reused,
             zero_shot={t: v.score for t, v in zs.tasks.items()} if zs else None,
@@ -109,7 +103,7 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
         labels=ref.labels if ref else None, similarity=ctx.similarity, calibration=ctx.calibration,
         dense=StudyDense(
             parameters=dense.parameters, perplexity={k: v.perplexity for k, v in dense.perplexity.items()},
-            mean_perplexity=mean_perplexity(dense.perplexity),
+            mean_perplexity=geometric_mean_perplexity(dense.perplexity),
             zero_shot={t: v.score for t, v in dense.zero_shot.tasks.items()} if dense.zero_shot else None,
             zero_shot_average=dense.zero_shot.average if dense.zero_shot else None,
             speed=asdict(dense.speed) if dense.speed else None, flops_per_token=meta.dense_flops_per_token,

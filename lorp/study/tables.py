@@ -55,7 +55,7 @@ def perplexity_markdown(results: StudyResult | dict[str, Any]) -> str:
     if not intervals:
         return "\n".join(lines) + "\n\n" + NO_WINDOW_NLL + "\n"
     lines += ["", (f"Bold: the lowest mean perplexity at its budget and every method whose interval against it "
-                   f"includes 1. × best: mean perplexity over the best's, {_interval_method('evaluation windows')}; "
+                   f"includes 1. × best: mean perplexity over the best's, {_interval_method('screening windows')}; "
                    f"{_windows_per_corpus(r.cells)} windows per corpus, so the intervals are rough."), ""]
     for b in sorted(best):
         v = lorp_vs_best_baseline([c for c in r.cells if c.budget == b])
