@@ -285,7 +285,7 @@ def test_why_names_the_blocks_only_lorp_removes_and_their_share_of_the_gap():
 
     md = why_markdown({"m": hand_made_study(), "old": hand_made_study(attribution=False)})
     # LoRP {1, 5, 6} (1.4) vs shortgpt {2, 4, 6} (0.16): gap 1.24; only LoRP removes 5 (0.8) then 1 (0.5)
-    assert ("LoRP (30.0 mean perplexity) loses to shortgpt (15.0). Blocks only LoRP removes, most damaging first: "
+    assert ("LoRP (30.0 geometric mean perplexity) loses to shortgpt (15.0). Blocks only LoRP removes, most damaging first: "
             "block 5 (ΔNLL 0.800, cluster 0), block 1 (ΔNLL 0.500, cluster 0); the worst of them alone is 65 % of the "
             "first-order gap of 1.240 nats/token") in md
     assert "Spearman ρ -1.00 with LoRP's redundancy" in md and "+1.00 with Block Influence" in md

@@ -51,7 +51,7 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
     for name in ("study.ipynb", "study.html", "results.json", "table.csv", "similarity.png", "blocks.png",
                  "perplexity.png", "zero_shot.png", "speed.png", "perplexity.md", "zero_shot.md", "speed.md",
                  "reading.md", "attribution.png", "attribution.md", "ablation.ipynb", "ablation.html", "ablation.md",
-                 "ablation.png", "selector.md", "calibration_size.md", "ablation.json"):
+                 "ablation.png", "selector.md", "calibration_size.md", "ablation.json", "confirmation.md"):
         assert (report / name).stat().st_size > 0, name
     ab = json.loads((report / "ablation.json").read_text())  # the quick preset: one ablation and our selector
     assert ab["ablations"] == ["lorp-residual"] and [r["budget"] for r in ab["rows"]] == [3, 7]
@@ -78,6 +78,15 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
         assert a["shared"]
     assert "first-order account" in (report / "attribution.md").read_text()
     assert r["parameters"]["preset"] == "quick" and r["git_commit"] and r["versions"]["lorp"]
+    # per-corpus intervals on the screening windows; the verdict pairs on 4 held-out windows per corpus
+    assert "### Per corpus: LoRP ÷ best baseline" in (report / "perplexity.md").read_text()
+    conf = r["confirmation"]
+    assert r["version"] == 2 and conf["windows"] == 4 and set(conf["dense"]["window_nll"]) == {"ptb", "wiki-paragraphs"}
+    assert all(len(v) == 4 for v in conf["dense"]["window_nll"].values())
+    assert {(e["role"], e["budget"]) for e in conf["cells"]} == {(role, b) for role in ("lorp", "best baseline")
+                                                                for b in (3, 7)}
+    assert "| 3 | lorp |" in (report / "confirmation.md").read_text()
+    assert "On the held-out confirmation windows" in (report / "selector.md").read_text()
     assert r["plugins_used"]["allocation:lorp"]["plugin"] and r["wall_time_s"] > 0
     summary = tmp_path / "summary"
     for name in ("summary.html", "summary.ipynb", "summary.json", "rls.png", "similarity.png", "winners.md",

@@ -113,8 +113,8 @@ def test_a_lower_point_perplexity_within_the_noise_is_undecided():
 
 
 def test_a_consistent_gain_on_every_window_wins_with_an_exact_interval():
-    r = study("m", [windowed("lorp", 2, 5.0, acc=0.6, correct=[1] * 12 + [0] * 8),
-                    windowed("shortgpt", 2, 10.0, acc=0.3, correct=[0] * 6 + [1] * 6 + [0] * 8),
+    r = study("m", [windowed("lorp", 2, 5.0, acc=0.7, correct=[1] * 14 + [0] * 6),
+                    windowed("shortgpt", 2, 10.0, acc=0.3, correct=[0] * 8 + [1] * 6 + [0] * 6),
                     windowed("streamline", 2, 12.0, acc=0.3, correct=[1] * 6 + [0] * 14),
                     windowed("random", 2, 40.0)])
     w = winners(r)[0]
@@ -122,14 +122,16 @@ def test_a_consistent_gain_on_every_window_wins_with_an_exact_interval():
     v = w["lorp_vs_best_baseline"]
     assert (v["ratio"], v["low"], v["high"]) == pytest.approx((0.5, 0.5, 0.5)) and v["decision"] == "wins"
     a = w["lorp_vs_best_baseline_accuracy"]
-    assert a["baseline"] == "shortgpt" and a["difference"] == pytest.approx(0.3) and a["decision"] == "wins"
-    assert a["mcnemar_p"] == 2 / 2 ** 6  # 6 items only LoRP gets right, none the other way
+    assert a["baseline"] == "shortgpt" and a["difference"] == pytest.approx(0.4) and a["decision"] == "wins"
+    # 8 items only LoRP gets right, none the other way: p = 2 / 2^8, twice that after Holm over two baselines
+    assert a["mcnemar_p"] == 2 / 2 ** 8
     text = verdict({"m": r})
     assert "claim holds on these models" in text and "in 1 of 1 (model, budget) settings" in text
     assert "beats every other method compared in 1" in text and "beats both in 1 of 1 settings" in text
-    assert "wins in 1, loses in 0, undecided in 0 of 1 settings" in winners_markdown(winners(r))
+    assert ("Holm-corrected over these 1 settings: wins in 1, loses in 0, undecided in 0"
+            in winners_markdown(winners(r)))
     assert "0.50× [0.50, 0.50] vs shortgpt: wins" in winners_markdown(winners(r))
-    assert "best baseline, shortgpt, LoRP's mean perplexity is 0.50× (95 % CI 0.50–0.50): LoRP wins" in reading(r)
+    assert "best baseline, shortgpt, LoRP's geometric mean perplexity is 0.50× (95 % CI 0.50–0.50): LoRP wins" in reading(r)
 
 
 def test_settings_without_windows_are_counted_on_point_estimates():

@@ -239,3 +239,17 @@ def test_holm_adjusts_by_hand():
     assert holm([0.02]) == pytest.approx([0.02]) and holm([]) == []
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         holm([0.1, 1.5])
+
+
+def test_holm_decisions_keep_only_what_survives_the_correction():
+    from lorp.evaluate.uncertainty import holm_decisions
+
+    # adjusted as above: 0.03, 0.06, 0.06, 0.02 -> only the first and last survive at 0.05
+    d = holm_decisions([0.01, 0.04, 0.03, 0.005], [-0.2, 0.3, -0.1, 0.4], better="lower")
+    assert d == ["wins", "undecided", "undecided", "loses"]
+    assert holm_decisions([0.01], [0.2], better="higher") == ["wins"]  # one test: no correction
+    # each of 0.03 and 0.04 alone would win; together Holm keeps only the smallest below 0.05 / 2
+    assert holm_decisions([0.03, 0.04], [-1.0, -1.0], better="lower") == ["undecided", "undecided"]
+    assert holm_decisions([0.02, 0.04], [-1.0, -1.0], better="lower") == ["wins", "wins"]
+    with pytest.raises(ValueError, match="2 p-values but 1"):
+        holm_decisions([0.1, 0.2], [1.0], better="lower")

@@ -127,6 +127,34 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
+def holm_decisions(p_values: Sequence[float], differences: Sequence[float], *,
+                   better: Literal["lower", "higher"], level: float = LEVEL) -> list[Decision]:
+    """Each test of a family decided after Holm's correction: ``"wins"``/``"loses"`` by the sign of its difference
+    where its Holm-adjusted p-value (:func:`holm`) is at most ``1 - level``, else ``"undecided"``.
+
+    Args:
+        p_values: two-sided p-values of the family's tests, in [0, 1].
+        differences: each test's estimate, *compared − reference* (same order).
+        better: ``"lower"`` (perplexity) or ``"higher"`` (accuracy): which sign is a win.
+        level: ``1 - level`` is the family-wise error rate kept (0.05 at the default).
+    Returns:
+        one :data:`Decision` per test, in the order given.
+    Raises:
+        ValueError: lengths differ, a p-value outside [0, 1], or ``better`` unknown.
+    """
+    if len(p_values) != len(differences):
+        raise ValueError(f"{len(p_values)} p-values but {len(differences)} differences")
+    if better not in ("lower", "higher"):
+        raise ValueError(f"better must be 'lower' or 'higher', got {better!r}")
+    out: list[Decision] = []
+    for adjusted, d in zip(holm(p_values), differences):
+        if adjusted > 1 - level or d == 0:
+            out.append("undecided")
+        else:
+            out.append("wins" if (d < 0) == (better == "lower") else "loses")
+    return out
+
+
 def _check_settings(samples: int, level: float) -> None:
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be a whole number >= 1, got {samples!r}")
@@ -198,4 +226,4 @@ def _draw(rng: np.random.Generator, n: int, samples: int) -> np.ndarray:
     return rng.integers(0, n, size=(samples, n))
 
 
-__all__ = ["LEVEL", "SAMPLES", "SEED", "Decision", "Interval", "decide", "holm"]
+__all__ = ["LEVEL", "SAMPLES", "SEED", "Decision", "Interval", "decide", "holm", "holm_decisions"]

@@ -277,10 +277,16 @@ class StudyResult:
         seeds: per run seed (``str(seed)``, first seed first) when more than one seed ran:
             ``{"similarity", "calibration", "rls", "k", "k_source"}`` of that seed's calibration
             draw (:func:`lorp.study.sensitivity.seed_runs`); empty for one seed and older studies.
+        confirmation: the verdict pairs on the held-out confirmation windows, kept apart from the
+            screening results in :attr:`cells` (:func:`lorp.study.confirmation.confirm_verdict_pairs`):
+            ``{"windows": per corpus, "seq_len", "dense": {"perplexity", "window_nll", "window_tokens"},
+            "cells": [{"method", "budget", "role", "pruned", "perplexity", "window_nll", "window_tokens",
+            "seconds"}]}``; ``None`` for studies without one (version 1 records, or none asked for).
     """
 
     SCHEMA: ClassVar[str] = STUDY_SCHEMA
-    VERSION: ClassVar[int] = 1
+    #: 2: screening windows spread over the text, geometric mean, ``confirmation`` kept apart.
+    VERSION: ClassVar[int] = 2
 
     model: dict[str, Any]
     num_blocks: int
@@ -309,6 +315,7 @@ class StudyResult:
     attribution: Attribution | None = None
     seeds: dict[str, Any] = field(default_factory=dict)
     seed_cells: list[StudyCell] = field(default_factory=list)
+    confirmation: dict[str, Any] | None = None
 
     @property
     def all_cells(self) -> list[StudyCell]:

@@ -21,7 +21,7 @@ from ..evaluate.zeroshot import zero_shot
 from ..method.selection import select_blocks
 from ..model import models  # load_model is looked up at call time, so tests can stand in for it
 from ..model.blocks import find_blocks
-from ..model.data import evaluation_windows, load_corpus
+from ..model.data import confirmation_windows, evaluation_windows, load_corpus
 from ..model.pruning import blocks_removed
 from ..plugins.registry import load_registry
 from ..store.cache import cache_key
@@ -371,6 +371,33 @@ class CellWorker:
                 zs, speed = self._details(settings, stages)
         return Evaluation(tuple(sorted(removed)), ppl, self.context().parameters_without(removed), zs, speed,
                           time.perf_counter() - t, stages)
+
+    def confirm(self, removed_sets: Sequence[Sequence[int]], count: int) -> dict[tuple[int, ...], dict[str, Perplexity]]:
+        """Perplexity on the held-out confirmation windows of every evaluation corpus: dense and each removed set.
+
+        ``count`` windows per corpus (:func:`lorp.model.data.confirmation_windows`: spread over the
+        evaluation text, disjoint from the screening windows of ``base.eval_tokens``). The dense pass
+        keeps the states entering each set's first removed block, so every set restarts from there.
+
+        Returns:
+            ``{(): dense, tuple(sorted(removed)): pruned}``, each ``{corpus: Perplexity}`` with per-window NLL.
+        Raises:
+            ConfigError: the text holds too few windows beside the screening ones.
+        """
+        base, loaded = self.base, self.load()
+        self.context()
+        windows = {n: confirmation_windows(loaded.tokenizer, load_corpus(n, self.registry), base.eval_seq_len, count,
+                                           base.eval_tokens) for n in base.eval_corpora}
+        sets = [tuple(sorted(int(b) for b in r)) for r in removed_sets if len(r)]
+        firsts = sorted({r[0] for r in sets}) if self.reuse_states else ()
+        progress_report(stage="confirmation", message=f"confirmation windows: dense and {len(sets)} removed set(s), "
+                                                      f"{count} windows per corpus")
+        scorer = SweepPerplexity(loaded.model, windows, firsts, batch_size=base.batch_size, registry=self.registry,
+                                 reuse=self.reuse_states)
+        out = {(): {c: Perplexity(**v) for c, v in scorer.dense.items()}}
+        for r in sets:
+            out[r] = {c: Perplexity(**v) for c, v in scorer(r).items()}
+        return out
 
     def try_evaluate(self, removed: Sequence[int], settings: EvalSettings, firsts: Iterable[int],
                      specs: Sequence[CellSpec]) -> Evaluation | list[CellFailure]:

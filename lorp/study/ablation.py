@@ -106,7 +106,7 @@ def ablation_rows(results: StudyResult | Mapping[str, Any], variants: Sequence[s
 
     Row keys: ``method``, ``budget``, ``pruned``, ``mean_perplexity`` (and ``lorp_perplexity``,
     ``best_perplexity``: LoRP's and the best baseline's), ``same_as_lorp`` (removes LoRP's blocks), ``vs_lorp`` and ``vs_best`` (``{"ratio", "low", "high", "decision"}``: the
-    variant's mean perplexity over LoRP's / the best baseline's with the paired 95 % interval;
+    variant's geometric mean perplexity over LoRP's / the best baseline's with the paired 95 % interval;
     ``None`` without per-window NLL), ``best_baseline``, ``recovered`` (:func:`recovered_share`).
     Variants or budgets without a cell are skipped.
     """
@@ -161,7 +161,7 @@ def selector_outcomes(results: StudyResult | Mapping[str, Any], selector: str, b
     seed: ``seed``, ``pruned``, ``mean_perplexity``, ``best_baseline``, ``best_perplexity``, ``vs_best``
     (ratio and interval against that seed's best baseline), ``beats_all`` / ``beaten`` (whether the
     interval against every baseline lies below 1 / against some baseline above 1)), ``spread``
-    (selector's worst seed and every baseline's best seed, mean perplexity) and ``beyond_spread``.
+    (selector's worst seed and every baseline's best seed, geometric mean perplexity) and ``beyond_spread``.
     Budgets without a selector cell are skipped; a seed without per-window NLL counts as undecided.
     """
     r = as_study(results)
@@ -244,7 +244,7 @@ def ablation_markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[s
     if not rows:
         return "_No ablation in this run._\n"
     descriptions = descriptions or {}
-    lines = ["| variant | budget | mean perplexity | × LoRP [95 % CI] | × best baseline [95 % CI] | "
+    lines = ["| variant | budget | geometric mean perplexity | × LoRP [95 % CI] | × best baseline [95 % CI] | "
              "gap recovered | pruned blocks |", "|---|---:|---:|---:|---:|---:|---|"]
     for row in rows:
         rec = "–" if row["recovered"] is None else f"{100 * row['recovered']:.0f} %"
@@ -252,7 +252,7 @@ def ablation_markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[s
         lines.append(f"| {row['method']} | {row['budget']} | {_ppl(row['mean_perplexity'])} | {_ci(row['vs_lorp'])} | "
                      f"{_ci(row['vs_best'])} ({row['best_baseline']}) | {rec} | "
                      f"{' '.join(map(str, row['pruned']))}{same} |")
-    lines += ["", (f"Mean perplexity over the evaluation corpora, first seed. Ratios: the variant's mean perplexity over "
+    lines += ["", (f"Geometric mean perplexity over the evaluation corpora, first seed. Ratios: the variant's geometric mean perplexity over "
                    f"LoRP's and over the best baseline's at that budget, {_interval_note()}. Gap recovered: "
                    "(log p_LoRP − log p_variant) / (log p_LoRP − log p_best); 100 % closes LoRP's gap to the best "
                    "baseline, above 100 % beats it, below 0 is worse than LoRP. \"Recovers most\" pools the budgets where LoRP "
@@ -280,7 +280,7 @@ def selector_markdown(selector: str, outcomes: Sequence[Mapping[str, Any]], desc
     if not outcomes:
         return f"_No {selector} cells in this run._\n"
     lines = [f"**{selector}**" + (f": {description}" if description else ""), "",
-             "| budget | seed | mean perplexity | best baseline (its perplexity) | × best [95 % CI] | "
+             "| budget | seed | geometric mean perplexity | best baseline (its perplexity) | × best [95 % CI] | "
              "against the baselines at this seed | pruned blocks |", "|---:|---:|---:|---|---:|---|---|"]
     for o in outcomes:
         for s in o["seeds"]:
@@ -298,7 +298,7 @@ def selector_markdown(selector: str, outcomes: Sequence[Mapping[str, Any]], desc
     w = win_rate(outcomes)
     lines += ["", (f"Wins in {w['wins']} of {w['settings']} budget(s) (95 % Wilson interval "
                    f"{100 * w['low']:.0f}–{100 * w['high']:.0f} %), loses in {w['losses']}, undecided in "
-                   f"{w['undecided']}. **Win**: at every seed, the interval of the selector's mean perplexity over "
+                   f"{w['undecided']}. **Win**: at every seed, the interval of the selector's geometric mean perplexity over "
                    f"each baseline's ({_interval_note()}) lies wholly below 1, and the selector's worst seed is "
                    "below every baseline's best seed. **Loss**: at every seed some baseline's interval lies wholly "
                    "above 1. Otherwise **undecided**. A baseline run at the first seed only is compared at every "

@@ -86,7 +86,7 @@ def compared_cells(results: StudyResult | dict[str, Any], budget: int | None = N
     """``(LoRP's cell, the best baseline's cell)`` at ``budget`` (default :func:`detail_budget`).
 
     LoRP's cell is the ``allocation`` cell of the lowest seed; the best baseline is the
-    other method with the lowest mean perplexity at that budget (as in
+    other method with the lowest geometric mean perplexity at that budget (as in
     :func:`lorp.study.compare.lorp_vs_best_baseline`). Either is ``None`` when absent.
     """
     r = as_study(results)

@@ -7,15 +7,17 @@ from typing import Any
 
 from ..evaluate.accuracy_uncertainty import compare_accuracy
 from ..evaluate.perplexity_uncertainty import compare_perplexity
+from ..evaluate.uncertainty import holm_decisions
 from ..run.study_records import StudyCell, StudyResult, as_study
+from .confirmation import confirmed
 from .formatting import NO_WINDOW_NLL, _fmt, _interval_method, _times
 
 
 def lorp_vs_best_baseline(cells: Sequence[StudyCell], allocation: str = "lorp") -> dict[str, Any] | None:
-    """LoRP against the baseline with the lowest mean perplexity among ``cells`` (one budget).
+    """LoRP against the baseline with the lowest geometric mean perplexity among ``cells`` (one budget).
 
-    Returns ``{"baseline", "ratio", "low", "high", "decision"}``: ratio of LoRP's mean
-    perplexity over the baseline's with its paired 95 % interval
+    Returns ``{"baseline", "ratio", "low", "high", "decision", "p"}``: ratio of LoRP's geometric mean
+    perplexity over the baseline's with its paired 95 % t-interval and the t-test's p-value
     (:func:`lorp.evaluate.perplexity_uncertainty.compare_perplexity`), and whether LoRP ``"wins"``,
     ``"loses"`` or is ``"undecided"``; ``None`` without a LoRP cell, a baseline, or
     per-window NLL.
@@ -27,7 +29,8 @@ def lorp_vs_best_baseline(cells: Sequence[StudyCell], allocation: str = "lorp") 
     base = min(rivals, key=lambda c: c.mean_perplexity)
     k = compare_perplexity(base, lorp)
     return None if k is None else {"baseline": base.method, "ratio": k.ratio, "low": k.ratio_low,
-                                   "high": k.ratio_high, "decision": k.decision}
+                                   "high": k.ratio_high, "decision": k.decision, "p": k.p_value,
+                                   "difference": k.difference}
 
 
 def lorp_vs_best_baseline_accuracy(cells: Sequence[StudyCell], allocation: str = "lorp") -> dict[str, Any] | None:
@@ -49,7 +52,7 @@ def lorp_vs_best_baseline_accuracy(cells: Sequence[StudyCell], allocation: str =
 
 
 def winners(results: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
-    """Per budget: the method with the lowest mean perplexity and (where measured) the highest mean accuracy.
+    """Per budget: the method with the lowest geometric mean perplexity and (where measured) the highest mean accuracy.
 
     Tied methods are all named, comma-separated, best first. With per-window NLL
     (per-item results for accuracy) "tied" means the paired 95 % interval against
@@ -104,7 +107,7 @@ def winners_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """
     intervals = any(w.get("lorp_vs_best_baseline") or w.get("lorp_vs_best_baseline_accuracy")
                     or w.get("perplexity_intervals") for w in rows)
-    head = ("| model | budget | best on mean perplexity | its perplexity | LoRP perplexity | best on mean accuracy "
+    head = ("| model | budget | best on geometric mean perplexity | its perplexity | LoRP perplexity | best on mean accuracy "
             "| its accuracy | LoRP accuracy |")
     rule = "|---|---:|---|---:|---:|---|---:|---:|"
     if intervals:
@@ -126,11 +129,16 @@ def winners_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     if not intervals:
         return "\n".join(lines) + "\n\n" + NO_WINDOW_NLL + "\n"
     lines.append("")
-    for what, key in (("perplexity", "lorp_vs_best_baseline"), ("accuracy", "lorp_vs_best_baseline_accuracy")):
-        got = [w[key]["decision"] for w in rows if w.get(key)]
+    for what, key, p, better in (("geometric mean perplexity", "lorp_vs_best_baseline", "p", "lower"),
+                                 ("mean accuracy", "lorp_vs_best_baseline_accuracy", "mcnemar_p", "higher")):
+        got = [w[key] for w in rows if w.get(key)]
         if got:
-            lines.append(f"LoRP against the best baseline on mean {what}: wins in {got.count('wins')}, loses in "
-                         f"{got.count('loses')}, undecided in {got.count('undecided')} of {len(got)} settings.")
+            raw = [g["decision"] for g in got]
+            held = holm_decisions([g[p] for g in got], [g["difference"] for g in got], better=better)
+            lines.append(f"LoRP against the best baseline on {what}, Holm-corrected over these {len(got)} settings: "
+                         f"wins in {held.count('wins')}, loses in {held.count('loses')}, undecided in "
+                         f"{held.count('undecided')} (each interval alone: {raw.count('wins')} wins, "
+                         f"{raw.count('loses')} losses).")
     lines.append(f"Best names every method, best first, whose interval against the best includes no difference "
                  f"(a perplexity ratio of 1, an accuracy difference of 0): "
                  f"{_interval_method('screening windows (items for accuracy)')}.")
@@ -140,6 +148,17 @@ def winners_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 def _outcome(decisions: Sequence[str]) -> str:
     """One setting from LoRP's comparisons with each baseline: wins all, loses any, else undecided."""
     return "wins" if all(d == "wins" for d in decisions) else "loses" if "loses" in decisions else "undecided"
+
+
+def _holm_outcomes(outcomes: list[str | None], tests: Sequence[tuple[int, float, float]], better: str) -> None:
+    """Fill the ``None`` entries of ``outcomes`` from their tests ``(position, p, difference)``, Holm-corrected
+    together (:func:`lorp.evaluate.uncertainty.holm_decisions`), one outcome per position (:func:`_outcome`)."""
+    decided = holm_decisions([t[1] for t in tests], [t[2] for t in tests], better=better)
+    by_position: dict[int, list[str]] = {}
+    for (position, _p, _d), decision in zip(tests, decided):
+        by_position.setdefault(position, []).append(decision)
+    for position, decisions in by_position.items():
+        outcomes[position] = _outcome(decisions)
 
 
 def _point(lorp: float, rival: float, lower_is_better: bool) -> str:
@@ -160,13 +179,15 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
 
     The claim tested: at the same budget, LoRP's pruned model has lower perplexity and
     higher zero-shot accuracy than the paper's baselines (ShortGPT, LLM-Streamline).
-    Counted per (model, budget) on mean perplexity, and per (model, detail budget)
+    Counted per (model, budget) on geometric mean perplexity, and per (model, detail budget)
     on mean accuracy.
 
-    With per-window NLL (per-item results for accuracy) LoRP wins a setting only when
-    its paired 95 % interval against each baseline excludes zero in its favour, loses
-    it when the interval against either excludes zero the other way, and otherwise the
-    setting is undecided (:mod:`lorp.evaluate.uncertainty`). Each criterion holds when LoRP
+    With per-window NLL (per-item results for accuracy) each (setting, baseline) pair is
+    a test (paired t on the geometric mean perplexity; exact McNemar on the pooled
+    items), and each family (perplexity, accuracy) is Holm-corrected across every model,
+    budget and baseline (:func:`lorp.evaluate.uncertainty.holm_decisions`). LoRP wins a
+    setting only when it wins against each baseline after the correction, loses it when
+    it loses against either, and otherwise the setting is undecided. Each criterion holds when LoRP
     wins most settings and fails when it loses most; the claim holds when every
     measured criterion holds, in part when some do, does not hold when none does and
     one fails, and cannot be decided when all are undecided. Settings without
@@ -176,6 +197,7 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
     """
     studies = {name: as_study(r) for name, r in studies.items()}
     ppl, acc, best, point = [], [], [], {"perplexity": 0, "accuracy": 0}
+    tests: dict[str, list[tuple[int, float, float]]] = {"perplexity": [], "accuracy": []}
     for r in studies.values():
         for b in sorted({c.budget for c in r.cells}):
             cells = {c.method: c for c in r.cells if c.budget == b}
@@ -185,7 +207,8 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
                 continue
             ks = [compare_perplexity(c, lorp) for c in rivals]
             if all(ks):
-                ppl.append(_outcome([k.decision for k in ks]))
+                tests["perplexity"] += [(len(ppl), k.p_value, k.difference) for k in ks]
+                ppl.append(None)  # decided below, after Holm's correction over every setting
             else:
                 point["perplexity"] += 1
                 ppl.append(_outcome([_point(lorp.mean_perplexity, c.mean_perplexity, True) for c in rivals]))
@@ -196,10 +219,13 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
             if lorp.zero_shot_average is not None and all(c.zero_shot_average is not None for c in rivals):
                 ka = [(compare_accuracy(c, lorp) or {}).get("average") for c in rivals]
                 if all(ka):
-                    acc.append(_outcome([k.decision for k in ka]))
+                    tests["accuracy"] += [(len(acc), k.mcnemar.p_value, k.difference) for k in ka]
+                    acc.append(None)
                 else:
                     point["accuracy"] += 1
                     acc.append(_outcome([_point(lorp.zero_shot_average, c.zero_shot_average, False) for c in rivals]))
+    _holm_outcomes(ppl, tests["perplexity"], "lower")
+    _holm_outcomes(acc, tests["accuracy"], "higher")
     if not ppl:
         return "The studies hold no LoRP cells next to ShortGPT or LLM-Streamline cells; the claim cannot be tested.\n"
     if point["perplexity"] == len(ppl) and point["accuracy"] == len(acc):
@@ -213,14 +239,23 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
         head = "**The paper's claim does not hold on these models.**"
     else:
         head = "**The paper's claim cannot be decided on these models and samples.**"
-    text = (f"{head} Counting a win only where the paired 95 % interval excludes parity (a perplexity ratio of 1, "
-            "an accuracy difference of 0): LoRP beats both "
-            f"ShortGPT and LLM-Streamline on mean perplexity in {ppl.count('wins')} of {len(ppl)} (model, budget) "
+    text = (f"{head} Counting a win only where LoRP's difference from a baseline survives Holm's correction over "
+            f"the family of tests (perplexity: {len(tests['perplexity'])} paired t-tests, accuracy: "
+            f"{len(tests['accuracy'])} exact McNemar tests; family-wise error 5 %): LoRP beats both "
+            f"ShortGPT and LLM-Streamline on geometric mean perplexity in {ppl.count('wins')} of {len(ppl)} (model, budget) "
             f"settings, loses to at least one of them in {ppl.count('loses')}, and {ppl.count('undecided')} are "
             f"undecided; it beats every other method compared in {sum(best)}")
     text += (f"; on mean zero-shot accuracy it beats both in {acc.count('wins')} of {len(acc)} settings, loses in "
              f"{acc.count('loses')}, and {acc.count('undecided')} are undecided." if acc
              else "; zero-shot accuracy was not measured.")
+    held_out = [o["decision"] for r in studies.values() for o in confirmed(r)]
+    if held_out:
+        text += (f" On the held-out confirmation windows, LoRP against the best baseline chosen on the screening "
+                 f"windows (Holm-corrected per model over its budgets): wins in {held_out.count('wins')}, loses in "
+                 f"{held_out.count('loses')}, undecided in {held_out.count('undecided')} of {len(held_out)} settings "
+                 "(each model's confirmation.md).")
+    else:
+        text += " No confirmation set: these results predate the held-out windows."
     text += f" Intervals: {_interval_method('screening windows (items for accuracy)')}."
     for what, n in point.items():
         if n:
@@ -258,7 +293,7 @@ def _point_verdict(studies: Mapping[str, StudyResult], ppl: Sequence[str], acc: 
         head = "**The paper's claim does not hold on these models.**"
     else:
         head = "**The paper's claim holds only in part on these models.**"
-    text = (f"{head} LoRP beats both ShortGPT and LLM-Streamline on mean perplexity in {ppl_wins} of {ppl_total} "
+    text = (f"{head} LoRP beats both ShortGPT and LLM-Streamline on geometric mean perplexity in {ppl_wins} of {ppl_total} "
             f"(model, budget) settings and is the best of all methods compared in {sum(best)}")
     text += (f"; it beats both on mean zero-shot accuracy in {acc_wins} of {acc_total} settings." if acc_total
              else "; zero-shot accuracy was not measured.")

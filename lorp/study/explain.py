@@ -22,7 +22,7 @@ def attribution_markdown(results: StudyResult | dict[str, Any], budget: int | No
     """Markdown: which of the removed blocks do the damage, LoRP's set against the best baseline's.
 
     At ``budget`` (default: the detail budget, :func:`lorp.study.attribution.detail_budget`) the
-    blocks LoRP removes and the blocks the best baseline removes (lowest mean perplexity
+    blocks LoRP removes and the blocks the best baseline removes (lowest geometric mean perplexity
     at that budget) are listed, each ranked by its single-removal ΔNLL (the calibration
     NLL with only that block removed minus the dense NLL, nats per scored token;
     :class:`lorp.run.study_records.Attribution`), most damaging first, with its LoRP redundancy
@@ -103,13 +103,13 @@ def reading(results: StudyResult | dict[str, Any]) -> str:
     for w in rows:
         b = w["budget"]
         tied = " (not separable at 95 %)" if w["perplexity_intervals"] and ", " in w["perplexity_winner"] else ""
-        line = (f"- Budget {b} ({100 * b / n:.0f} % of the blocks): lowest mean perplexity from "
+        line = (f"- Budget {b} ({100 * b / n:.0f} % of the blocks): lowest geometric mean perplexity from "
                 f"**{w['perplexity_winner']}**{tied} ({_fmt(w['perplexity'])}; dense {_fmt(r.dense.mean_perplexity)})")
         if w["lorp_perplexity"] is not None and "lorp" not in w["perplexity_winner"].split(", "):
             line += f", LoRP {_fmt(w['lorp_perplexity'])} ({w['lorp_perplexity'] / w['perplexity']:.1f}× the best)"
         v = w["lorp_vs_best_baseline"]
         if v:
-            line += (f"; against the best baseline, {v['baseline']}, LoRP's mean perplexity is {_times(v['ratio'])}× "
+            line += (f"; against the best baseline, {v['baseline']}, LoRP's geometric mean perplexity is {_times(v['ratio'])}× "
                      f"(95 % CI {_times(v['low'])}–{_times(v['high'])}): LoRP {v['decision']}")
         if w["accuracy_winner"] is not None:
             line += (f"; highest mean zero-shot accuracy from **{w['accuracy_winner']}** ({100 * w['accuracy']:.1f} %, "
@@ -176,7 +176,7 @@ def why_markdown(studies: Mapping[str, StudyResult | dict[str, Any]], allocation
         rho_bi = spearman(sig.delta, sig.block_influence, sig.eligible)
         verdict_word = "loses to" if lorp.mean_perplexity > rival.mean_perplexity else "beats"
         lines.append(
-            f"- **{name}**, budget {budget}: LoRP ({_fmt(lorp.mean_perplexity)} mean perplexity) {verdict_word} "
+            f"- **{name}**, budget {budget}: LoRP ({_fmt(lorp.mean_perplexity)} geometric mean perplexity) {verdict_word} "
             f"{rival.method} ({_fmt(rival.mean_perplexity)}). Blocks only LoRP removes, most damaging first: "
             f"{desc or 'none'}{share}. Across removable blocks, the damage of a single removal has Spearman ρ "
             f"{rho_r.rho:+.2f} with LoRP's redundancy r (eq. 8; a good signal would be strongly negative) and "

@@ -12,7 +12,7 @@ through :func:`lorp.study.load.summarize`) and its cells:
 - each method's removed blocks per seed and budget, and their stability: the mean
   pairwise Jaccard index ``|A ∩ B| / |A ∪ B|`` of the removed sets over all seed
   pairs (1: every seed removes the same blocks);
-- the mean perplexity over corpora per seed, its mean and spread (min–max) across
+- the geometric mean perplexity over corpora per seed, its mean and spread (min–max) across
   seeds per (method, budget).
 """
 
@@ -94,7 +94,7 @@ def stability(results: StudyResult | Mapping[str, Any]) -> list[dict[str, Any]]:
     Methods run at a single seed (:attr:`lorp.run.sweep.SweepConfig.seed_methods`) have no row.
     Row keys: ``method``, ``budget``, ``picks`` (``{seed: sorted removed blocks}``),
     ``jaccard`` (:func:`mean_pairwise_jaccard` of the removed sets), ``distinct``
-    (number of different removed sets), ``perplexity`` (``{seed: mean perplexity over
+    (number of different removed sets), ``perplexity`` (``{seed: geometric mean perplexity over
     corpora}``), ``ppl_mean``, ``ppl_min``, ``ppl_max``. Empty for a one-seed study.
     """
     r = as_study(results)
@@ -127,7 +127,7 @@ def sensitivity_markdown(results: StudyResult | Mapping[str, Any]) -> str:
 
     Sections: per-seed calibration (tokens, max |ΔS| vs the first seed, RLS, K), then
     one table row per (method, budget) with the removed blocks per seed, their
-    stability (mean pairwise Jaccard, distinct sets) and the mean perplexity over
+    stability (mean pairwise Jaccard, distinct sets) and the geometric mean perplexity over
     corpora across seeds (mean, min–max). A study without several seeds (or written
     before seeds drew calibration) gives :data:`ONE_SEED`.
     """

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..evaluate.accuracy_uncertainty import accuracy_intervals, compare_accuracy
-from ..evaluate.perplexity_uncertainty import compare_perplexity, window_series
+from ..evaluate.perplexity_uncertainty import compare_per_corpus, compare_perplexity, window_series
 from ..evaluate.uncertainty import SAMPLES, SEED
 from ..method.locality import choose_k
 from ..run.study_records import StudyResult, as_study
@@ -26,10 +26,10 @@ def sensitivity_markdown(results: StudyResult | dict[str, Any]) -> str:
 
 
 def perplexity_markdown(results: StudyResult | dict[str, Any]) -> str:
-    """Markdown: one row per (method, budget) with perplexity per corpus and their mean; best per budget in bold.
+    """Markdown: one row per (method, budget) with perplexity per corpus and their geometric mean; best per budget in bold.
 
-    With per-window NLL a column gives each method's mean perplexity over the
-    budget's best with its paired 95 % bootstrap interval (:mod:`lorp.evaluate.uncertainty`);
+    With per-window NLL a column gives each method's geometric mean perplexity over the
+    budget's best with its paired 95 % t-interval (:mod:`lorp.evaluate.perplexity_uncertainty`);
     bold marks the best and every method that interval cannot separate from it, and
     a line per budget gives LoRP against the best baseline. Without it (older
     results) the table is the point-estimate one, with :data:`NO_WINDOW_NLL` below.
@@ -37,7 +37,7 @@ def perplexity_markdown(results: StudyResult | dict[str, Any]) -> str:
     r = as_study(results)
     corpora = list(r.dense.perplexity)
     intervals = any(window_series(c) for c in r.cells)
-    head = "| method | budget | " + " | ".join(corpora) + " | mean | " + ("× best [95 % CI] | " if intervals else "")
+    head = "| method | budget | " + " | ".join(corpora) + " | geometric mean | " + ("× best [95 % CI] | " if intervals else "")
     lines = [head + "pruned blocks |",
              "|---|---:|" + "---:|" * (len(corpora) + 1) + ("---:|" if intervals else "") + "---|",
              "| dense | 0 | " + " | ".join(_fmt(r.dense.perplexity[c]) for c in corpora)
@@ -54,15 +54,48 @@ def perplexity_markdown(results: StudyResult | dict[str, Any]) -> str:
                      + f" | {mean} | {ratio}{' '.join(map(str, c.pruned))} |")
     if not intervals:
         return "\n".join(lines) + "\n\n" + NO_WINDOW_NLL + "\n"
-    lines += ["", (f"Bold: the lowest mean perplexity at its budget and every method whose interval against it "
-                   f"includes 1. × best: mean perplexity over the best's, {_interval_method('screening windows')}; "
+    lines += ["", (f"Bold: the lowest geometric mean perplexity at its budget and every method whose interval against it "
+                   f"includes 1. × best: geometric mean perplexity over the best's, {_interval_method('screening windows')}; "
                    f"{_windows_per_corpus(r.cells)} windows per corpus, so the intervals are rough."), ""]
     for b in sorted(best):
         v = lorp_vs_best_baseline([c for c in r.cells if c.budget == b])
         if v:
-            lines.append(f"- Budget {b}: LoRP's mean perplexity is {_times(v['ratio'])}× that of the best baseline, "
-                         f"{v['baseline']} (95 % CI {_times(v['low'])}–{_times(v['high'])}): LoRP {v['decision']}.")
-    return "\n".join(lines) + "\n"
+            lines.append(f"- Budget {b}: LoRP's geometric mean perplexity is {_times(v['ratio'])}× that of the best "
+                         f"baseline, {v['baseline']} (95 % CI {_times(v['low'])}–{_times(v['high'])}): LoRP "
+                         f"{v['decision']}.")
+    return "\n".join(lines) + "\n" + per_corpus_markdown(r)
+
+
+def per_corpus_markdown(results: StudyResult | dict[str, Any], allocation: str = "lorp") -> str:
+    """Markdown: per budget, LoRP over the best baseline on each corpus and on their geometric mean (screening windows).
+
+    Each entry is the perplexity ratio with its paired 95 % t-interval
+    (:func:`lorp.evaluate.perplexity_uncertainty.compare_per_corpus`,
+    :func:`lorp.evaluate.perplexity_uncertainty.compare_perplexity`); the best baseline is the one of lowest
+    geometric mean perplexity at the budget. Empty without per-window NLL.
+    """
+    r = as_study(results)
+    corpora = list(r.dense.perplexity)
+    rows = []
+    for b in sorted({c.budget for c in r.cells}):
+        cells = [c for c in r.cells if c.budget == b]
+        lorp = next((c for c in cells if c.method == allocation), None)
+        rivals = [c for c in cells if c.method != allocation]
+        if lorp is None or not rivals:
+            continue
+        base = min(rivals, key=lambda c: c.mean_perplexity)
+        per, mean = compare_per_corpus(base, lorp), compare_perplexity(base, lorp)
+        if per is None or mean is None:
+            continue
+        rows.append(f"| {b} | {base.method} | " + " | ".join(_ratio_ci(per[c]) for c in corpora)
+                    + f" | {_ratio_ci(mean)} |")
+    if not rows:
+        return ""
+    return "\n".join(["", "### Per corpus: LoRP ÷ best baseline", "",
+                      "| budget | best baseline | " + " | ".join(corpora) + " | geometric mean |",
+                      "|---:|---|" + "---:|" * (len(corpora) + 1), *rows, "",
+                      f"Perplexity ratio [95 % CI] on each corpus's screening windows and on the geometric mean over "
+                      f"corpora: {_interval_method('screening windows')}."]) + "\n"
 
 
 def zero_shot_markdown(results: StudyResult | dict[str, Any]) -> str:

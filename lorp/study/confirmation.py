@@ -1,0 +1,136 @@
+"""The verdict on held-out windows: which pairs are confirmed, scoring them, and the confirmation table.
+
+At each budget the screening windows choose the best baseline (lowest geometric mean perplexity
+among the baselines); LoRP, that baseline, our selectors and dense are then scored on the confirmation
+windows (:func:`lorp.run.confirmation.confirm`), and each pair is tested there with a paired t-interval,
+Holm-corrected over the budgets of one model (one family per comparison: LoRP against the best
+baseline, each selector against the best baseline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..evaluate.perplexity import geometric_mean_perplexity
+from ..evaluate.perplexity_uncertainty import compare_per_corpus, compare_perplexity
+from ..evaluate.uncertainty import holm, holm_decisions
+from ..run.confirmation import confirm
+from ..run.study_records import StudyResult, as_study
+from ..run.sweep import SweepConfig
+from .formatting import _fmt, _interval_method, _ratio_ci, _times
+from .load import per_sample
+
+
+def verdict_pairs(results: StudyResult | dict[str, Any], allocation: str = "lorp", selectors: Sequence[str] = (),
+                  baselines: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Per budget (first seed): LoRP, the best baseline chosen on the screening windows, and each selector.
+
+    Baselines are ``baselines`` (default: every method other than ``allocation`` and ``selectors``). Returns rows
+    ``{"method", "budget", "role", "pruned"}`` with ``role`` in ``"lorp"``, ``"best baseline"``, ``"selector"``.
+    """
+    r = as_study(results)
+    rows = []
+    for b in sorted({c.budget for c in r.cells}):
+        cells = [c for c in r.cells if c.budget == b]
+        rivals = [c for c in cells if c.method != allocation and c.method not in selectors
+                  and (baselines is None or c.method in baselines)]
+        chosen = [(c, "lorp") for c in cells if c.method == allocation]
+        if rivals:
+            chosen.append((min(rivals, key=lambda c: (c.mean_perplexity, c.method)), "best baseline"))
+        chosen += [(c, "selector") for c in cells if c.method in selectors]
+        rows += [{"method": c.method, "budget": b, "role": role, "pruned": list(c.pruned)} for c, role in chosen]
+    return rows
+
+
+def confirm_verdict_pairs(results: StudyResult, config: SweepConfig, folder: str | Path, count: int,
+                          registry: Any = None, executor: Any = None, allocation: str = "lorp",
+                          selectors: Sequence[str] = (), baselines: Sequence[str] | None = None) -> dict[str, Any]:
+    """Score dense and the :func:`verdict_pairs` on ``count`` confirmation windows per corpus; the record
+    :attr:`lorp.run.study_records.StudyResult.confirmation` holds (also set on ``results``).
+
+    Raises:
+        ConfigError: as :func:`lorp.run.confirmation.confirm`.
+    """
+    pairs = verdict_pairs(results, allocation, selectors, baselines)
+    scored = confirm(config, folder, [p["pruned"] for p in pairs], count, registry, executor)
+
+    def row(ppl):
+        return {"perplexity": {c: v.perplexity for c, v in ppl.items()},
+                "mean_perplexity": geometric_mean_perplexity(ppl), "seconds": sum(v.seconds for v in ppl.values()),
+                **{k: v for k, v in per_sample(ppl, None).items() if k != "zero_shot_correct"}}
+
+    record = {"windows": count, "seq_len": config.base.eval_seq_len, "dense": row(scored[()]),
+              "cells": [{**p, **row(scored[tuple(sorted(p["pruned"]))])} for p in pairs]}
+    results.confirmation = record
+    return record
+
+
+class _Row:
+    """A confirmation entry seen as a study row (what the interval helpers read)."""
+
+    def __init__(self, entry: dict[str, Any]):
+        self.perplexity, self.window_nll = entry["perplexity"], entry.get("window_nll")
+        self.window_tokens, self.mean_perplexity = entry.get("window_tokens"), entry["mean_perplexity"]
+
+
+def confirmed(results: StudyResult | dict[str, Any], role: str = "lorp") -> list[dict[str, Any]]:
+    """Per budget: the ``role`` method (``"lorp"`` or ``"selector"``) against the best baseline on the confirmation
+    windows: ``{"budget", "method", "baseline", "comparison", "per_corpus", "p_holm", "decision"}``; the
+    decisions and ``p_holm`` are Holm-corrected over the budgets (and selectors) of this model. Empty without a
+    confirmation set."""
+    r = as_study(results)
+    conf = r.confirmation or {}
+    out = []
+    for b in sorted({e["budget"] for e in conf.get("cells", [])}):
+        at = [e for e in conf["cells"] if e["budget"] == b]
+        best = next((e for e in at if e["role"] == "best baseline"), None)
+        for e in (e for e in at if e["role"] == role):
+            k = None if best is None else compare_perplexity(_Row(best), _Row(e))
+            if k is not None:
+                out.append({"budget": b, "method": e["method"], "baseline": best["method"], "comparison": k,
+                            "per_corpus": compare_per_corpus(_Row(best), _Row(e)),
+                            "vs_dense": compare_perplexity(_Row(conf["dense"]), _Row(e)),
+                            "baseline_vs_dense": compare_perplexity(_Row(conf["dense"]), _Row(best))})
+    held = holm_decisions([o["comparison"].p_value for o in out], [o["comparison"].difference for o in out],
+                          better="lower")
+    for o, adjusted, decision in zip(out, holm([o["comparison"].p_value for o in out]), held):
+        o["p_holm"], o["decision"] = adjusted, decision
+    return out
+
+
+def confirmation_markdown(results: StudyResult | dict[str, Any]) -> str:
+    """Markdown: the verdict pairs on the confirmation windows, per corpus and on the geometric mean, with Holm."""
+    r = as_study(results)
+    if not r.confirmation:
+        return ("_No confirmation set: these results were computed before held-out confirmation windows existed "
+                "(or with none asked for); the verdict rests on the screening windows that chose the best "
+                "baseline._\n")
+    corpora = list(r.confirmation["dense"]["perplexity"])
+    lines = [f"On {r.confirmation['windows']} held-out confirmation windows of {r.confirmation['seq_len']} tokens per "
+             "corpus, disjoint from the screening windows that chose the best baseline at each budget.", ""]
+    for role, title in (("lorp", "LoRP"), ("selector", "Our selector")):
+        rows = confirmed(r, role)
+        if not rows:
+            continue
+        lines += [f"### {title} ÷ best baseline", "",
+                  "| budget | method | best baseline | " + " | ".join(corpora) + " | geometric mean | Holm p | outcome "
+                  "| ÷ dense | baseline ÷ dense |",
+                  "|---:|---|---|" + "---:|" * (len(corpora) + 2) + "---|---:|---:|"]
+        for o in rows:
+            lines.append(f"| {o['budget']} | {o['method']} | {o['baseline']} | "
+                         + " | ".join(_ratio_ci(o["per_corpus"][c]) for c in corpora)
+                         + f" | {_ratio_ci(o['comparison'])} | {o['p_holm']:.2g} | {o['decision']} | "
+                         f"{_times(o['vs_dense'].ratio)} | {_times(o['baseline_vs_dense'].ratio)} |")
+        lines += ["", f"{title} against the best baseline, Holm-corrected over these {len(rows)} tests: wins in "
+                      f"{sum(o['decision'] == 'wins' for o in rows)}, loses in {sum(o['decision'] == 'loses' for o in rows)}, "
+                      f"undecided in {sum(o['decision'] == 'undecided' for o in rows)}.", ""]
+    dense = r.confirmation["dense"]
+    lines += ["Dense on the confirmation windows: " + ", ".join(f"{c} {_fmt(dense['perplexity'][c])}" for c in corpora)
+              + f"; geometric mean {_fmt(dense['mean_perplexity'])}. Ratios [95 % CI]: "
+              f"{_interval_method('confirmation windows')}; outcome after Holm's correction (family-wise error 5 %)."]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["confirm_verdict_pairs", "confirmation_markdown", "confirmed", "verdict_pairs"]
