@@ -150,8 +150,10 @@ def test_zero_shot_table_gives_wilson_intervals_and_paired_differences_against_l
     table = zero_shot_markdown(r)
     assert "| lorp | 2 | 50.0 [29.9, 70.1] | 50.0 [" in table  # Wilson 10/20: 29.9-70.1 %
     assert "| dense | 0 | 60.0 [38.7, 78.1] |" in table
-    assert "| shortgpt | 2 | +25.0 [" in table and "(p 0.062) |" in table  # 5 discordant items: p = 2/32
-    assert "| dense | 0 | -10.0 [" in table
+    # 5 discordant items: p = 2/32; Holm over this table's 2 tests doubles the smaller p
+    assert "| shortgpt | 2 | +25.0 [" in table and "(p 0.062, Holm 0.12) |" in table
+    assert "| dense | 0 | -10.0 [" in table and "(p 0.5, Holm 0.5) |" in table  # 2 discordant: p = 2/4
+    assert "Holm-adjusted over the 2 per-task tests of this table: 0 significant" in table
     assert NO_ITEM_RESULTS not in table
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..evaluate.accuracy_uncertainty import accuracy_intervals, compare_accuracy
 from ..evaluate.perplexity_uncertainty import compare_per_corpus, compare_perplexity, window_series
-from ..evaluate.uncertainty import SAMPLES, SEED
+from ..evaluate.uncertainty import LEVEL, SAMPLES, SEED, holm
 from ..method.locality import choose_k
 from ..run.study_records import StudyResult, as_study
 from .formatting import (NO_ITEM_RESULTS, NO_WINDOW_NLL, _fmt, _interval_method, _points_ci, _ratio_ci, _times,
@@ -143,13 +143,18 @@ def zero_shot_markdown(results: StudyResult | dict[str, Any]) -> str:
         diffs = [(m, bb, compare_accuracy(o, lorp)) for m, bb, o in others] if lorp else []
         if not any(k for *_, k in diffs):
             continue
+        family = [(i, t) for i, (*_, k) in enumerate(diffs) for t in tasks if k and t in k]
+        adjusted = dict(zip(family, holm([diffs[i][2][t].mcnemar.p_value for i, t in family])))
+        significant = sum(q <= 1 - LEVEL for q in adjusted.values())
         lines += ["", (f"LoRP minus each method at budget {b}, in points: {_interval_method('items')}; "
-                       "exact McNemar (1947) p per task."), "",
+                       f"exact McNemar (1947) p per task, then Holm-adjusted over the {len(family)} per-task tests "
+                       f"of this table: {significant} significant at 5 % family-wise."), "",
                   "| method | budget | " + " | ".join(tasks) + " | average | LoRP (average) |",
                   "|---|---:|" + "---:|" * (len(tasks) + 1) + "---|"]
-        for m, bb, k in diffs:
+        for i, (m, bb, k) in enumerate(diffs):
             k = k or {}
-            cells = [(_points_ci(k[t]) + f" (p {k[t].mcnemar.p_value:.2g})") if t in k else "–" for t in tasks]
+            cells = [(_points_ci(k[t]) + f" (p {k[t].mcnemar.p_value:.2g}, Holm {adjusted[(i, t)]:.2g})")
+                     if t in k else "–" for t in tasks]
             avg = k.get("average")
             lines.append(f"| {m} | {bb} | " + " | ".join(cells) + f" | {_points_ci(avg) if avg else '–'} | "
                          f"{avg.decision if avg else '–'} |")
