@@ -51,7 +51,8 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
     for name in ("study.ipynb", "study.html", "results.json", "table.csv", "similarity.png", "blocks.png",
                  "perplexity.png", "zero_shot.png", "speed.png", "perplexity.md", "zero_shot.md", "speed.md",
                  "reading.md", "attribution.png", "attribution.md", "ablation.ipynb", "ablation.html", "ablation.md",
-                 "ablation.png", "selector.md", "calibration_size.md", "ablation.json", "confirmation.md"):
+                 "ablation.png", "selector.md", "calibration_size.md", "ablation.json", "confirmation.md", "floors.md",
+                 "sleb.md", "calibration_corpus.md"):
         assert (report / name).stat().st_size > 0, name
     ab = json.loads((report / "ablation.json").read_text())  # the quick preset: one ablation and our selector
     assert ab["ablations"] == ["lorp-residual"] and [r["budget"] for r in ab["rows"]] == [3, 7]
@@ -81,19 +82,38 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
     # per-corpus intervals on the screening windows; the verdict pairs on 4 held-out windows per corpus
     assert "### Per corpus: LoRP ÷ best baseline" in (report / "perplexity.md").read_text()
     conf = r["confirmation"]
-    assert r["version"] == 2 and conf["windows"] == 4 and set(conf["dense"]["window_nll"]) == {"ptb", "wiki-paragraphs"}
+    assert r["version"] == 3 and conf["windows"] == 4 and set(conf["dense"]["window_nll"]) == {"ptb", "wiki-paragraphs"}
     assert all(len(v) == 4 for v in conf["dense"]["window_nll"].values())
     assert {(e["role"], e["budget"]) for e in conf["cells"]} == {(role, b) for role in ("lorp", "best baseline")
                                                                 for b in (3, 7)}
     assert "| 3 | lorp |" in (report / "confirmation.md").read_text()
     assert "On the held-out confirmation windows" in (report / "selector.md").read_text()
     assert r["plugins_used"]["allocation:lorp"]["plugin"] and r["wall_time_s"] > 0
+    # the floors, SLEB at two token counts, the calibration corpus as an axis
+    floor = r["random_floor"]
+    assert floor["budget"] == 7 and len(floor["draws"]) == 5
+    assert all(len(d["pruned"]) == 7 and not {0, n - 1} & set(d["pruned"]) for d in floor["draws"])
+    assert "random draws it beats" in (report / "floors.md").read_text()
+    runs = r["sleb_check"]["runs"]
+    assert [(x["samples"], x["tokens"]) for x in runs] == [(2, 2 * 63), (4, 4 * 63)]
+    assert runs[0]["pruned"] == next(c["pruned"] for c in r["cells"] if (c["method"], c["budget"]) == ("sleb", 7))
+    assert "The tables use 126 tokens" in (report / "sleb.md").read_text()
+    corpora = r["calibration_corpora"]
+    assert corpora["corpora"] == ["lambada", "ptb", "wiki-paragraphs"]
+    assert corpora["picks"]["lambada"]["lorp"]["3"] == next(c["pruned"] for c in r["cells"]
+                                                             if (c["method"], c["budget"]) == ("lorp", 3))
+    assert "Jaccard across corpora" in (report / "calibration_corpus.md").read_text()
     summary = tmp_path / "summary"
     for name in ("summary.html", "summary.ipynb", "summary.json", "rls.png", "similarity.png", "winners.md",
-                 "verdict.md", "rls.md", "ablation.md"):
+                 "verdict.md", "rls.md", "ablation.md", "calibration_corpus.md", "verdict.png"):
         assert (summary / name).stat().st_size > 0, name
-    assert "span-bi-nll" in (summary / "ablation.md").read_text() and "span-bi-nll" in (summary / "why.md").read_text()
-    assert "The paper's claim" in (summary / "verdict.md").read_text()
+    why = (summary / "why.md").read_text()  # links ablation.md instead of repeating it
+    assert "span-bi-nll" in (summary / "ablation.md").read_text() and "[ablation.md](ablation.md)" in why
+    assert "span-bi-nll" not in why
+    assert "Perplexity: " in (summary / "verdict.md").read_text()
+    opening = (tmp_path / "index.md").read_text().splitlines()
+    assert opening[2].startswith("- **Does LoRP beat its baselines here?") and "On held-out confirmation windows" in opening[2]
+    assert any(line.startswith("- On exactly: SmolLM2-135M-Instruct, Q4_1 GGUF dequantised") for line in opening[:12])
     index = (tmp_path / "index.html").read_text()
     assert "smollm2-135m/study.html" in index and "summary/summary.html" in index
 

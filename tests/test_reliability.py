@@ -494,7 +494,6 @@ def test_unwritable_study_work_dir_is_refused_before_any_notebook(runner, tmp_pa
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"sleb_samples": 40}, "sleb_samples (40) cannot exceed the 32 calibration samples"),
     ({"eval_tokens": -5}, "eval_tokens must be a whole number of tokens >= 0"),
     ({"sleb_tokens": 256}, "sleb_tokens must be a whole number of tokens in 0..seq_len-1 (255"),
     ({"sleb_tokens": -1}, "sleb_tokens must be a whole number of tokens in 0..seq_len-1"),
@@ -504,6 +503,24 @@ def test_unwritable_study_work_dir_is_refused_before_any_notebook(runner, tmp_pa
 def test_documented_parameter_contracts(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         PruneConfig(**override).validate()
+
+
+def test_sleb_samples_are_checked_only_where_something_scores_on_them(tiny, tmp_path):
+    """`lorp sweep --methods lorp --samples 2` once failed on SLEB's default of 4 scoring sequences."""
+    config, _, _ = tiny
+    PruneConfig(sleb_samples=40).validate()  # the setting alone is no error: nothing may score on it
+    with pytest.raises(ConfigError, match=r"sleb_samples \(40\) cannot exceed the 32 calibration samples it is "
+                                          r"drawn from \(method sleb scores on them\)"):
+        PruneConfig(sleb_samples=40).check_sleb_samples("method sleb")
+    base = PruneConfig(**{**config.__dict__, "num_samples": 2, "sleb_samples": 4})
+    rows = run_sweep(SweepConfig(base=base, methods=("lorp", "last"), budgets=(1,)), tmp_path / "no-sleb")
+    assert {r["method"] for r in rows} == {"dense", "lorp", "last"}
+    for methods, attribution, who in ((("lorp", "sleb"), False, "method sleb"),
+                                      (("lorp",), True, "the single-block removal profile")):
+        with pytest.raises(ConfigError, match=f"sleb_samples \\(4\\) cannot exceed the 2 .*{who}"):
+            run_sweep(SweepConfig(base=base, methods=methods, budgets=(1,), attribution=attribution),
+                      tmp_path / "refused")
+        assert not (tmp_path / "refused").exists()
 
 
 def test_model_dependent_settings_checked_from_config_json(tiny):

@@ -106,7 +106,8 @@ def test_a_lower_point_perplexity_within_the_noise_is_undecided():
     assert v["baseline"] == "shortgpt" and v["decision"] == "undecided" and v["low"] < 1 < v["high"]
     assert v["ratio"] == pytest.approx(0.95)
     text = verdict({"m": r})
-    assert "cannot be decided" in text and "in 0 of 1 (model, budget) settings" in text and "1 are undecided" in text
+    assert "Perplexity: not shown either way" in text and "in 0 of 1 (model, budget) settings" in text
+    assert "neither shown in 1" in text and "Zero-shot accuracy: not measured" in text
     table = perplexity_markdown(r)
     assert "| shortgpt | 2 | 10.0 | 10.0 | **10.0** | 1.05× [" in table  # tied with the best: bold
     assert "LoRP undecided" in table and "6 windows per corpus" in table
@@ -127,7 +128,8 @@ def test_a_consistent_gain_on_every_window_wins_with_an_exact_interval():
     assert a["mcnemar_p"] == 2 / 2 ** 8
     text = verdict({"m": r})
     assert "claim holds on these models" in text and "in 1 of 1 (model, budget) settings" in text
-    assert "beats every other method compared in 1" in text and "beats both in 1 of 1 settings" in text
+    assert "beats every other method compared in 1" in text and "better than both shown in 1 of 1 settings" in text
+    assert "Zero-shot accuracy: the paper's claim holds" in text
     assert ("Holm-corrected over these 1 settings: wins in 1, loses in 0, undecided in 0"
             in winners_markdown(winners(r)))
     assert "0.50× [0.50, 0.50] vs shortgpt: wins" in winners_markdown(winners(r))
@@ -140,7 +142,7 @@ def test_settings_without_windows_are_counted_on_point_estimates():
     text = verdict({"m": r})
     assert "does not hold" not in text and "holds only in part" not in text  # 1 win, 1 loss of 2: undecided
     assert "1 setting(s) lacked per-window NLL and were compared on point perplexity" in text
-    assert "loses to at least one of them in 1" in text
+    assert "worse than at least one shown in 1" in text
 
 
 def test_zero_shot_table_gives_wilson_intervals_and_paired_differences_against_lorp():
@@ -232,3 +234,16 @@ def test_disclosure_names_the_bundled_checkpoint_and_sleb_scoring():
     assert "SmolLM2-135M-Instruct, Q4_1 GGUF dequantised to float32; GGUF sha256 `b179c952b179c952…`" in md
     assert "first 1 calibration sequence(s), the last 128 tokens of each scored" in md
     assert "tokens scored not recorded" in md  # an old results.json without the evaluation record
+
+
+def test_zero_shot_table_states_the_smallest_detectable_difference_and_says_not_shown():
+    # 100 items: LoRP alone right on 12, shortgpt alone right on 8 (20 % discordant), both right on 40
+    lorp = [1] * 40 + [1] * 12 + [0] * 8 + [0] * 40
+    base = [1] * 40 + [0] * 12 + [1] * 8 + [0] * 40
+    r = study("m", [windowed("lorp", 2, 9.0, acc=0.52, correct=lorp), windowed("shortgpt", 2, 10.0, acc=0.48,
+                                                                              correct=base)])
+    r["dense"]["zero_shot_correct"], r["dense"]["zero_shot"] = {"t": [1] * 60 + [0] * 40}, {"t": 0.6}
+    table = zero_shot_markdown(r)
+    # +4 points on 100 items with 20 discordant: inside its interval, so "not shown"; detectable 12.4 points
+    assert "| shortgpt | 2 | +4.0 [" in table and "| not shown | 12.4 |" in table
+    assert "not shown\", which is not the same as equal" in table

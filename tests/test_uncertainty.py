@@ -253,3 +253,34 @@ def test_holm_decisions_keep_only_what_survives_the_correction():
     assert holm_decisions([0.02, 0.04], [-1.0, -1.0], better="lower") == ["wins", "wins"]
     with pytest.raises(ValueError, match="2 p-values but 1"):
         holm_decisions([0.1, 0.2], [1.0], better="lower")
+
+
+# -- the smallest detectable accuracy difference (Connor 1987) ------------------------------------------------------
+
+def test_detectable_difference_solves_connors_sample_size_and_has_its_power():
+    from statistics import NormalDist
+
+    from lorp.evaluate.accuracy_uncertainty import detectable_difference, mcnemar_exact
+
+    d = detectable_difference(100, 0.2)
+    # by hand: sqrt(100)·δ = 1.95996·sqrt(0.2) + 0.84162·sqrt(0.2 − δ²)  ->  δ ≈ 0.1238
+    assert d == pytest.approx(0.1238, abs=5e-4)
+    z_a, z_b = NormalDist().inv_cdf(0.975), NormalDist().inv_cdf(0.8)
+    assert 100 == pytest.approx((z_a * 0.2 ** 0.5 + z_b * (0.2 - d * d) ** 0.5) ** 2 / d ** 2, rel=1e-9)
+    assert detectable_difference(400, 0.2) < d < detectable_difference(100, 0.3)  # more items / less disagreement
+    assert detectable_difference(20, 0.2) is None and detectable_difference(100, 0.0) is None
+    # simulated: items disagree with probability 0.2, in favour of b by d; the exact McNemar test (slightly
+    # conservative next to the normal approximation) rejects at 5 % in about 80 % of draws
+    rng = np.random.default_rng(0)
+    p_b, p_a = (0.2 + d) / 2, (0.2 - d) / 2
+    hits = 0
+    for _ in range(1000):
+        u = rng.random(100)
+        a = (u < p_a).astype(int)  # a right, b wrong
+        b = ((u >= p_a) & (u < p_a + p_b)).astype(int)  # b right, a wrong
+        hits += mcnemar_exact(a, b).p_value <= 0.05
+    assert 0.70 <= hits / 1000 <= 0.85
+    with pytest.raises(ValueError, match="items must be a whole number >= 1"):
+        detectable_difference(0, 0.2)
+    with pytest.raises(ValueError, match="discordant must be a share"):
+        detectable_difference(10, 1.5)

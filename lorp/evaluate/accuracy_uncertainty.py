@@ -153,6 +153,52 @@ def mcnemar_exact(a_correct: Sequence[int], b_correct: Sequence[int]) -> McNemar
     return McNemar(a_only, b_only, float(min(Fraction(1), 2 * tail)))
 
 
+#: Power at which :func:`detectable_difference` sizes the smallest detectable difference.
+POWER = 0.8
+
+
+def detectable_difference(items: int, discordant: float, *, level: float = LEVEL, power: float = POWER) -> float | None:
+    """Smallest paired accuracy difference a two-sided McNemar test detects on ``items`` items.
+
+    Connor (1987, Biometrics 43:207-211), the sample size of a paired binary comparison:
+    ``n = (z_a·√ψ + z_b·√(ψ − δ²))² / δ²`` with ``ψ`` the share of discordant items (one
+    method right, the other wrong), ``z_a`` the ``(1 + level) / 2`` and ``z_b`` the ``power``
+    normal quantiles. This solves it for ``δ`` at the given ``n`` by bisection: a true
+    difference of ``δ`` (fraction of items) is found significant with probability
+    ``power`` at ``α = 1 − level``. A difference can be no larger than ``ψ``.
+
+    Args:
+        items: paired items ``n`` (>= 1).
+        discordant: ``ψ``, in (0, 1]: observed discordant items over ``n``.
+    Returns:
+        ``δ`` as a fraction in (0, ψ]; ``None`` when even ``δ = ψ`` (every discordant item
+        going one way) is not detectable at this size, or ``ψ`` is 0 (no information).
+    Raises:
+        ValueError: ``items`` < 1, ``discordant`` outside [0, 1], ``level`` or ``power`` outside (0, 1).
+    """
+    if isinstance(items, bool) or int(items) != items or items < 1:
+        raise ValueError(f"items must be a whole number >= 1, got {items!r}")
+    if not 0 <= discordant <= 1:
+        raise ValueError(f"discordant must be a share of items in [0, 1], got {discordant!r}")
+    if not (0 < level < 1 and 0 < power < 1):
+        raise ValueError(f"level and power must lie strictly between 0 and 1, got {level!r}, {power!r}")
+    if discordant == 0:
+        return None
+    z_a, z_b = NormalDist().inv_cdf((1 + level) / 2), NormalDist().inv_cdf(power)
+
+    def excess(d: float) -> float:  # increasing in d; zero at the detectable difference
+        return math.sqrt(items) * d - z_a * math.sqrt(discordant) - z_b * math.sqrt(max(discordant - d * d, 0.0))
+
+    top = min(discordant, math.sqrt(discordant))
+    if excess(top) < 0:
+        return None
+    low, high = 0.0, top
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if excess(mid) < 0 else (low, mid)
+    return high
+
+
 def paired_bootstrap_accuracy(a_correct: Sequence[int] | Mapping[str, Sequence[int]],
                               b_correct: Sequence[int] | Mapping[str, Sequence[int]], *, samples: int = SAMPLES,
                               seed: int = SEED, level: float = LEVEL) -> AccuracyComparison:
@@ -242,5 +288,5 @@ def compare_accuracy(reference: Any, other: Any, *, samples: int = SAMPLES, seed
     return out
 
 
-__all__ = ["AccuracyComparison", "McNemar", "accuracy_interval", "accuracy_intervals", "bootstrap_accuracy",
-           "compare_accuracy", "item_results", "mcnemar_exact", "paired_bootstrap_accuracy", "wilson_interval"]
+__all__ = ["AccuracyComparison", "McNemar", "POWER", "accuracy_interval", "accuracy_intervals", "bootstrap_accuracy",
+           "compare_accuracy", "detectable_difference", "item_results", "mcnemar_exact", "paired_bootstrap_accuracy", "wilson_interval"]

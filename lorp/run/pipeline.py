@@ -104,9 +104,6 @@ class PruneConfig:
                 0 <= self.sleb_tokens < self.seq_len:
             raise ConfigError(f"sleb_tokens must be a whole number of tokens in 0..seq_len-1 ({self.seq_len - 1}; "
                               f"0 scores every token), got {self.sleb_tokens!r}")
-        if self.sleb_samples > self.num_samples:
-            raise ConfigError(f"sleb_samples ({self.sleb_samples}) cannot exceed the {self.num_samples} calibration "
-                              "samples it is drawn from; lower --sleb-samples or raise --samples")
         if self.eval_tokens is not None and (isinstance(self.eval_tokens, bool) or not isinstance(self.eval_tokens, int)
                                              or self.eval_tokens < 0):
             raise ConfigError(f"eval_tokens must be a whole number of tokens >= 0 (0 or None: all), "
@@ -145,6 +142,23 @@ class PruneConfig:
         if self.zero_shot_tasks and self.zero_shot_limit is not None and self.zero_shot_limit < 1:
             raise ConfigError(f"zero-shot item limit must be >= 1, got {self.zero_shot_limit}")
 
+
+    def check_sleb_samples(self, users: str) -> None:
+        """Check that SLEB's scoring sequences fit in the calibration draw; called only where ``users`` score on them.
+
+        SLEB, the selectors that score calibration NLL and the single-block removal profile
+        score candidate removals on the first ``sleb_samples`` calibration sequences. A sweep or
+        prune that runs none of them never reads the setting, so :meth:`validate` does not check it.
+
+        Args:
+            users: what scores on them, for the message (e.g. ``"method sleb"``).
+        Raises:
+            ConfigError: ``sleb_samples`` exceeds ``num_samples``.
+        """
+        if self.sleb_samples > self.num_samples:
+            raise ConfigError(f"sleb_samples ({self.sleb_samples}) cannot exceed the {self.num_samples} calibration "
+                              f"samples it is drawn from ({users} scores on them); lower --sleb-samples or raise "
+                              "--samples")
 
     def check_against_model(self, budgets: tuple[int, ...] | None = None) -> int | None:
         """Check the settings that depend on the model (budget, protected blocks, K, window lengths) before loading it.

@@ -144,6 +144,8 @@ def _checked_worker(config: PruneConfig, out_dir: str | Path | None, registry: R
     registry = registry or load_registry()
     block_metric(registry, config.similarity)
     strategy = registry.allocation(config.allocation)
+    if strategy.needs_model:
+        config.check_sleb_samples(f"method {config.allocation}")
     worker = CellWorker(config, (config.allocation,), reuse_states=False, registry=registry)
     worker.check()
     return out_dir, registry, strategy, worker

@@ -282,11 +282,20 @@ class StudyResult:
             ``{"windows": per corpus, "seq_len", "dense": {"perplexity", "window_nll", "window_tokens"},
             "cells": [{"method", "budget", "role", "pruned", "perplexity", "window_nll", "window_tokens",
             "seconds"}]}``; ``None`` for studies without one (version 1 records, or none asked for).
+        random_floor: random removed sets at the detail budget on the screening windows
+            (:func:`lorp.study.floors.add_random_floor`): ``{"budget", "draws": [StudyCell JSON with "draw"]}``;
+            ``None`` without one (older records, or none asked for).
+        sleb_check: SLEB at its scoring token count and at a multiple of it, at the detail budget
+            (:func:`lorp.study.sleb_check.add_sleb_check`): ``{"budget", "used", "runs": [{**StudyCell JSON,
+            "samples", "tokens", "search_seconds"}]}``; ``None`` without one.
+        calibration_corpora: each method's picks with the calibration drawn from each bundled corpus
+            (:func:`lorp.study.calibration_corpus.add_calibration_corpora`); ``None`` without them.
     """
 
     SCHEMA: ClassVar[str] = STUDY_SCHEMA
     #: 2: screening windows spread over the text, geometric mean, ``confirmation`` kept apart.
-    VERSION: ClassVar[int] = 2
+    #: 3: ``random_floor``, ``sleb_check`` and ``calibration_corpora`` (absent from older records: ``None``).
+    VERSION: ClassVar[int] = 3
 
     model: dict[str, Any]
     num_blocks: int
@@ -316,6 +325,9 @@ class StudyResult:
     seeds: dict[str, Any] = field(default_factory=dict)
     seed_cells: list[StudyCell] = field(default_factory=list)
     confirmation: dict[str, Any] | None = None
+    random_floor: dict[str, Any] | None = None
+    sleb_check: dict[str, Any] | None = None
+    calibration_corpora: dict[str, Any] | None = None
 
     @property
     def all_cells(self) -> list[StudyCell]:

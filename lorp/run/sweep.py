@@ -328,6 +328,10 @@ def _checked_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry 
         check_seed(seed, "each seed")
     if any(s.uses_clusters for s in strategies.values()):
         registry.clustering(base.clustering)
+    scorers = [f"method {m}" for m, s in strategies.items() if s.needs_model]
+    if scorers or config.attribution:
+        base.check_sleb_samples(", ".join(scorers + (["the single-block removal profile"] if config.attribution
+                                                     else [])))
     block_metric(registry, base.similarity)
     resolve_model(base.model)
     check_cache_writable()

@@ -236,17 +236,19 @@ class CellWorker:
         return self._windows
 
     # -- selection -----------------------------------------------------------------------------------------------
-    def select_one(self, spec: CellSpec) -> Selected:
+    def select_one(self, spec: CellSpec, nll_samples: int | None = None) -> Selected:
         """Choose ``spec.budget`` blocks with ``spec.method``; raises what the strategy raises.
 
         ``spec.seed`` is a full run seed: the calibration draw (S, the statistics and
         SLEB's scoring sequences, :meth:`matrices_for`, :meth:`nll_for`) and the
-        selection's randomness (clustering, random baselines).
+        selection's randomness (clustering, random baselines). ``nll_samples`` overrides the
+        calibration sequences a strategy that needs the model scores on (default: its own
+        ``nll_samples``, else ``base.sleb_samples``); SLEB's second token count uses it.
         """
         base, registry = self.base, self.registry
         strategy = registry.allocation(spec.method)
         matrices, _ = self.matrices_for(spec.seed)
-        nll = self.nll_for(spec.seed, strategy.nll_samples) if strategy.needs_model else None
+        nll = (self.nll_for(spec.seed, nll_samples or strategy.nll_samples) if strategy.needs_model else None)
         t = time.perf_counter()
         selection = select_blocks(matrices[base.similarity], spec.budget, k=base.k, seed=spec.seed,
                                   clustering=base.clustering, allocation=spec.method, protected=base.protected,
@@ -398,6 +400,20 @@ class CellWorker:
         for r in sets:
             out[r] = {c: Perplexity(**v) for c, v in scorer(r).items()}
         return out
+
+    def screen(self, removed_sets: Sequence[Sequence[int]]) -> dict[tuple[int, ...], dict[str, Perplexity]]:
+        """Perplexity of each removed set on the screening windows (every cell's), outside the sweep's cells.
+
+        The random floor's draws and SLEB's picks at a second token count use it. The dense pass keeps
+        the states entering each set's first removed block (one dense pass for all the sets).
+
+        Returns:
+            ``{tuple(sorted(removed)): {corpus: Perplexity}}`` with per-window NLL.
+        """
+        sets = [tuple(sorted(int(b) for b in r)) for r in removed_sets if len(r)]
+        progress_report(stage="screening", message=f"screening windows: {len(sets)} extra removed set(s)")
+        scorer = self._perplexity_scorer(sorted({r[0] for r in sets}))
+        return {r: {c: Perplexity(**v) for c, v in scorer(r).items()} for r in sets}
 
     def try_evaluate(self, removed: Sequence[int], settings: EvalSettings, firsts: Iterable[int],
                      specs: Sequence[CellSpec]) -> Evaluation | list[CellFailure]:

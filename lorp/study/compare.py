@@ -10,7 +10,8 @@ from ..evaluate.perplexity_uncertainty import compare_perplexity
 from ..evaluate.uncertainty import holm_decisions
 from ..run.study_records import StudyCell, StudyResult, as_study
 from .confirmation import confirmed
-from .formatting import NO_WINDOW_NLL, _fmt, _interval_method, _times
+from .floors import floor_losses
+from .formatting import NO_WINDOW_NLL, _fmt, _interval_method, _times, shown
 
 
 def lorp_vs_best_baseline(cells: Sequence[StudyCell], allocation: str = "lorp") -> dict[str, Any] | None:
@@ -124,7 +125,7 @@ def winners_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
             line += (f" {_times(v['ratio'])}× [{_times(v['low'])}, {_times(v['high'])}] vs {v['baseline']}: "
                      f"{v['decision']} |" if v else " – |")
             line += (f" {100 * a['difference']:+.1f} [{100 * a['low']:+.1f}, {100 * a['high']:+.1f}] vs "
-                     f"{a['baseline']}: {a['decision']} |" if a else " – |")
+                     f"{a['baseline']}: {shown(a['decision'])} |" if a else " – |")
         lines.append(line)
     if not intervals:
         return "\n".join(lines) + "\n\n" + NO_WINDOW_NLL + "\n"
@@ -174,26 +175,13 @@ def _status(outcomes: Sequence[str]) -> str:
     return "fails" if outcomes.count("loses") > len(outcomes) / 2 else "undecided"
 
 
-def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
-    """Plain statement of whether the paper's claim holds on these models, whichever way it falls.
+def verdict_pairs_tested(studies: Mapping[str, StudyResult | dict[str, Any]]) -> dict[str, Any]:
+    """The verdict's counts: LoRP against the paper's baselines in every (model, budget) setting, Holm-corrected.
 
-    The claim tested: at the same budget, LoRP's pruned model has lower perplexity and
-    higher zero-shot accuracy than the paper's baselines (ShortGPT, LLM-Streamline).
-    Counted per (model, budget) on geometric mean perplexity, and per (model, detail budget)
-    on mean accuracy.
-
-    With per-window NLL (per-item results for accuracy) each (setting, baseline) pair is
-    a test (paired t on the geometric mean perplexity; exact McNemar on the pooled
-    items), and each family (perplexity, accuracy) is Holm-corrected across every model,
-    budget and baseline (:func:`lorp.evaluate.uncertainty.holm_decisions`). LoRP wins a
-    setting only when it wins against each baseline after the correction, loses it when
-    it loses against either, and otherwise the setting is undecided. Each criterion holds when LoRP
-    wins most settings and fails when it loses most; the claim holds when every
-    measured criterion holds, in part when some do, does not hold when none does and
-    one fails, and cannot be decided when all are undecided. Settings without
-    intervals are compared on point estimates (ties undecided) and counted as such.
-    Results without any intervals (older runs) get the point-estimate verdict (ties
-    count as not beaten) with :data:`NO_WINDOW_NLL`.
+    Returns ``{"perplexity": [outcome per setting], "accuracy": [outcome per detail setting],
+    "best": [whether LoRP beats every other method, per setting], "point": {criterion: settings compared on
+    point estimates}, "tests": {criterion: [(setting, p, difference)]}}``; each outcome is ``"wins"``,
+    ``"loses"`` or ``"undecided"`` (:func:`verdict` explains the rule).
     """
     studies = {name: as_study(r) for name, r in studies.items()}
     ppl, acc, best, point = [], [], [], {"perplexity": 0, "accuracy": 0}
@@ -226,59 +214,102 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
                     acc.append(_outcome([_point(lorp.zero_shot_average, c.zero_shot_average, False) for c in rivals]))
     _holm_outcomes(ppl, tests["perplexity"], "lower")
     _holm_outcomes(acc, tests["accuracy"], "higher")
+    return {"perplexity": ppl, "accuracy": acc, "best": best, "point": point, "tests": tests}
+
+
+def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
+    """Plain statement of whether the paper's claim holds on these models, whichever way it falls.
+
+    The claim tested: at the same budget, LoRP's pruned model has lower perplexity and
+    higher zero-shot accuracy than the paper's baselines (ShortGPT, LLM-Streamline).
+    Counted per (model, budget) on geometric mean perplexity, and per (model, detail budget)
+    on mean accuracy.
+
+    With per-window NLL (per-item results for accuracy) each (setting, baseline) pair is
+    a test (paired t on the geometric mean perplexity; exact McNemar on the pooled
+    items), and each family (perplexity, accuracy) is Holm-corrected across every model,
+    budget and baseline (:func:`lorp.evaluate.uncertainty.holm_decisions`). LoRP wins a
+    setting only when it wins against each baseline after the correction, loses it when
+    it loses against either, and otherwise the setting is undecided. Each criterion holds when LoRP
+    wins most settings, does not hold when it loses most, and is otherwise not shown either
+    way; the two criteria (perplexity, accuracy) are stated apart, never merged into one word,
+    since a loss on one says nothing about the other. The text is short bullets: perplexity,
+    the held-out confirmation windows, accuracy, the floors (``last``, the random median;
+    :func:`lorp.study.floors.floor_losses`), the interval methods, samples and checkpoints. Settings without
+    intervals are compared on point estimates (ties undecided) and counted as such.
+    Results without any intervals (older runs) get the point-estimate verdict (ties
+    count as not beaten) with :data:`NO_WINDOW_NLL`.
+    """
+    studies = {name: as_study(r) for name, r in studies.items()}
+    tested = verdict_pairs_tested(studies)
+    ppl, acc, best, point, tests = (tested[k] for k in ("perplexity", "accuracy", "best", "point", "tests"))
     if not ppl:
         return "The studies hold no LoRP cells next to ShortGPT or LLM-Streamline cells; the claim cannot be tested.\n"
     if point["perplexity"] == len(ppl) and point["accuracy"] == len(acc):
         return _point_verdict(studies, ppl, acc, best)
-    statuses = [_status(ppl)] + ([_status(acc)] if acc else [])
-    if all(s == "holds" for s in statuses):
-        head = "**The paper's claim holds on these models.**"
-    elif "holds" in statuses:
-        head = "**The paper's claim holds only in part on these models.**"
-    elif "fails" in statuses:
-        head = "**The paper's claim does not hold on these models.**"
-    else:
-        head = "**The paper's claim cannot be decided on these models and samples.**"
-    text = (f"{head} Counting a win only where LoRP's difference from a baseline survives Holm's correction over "
-            f"the family of tests (perplexity: {len(tests['perplexity'])} paired t-tests, accuracy: "
-            f"{len(tests['accuracy'])} exact McNemar tests; family-wise error 5 %): LoRP beats both "
-            f"ShortGPT and LLM-Streamline on geometric mean perplexity in {ppl.count('wins')} of {len(ppl)} (model, budget) "
-            f"settings, loses to at least one of them in {ppl.count('loses')}, and {ppl.count('undecided')} are "
-            f"undecided; it beats every other method compared in {sum(best)}")
-    text += (f"; on mean zero-shot accuracy it beats both in {acc.count('wins')} of {len(acc)} settings, loses in "
-             f"{acc.count('loses')}, and {acc.count('undecided')} are undecided." if acc
-             else "; zero-shot accuracy was not measured.")
+    words = {"holds": "the paper's claim holds on these models", "fails": "the paper's claim does not hold on these models",
+             "undecided": "not shown either way on these models and samples"}
+    head = (f"**Perplexity: {words[_status(ppl)]}. Zero-shot accuracy: "
+            + (f"{words[_status(acc)]}.**" if acc else "not measured.**"))
+    lines = [head + " The claim: at the same budget, LoRP's pruned model has lower perplexity and higher zero-shot "
+             "accuracy than ShortGPT's and LLM-Streamline's. Shown means a difference that survives Holm's correction "
+             "over its family of tests (5 % family-wise); not shown is not the same as equal.", "",
+             f"- **Perplexity** (geometric mean over corpora, screening windows; {len(tests['perplexity'])} paired "
+             f"t-tests): LoRP better than both baselines shown in {ppl.count('wins')} of {len(ppl)} (model, budget) "
+             f"settings, worse than at least one shown in {ppl.count('loses')}, neither shown in "
+             f"{ppl.count('undecided')}. It beats every other method compared in {sum(best)}."]
     held_out = [o["decision"] for r in studies.values() for o in confirmed(r)]
     if held_out:
-        text += (f" On the held-out confirmation windows, LoRP against the best baseline chosen on the screening "
-                 f"windows (Holm-corrected per model over its budgets): wins in {held_out.count('wins')}, loses in "
-                 f"{held_out.count('loses')}, undecided in {held_out.count('undecided')} of {len(held_out)} settings "
-                 "(each model's confirmation.md).")
+        lines.append(f"- **Held-out confirmation windows** (LoRP against the best baseline chosen on the screening "
+                     f"windows; Holm per model over its budgets): worse shown in {held_out.count('loses')} of "
+                     f"{len(held_out)} settings, better shown in {held_out.count('wins')}, neither shown in "
+                     f"{held_out.count('undecided')} (each model's confirmation.md).")
     else:
-        text += " No confirmation set: these results predate the held-out windows."
-    text += f" Intervals: {_interval_method('screening windows (items for accuracy)')}."
+        lines.append("- **Held-out confirmation windows**: none in these results (they predate them).")
+    if acc:
+        sizes = _accuracy_sizes(studies)
+        lines.append(f"- **Zero-shot accuracy** (mean over tasks at the detail budget, {sizes}; "
+                     f"{len(tests['accuracy'])} exact McNemar tests): LoRP better than both shown in "
+                     f"{acc.count('wins')} of {len(acc)} settings, worse shown in {acc.count('loses')}, neither shown "
+                     f"in {acc.count('undecided')} (each model's zero_shot.md gives the smallest difference "
+                     "detectable at its size).")
+    else:
+        lines.append("- **Zero-shot accuracy**: not measured.")
+    floors = [f"{what} on {name} (budget{'s' if len(bs) > 1 else ''} {', '.join(map(str, bs))})"
+              for name, r in studies.items() for what, bs in floor_losses(r).items() if bs]
+    lines.append("- **Floors**: " + (f"LoRP loses even to {'; '.join(floors)} (each model's floors.md)." if floors
+                                     else "LoRP loses to neither `last` nor the random median where they ran."))
     for what, n in point.items():
         if n:
-            text += (f" {n} setting(s) lacked per-{'window NLL' if what == 'perplexity' else 'item results'} and were "
-                     f"compared on point {what} (equal values undecided).")
-    return text + _samples_and_models(studies) + "\n"
+            lines.append(f"- {n} setting(s) lacked per-{'window NLL' if what == 'perplexity' else 'item results'} "
+                         f"and were compared on point {what} (equal values undecided).")
+    lines.append(f"- **Intervals**: {_interval_method('screening windows (items for accuracy)')}.")
+    lines += _samples_and_models(studies)
+    return "\n".join(lines) + "\n"
 
 
-def _samples_and_models(studies: Mapping[str, StudyResult]) -> str:
+def _accuracy_sizes(studies: Mapping[str, StudyResult]) -> str:
+    """``"100 items per task"`` (or ``"20/100 …"``): the zero-shot items per task behind the accuracy verdict."""
+    items = sorted({n for r in studies.values() for c in r.cells for n in (c.zero_shot_items or {}).values()})
+    return f"{'/'.join(map(str, items))} items per task" if items else "items per task not recorded"
+
+
+def _samples_and_models(studies: Mapping[str, StudyResult]) -> list[str]:
+    """The verdict's last bullets: sample sizes, seeds, and the checkpoints exactly."""
     sizes = sorted({(r.config.get("num_samples"), r.config.get("seq_len"), r.config.get("eval_tokens"),
                      r.config.get("zero_shot_limit")) for r in studies.values()}, key=str)
     scored = sorted({e["tokens_scored"] for r in studies.values() for e in (r.evaluation or {}).values()})
     samples = "; ".join(f"{n} x {t} calibration tokens, {e or 'all'} evaluation tokens per corpus"
                         + (f" ({'/'.join(f'{s:,}' for s in scored)} scored)" if scored else "")
                         + (f", {z} zero-shot items per task" if z else "") for n, t, e, z in sizes)
-    models = ", ".join(f"{name} (RLS {r.rls:.2f}, {r.dense.parameters / 1e6:.0f}M parameters)"
-                       for name, r in studies.items())
     seeds = sorted({tuple(r.seeds) for r in studies.values() if len(r.seeds) > 1})
     runs = "; ".join(f"the counts above are for run seed {s[0]}, and seeds {', '.join(s[1:])} are in each model's "
                      "sensitivity.md and selector.md" for s in seeds)
-    return (f" Sample sizes: {samples}." + (f" Seeds: {runs}." if runs else "") + f" Models: {models}. These are small models evaluated on small samples; the "
-            "paper's models have 7-14B parameters, so this tests whether the method transfers down in scale, not "
-            "the paper's numbers.")
+    models = "; ".join(f"{name}: {r.model.get('checkpoint') or r.model.get('name')} "
+                       f"({r.dense.parameters / 1e6:.0f}M parameters, RLS {r.rls:.2f})" for name, r in studies.items())
+    return [f"- **Samples**: {samples}." + (f" Seeds: {runs}." if runs else ""),
+            f"- **Checkpoints**: {models}. Small models on small samples: the paper's models have 7-14B parameters, "
+            "so this tests whether the method transfers down in scale, not the paper's numbers."]
 
 
 def _point_verdict(studies: Mapping[str, StudyResult], ppl: Sequence[str], acc: Sequence[str],
@@ -297,5 +328,5 @@ def _point_verdict(studies: Mapping[str, StudyResult], ppl: Sequence[str], acc: 
             f"(model, budget) settings and is the best of all methods compared in {sum(best)}")
     text += (f"; it beats both on mean zero-shot accuracy in {acc_wins} of {acc_total} settings." if acc_total
              else "; zero-shot accuracy was not measured.")
-    text += " Ties do not count as wins." + _samples_and_models(studies)
+    text += " Ties do not count as wins.\n\n" + "\n".join(_samples_and_models(studies))
     return text + "\n\n" + NO_WINDOW_NLL + "\n"

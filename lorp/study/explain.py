@@ -10,8 +10,9 @@ import numpy as np
 from ..evaluate.accuracy_uncertainty import accuracy_intervals
 from ..run.study_records import StudyResult, as_study
 from .attribution import compared_cells, detail_budget, first_order_damage, rank_of, signals, spearman
-from .formatting import NO_ITEM_RESULTS, NO_WINDOW_NLL, _blocks, _fmt, _interval_method, _times
+from .formatting import NO_ITEM_RESULTS, NO_WINDOW_NLL, _blocks, _fmt, _interval_method, _times, shown
 from .compare import winners
+from .floors import floor_losses
 
 #: What :func:`attribution_markdown` says for a study without the single-block removal profile.
 NO_ATTRIBUTION = "_No single-block removal profile in this run (set attribution=True and rerun; finished cells are reused)._"
@@ -119,7 +120,7 @@ def reading(results: StudyResult | dict[str, Any]) -> str:
         if v:
             line += (f"; LoRP minus the best baseline, {v['baseline']}, on accuracy: {100 * v['difference']:+.1f} "
                      f"points (95 % CI {100 * v['low']:+.1f} to {100 * v['high']:+.1f}; McNemar p "
-                     f"{v['mcnemar_p']:.2g}): LoRP {v['decision']}")
+                     f"{v['mcnemar_p']:.2g}): {shown(v['decision'])}")
         lines.append(line + ".")
     limit = r.config.get("zero_shot_limit")
     measured = any(c.zero_shot_average is not None for c in r.cells)
@@ -132,6 +133,10 @@ def reading(results: StudyResult | dict[str, Any]) -> str:
              if any(w["perplexity_intervals"] or w["lorp_vs_best_baseline"] for w in rows) else [NO_WINDOW_NLL])
     if measured and not item_intervals:
         notes.append(NO_ITEM_RESULTS)
+    losses = [f"{what} at budget{'s' if len(bs) > 1 else ''} {', '.join(map(str, bs))}"
+              for what, bs in floor_losses(r).items() if bs]
+    if losses:
+        lines += ["", f"**LoRP loses even to {' and to '.join(losses)}** (floors.md)."]
     lines += ["", *notes]
     return "\n".join(lines) + "\n"
 

@@ -11,6 +11,8 @@ import numpy as np
 from ..evaluate.accuracy_uncertainty import accuracy_intervals
 from ..run.study_records import StudyResult, as_study
 from .attribution import compared_cells, detail_budget, signals
+from .compare import lorp_vs_best_baseline
+from .confirmation import confirmed
 
 # One look per method in every figure and model: colour (colour-blind-safe Okabe-Ito / tab10 hues), marker and
 # dash pattern; identical series (two methods removing the same blocks) stay visible because markers and dashes
@@ -374,4 +376,41 @@ def attribution_profile(results: StudyResult | dict[str, Any], path: str | Path 
     fig.suptitle(f"{r.model.get('name', '?')}: which removed block does the damage\nsingle-block removal on "
                  f"{a.describe()}\ndense NLL {a.dense_nll:.3f} nats/token; dashed: {allocation} cluster boundaries",
                  fontsize=9)
+    return _save(fig, path)
+
+
+def verdict_chart(studies: dict[str, StudyResult | dict[str, Any]], path: str | Path | None = None):
+    """LoRP's perplexity over the best baseline's, per model and budget, with 95 % intervals (log scale).
+
+    Each point is the geometric mean perplexity ratio with its paired t-interval on the held-out
+    confirmation windows where the study has them (:func:`lorp.study.confirmation.confirmed`), else on
+    the screening windows (:func:`lorp.study.compare.lorp_vs_best_baseline`, hollow markers). Above the
+    line at 1, LoRP is worse. ``None`` when no model has a comparison.
+    """
+    import matplotlib.pyplot as plt
+
+    points = []  # (label, ratio, low, high, held out)
+    for name, res in studies.items():
+        r = as_study(res)
+        held = {o["budget"]: o["comparison"] for o in confirmed(r)}
+        for b in sorted({c.budget for c in r.cells}):
+            if b in held:
+                k = held[b]
+                points.append((f"{name}\nbudget {b}", k.ratio, k.ratio_low, k.ratio_high, True))
+                continue
+            v = lorp_vs_best_baseline([c for c in r.cells if c.budget == b])
+            if v:
+                points.append((f"{name}\nbudget {b}", v["ratio"], v["low"], v["high"], False))
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(points) + 1.5), 3.6), constrained_layout=True)
+    style = method_style("lorp")
+    for i, (_, ratio, low, high, held) in enumerate(points):
+        ax.errorbar([i], [ratio], yerr=[[ratio - low], [high - ratio]], fmt=style["marker"], color=style["color"],
+                    mfc=style["color"] if held else "white", capsize=3)
+    ax.axhline(1.0, color="black", lw=0.8, ls="--")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(points)), [p[0] for p in points], fontsize=7)
+    ax.set_ylabel("LoRP ÷ best baseline\n(geometric mean perplexity)")
+    ax.set_title("Above 1: LoRP worse. Filled: held-out confirmation windows; hollow: screening windows", fontsize=9)
     return _save(fig, path)

@@ -59,3 +59,9 @@ def _windows_per_corpus(cells: Sequence[StudyCell]) -> str:
 
 def _blocks(blocks: Sequence[int]) -> str:
     return "{" + ", ".join(map(str, sorted(blocks))) + "}" if len(blocks) else "none"
+
+
+def shown(decision: str) -> str:
+    """A comparison's outcome in the reports' words: ``"wins"`` → better shown, ``"loses"`` → worse shown,
+    ``"undecided"`` → not shown (its interval holds zero: no difference was shown, which is not no difference)."""
+    return {"wins": "better shown", "loses": "worse shown"}.get(decision, "not shown")

@@ -12,6 +12,7 @@ import functools
 import html
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -30,7 +31,8 @@ from ..run.records import STUDY_SCHEMA, schema_of
 from ..run.study_records import StudyResult
 from ..store.atomic import check_output_location, staged_dir, write_text
 from ..store.cache import check_cache_writable
-from .ablation import ablation_config, names
+from .ablation import ablation_config, load_ablations, names
+from .answer import answer_lines
 from .parameters import (ABLATION_NOTEBOOK, STUDY_NOTEBOOK, SUMMARY_NOTEBOOK, notebook_defaults, notebook_parameters,
                          study_config)
 from .variants import load_preset
@@ -223,21 +225,40 @@ def _run_all(models, chosen, overrides, root: Path, preset: str, summary: bool, 
     return written
 
 
+def _inline_html(markdown: str) -> str:
+    """One Markdown line as HTML: escaped, with ``**bold**`` and ``code`` spans (all the answer lines use)."""
+    text = html.escape(markdown, quote=False)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
 def write_index(root: str | Path, *, preset: str = "", default_root: bool = True) -> Path:
-    """``index.md`` and ``index.html`` under ``root`` linking every model report and the summary."""
+    """``index.md`` and ``index.html`` under ``root``: the answer first, then one figure, then the links.
+
+    The first lines are :func:`lorp.study.answer.answer_lines` over the stored ``results.json`` (and
+    ``ablation.json``) under ``root``: does LoRP beat its baselines, why not, how sure, on exactly
+    which checkpoints. Then the summary's ``verdict.png`` where it exists, then every model report and
+    the summary.
+    """
     root = Path(root)
-    rows = []
+    rows, studies = [], {}
     for res in sorted(root.glob("*/results.json")):
         data = json.loads(res.read_text())
         if schema_of(data) != STUDY_SCHEMA:
             continue
         r = StudyResult.from_json(data)
+        studies[res.parent.name] = r
         rows.append((res.parent.name, r.model.get("model_type", ""), r.num_blocks, r.rls, r.k,
                      r.parameters.get("preset", "")))
+    answer = answer_lines(studies, load_ablations(root, studies))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     has_summary = (root / "summary" / "summary.html").is_file()
-    md = ["# LoRP study reports", "",
-          "Locality-Aware Redundancy Pruning (arXiv 2605.27786) and its baselines on real pretrained models.", ""]
+    figure = (root / "summary" / "verdict.png").is_file()
+    md = ["# LoRP study reports", "", *(f"- {line}" for line in answer), ""]
+    if figure:
+        md += ["![LoRP's perplexity over the best baseline's, per model and budget, with 95 % intervals]"
+               "(summary/verdict.png)", ""]
+    md += ["Locality-Aware Redundancy Pruning (arXiv 2605.27786) and its baselines on real pretrained models.", ""]
     if has_summary:
         md += ["**[Summary across models](summary/summary.html)** "
                "([notebook](summary/summary.ipynb), [verdict](summary/verdict.md), [winners](summary/winners.md), "
@@ -258,7 +279,12 @@ def write_index(root: str | Path, *, preset: str = "", default_root: bool = True
             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:.3em .6em}</style>",
             "<h1>LoRP study reports</h1>",
-            "<p>Locality-Aware Redundancy Pruning (arXiv 2605.27786) and its baselines on real pretrained models.</p>"]
+            "<ul>" + "".join(f"<li>{_inline_html(line)}</li>" for line in answer) + "</ul>" if answer else ""]
+    if figure:
+        body.append("<p><img src='summary/verdict.png' alt=\"LoRP's perplexity over the best baseline's\" "
+                    "style='max-width:100%'></p>")
+    body.append("<p>Locality-Aware Redundancy Pruning (arXiv 2605.27786) and its baselines on real pretrained "
+                "models.</p>")
     if has_summary:
         body.append("<p><b><a href='summary/summary.html'>Summary across models</a></b></p>")
     body.append("<table><tr><th>model</th><th>architecture</th><th>blocks</th><th>RLS</th><th>K</th><th>preset</th>"

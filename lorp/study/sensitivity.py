@@ -20,17 +20,16 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
-from ..method.selection import select_blocks
-from ..plugins.registry import load_registry
-from ..run.worker import CellWorker
 from ..run.records import CellResult
 from ..run.study_records import StudyResult, SweepRecord, as_study
+from .picks import statistics_picks
 
 #: What :func:`sensitivity_markdown` says for a study without several seeds.
 ONE_SEED = "One seed: no sensitivity (run with several seeds, e.g. `seeds='0,1,2'`, to see it)."
@@ -183,31 +182,10 @@ def picks_with_more_data(base: Any, methods: Sequence[str], budgets: Sequence[in
     Raises:
         ConfigError: ``num_samples`` below 1; what loading the model or the pass raises.
     """
-    import time
-    from dataclasses import replace
-
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ConfigError(f"the larger calibration size must be a whole number >= 1, got {num_samples!r}")
-    registry = registry or load_registry()
-    strategies = {m: registry.allocation(m) for m in methods}
-    cheap = [m for m, s in strategies.items() if not s.needs_model and (s.uses_clusters or s.needs)]
-    t = time.perf_counter()
-    worker = CellWorker(replace(base, num_samples=num_samples), cheap, registry=registry)
-    matrices = worker.matrices
-    s = matrices[base.similarity]
-    picks: dict[str, dict[int, list[int]]] = {}
-    rls = k = None
-    for m in cheap:
-        for b in budgets:
-            sel = select_blocks(s, b, k=base.k, seed=base.seed, clustering=base.clustering, allocation=m,
-                                protected=base.protected, statistics=matrices, registry=registry)
-            picks.setdefault(m, {})[int(b)] = sorted(sel.pruned)
-            if sel.rls is not None and rls is None:
-                rls, k = sel.rls, sel.k
-    meta = worker.context().calibration
-    return {"num_samples": num_samples, "seq_len": base.seq_len, "rls": rls, "k": k,
-            "seconds": float(meta.get("seconds") or 0.0), "seconds_this_run": time.perf_counter() - t, "picks": picks,
-            "skipped": [m for m in methods if m not in cheap]}
+    out = statistics_picks(replace(base, num_samples=num_samples), methods, budgets, registry)
+    return {"num_samples": num_samples, "seq_len": base.seq_len, **out}
 
 
 def more_data_markdown(results: StudyResult | Mapping[str, Any], more: Mapping[str, Any]) -> str:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..evaluate.accuracy_uncertainty import accuracy_intervals, compare_accuracy
+from ..evaluate.accuracy_uncertainty import POWER, accuracy_intervals, compare_accuracy, detectable_difference
 from ..evaluate.perplexity_uncertainty import compare_per_corpus, compare_perplexity, window_series
 from ..evaluate.uncertainty import LEVEL, SAMPLES, SEED, holm
 from ..method.locality import choose_k
 from ..run.study_records import StudyResult, as_study
 from .formatting import (NO_ITEM_RESULTS, NO_WINDOW_NLL, _fmt, _interval_method, _points_ci, _ratio_ci, _times,
-                         _windows_per_corpus)
+                         _windows_per_corpus, shown)
 from .sensitivity import sensitivity_markdown as _sensitivity_markdown
 from .compare import lorp_vs_best_baseline
 
@@ -149,16 +149,31 @@ def zero_shot_markdown(results: StudyResult | dict[str, Any]) -> str:
         lines += ["", (f"LoRP minus each method at budget {b}, in points: {_interval_method('items')}; "
                        f"exact McNemar (1947) p per task, then Holm-adjusted over the {len(family)} per-task tests "
                        f"of this table: {significant} significant at 5 % family-wise."), "",
-                  "| method | budget | " + " | ".join(tasks) + " | average | LoRP (average) |",
-                  "|---|---:|" + "---:|" * (len(tasks) + 1) + "---|"]
+                  "| method | budget | " + " | ".join(tasks) + " | average | LoRP (average) | detectable (points) |",
+                  "|---|---:|" + "---:|" * (len(tasks) + 1) + "---|---:|"]
         for i, (m, bb, k) in enumerate(diffs):
             k = k or {}
             cells = [(_points_ci(k[t]) + f" (p {k[t].mcnemar.p_value:.2g}, Holm {adjusted[(i, t)]:.2g})")
                      if t in k else "–" for t in tasks]
             avg = k.get("average")
             lines.append(f"| {m} | {bb} | " + " | ".join(cells) + f" | {_points_ci(avg) if avg else '–'} | "
-                         f"{avg.decision if avg else '–'} |")
+                         f"{shown(avg.decision) if avg else '–'} | {_detectable(avg)} |")
+        lines += ["", (f"LoRP (average): whether the average difference is shown, i.e. its 95 % interval excludes 0 "
+                       f"(\"better shown\", \"worse shown\"), or \"not shown\", which is not the same as equal. "
+                       f"Detectable: the smallest paired difference of the average that an exact McNemar test on "
+                       f"these pooled items finds with {100 * POWER:.0f} % power at α = 0.05, given the share of "
+                       f"items on which the two methods disagree (Connor 1987); a true difference below it is likely "
+                       f"to go unseen at this size.")]
     return "\n".join(lines) + "\n"
+
+
+def _detectable(k: Any) -> str:
+    """The smallest detectable difference (points) of a paired accuracy comparison, "–" where none is."""
+    discordant = (k.mcnemar.a_only + k.mcnemar.b_only) / k.items if k is not None and k.items else 0.0
+    if not discordant:
+        return "–"
+    d = detectable_difference(k.items, discordant)
+    return f"{100 * d:.1f}" if d is not None else f"> {100 * discordant:.0f}"
 
 
 def speed_markdown(results: StudyResult | dict[str, Any]) -> str:
