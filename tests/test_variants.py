@@ -6,7 +6,7 @@ import pytest
 
 from lorp.errors import ConfigError, UnknownNameError
 from lorp.model.models import BUNDLED_MODELS
-from lorp.study.parameters import split_ints, study_config
+from lorp.study.parameters import evidence_settings, split_ints, study_config
 from lorp.study.runner import notebook_parameters
 from lorp.study.variants import load_preset, preset_names
 
@@ -23,12 +23,14 @@ def test_the_three_presets_exist_and_only_set_notebook_parameters():
         load_preset(name, known_parameters=NAMES)  # raises on a parameter the notebook does not take
 
 
-@pytest.mark.parametrize("name", ["quick", "default", "paper"])
+@pytest.mark.parametrize("name", ["quick", "default", "sensitivity", "paper"])
 def test_every_preset_gives_each_of_its_models_a_valid_study(name):
     preset = load_preset(name)
     for model in preset.models:
         params = {**defaults(), **preset.parameters_for(model, {"device": "cpu"})}  # paper sets cuda
         config = study_config(params)
+        evidence = evidence_settings(params)  # SLEB's check fits in the calibration draw
+        assert evidence["sleb_check_factor"] * config.base.sleb_samples <= config.base.num_samples
         n = BUNDLED_MODELS[model].num_blocks
         assert max(config.budgets) <= n - 2, (model, config.budgets)
         assert config.detail_budgets and config.detail_budgets[0] in config.budgets
@@ -68,6 +70,19 @@ def test_unknown_preset_and_bad_files_are_clear_errors(tmp_path):
     bad.write_text("models: {}\n")
     with pytest.raises(ConfigError, match="'presets' section"):
         load_preset("p", bad)
+
+
+def test_evidence_settings_refuse_what_cannot_work_before_any_notebook():
+    base = {"methods": "lorp,sleb", "num_samples": 16, "sleb_samples": 2}  # the default check: 8 x 2 = 16
+    assert evidence_settings(base)["calibration_corpora"] == ("lambada", "ptb", "wiki-paragraphs")
+    with pytest.raises(ConfigError, match="sleb_check_factor 9 x sleb_samples 2 exceeds the 16 calibration samples"):
+        evidence_settings({**base, "sleb_check_factor": 9})
+    assert evidence_settings({**base, "methods": "lorp", "sleb_check_factor": 9})["sleb_check_factor"] == 9
+    with pytest.raises(ConfigError, match="random_draws must be a whole number >= 0"):
+        evidence_settings({**base, "random_draws": -1})
+    with pytest.raises(ConfigError, match="calibration_corpora needs at least two corpora"):
+        evidence_settings({**base, "calibration_corpora": "ptb"})
+    assert evidence_settings({**base, "calibration_corpora": ""})["calibration_corpora"] == ()
 
 
 def test_study_config_parses_lists_and_zero_means_none():

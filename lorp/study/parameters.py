@@ -168,6 +168,38 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
                        seed_methods=seed_methods)
 
 
+def evidence_settings(p: Mapping[str, Any]) -> dict[str, Any]:
+    """The study notebook's evidence parameters, checked: the held-out windows, the floors, SLEB's check, the corpora.
+
+    Returns ``{"confirmation_windows", "random_draws", "sleb_check_factor", "calibration_corpora"}``:
+    three whole numbers >= 0 (0: none) and a tuple of corpus names (empty: none). Missing
+    parameters take the notebook's defaults.
+
+    Raises:
+        ConfigError: a count that is not a whole number >= 0; SLEB's check scoring more calibration
+            sequences (``sleb_samples × sleb_check_factor``) than the draw has while SLEB is among the
+            methods; a single calibration corpus (nothing to compare).
+    """
+    p = coerce_parameters({**notebook_defaults(notebook_parameters()), **p})
+    out = {}
+    for name in ("confirmation_windows", "random_draws", "sleb_check_factor"):
+        value = p[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{name} must be a whole number >= 0 (0: none), got {value!r}")
+        out[name] = value
+    methods = split_list(p["methods"], "methods")
+    factor, samples = out["sleb_check_factor"], int(p["sleb_samples"])
+    if factor and "sleb" in methods and samples * factor > int(p["num_samples"]):
+        raise ConfigError(f"sleb_check_factor {factor} x sleb_samples {samples} exceeds the {p['num_samples']} "
+                          "calibration samples; lower sleb_check_factor (0: no check) or raise num_samples")
+    corpora = split_list(p["calibration_corpora"], "calibration_corpora")
+    if len(corpora) == 1:
+        raise ConfigError(f"calibration_corpora needs at least two corpora to compare, got {corpora[0]!r} "
+                          "(empty: none)")
+    out["calibration_corpora"] = corpora
+    return out
+
+
 def study_executor(executor: str = "serial", ray_address: str = "", ray_workers: int = 0):
     """The executor of the study notebook's ``executor``, ``ray_address`` and ``ray_workers`` parameters.
 
@@ -182,4 +214,4 @@ def study_executor(executor: str = "serial", ray_address: str = "", ray_workers:
     return make_executor(executor, address=ray_address or None, num_workers=int(ray_workers) or None)
 
 
-__all__ = ["coerce_parameters", "split_ints", "split_list", "study_config", "study_executor"]
+__all__ = ["coerce_parameters", "evidence_settings", "split_ints", "split_list", "study_config", "study_executor"]

@@ -33,8 +33,8 @@ from ..store.atomic import check_output_location, staged_dir, write_text
 from ..store.cache import check_cache_writable
 from .ablation import ablation_config, load_ablations, names
 from .answer import answer_lines
-from .parameters import (ABLATION_NOTEBOOK, STUDY_NOTEBOOK, SUMMARY_NOTEBOOK, notebook_defaults, notebook_parameters,
-                         study_config)
+from .parameters import (ABLATION_NOTEBOOK, STUDY_NOTEBOOK, SUMMARY_NOTEBOOK, evidence_settings, notebook_defaults,
+                         notebook_parameters, study_config)
 from .variants import load_preset
 
 
@@ -95,7 +95,8 @@ def check_study_parameters(params: Mapping[str, Any]) -> None:
     if any(s.uses_clusters for s in strategies):
         registry.clustering(base.clustering)
     block_metric(registry, base.similarity)
-    for name in (base.calibration, *base.eval_corpora):
+    evidence = evidence_settings(params_for_config)
+    for name in (base.calibration, *base.eval_corpora, *evidence["calibration_corpora"]):
         if name not in registry.components["corpus"]:
             load_corpus(name, registry)  # a text file: read and split now, so a bad path fails here
     base.check_against_model(config.budgets)
