@@ -13,6 +13,8 @@ import click
 import numpy as np
 
 from .errors import ConfigError, LorpError
+from .run.threads import ENV as THREADS_ENV
+from .run.threads import apply_threads
 
 
 def _handle_errors(fn):
@@ -40,10 +42,18 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 @click.option("--no-plugin-autoload", is_flag=True,
               help="load builtin plugins only (same as LORP_DISABLE_PLUGIN_AUTOLOAD=1)")
 @click.option("--deny-plugin", "deny", multiple=True, help="plugin name never to load (repeatable)")
-def main(plugins_dirs, no_plugin_autoload, deny) -> None:
+@click.option("--threads", type=str, default=None,
+              help=f"torch threads here and in every process lorp starts (notebook kernels; Ray workers share them); "
+                   f"also ${THREADS_ENV}  [default: the cores this process may use]")
+def main(plugins_dirs, no_plugin_autoload, deny, threads) -> None:
     """lorp: Locality-Aware Redundancy Pruning of LLM blocks (arXiv 2605.27786)."""
     # SIGTERM unwinds like Ctrl-C, so staged outputs are removed rather than left half-written.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:  # threads and a passive OpenMP wait policy for this process and every process it starts
+        apply_threads(threads)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     # The environment is the one channel for plugin settings, so papermill kernels inherit them too.
     missing = [p for p in plugins_dirs if not Path(p).is_dir()]
     if missing:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import ConfigError, LorpError
 from .cells import Task
+from .threads import resolve_threads, thread_env, worker_threads
 from .worker import CellWorker
 
 #: Environment variables shipped to Ray workers (plugin discovery, cache, offline hubs).
@@ -140,7 +141,8 @@ class RayExecutor:
         address: Ray cluster address (``"auto"``, ``"ray://head:10001"``, ``"head:6379"``);
             ``None`` connects to the running Ray of this process, else starts a local one.
         num_workers: actors (each loads the model once).
-        num_cpus: CPUs per actor (Ray also sets its torch threads to this).
+        num_cpus: CPUs per actor (Ray's scheduling); each actor's torch threads are lorp's threads divided
+            among the workers (:func:`lorp.run.threads.worker_threads`), with a passive OpenMP wait policy.
         num_gpus: GPUs per actor (use with ``device="cuda"``).
         max_restarts: times Ray restarts an actor whose process died; its pending
             call is retried as often.
@@ -171,9 +173,11 @@ class RayExecutor:
         if not ray.is_initialized():
             ray.init(address=self.address, log_to_driver=False, runtime_env={"env_vars": worker_env()})
             started = True
+        # lorp's threads divided among the workers, with a passive OpenMP wait policy (lorp.run.threads)
+        env = {**worker_env(), **thread_env(worker_threads(resolve_threads(), self.num_workers))}
         actor_cls = ray.remote(_CellActor).options(
             num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=self.max_restarts,
-            max_task_retries=self.max_restarts, runtime_env={"env_vars": worker_env()})
+            max_task_retries=self.max_restarts, runtime_env={"env_vars": env})
         actors = [actor_cls.remote(base, tuple(methods), reuse_states) for _ in range(self.num_workers)]
         workers = _RayWorkers(ray, actors)
         try:

@@ -27,6 +27,7 @@ from ..plugins.registry import default_registry
 from ..run.pipeline import block_metric
 from ..run.progress import ENV as progress_env
 from ..run.progress import Follower
+from ..run.threads import resolve_threads, thread_env
 from ..run.records import STUDY_SCHEMA, schema_of
 from ..run.study_records import StudyResult
 from ..store.atomic import check_output_location, staged_dir, write_text
@@ -125,8 +126,11 @@ def _execute(notebook: Path, target_dir: Path, name: str, parameters: dict[str, 
 
     fd, progress_file = tempfile.mkstemp(prefix="lorp-progress-", suffix=".jsonl")
     os.close(fd)
-    previous = os.environ.get(progress_env)
-    os.environ[progress_env] = progress_file  # the kernel inherits it; the sweep appends its events there
+    # the kernel inherits these: the sweep appends its events to the progress file; lorp's threads and a passive
+    # OpenMP wait policy (lorp.run.threads)
+    settings = {progress_env: progress_file, **thread_env(resolve_threads())}
+    previous = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
     try:
         with Follower(progress_file, echo if progress else (lambda _line: None), prefix=prefix):
             pm.execute_notebook(str(notebook), str(target_dir / name), parameters=parameters, progress_bar=False,
@@ -136,10 +140,11 @@ def _execute(notebook: Path, target_dir: Path, name: str, parameters: dict[str, 
         raise LorpError(f"{what} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
                         f"(the executed notebook up to the error was discarded; earlier reports are intact)") from exc
     finally:
-        if previous is None:
-            os.environ.pop(progress_env, None)
-        else:
-            os.environ[progress_env] = previous
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         os.unlink(progress_file)
     render_html(target_dir / name, target_dir / name.replace(".ipynb", ".html"))
 
