@@ -152,3 +152,26 @@ def test_sleb_scored_tokens_are_the_last_ones(tiny_model, arch):
     assert full(frozenset({2})) != pytest.approx(nll(frozenset({2})), rel=1e-6)  # a different average
     with pytest.raises(ValueError, match="scored_tokens must be in 1..11"):
         CalibrationNLL(model, ids, scored_tokens=12)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3_text", "qwen2", "gpt2"])
+def test_dense_prefix_reuse_gives_the_plain_nll_of_unrelated_sets_in_one_partial_pass_each(tiny_model, arch):
+    """span-bi-nll's candidates share no greedy prefix: each runs from the dense states entering its first
+    removed block, and its NLL is the plain forward's (to 1e-5), scored tokens included."""
+    model = tiny_model(arch, num_blocks=6)
+    ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(2))
+    sets = [frozenset(s) for s in ({2, 3}, {1, 4}, {3, 4}, {1, 2, 3}, {4, 5}, {2, 5}, {1})]
+    for scored in (None, 4):
+        dense = CalibrationNLL(model, ids, prefix="dense", scored_tokens=scored)
+        plain = CalibrationNLL(model, ids, reuse=False, scored_tokens=scored)
+        greedy = CalibrationNLL(model, ids, scored_tokens=scored)
+        got = [dense(s) for s in sets]
+        np.testing.assert_allclose(got, [plain(s) for s in sets], rtol=1e-5)
+        np.testing.assert_allclose(got, [greedy(s) for s in sets], rtol=1e-5)
+        if dense.reuse:  # after the probe's two full passes, one partial pass per set ({4, 5} runs to the end: full)
+            assert (dense.forward_passes, dense.partial_passes) == (3, 1 + len(sets) - 1)
+            assert greedy.forward_passes > dense.forward_passes
+        else:
+            assert arch == "gpt2" and dense.partial_passes == 1  # the probe's, which failed: every set plain
+    with pytest.raises(ValueError, match="prefix must be 'greedy' or 'dense'"):
+        CalibrationNLL(model, ids, prefix="tree")

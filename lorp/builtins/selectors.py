@@ -130,6 +130,6 @@ def span_bi_nll(request: AllocationRequest) -> list[Removal]:
 def lorp_register_allocation_strategies(register):
     register(AllocationStrategy(
         "span-bi-nll", span_bi_nll, uses_clusters=False, needs=("stream-cosine",), needs_model=True,
-        nll_samples=SCORING_SAMPLES,
+        nll_samples=SCORING_SAMPLES, nll_prefix="dense",
         description="ours: contiguous runs and lowest-Block-Influence sets, the one of lowest calibration NLL",
         source="lorp (this study): motivated by the single-block removal profile"))

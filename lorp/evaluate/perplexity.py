@@ -277,6 +277,12 @@ class CalibrationNLL:
     Results are memoised per removed set, so greedy searches that share a
     prefix (SLEB at several budgets) pay for each set once.
 
+    ``prefix="dense"`` suits unrelated candidate sets (a selector scoring a few
+    structured candidates): the dense states entering every block are kept from the
+    reuse probe's pass, and each set runs from those entering its first removed
+    block (exact for the same reason), one partial pass per set instead of a full
+    pass to re-base plus a partial one. ``"greedy"`` (default) is SLEB's path above.
+
     ``scored_tokens``: score only the last that many tokens of each sequence (the
     whole sequence is still their context); the LM head then runs on those
     positions only (``logits_to_keep``), which is most of a candidate's cost on
@@ -288,9 +294,12 @@ class CalibrationNLL:
     """
 
     def __init__(self, model: nn.Module, input_ids: torch.Tensor, *, registry=None, reuse: bool = True,
-                 scored_tokens: int | None = None):
+                 scored_tokens: int | None = None, prefix: str = "greedy"):
         if scored_tokens is not None and not 1 <= scored_tokens < input_ids.shape[1]:
             raise ValueError(f"scored_tokens must be in 1..{input_ids.shape[1] - 1} (or None for all), got {scored_tokens}")
+        if prefix not in ("greedy", "dense"):
+            raise ValueError(f"prefix must be 'greedy' or 'dense', got {prefix!r}")
+        self.prefix = prefix
         self.model, self.ids, self.registry = model, input_ids, registry
         self.keep = scored_tokens + 1 if scored_tokens else None
         self.num_blocks = len(find_blocks(model, registry)[1])
@@ -305,6 +314,7 @@ class CalibrationNLL:
             plain = self._plain(probe)
             self._set_base(frozenset())
             self.reuse = abs(self._from_base(1) - plain) <= 1e-5 * max(1.0, abs(plain))
+        self._dense = self._states if self.reuse and prefix == "dense" else None
 
     def _plain(self, removed: frozenset[int]) -> float:
         self.forward_passes += 1
@@ -348,6 +358,14 @@ class CalibrationNLL:
         try:
             if not self.reuse or not removed:
                 return self._plain(removed)
+            if self._dense is not None:  # prefix="dense": from the dense states entering the first removed block
+                x = min(removed)
+                if all(b in removed for b in range(x, self.num_blocks)):
+                    return self._plain(removed)
+                self.partial_passes += 1
+                total, count = _mean_nll(logits_from(self.model, self._dense[x], x, removed, self.registry,
+                                                     self.keep), self.ids)
+                return total / count
             if self._base is None or not (self._base < removed and len(removed - self._base) == 1):
                 common = removed & self._last
                 self._set_base(common if len(removed - common) == 1 else removed - {max(removed)})

@@ -173,6 +173,11 @@ class AllocationStrategy:
         nll_samples: for strategies with ``needs_model``: how many calibration sequences
             ``request.nll`` scores (at most the run's ``num_samples``); ``None``: the run's
             ``sleb_samples``.
+        nll_prefix: how ``request.nll`` reuses forward work
+            (:class:`lorp.evaluate.perplexity.CalibrationNLL`): ``"greedy"`` (SLEB's search, each set
+            one block more than a set scored before: run from that set's states) or ``"dense"``
+            (unrelated candidate sets: run each from the dense states entering its first removed block).
+            Either gives the plain forward's NLL to 1e-5; only the cost differs.
     """
 
     name: str
@@ -182,6 +187,7 @@ class AllocationStrategy:
     needs_model: bool = False
     choose_k: Callable[[np.ndarray], int] | None = None
     nll_samples: int | None = None
+    nll_prefix: str = "greedy"
     version: str = "1"
     description: str = ""
     source: str = ""

@@ -258,9 +258,11 @@ def calibrate(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, metrics:
     return matrices, {**meta, "from_cache": sorted(set(metrics) - set(missing)), "cache_keys": keys}
 
 
-def calibration_nll(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, registry: Registry) -> CalibrationNLL:
+def calibration_nll(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, registry: Registry,
+                    prefix: str = "greedy") -> CalibrationNLL:
     """Calibration NLL scorer for SLEB-style strategies: the first ``config.sleb_samples`` calibration sequences,
-    scoring their last ``config.sleb_tokens`` tokens (0: all)."""
+    scoring their last ``config.sleb_tokens`` tokens (0: all); ``prefix`` as in
+    :class:`lorp.evaluate.perplexity.CalibrationNLL` (the strategy's ``nll_prefix``)."""
     samples = calibration_samples(loaded.tokenizer, corpus, config.num_samples, config.seq_len, config.seed)
     return CalibrationNLL(loaded.model, samples[: config.sleb_samples], registry=registry,
-                          scored_tokens=config.sleb_tokens or None)
+                          scored_tokens=config.sleb_tokens or None, prefix=prefix)

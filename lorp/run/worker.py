@@ -92,7 +92,7 @@ class CellWorker:
         self._scorer_firsts: tuple[int, ...] | None = None
         self._nll = None
         self._seed_runs: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
-        self._seed_nll: dict[tuple[int, int], Any] = {}
+        self._seed_nll: dict[tuple[int, int, str], Any] = {}
         self.load_seconds = 0.0
 
     # -- loading -------------------------------------------------------------------------------------------------
@@ -212,22 +212,24 @@ class CellWorker:
             out[int(seed)] = {"similarity": matrices[self.base.similarity], "calibration": meta}
         return out
 
-    def nll_for(self, seed: int, samples: int | None = None):
+    def nll_for(self, seed: int, samples: int | None = None, prefix: str = "greedy"):
         """:class:`lorp.evaluate.perplexity.CalibrationNLL` of SLEB-style strategies on the calibration draw ``seed``
         (its first ``samples`` sequences, default ``base.sleb_samples``, at most ``base.num_samples``; their
-        last ``base.sleb_tokens`` tokens scored), built once per (seed, samples)."""
+        last ``base.sleb_tokens`` tokens scored; ``prefix``: the strategy's ``nll_prefix``), built once per
+        (seed, samples, prefix)."""
         from dataclasses import replace
 
         self.context()
         seed, samples = int(seed), min(int(samples or self.base.sleb_samples), self.base.num_samples)
-        if seed == self.base.seed and samples == self.base.sleb_samples:
+        if seed == self.base.seed and samples == self.base.sleb_samples and prefix == "greedy":
             if self._nll is None:
                 self._nll = calibration_nll(self.load(), self._calib_corpus, self.base, self.registry)
             return self._nll
-        if (seed, samples) not in self._seed_nll:
-            self._seed_nll[(seed, samples)] = calibration_nll(
-                self.load(), self._calib_corpus, replace(self.base, seed=seed, sleb_samples=samples), self.registry)
-        return self._seed_nll[(seed, samples)]
+        if (seed, samples, prefix) not in self._seed_nll:
+            self._seed_nll[(seed, samples, prefix)] = calibration_nll(
+                self.load(), self._calib_corpus, replace(self.base, seed=seed, sleb_samples=samples), self.registry,
+                prefix)
+        return self._seed_nll[(seed, samples, prefix)]
 
     @property
     def windows(self) -> dict[str, Any]:
@@ -248,7 +250,8 @@ class CellWorker:
         base, registry = self.base, self.registry
         strategy = registry.allocation(spec.method)
         matrices, _ = self.matrices_for(spec.seed)
-        nll = (self.nll_for(spec.seed, nll_samples or strategy.nll_samples) if strategy.needs_model else None)
+        nll = (self.nll_for(spec.seed, nll_samples or strategy.nll_samples, strategy.nll_prefix)
+               if strategy.needs_model else None)
         t = time.perf_counter()
         selection = select_blocks(matrices[base.similarity], spec.budget, k=base.k, seed=spec.seed,
                                   clustering=base.clustering, allocation=spec.method, protected=base.protected,
