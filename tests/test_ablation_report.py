@@ -109,6 +109,7 @@ def test_names_and_config_checks():
               "eval_seq_len": 16, "eval_tokens": 64, "zero_shot_tasks": "", "zero_shot_limit": 4, "decode_tokens": 0,
               "similarity": "cosine", "clustering": "spectral", "allocation": "lorp", "k": 0, "sleb_samples": 1,
               "seed": 0, "seeds": "0,1", "seed_methods": "lorp,shortgpt", "device": "cpu"}
+    from lorp.run.sweep import plan_cells
     from lorp.study.parameters import study_config
 
     config = ablation_config(params, ["lorp-k2"], ["span-bi-nll"])
@@ -116,6 +117,17 @@ def test_names_and_config_checks():
     assert config.seeds_of("span-bi-nll") == (0, 1) and config.seeds_of("lorp-k2") == (0,)
     assert config.seeds_of("sleb") == (0,) and config.seeds_of("shortgpt") == (0, 1)
     assert config.identity() == study_config(params).identity()  # the study's own sweep folder
+    # no detail budget: the ablations run at every budget; with one, at it alone; 'all' or a list as asked
+    assert config.budgets_of("lorp-k2") == (2, 4) and config.method_budgets == ()
+    detail = ablation_config({**params, "detail_budget": 4}, ["lorp-k2"], ["span-bi-nll"])
+    assert detail.budgets_of("lorp-k2") == (4,) and detail.budgets_of("span-bi-nll") == (2, 4)
+    assert [(c.method, c.budget) for c in plan_cells(detail) if c.method == "lorp-k2"] == [("lorp-k2", 4)]
+    assert ablation_config({**params, "detail_budget": 4, "ablation_budgets": "all"}, ["lorp-k2"], []
+                           ).budgets_of("lorp-k2") == (2, 4)
+    assert ablation_config({**params, "ablation_budgets": "2"}, ["lorp-k2"], []).budgets_of("lorp-k2") == (2,)
+    with pytest.raises(ConfigError, match=r"ablation_budgets '3': each must be one of the budgets \[2, 4\]"):
+        ablation_config({**params, "ablation_budgets": "3"}, ["lorp-k2"], [])
+    assert detail.identity() == config.identity()  # the same sweep folder whatever the ablations' budgets
     with pytest.raises(ConfigError, match="already among the study's methods"):
         ablation_config(params, ["shortgpt"], [])
     with pytest.raises(ConfigError, match="at least one ablation or selector"):

@@ -55,7 +55,7 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
                  "sleb.md", "calibration_corpus.md"):
         assert (report / name).stat().st_size > 0, name
     ab = json.loads((report / "ablation.json").read_text())  # the quick preset: one ablation and our selector
-    assert ab["ablations"] == ["lorp-residual"] and [r["budget"] for r in ab["rows"]] == [3, 7]
+    assert ab["ablations"] == ["lorp-residual"] and [r["budget"] for r in ab["rows"]] == [7]  # the detail budget
     outcomes = ab["selectors"]["span-bi-nll"]["outcomes"]
     assert [o["budget"] for o in outcomes] == [3, 7] and {o["outcome"] for o in outcomes} <= {"wins", "loses",
                                                                                               "undecided"}

@@ -69,3 +69,21 @@ def test_picks_from_another_calibration_corpus_and_the_study_corpus_agree_with_t
     other.write_text("\n\n".join(reversed(paragraphs)) + "\n")  # the same words, other paragraphs first
     moved = statistics_picks(replace(config.run_base, calibration=str(other)), config.methods, config.budgets)
     assert len(moved["picks"]["lorp"][2]) == 2 and moved["rls"] is not None
+
+
+def test_a_method_can_run_at_some_budgets_only_and_the_report_reads_just_those(tmp_path, monkeypatch):
+    from lorp.study.load import load_sweep
+
+    monkeypatch.setenv("LORP_CACHE_DIR", str(tmp_path / "cache"))
+    folder, text = make_tiny_model_folder(tmp_path / "inputs", num_blocks=6)
+    base = PruneConfig(model=str(folder), calibration=str(text), num_samples=4, seq_len=8, eval_corpora=(str(text),),
+                       eval_seq_len=8, eval_tokens=64, progress=False, save_model=False)
+    config = SweepConfig(base=base, methods=("lorp", "lorp-k2"), budgets=(1, 2), method_budgets=(("lorp-k2", (2,)),))
+    rows = run_sweep(config, tmp_path / "sweep")
+    assert sorted((r["method"], r["budget"]) for r in rows if r["method"] != "dense") == [
+        ("lorp", 1), ("lorp", 2), ("lorp-k2", 2)]
+    _, cells = load_sweep(tmp_path / "sweep", config=config)
+    assert [(c.method, c.budget) for c in cells] == [("lorp", 1), ("lorp", 2), ("lorp-k2", 2)]
+    for bad in ((("lorp-k2", (3,)),), (("shortgpt", (1,)),)):
+        with pytest.raises(ConfigError, match="method_budgets: .* must be one of the methods"):
+            run_sweep(replace(config, method_budgets=bad), tmp_path / "sweep")

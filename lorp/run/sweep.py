@@ -76,6 +76,9 @@ class SweepConfig:
             calibration records are kept in :attr:`lorp.run.study_records.SweepRecord.seed_calibration`.
         seed_methods: the methods that run at every seed (``None``: all); the others run at the
             first seed only. A way to leave an expensive search (SLEB) out of the extra seeds.
+        method_budgets: ``((method, budgets), ...)``: methods that run at only some of :attr:`budgets`
+            (a subset each); the others run at every budget. The ablation notebook runs the LoRP
+            ablations at the detail budget alone this way. Not part of the sweep's identity.
     """
 
     base: PruneConfig = PruneConfig()
@@ -88,6 +91,7 @@ class SweepConfig:
     seeds: tuple[int, ...] = ()
     attribution: bool = False
     seed_methods: tuple[str, ...] | None = None
+    method_budgets: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     @property
     def cell_seeds(self) -> tuple[int, ...]:
@@ -103,6 +107,10 @@ class SweepConfig:
         """The run seeds ``method`` runs at: every seed if it is among :attr:`seed_methods`, else the first."""
         seeds = self.cell_seeds
         return seeds if self.seed_methods is None or method in self.seed_methods else seeds[:1]
+
+    def budgets_of(self, method: str) -> tuple[int, ...]:
+        """The budgets ``method`` runs at: its entry in :attr:`method_budgets`, else every budget."""
+        return dict(self.method_budgets).get(method, self.budgets)
 
     def detailed(self, method: str, budget: int) -> bool:
         """Whether the cell (method, budget) gets zero-shot accuracy and decode speed."""
@@ -163,7 +171,7 @@ def plan_cells(config: SweepConfig) -> list[CellSpec]:
     detail = replace(plain, zero_shot_tasks=tuple(base.zero_shot_tasks), zero_shot_limit=base.zero_shot_limit,
                      zero_shot_seed=config.cell_seeds[0], decode_tokens=config.decode_tokens)
     return [CellSpec(m, b, s, detail if config.detailed(m, b) and detail.detailed else plain)
-            for m in config.methods for b in config.budgets for s in config.seeds_of(m)]
+            for m in config.methods for b in config.budgets_of(m) for s in config.seeds_of(m)]
 
 
 def _dense_settings(config: SweepConfig) -> EvalSettings | None:
@@ -339,6 +347,10 @@ def _checked_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry 
     check_output_location(out)
     identity = config.identity()
     raw = _existing_record(config, out, registry, identity)
+    for m, subset in config.method_budgets:
+        if m not in config.methods or not subset or not set(subset) <= set(config.budgets):
+            raise ConfigError(f"method_budgets: {m!r} must be one of the methods {list(config.methods)} with some of "
+                              f"the budgets {list(config.budgets)}, got {list(subset)}")
     if not set(config.detail_budgets) <= set(config.budgets):
         raise ConfigError(f"detail budgets {list(config.detail_budgets)} must be among the budgets {list(config.budgets)}")
     if isinstance(config.decode_tokens, bool) or config.decode_tokens < 0 or config.decode_tokens == 1:

@@ -34,7 +34,7 @@ from ..evaluate.accuracy_uncertainty import wilson_interval
 from ..evaluate.perplexity_uncertainty import compare_perplexity
 from ..evaluate.uncertainty import LEVEL
 from ..run.study_records import StudyCell, StudyResult, as_study
-from .parameters import split_list, study_config
+from .parameters import split_ints, split_list, study_config
 from .formatting import _interval_method
 from .formatting import _times as _x
 
@@ -74,7 +74,29 @@ def ablation_config(params: Mapping[str, Any], ablations: Sequence[str], selecto
         raise ConfigError(f"{', '.join(clash)} already among the study's methods; an ablation or selector must be "
                           "compared against the study, not be part of it")
     seeded = study.seed_methods if study.seed_methods is not None else study.methods
-    return replace(study, methods=(*study.methods, *ablations, *selectors), seed_methods=(*seeded, *selectors))
+    where = ablation_budgets(params.get("ablation_budgets", ""), study.budgets, study.detail_budgets)
+    return replace(study, methods=(*study.methods, *ablations, *selectors), seed_methods=(*seeded, *selectors),
+                   method_budgets=tuple((a, where) for a in ablations if where != study.budgets))
+
+
+def ablation_budgets(value: str | Sequence[int], budgets: Sequence[int], detail: Sequence[int]) -> tuple[int, ...]:
+    """The budgets the LoRP ablations run at: ``""`` the detail budget (every budget without one), ``"all"`` every
+    budget, else the comma-separated budgets given (each one of the study's).
+
+    Raises:
+        ConfigError: a budget that is not one of the study's.
+    """
+    text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value or "").strip()
+    if not text:
+        return tuple(detail[:1]) or tuple(budgets)
+    if text == "all":
+        return tuple(budgets)
+    chosen = split_ints(text, "ablation_budgets")
+    bad = [b for b in chosen if b not in budgets]
+    if bad or not chosen:
+        raise ConfigError(f"ablation_budgets {text!r}: each must be one of the budgets {list(budgets)} (or 'all'; "
+                          "empty: the detail budget)")
+    return tuple(b for b in budgets if b in chosen)
 
 
 def _cell(cells: Iterable[StudyCell], method: str, budget: int, seed: int | None = None) -> StudyCell | None:
@@ -396,6 +418,6 @@ def load_ablations(root: str | Path, names_: Iterable[str]) -> dict[str, dict[st
     return out
 
 
-__all__ = ["ABLATION_SCHEMA", "load_ablations", "ablation_config", "ablation_markdown", "ablation_record", "ablation_rows", "names",
+__all__ = ["ABLATION_SCHEMA", "load_ablations", "ablation_budgets", "ablation_config", "ablation_markdown", "ablation_record", "ablation_rows", "names",
            "recovered_share", "recovers_most", "seed_pattern", "selector_markdown", "selector_outcomes", "summary_markdown", "time_markdown",
            "win_rate"]

@@ -29,9 +29,9 @@ def load_sweep(folder: str | Path, methods: Sequence[str] | None = None,
 
     Only cells of ``methods`` × ``budgets`` are returned (default: those the sweep
     last ran), so a folder reused with fewer methods reports just those. With ``config``
-    (the :class:`lorp.run.sweep.SweepConfig` that ran), only its methods, budgets and each
-    method's seeds (:meth:`lorp.run.sweep.SweepConfig.seeds_of`): cells an earlier run left for
-    other seeds stay out of the report.
+    (the :class:`lorp.run.sweep.SweepConfig` that ran), only its methods, each method's budgets
+    (:meth:`lorp.run.sweep.SweepConfig.budgets_of`) and seeds (:meth:`lorp.run.sweep.SweepConfig.seeds_of`):
+    cells an earlier run left for other budgets or seeds stay out of the report.
     """
     record, cells = load_sweep_folder(folder)
     if config is not None:
@@ -39,7 +39,8 @@ def load_sweep(folder: str | Path, methods: Sequence[str] | None = None,
     order = {m: i for i, m in enumerate(methods or record.config["methods"])}
     budgets = set(budgets or record.config["budgets"])
     cells = [c for c in cells if c.method in order and c.budget in budgets
-             and (config is None or c.spec.seed in config.seeds_of(c.method))]
+             and (config is None or (c.spec.seed in config.seeds_of(c.method)
+                                     and c.budget in config.budgets_of(c.method)))]
     return record, sorted(cells, key=lambda c: (order[c.method], c.budget, c.spec.seed))
 
 
