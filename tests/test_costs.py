@@ -44,16 +44,30 @@ def test_old_records_estimate_the_perplexity_share_of_a_detailed_cell():
     assert s["zero-shot"] == 25.0 and s["perplexity (dense)"] == 12.0
 
 
+def test_the_evidence_stages_are_timed_from_their_records():
+    r = study([cell("lorp", 2, {"selection": 0.0, "evaluation": 1.0})], {"calibration": 2.0}, wall=100.0)
+    r.config = {"calibration": "lambada"}
+    r.confirmation = {"dense": {"seconds": 3.0}, "cells": [{"seconds": 2.0}, {"seconds": 1.5}]}
+    r.random_floor = {"draws": [{"seconds": {"evaluation": 1.0}}, {"seconds": {"evaluation": 2.0}}]}
+    r.sleb_check = {"runs": [{"search_seconds": 50.0, "seconds": {"selection": 50.0}},  # the study's own SLEB cell
+                             {"search_seconds": 400.0, "seconds": {"evaluation": 4.0}}]}
+    r.calibration_corpora = {"seconds": {"lambada": 9.0, "ptb": 8.0, "wiki-paragraphs": 7.0}}
+    s = stage_seconds(r)
+    assert (s["confirmation windows"], s["random floor"], s["SLEB at a second token count"]) == (6.5, 3.0, 404.0)
+    assert s["calibration-corpus axis"] == 15.0  # lambada is the study's own pass
+    assert sum(s[k] for k in STAGES) == pytest.approx(max(100.0, 2.0 + 1.0 + 6.5 + 3.0 + 404.0 + 15.0))
+
+
 def test_markdown_has_a_row_per_stage_and_totals():
     r = study([cell("lorp", 2, {"selection": 1.0, "evaluation": 2.0, "evaluation_perplexity": 2.0})],
               {"calibration": 3.0, "dense": 1.0, "dense_stages": {"perplexity": 1.0}}, wall=10.0)
     md = stage_markdown({"a": r, "b": r})
-    assert "| calibration pass | 3 | 3 | 6 |" in md
-    assert "|   perplexity: lorp | 2 | 2 | 4 |" in md
-    assert "| **to compute** (the stages above) | **10** | **10** | **20** |" in md  # 3 + 1 + 1 + 2, other 3
+    assert "| calibration pass | 3 | 3 | 6 | 30 % |" in md  # 6 of the 20 seconds computed
+    assert "|   perplexity: lorp | 2 | 2 | 4 | 20 % |" in md
+    assert "| **to compute** (the stages above) | **10** | **10** | **20** | 100 % |" in md  # 3 + 1 + 1 + 2, other 3
     assert md.rstrip().endswith("| wall time of the run that wrote this report (short when it reused finished cells) "
-                                "| 10 | 10 | 20 |")
+                                "| 10 | 10 | 20 | |")
     # a rerun that reused every cell: the stages keep their cost, the wall time is the short rerun's
     rerun = stage_markdown({"a": study(r.cells, r.compute_seconds, wall=2.0)})
     assert "| **to compute** (the stages above) | **7** | **7** |" in rerun  # other clipped at 0
-    assert rerun.rstrip().endswith("(short when it reused finished cells) | 2 | 2 |")
+    assert rerun.rstrip().endswith("(short when it reused finished cells) | 2 | 2 | |")

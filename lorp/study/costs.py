@@ -3,7 +3,8 @@
 Stages: loading the model, the calibration pass, block selection (similarity-based
 methods, and SLEB separately since it runs the model), the single-block removal
 profile (:class:`lorp.run.study_records.Attribution`), perplexity (dense and per
-method), zero-shot accuracy, decode speed, and the rest (notebook start-up,
+method), zero-shot accuracy, decode speed, the held-out confirmation windows, the random floor,
+SLEB's search at a second token count, the calibration-corpus axis (its extra passes), and the rest (notebook start-up,
 figures, reports: the model's wall time minus everything timed). Times are what
 the numbers cost when computed: a rerun that reuses cached cells or a cached
 calibration pass reports the original cost, not its own.
@@ -17,7 +18,8 @@ from typing import Any
 from ..run.study_records import StudyResult, as_study
 
 STAGES = ("load model", "calibration pass", "selection", "SLEB selection", "attribution profile", "perplexity (dense)",
-          "perplexity (pruned)", "zero-shot", "decode speed", "other (notebook, figures, reports)")
+          "perplexity (pruned)", "zero-shot", "decode speed", "confirmation windows", "random floor",
+          "SLEB at a second token count", "calibration-corpus axis", "other (notebook, figures, reports)")
 
 
 def stage_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
@@ -63,6 +65,17 @@ def stage_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
             out["zero-shot"] += max(float(s.get("evaluation", 0.0)) - ppl, 0.0)
         per_method[c.method] = per_method.get(c.method, 0.0) + ppl
     out["perplexity (pruned)"] = sum(per_method.values())
+    conf = r.confirmation or {}
+    out["confirmation windows"] = sum(float(e.get("seconds") or 0.0) for e in [conf.get("dense") or {},
+                                                                               *conf.get("cells", [])])
+    out["random floor"] = sum(float((d.get("seconds") or {}).get("evaluation") or 0.0)
+                              for d in (r.random_floor or {}).get("draws", []))
+    runs = (r.sleb_check or {}).get("runs", [])[1:]  # the first is the study's own SLEB cell, counted above
+    out["SLEB at a second token count"] = sum(float(x.get("search_seconds") or 0.0)
+                                              + float((x.get("seconds") or {}).get("evaluation") or 0.0) for x in runs)
+    axis = r.calibration_corpora or {}
+    own = r.config.get("calibration")  # the study's own corpus reuses its pass
+    out["calibration-corpus axis"] = sum(float(v or 0.0) for c, v in (axis.get("seconds") or {}).items() if c != own)
     timed = sum(out.values())
     out["other (notebook, figures, reports)"] = max(float(r.wall_time_s or 0.0) - timed, 0.0)
     out.update({f"perplexity: {m}": v for m, v in per_method.items()})
@@ -70,22 +83,25 @@ def stage_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
 
 
 def stage_markdown(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
-    """Markdown table: seconds per stage (rows) for each model and in total (columns), then their sum (the time
+    """Markdown table: seconds per stage (rows) for each model and in total (columns), each stage's share of the
+    whole (per-method perplexity rows: their share, already inside "perplexity (pruned)"), then their sum (the time
     the numbers took to compute) and the wall time of the notebook run that wrote the report, which is much
     shorter when that run reused finished cells."""
     per = {name: stage_seconds(r) for name, r in studies.items()}
     names = list(per)
     rows = list(STAGES) + sorted({k for v in per.values() for k in v if k.startswith("perplexity: ")})
-    lines = ["| stage | " + " | ".join(names) + " | total |", "|---|" + "---:|" * (len(names) + 1)]
+    computed = [sum(v for k, v in per[n].items() if not k.startswith("perplexity: ")) for n in names]
+    whole = sum(computed)
+    lines = ["| stage | " + " | ".join(names) + " | total | share |", "|---|" + "---:|" * (len(names) + 2)]
     for stage in rows:
         vals = [per[n].get(stage, 0.0) for n in names]
         label = f"  {stage}" if stage.startswith("perplexity: ") else stage
-        lines.append(f"| {label} | " + " | ".join(f"{v:.0f}" for v in vals) + f" | {sum(vals):.0f} |")
-    computed = [sum(v for k, v in per[n].items() if not k.startswith("perplexity: ")) for n in names]
+        share = f"{100 * sum(vals) / whole:.0f} %" if whole else "–"
+        lines.append(f"| {label} | " + " | ".join(f"{v:.0f}" for v in vals) + f" | {sum(vals):.0f} | {share} |")
     walls = [float(as_study(studies[n]).wall_time_s or 0.0) for n in names]
     lines.append("| **to compute** (the stages above) | " + " | ".join(f"**{w:.0f}**" for w in computed)
-                 + f" | **{sum(computed):.0f}** |")
+                 + f" | **{whole:.0f}** | 100 % |")
     lines.append("| wall time of the run that wrote this report (short when it reused finished cells) | "
                  + " | ".join(f"{w:.0f}" for w in walls)
-                 + f" | {sum(walls):.0f} |")
+                 + f" | {sum(walls):.0f} | |")
     return "\n".join(lines) + "\n"

@@ -29,11 +29,12 @@ def study_cell(method: str, budget: int, pruned: list[int], perplexity: Mapping[
                seed: int = 0) -> StudyCell:
     """A removed set scored outside the sweep's cells, as a study row (what the interval helpers read).
 
-    ``parameters`` is 0: not measured for these rows.
+    ``parameters`` is 0: not measured for these rows; ``seconds["evaluation"]``: the perplexity's when computed.
     """
     return StudyCell(method=method, budget=budget, pruned=sorted(pruned),
                      perplexity={c: p.perplexity for c, p in perplexity.items()},
                      mean_perplexity=geometric_mean_perplexity(perplexity), parameters=0, seed=seed,
+                     seconds={"evaluation": float(sum(p.seconds for p in perplexity.values()))},
                      **{k: v for k, v in per_sample(perplexity, None).items() if k != "zero_shot_correct"})
 
 
