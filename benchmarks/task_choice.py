@@ -5,7 +5,7 @@ each bundled model and each offline task (:data:`lorp.evaluate.zeroshot.TASKS`) 
 scores the dense model on ``limit`` items drawn with ``seed`` (the study's own draw,
 :func:`lorp.evaluate.zeroshot.chosen_items`) and prints its accuracy under the task's
 metric with a 95 % Wilson interval, the task's chance accuracy
-(:func:`lorp.evaluate.zeroshot.chance_accuracy`) and the margin: accuracy minus chance,
+(:func:`lorp.evaluate.chance.chance_accuracy`) and the margin: accuracy minus chance,
 and the lower Wilson end minus chance. ``docs/zero_shot.md`` records a run of it and
 the task choice it led to.
 
@@ -20,7 +20,8 @@ import time
 import click
 
 from lorp.evaluate.accuracy_uncertainty import wilson_interval
-from lorp.evaluate.zeroshot import TASKS, chance_accuracy, zero_shot
+from lorp.evaluate.chance import chance_accuracy
+from lorp.evaluate.zeroshot import TASKS, zero_shot
 from lorp.model.models import load_model
 
 

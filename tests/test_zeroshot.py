@@ -6,8 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from lorp.errors import UnknownNameError
+from lorp.errors import ConfigError, UnknownNameError
+from lorp.evaluate.chance import chance_accuracy
 from lorp.evaluate.zeroshot import _MANAGERS, _arc, chosen_items, prepare_task, zero_shot
+from lorp.paths import cache_dir
 from lorp.run.records import TaskScore, ZeroShot
 
 # Multiple-choice items (context, choices, right choice) of very different lengths, so that a batch of 4 mixes
@@ -165,3 +167,20 @@ def test_two_tasks_on_the_real_model_are_in_range_and_the_same_trimmed_or_not(sm
     assert ZeroShot.from_dict(json.loads(json.dumps(first))).tasks["arc_easy"].correct == arc["correct"]
     assert first["average"] == pytest.approx((arc["acc_norm"] + copa["acc"]) / 2)
     assert "race" in first["not_available"]
+
+
+def test_chance_is_uniform_guessing_or_the_majority_label_on_the_evaluated_items():
+    prepare_task("boolq")
+    assert chance_accuracy("copa") == 0.5 and chance_accuracy("arc_easy", [0, 1, 2]) == pytest.approx(
+        sum(1 / len(r["choices"]["text"]) for r in _rows("arc_easy", "test")[:3]) / 3)
+    labels = [int(r["label"]) for r in _rows("boolq", "validation")]
+    assert chance_accuracy("boolq") == max(labels.count(0), labels.count(1)) / len(labels)
+    assert 0.6 < chance_accuracy("boolq") < 0.65  # BoolQ's validation split is about 62 % "yes"
+    assert chance_accuracy("boolq", [i for i, v in enumerate(labels) if v == 0][:3]) == 1.0
+    with pytest.raises(ConfigError, match="no items to compute chance on"):
+        chance_accuracy("copa", [])
+
+
+def _rows(task, split):
+    path = cache_dir() / "zeroshot" / "data" / f"{task}.{split}.jsonl"
+    return [json.loads(line) for line in path.open(encoding="utf-8")]

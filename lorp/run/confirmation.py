@@ -11,16 +11,15 @@ folder, ``confirmation/<key>.json``, written atomically.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from ..errors import ConfigError
 from ..evaluate.perplexity import Perplexity
 from ..plugins.registry import Registry, load_registry
-from ..store.cache import cache_key, read_checked_json, write_checked_json
+from ..store.cache import cache_key
 from .cells import Task
 from .executors import RayExecutor, SerialExecutor
+from .scored_sets import scored_sets
 from .fingerprint import evaluation_code
 from .sweep import SweepConfig
 
@@ -53,29 +52,11 @@ def confirm(config: SweepConfig, folder: str | Path, removed_sets: Sequence[Sequ
         raise ConfigError(f"confirmation windows must be a whole number >= 1 per corpus, got {count!r}")
     registry = registry or load_registry()
     code = evaluation_code(registry, config.base.eval_corpora)
-    store = Path(folder) / "confirmation"
     wanted = list(dict.fromkeys([(), *(tuple(sorted(int(b) for b in r)) for r in removed_sets)]))
-    out, missing = {}, []
-    for r in wanted:
-        raw = read_checked_json(store / f"{confirmation_key(config, r, count, code)}.json", "confirmation")
-        if raw is None:
-            missing.append(r)
-        else:
-            out[r] = {c: Perplexity(**v) for c, v in raw["perplexity"].items()}
-    if missing:
-        with (executor or SerialExecutor()).workers(config.run_base, config.methods, reuse_states=config.reuse_states,
-                                                    registry=registry) as workers:
-            computed = workers.first(Task("confirm", ([r for r in missing if r], count)))
-        store.mkdir(parents=True, exist_ok=True)
-        for r in missing:
-            write_checked_json(store / f"{confirmation_key(config, r, count, code)}.json",
-                               {"removed": list(r), "windows": count, "perplexity": _plain(computed[r])})
-            out[r] = computed[r]
-    return out
-
-
-def _plain(ppl: Mapping[str, Perplexity]) -> dict[str, Any]:
-    return {c: asdict(v) for c, v in ppl.items()}
+    return scored_sets(config, Path(folder) / "confirmation", wanted,
+                       lambda r: confirmation_key(config, r, count, code),
+                       lambda missing: Task("confirm", ([r for r in missing if r], count)), "confirmation", registry,
+                       executor, extra={"windows": count})
 
 
 __all__ = ["confirm", "confirmation_key"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from ..plugins.registry import Registry, load_registry
 from ..store.cache import cache_key, read_checked_json, write_checked_json
 from .cells import Task
 from .executors import RayExecutor, SerialExecutor
+from .scored_sets import scored_sets
 from .fingerprint import evaluation_code
 from .records import CellSpec, EvalSettings
 from .sweep import SweepConfig
@@ -84,24 +84,10 @@ def screen(config: SweepConfig, folder: str | Path, removed_sets: Sequence[Seque
     """
     registry = registry or load_registry()
     code = evaluation_code(registry, config.base.eval_corpora)
-    store = Path(folder) / "screening"
     wanted = list(dict.fromkeys(tuple(sorted(int(b) for b in r)) for r in removed_sets if len(r)))
-    out, missing = {}, []
-    for r in wanted:
-        raw = read_checked_json(store / f"{_key('screening', config, list(r), code)}.json", "screening")
-        if raw is None:
-            missing.append(r)
-        else:
-            out[r] = {c: Perplexity(**v) for c, v in raw["perplexity"].items()}
-    if missing:
-        with (executor or SerialExecutor()).workers(config.run_base, config.methods, reuse_states=config.reuse_states,
-                                                    registry=registry) as workers:
-            computed = workers.first(Task("screen", (missing,)))
-        for r in missing:
-            write_checked_json(store / f"{_key('screening', config, list(r), code)}.json",
-                               {"removed": list(r), "perplexity": {c: asdict(v) for c, v in computed[r].items()}})
-            out[r] = computed[r]
-    return out
+    return scored_sets(config, Path(folder) / "screening", wanted,
+                       lambda r: _key("screening", config, list(r), code), lambda missing: Task("screen", (missing,)),
+                       "screening", registry, executor)
 
 
 def random_floor(config: SweepConfig, folder: str | Path, budget: int, draws: int, num_blocks: int,
@@ -119,6 +105,12 @@ def random_floor(config: SweepConfig, folder: str | Path, budget: int, draws: in
     scored = screen(config, folder, sets, registry, executor)
     return [{"draw": i, "seed": seed + FLOOR_SEED_OFFSET + i, "pruned": list(r), "perplexity": scored[r]}
             for i, r in enumerate(sets)]
+
+
+def scoring_tokens(base: Any, samples: int) -> int:
+    """Tokens SLEB's scorer scores on ``samples`` calibration sequences: ``sleb_tokens`` of each, or all but the
+    first (``seq_len − 1``) when ``sleb_tokens`` is 0."""
+    return samples * (base.sleb_tokens or base.seq_len - 1)
 
 
 def sleb_at(config: SweepConfig, folder: str | Path, budget: int, samples: int, registry: Registry | None = None,
@@ -153,10 +145,10 @@ def sleb_at(config: SweepConfig, folder: str | Path, budget: int, samples: int, 
             picked = workers.first(Task("select_one", (CellSpec("sleb", budget, seed, plain), samples)))
             raw = {"pruned": sorted(int(b) for b in picked.selection.pruned), "seconds": time.perf_counter() - t}
         write_checked_json(path, raw)
-    tokens = samples * (base.sleb_tokens or base.seq_len - 1)
+    tokens = scoring_tokens(base, samples)
     ppl = screen(config, folder, [raw["pruned"]], registry, executor)[tuple(raw["pruned"])]
     return {"budget": budget, "samples": samples, "tokens": tokens, "pruned": raw["pruned"],
             "seconds": raw["seconds"], "perplexity": ppl}
 
 
-__all__ = ["FLOOR_SEED_OFFSET", "floor_draws", "random_floor", "screen", "sleb_at"]
+__all__ = ["FLOOR_SEED_OFFSET", "floor_draws", "random_floor", "scoring_tokens", "screen", "sleb_at"]

@@ -55,10 +55,7 @@ def resolve_threads(threads: int | None = None, environ: Mapping[str, str] | Non
         if source is None:
             return available_cores()
         value = environ[source].strip()
-    try:
-        count = int(value) if not isinstance(value, bool) and str(value).strip().isdigit() else None
-    except ValueError:
-        count = None
+    count = int(value) if not isinstance(value, bool) and str(value).strip().isdigit() else None
     if count is None or count < 1:
         raise ConfigError(f"{source} must be a whole number of threads >= 1, got {value!r}; e.g. --threads 2 "
                           f"(default: the {available_cores()} cores this process may use)")

@@ -22,7 +22,7 @@ from typing import Any
 from ..run.study_records import StudyResult, as_study
 from .attribution import compared_cells, detail_budget, signals
 from .calibration_corpus import corpus_verdict
-from .compare import verdict_pairs_tested
+from .compare import accuracy_sizes, verdict_pairs_tested
 from .confirmation import confirmed
 from .floors import floor_losses
 from .formatting import _times
@@ -37,9 +37,8 @@ def _range(values: list[float]) -> str:
     return f"{_times(lo)}×" if _times(lo) == _times(hi) else f"{_times(lo)}× to {_times(hi)}×"
 
 
-def _perplexity_line(studies: Mapping[str, StudyResult]) -> str:
+def _perplexity_line(studies: Mapping[str, StudyResult], tested: Mapping[str, Any]) -> str:
     held = [(name, o) for name, r in studies.items() for o in confirmed(r)]
-    tested = verdict_pairs_tested(studies)
     if held:
         worse = [o for _, o in held if o["decision"] == "loses"]
         better = [o for _, o in held if o["decision"] == "wins"]
@@ -61,13 +60,11 @@ def _perplexity_line(studies: Mapping[str, StudyResult]) -> str:
             f"{len(ppl)} (model, budget) settings, better shown in {better}, after Holm's correction.")
 
 
-def _accuracy_line(studies: Mapping[str, StudyResult]) -> str | None:
-    acc = verdict_pairs_tested(studies)["accuracy"]
+def _accuracy_line(studies: Mapping[str, StudyResult], tested: Mapping[str, Any]) -> str | None:
+    acc = tested["accuracy"]
     if not acc:
         return None
-    items = sorted({n for r in studies.values() for c in r.cells for n in (c.zero_shot_items or {}).values()})
-    size = f"{'/'.join(map(str, items))} items per task" if items else "items per task not recorded"
-    return (f"Zero-shot accuracy at the detail budget ({size}): LoRP better than both paper baselines shown in "
+    return (f"Zero-shot accuracy at the detail budget ({accuracy_sizes(studies)}): LoRP better than both paper baselines shown in "
             f"{acc.count('wins')} of {len(acc)} settings, worse shown in {acc.count('loses')}, neither shown in "
             f"{acc.count('undecided')}.")
 
@@ -157,7 +154,8 @@ def answer_lines(studies: Mapping[str, StudyResult | dict[str, Any]],
     studies = {name: as_study(r) for name, r in studies.items()}
     if not studies:
         return []
-    lines = [_perplexity_line(studies), _accuracy_line(studies), _floor_line(studies),
+    tested = verdict_pairs_tested(studies)  # the verdict's Holm-corrected counts, computed once
+    lines = [_perplexity_line(studies, tested), _accuracy_line(studies, tested), _floor_line(studies),
              _why_line(studies, ablations or {}), _sure_line(studies), _what_line(studies)]
     return [line for line in lines if line][:MAX_LINES]
 

@@ -267,7 +267,7 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
     else:
         lines.append("- **Held-out confirmation windows**: none in these results (they predate them).")
     if acc:
-        sizes = _accuracy_sizes(studies)
+        sizes = accuracy_sizes(studies)
         lines.append(f"- **Zero-shot accuracy** (mean over tasks at the detail budget, {sizes}; "
                      f"{len(tests['accuracy'])} exact McNemar tests): LoRP better than both shown in "
                      f"{acc.count('wins')} of {len(acc)} settings, worse shown in {acc.count('loses')}, neither shown "
@@ -288,7 +288,7 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _accuracy_sizes(studies: Mapping[str, StudyResult]) -> str:
+def accuracy_sizes(studies: Mapping[str, StudyResult]) -> str:
     """``"100 items per task"`` (or ``"20/100 …"``): the zero-shot items per task behind the accuracy verdict."""
     items = sorted({n for r in studies.values() for c in r.cells for n in (c.zero_shot_items or {}).values()})
     return f"{'/'.join(map(str, items))} items per task" if items else "items per task not recorded"

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..evaluate.perplexity_uncertainty import compare_perplexity
-from ..run.screening import sleb_at
+from ..run.screening import scoring_tokens, sleb_at
 from ..run.study_records import StudyCell, StudyResult, as_study
 from ..run.sweep import SweepConfig
 from .attribution import detail_budget
@@ -26,10 +26,6 @@ from .sensitivity import jaccard
 
 #: The default multiple of SLEB's scoring tokens the check runs at (the issue's "8× its tokens").
 DEFAULT_FACTOR = 8
-
-
-def _tokens(config: SweepConfig, samples: int) -> int:
-    return samples * (config.base.sleb_tokens or config.base.seq_len - 1)
 
 
 def add_sleb_check(results: StudyResult, config: SweepConfig, folder: str | Path, factor: int = DEFAULT_FACTOR,
@@ -55,7 +51,7 @@ def add_sleb_check(results: StudyResult, config: SweepConfig, folder: str | Path
         raise ConfigError(f"SLEB's check at {factor}× scores {samples * factor} calibration sequences but the draw "
                           f"has {config.base.num_samples}; lower sleb_check_factor or raise num_samples")
     more = sleb_at(config, folder, budget, samples * factor, registry, executor)
-    runs = [{**cell.to_json(), "samples": samples, "tokens": _tokens(config, samples),
+    runs = [{**cell.to_json(), "samples": samples, "tokens": scoring_tokens(config.base, samples),
              "search_seconds": (cell.seconds or {}).get("selection")},
             {**study_cell("sleb", budget, more["pruned"], more["perplexity"], config.cell_seeds[0]).to_json(),
              "samples": more["samples"], "tokens": more["tokens"], "search_seconds": more["seconds"]}]
