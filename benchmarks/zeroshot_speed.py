@@ -1,17 +1,17 @@
-"""Figure 6: zero-shot evaluation with the LM head trimmed to the read positions / lm-eval's plain HFLM.
+"""Figure 6: zero-shot evaluation with shared contexts and the trimmed LM head / lm-eval's plain HFLM.
 
-Times :func:`lorp.evaluate.zeroshot.zero_shot` with ``trim_logits=True`` (the LM head only
-at the continuation positions lm-eval reads) and ``trim_logits=False`` (lm-eval's
-plain ``HFLM``), interleaved, both with lm-eval's task set-up kept from earlier
-calls in the process. Also timed once: a plain call after forgetting that set-up
+Times :func:`lorp.evaluate.zeroshot.zero_shot` three ways, in rotating order: ``shared`` (the
+default: each item's context run once for its answer choices from the KV cache, and the LM
+head only at the continuation positions lm-eval reads), ``trimmed`` (the trimmed head alone,
+``share_context=False``) and ``plain`` (``trim_logits=False``: lm-eval's plain ``HFLM``), all
+with lm-eval's task set-up kept from earlier calls in the process. Also timed once: a plain call after forgetting that set-up
 (:func:`lorp.evaluate.zeroshot.clear_task_cache`), which is what every call cost before
 (a fresh ``TaskManager`` and freshly built tasks each time). An untimed trimmed
 call first warms the model and the data.
 
-Reported: time ratio trimmed / plain (median over repeats, lower is better), the
-trimmed time against the fresh-set-up plain call, the largest difference in a
-request's log-likelihood (nats) between the two paths, and whether the per-task
-scores and per-item correctness are identical.
+Reported: time ratios shared / plain and shared / trimmed (median over repeats, lower is
+better), the largest difference in a request's log-likelihood (nats) from the plain path,
+and whether the per-task scores and per-item correctness are identical.
 
     python -m benchmarks.zeroshot_speed --model gemma3-270m
     python -m benchmarks.zeroshot_speed --model smollm2-135m --tasks arc_easy,piqa --limit 10 --repeats 1
@@ -32,65 +32,80 @@ from ._common import Figure, ratio_stats
 DEFAULT_TASKS = ("arc_easy", "arc_challenge", "piqa", "winogrande")
 
 
+VARIANTS = {"shared": (True, True), "trimmed": (True, False), "plain": (False, False)}  # (trim_logits, share_context)
+
+
 def run(model_name: str, *, tasks: tuple[str, ...] = DEFAULT_TASKS, limit: int = 20, repeats: int = 2,
         batch_size: int = 8) -> list[Figure]:
-    """Measure figure 6 on a bundled model; ``limit`` items per task, ``repeats`` timed pairs."""
+    """Measure figure 6 on a bundled model; ``limit`` items per task, ``repeats`` timed rounds of the three paths."""
     loaded = load_model(model_name)
-    logliks: dict[bool, list[list[float]]] = {True: [], False: []}
-    scores: dict[bool, list[dict]] = {True: [], False: []}
-    calls = {"trimmed": 0, "full": 0}  # model calls of the trimmed runs: with logits_to_keep / in full
+    logliks: dict[str, list[list[float]]] = {v: [] for v in VARIANTS}
+    scores: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    calls = {"trimmed": 0, "full": 0, "shared_contexts": 0}  # model calls of the trimmed-only runs; contexts shared
     original = TrimmedHFLM.loglikelihood
+    current = {"variant": "shared"}
 
     def recorded(self, requests, disable_tqdm: bool = False):
         out = original(self, requests, disable_tqdm=disable_tqdm)
-        logliks[self.trim].append([ll for ll, _ in out])
-        if self.trim:
+        logliks[current["variant"]].append([ll for ll, _ in out])
+        if current["variant"] == "trimmed":
             calls["trimmed"] += self.trimmed_calls
             calls["full"] += self.full_calls
+        calls["shared_contexts"] += self.shared_contexts if current["variant"] == "shared" else 0
         return out
 
-    def call(trim: bool) -> float:
+    def call(variant: str) -> float:
+        trim, share = VARIANTS[variant]
+        current["variant"] = variant
         t = time.perf_counter()
-        r = zero_shot(loaded.model, loaded.tokenizer, tasks, limit=limit, batch_size=batch_size, trim_logits=trim)
+        r = zero_shot(loaded.model, loaded.tokenizer, tasks, limit=limit, batch_size=batch_size, trim_logits=trim,
+                      share_context=share)
         seconds = time.perf_counter() - t
-        scores[trim].append({k: (v["score"], v["correct"]) for k, v in r["tasks"].items()})
+        scores[variant].append({k: (v["score"], v["correct"]) for k, v in r["tasks"].items()})
         return seconds
 
     TrimmedHFLM.loglikelihood = recorded
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     try:
-        call(True)  # warm-up: model, data files, set-up kept
+        call("shared")  # warm-up: model, data files, set-up kept
         clear_task_cache()
-        cold_plain = call(False)  # what a call cost before: plain HFLM and a fresh lm-eval set-up
-        t_trim, t_plain = [], []
+        cold_plain = call("plain")  # what a call cost before: plain HFLM and a fresh lm-eval set-up
+        order = list(VARIANTS)
         for i in range(repeats):
-            for trim in ((True, False) if i % 2 == 0 else (False, True)):
-                (t_trim if trim else t_plain).append(call(trim))
+            for v in (order if i % 2 == 0 else order[::-1]):
+                times[v].append(call(v))
     finally:
         TrimmedHFLM.loglikelihood = original
-    ratio, spread = ratio_stats(t_trim, t_plain)
-    reference = logliks[False][0]
-    diff = max(abs(a - b) for run_ in logliks[True] + logliks[False] for a, b in zip(run_, reference, strict=True))
-    same = all(s == scores[False][0] for s in scores[True] + scores[False])
+    reference = logliks["plain"][0]
+    diff = {v: max(abs(a - b) for run_ in logliks[v] for a, b in zip(run_, reference, strict=True)) for v in VARIANTS}
+    same = {v: all(s == scores["plain"][0] for s in scores[v]) for v in VARIANTS}
     requests = len(reference)
-    trim_med = statistics.median(t_trim)
-    return [Figure(6, f"zero-shot ({len(tasks)} tasks x {limit} items, {requests} requests) trimmed LM head / plain",
-                   model_name, ratio, spread, "report; accuracies identical, log-likelihoods within 1e-5",
-                   same and diff <= 1e-5,
-                   {"trimmed_s": sorted(t_trim), "plain_s": sorted(t_plain), "plain_fresh_setup_s": cold_plain,
-                    "trimmed_over_plain_fresh_setup": trim_med / cold_plain, "max_abs_loglik_difference": diff,
-                    "accuracies_identical": same, "requests": requests, "trimmed_run_model_calls": calls, "tasks": list(tasks), "limit": limit,
-                    "batch_size": batch_size, "scores": scores[True][0]},
-                   note=f"trimmed {trim_med:.1f} s, plain {statistics.median(t_plain):.1f} s, plain with a fresh "
-                        f"lm-eval set-up (as before) {cold_plain:.1f} s (trimmed / that = {trim_med / cold_plain:.3f}); "
-                        f"max |Δ loglik| = {diff:.1e} nats; accuracies and per-item correctness "
-                        f"{'identical' if same else 'DIFFERENT'}")]
+    med = {v: statistics.median(times[v]) for v in VARIANTS}
+    head = f"zero-shot ({len(tasks)} tasks x {limit} items, {requests} requests)"
+    details = {"seconds": {v: sorted(times[v]) for v in VARIANTS}, "plain_fresh_setup_s": cold_plain,
+               "max_abs_loglik_difference": diff, "accuracies_identical": same, "requests": requests,
+               "model_calls": calls, "tasks": list(tasks), "limit": limit, "batch_size": batch_size,
+               "scores": scores["shared"][0]}
+    ratio, spread = ratio_stats(times["shared"], times["plain"])
+    trimmed_ratio, trimmed_spread = ratio_stats(times["shared"], times["trimmed"])
+    ok = same["shared"] and same["trimmed"] and max(diff.values()) <= 1e-5
+    note = (f"shared {med['shared']:.1f} s, trimmed only {med['trimmed']:.1f} s, plain {med['plain']:.1f} s, plain "
+            f"with a fresh lm-eval set-up (as before) {cold_plain:.1f} s; max |Δ loglik| vs plain: shared "
+            f"{diff['shared']:.1e}, trimmed {diff['trimmed']:.1e} nats; accuracies and per-item correctness "
+            f"{'identical' if same['shared'] and same['trimmed'] else 'DIFFERENT'}; "
+            f"{calls['shared_contexts']} contexts run once for their choices")
+    return [Figure(6, f"{head} shared contexts + trimmed LM head / plain", model_name, ratio, spread,
+                   "report; accuracies identical, log-likelihoods within 1e-5", ok, details, note=note),
+            Figure(6, f"{head} shared contexts + trimmed LM head / trimmed LM head alone", model_name, trimmed_ratio,
+                   trimmed_spread, "report; accuracies identical, log-likelihoods within 1e-5", ok, details,
+                   note=note)]
 
 
 @click.command()
 @click.option("--model", "model_name", default="gemma3-270m", show_default=True, help="bundled model")
 @click.option("--tasks", default=",".join(DEFAULT_TASKS), show_default=True, help="comma-separated offline tasks")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="items per task")
-@click.option("--repeats", default=2, show_default=True, type=click.IntRange(1), help="timed trimmed/plain pairs")
+@click.option("--repeats", default=2, show_default=True, type=click.IntRange(1), help="timed rounds of the three paths")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
 def main(model_name: str, tasks: str, limit: int, repeats: int, batch_size: int) -> None:
     """Print figure 6 for one model."""

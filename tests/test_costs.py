@@ -3,7 +3,7 @@
 import pytest
 
 from lorp.run.study_records import StudyCell, StudyDense, StudyResult
-from lorp.study.costs import STAGES, stage_markdown, stage_seconds
+from lorp.study.costs import STAGES, stage_floor_seconds, stage_markdown, stage_seconds
 
 
 def cell(method, budget, seconds, zero_shot=None, nll_passes=None):
@@ -62,12 +62,35 @@ def test_markdown_has_a_row_per_stage_and_totals():
     r = study([cell("lorp", 2, {"selection": 1.0, "evaluation": 2.0, "evaluation_perplexity": 2.0})],
               {"calibration": 3.0, "dense": 1.0, "dense_stages": {"perplexity": 1.0}}, wall=10.0)
     md = stage_markdown({"a": r, "b": r})
-    assert "| calibration pass | 3 | 3 | 6 | 30 % |" in md  # 6 of the 20 seconds computed
-    assert "|   perplexity: lorp | 2 | 2 | 4 | 20 % |" in md
-    assert "| **to compute** (the stages above) | **10** | **10** | **20** | 100 % |" in md  # 3 + 1 + 1 + 2, other 3
+    assert "| calibration pass | 3 | 3 | 6 | 30 % | – |" in md  # 6 of the 20 seconds computed; no floor recorded
+    assert "|   perplexity: lorp | 2 | 2 | 4 | 20 % | – |" in md
+    assert "| **to compute** (the stages above) | **10** | **10** | **20** | 100 % | |" in md  # 3 + 1 + 1 + 2, other 3
     assert md.rstrip().endswith("| wall time of the run that wrote this report (short when it reused finished cells) "
-                                "| 10 | 10 | 20 | |")
+                                "| 10 | 10 | 20 | | |")
     # a rerun that reused every cell: the stages keep their cost, the wall time is the short rerun's
     rerun = stage_markdown({"a": study(r.cells, r.compute_seconds, wall=2.0)})
     assert "| **to compute** (the stages above) | **7** | **7** |" in rerun  # other clipped at 0
-    assert rerun.rstrip().endswith("(short when it reused finished cells) | 2 | 2 | |")
+    assert rerun.rstrip().endswith("(short when it reused finished cells) | 2 | 2 | | |")
+
+
+def test_the_perplexity_floor_counts_the_blocks_each_variant_runs():
+    # 4 blocks of 10 FLOPs per token, head 6; 2 corpora x 3 windows x 10 tokens = 60 tokens; 100 FLOP/s
+    r = study([cell("lorp", 2, {"selection": 0.0, "evaluation_perplexity": 30.0}),  # pruned [1], restarts at 1
+               cell("last", 2, {"selection": 0.0, "evaluation_perplexity": 0.0})],  # reused an evaluation: no floor
+              {"dense_stages": {"perplexity": 40.0}}, wall=100.0)
+    r.cells[1].pruned = [2]
+    r.evaluation = {"ptb": {"windows": 3, "window_tokens": 10}, "wiki": {"windows": 3, "window_tokens": 10}}
+    r.perplexity_reuse = {"enabled": True, "stored_blocks": [1],
+                          "floor": {"block_flops": [10.0] * 4, "head_flops": 6.0, "window_tokens": 10,
+                                    "matmul_flops_per_s": 100.0}}
+    r.confirmation = {"windows": 2, "seq_len": 10, "dense": {"seconds": 5.0, "perplexity": {"ptb": 1, "wiki": 1}},
+                      "cells": [{"pruned": [2, 3], "seconds": 1.0}]}
+    f = stage_floor_seconds(r)
+    assert f["perplexity (dense)"] == pytest.approx(60 * 46 / 100)
+    assert f["perplexity (pruned)"] == pytest.approx(60 * (20 + 6) / 100)  # blocks 2, 3 and the head
+    assert f["confirmation windows"] == pytest.approx(40 * 46 / 100 + 40 * 6 / 100)  # dense, then the head alone
+    assert "random floor" not in f
+    md = stage_markdown({"a": r})
+    assert "| perplexity (dense) | 40 | 40 | " in md and f"| {40 / (60 * 46 / 100):.2f} |" in md
+    r.perplexity_reuse["stored_blocks"] = []  # block 1's states not kept: lorp's set runs from block 0
+    assert stage_floor_seconds(r)["perplexity (pruned)"] == pytest.approx(60 * 36 / 100)

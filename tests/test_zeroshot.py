@@ -105,15 +105,19 @@ def test_trimmed_logits_give_plain_hflm_loglikelihoods_and_accuracies(smollm2):
     from lorp.evaluate.zeroshot import TrimmedHFLM
 
     reqs, owner = _requests()
-    trimmed = _hflm(TrimmedHFLM, smollm2.model, smollm2.tokenizer)
+    trimmed = _hflm(TrimmedHFLM, smollm2.model, smollm2.tokenizer, share_context=False)
     got = trimmed.loglikelihood(reqs)
     want = _hflm(HFLM, smollm2.model, smollm2.tokenizer).loglikelihood(_requests()[0])
     # 12 distinct inputs in 3 batches of mixed lengths; the one holding the 1-token context "Dogs" reads every
     # position (inplen - contlen = 0), so it runs in full
     assert trimmed.trimmed_calls >= 2 and trimmed.trimmed_calls + trimmed.full_calls >= 3
-    assert max(abs(a[0] - b[0]) for a, b in zip(got, want)) <= 1e-5
-    assert [g for _, g in got] == [g for _, g in want]
-    assert _accuracy([ll for ll, _ in got], owner) == _accuracy([ll for ll, _ in want], owner)
+    shared = _hflm(TrimmedHFLM, smollm2.model, smollm2.tokenizer)
+    each = shared.loglikelihood(_requests()[0])
+    assert shared.shared_contexts == len(ITEMS) and shared.trimmed_calls == shared.full_calls == 0
+    for answers in (got, each):  # summed log-likelihoods of up to 9 tokens: 1e-5 relative (float32 rounding)
+        assert max(abs(a[0] - b[0]) / max(1.0, abs(b[0])) for a, b in zip(answers, want)) <= 1e-5
+        assert [g for _, g in answers] == [g for _, g in want]
+        assert _accuracy([ll for ll, _ in answers], owner) == _accuracy([ll for ll, _ in want], owner)
 
 
 def test_the_first_read_position_covers_every_row():
@@ -184,3 +188,43 @@ def test_chance_is_uniform_guessing_or_the_majority_label_on_the_evaluated_items
 def _rows(task, split):
     path = cache_dir() / "zeroshot" / "data" / f"{task}.{split}.jsonl"
     return [json.loads(line) for line in path.open(encoding="utf-8")]
+
+
+def _token_requests(seed: int = 0, vocab: int = 40):
+    """lm-eval loglikelihood requests as token ids: contexts of 1 to 20 tokens, each with 1 to 4 continuations."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for length in (1, 2, 5, 9, 14, 20):
+        context = rng.integers(2, vocab, size=length).tolist()
+        for _ in range(int(rng.integers(1, 5))):
+            continuation = rng.integers(2, vocab, size=int(rng.integers(1, 7))).tolist()
+            out.append((("", ""), context, continuation))
+    rng.shuffle(out)
+    return out
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3_text", "qwen2", "gpt2"])
+@pytest.mark.parametrize("removed", [(), (1,)])
+def test_a_shared_context_gives_the_full_forwards_loglikelihoods(arch, removed):
+    """Each context run once from its KV cache = lm-eval's plain full forward of context + continuation, to 1e-5.
+
+    Gemma 3's tiny model has an 8-token sliding window, shorter than the longest inputs here.
+    """
+    from lm_eval.models.huggingface import HFLM
+
+    from lorp.evaluate.zeroshot import TrimmedHFLM
+    from lorp.model.pruning import remove_blocks
+    from lorp.testing import make_tiny_model, make_word_tokenizer
+
+    model = remove_blocks(make_tiny_model(arch, num_blocks=4, vocab_size=64), removed)
+    tokenizer = make_word_tokenizer([f"w{i}" for i in range(60)])
+    requests = _token_requests()
+    shared = _hflm(TrimmedHFLM, model, tokenizer)
+    got = shared._loglikelihood_tokens(requests, disable_tqdm=True)
+    want = _hflm(HFLM, model, tokenizer)._loglikelihood_tokens(requests, disable_tqdm=True)
+    assert shared.shared_contexts == 6 and shared.trimmed_calls == shared.full_calls == 0
+    assert max(abs(a[0] - b[0]) for a, b in zip(got, want)) <= 1e-5
+    assert [g for _, g in got] == [g for _, g in want]
+    unshared = _hflm(TrimmedHFLM, model, tokenizer, share_context=False)
+    alone = unshared._loglikelihood_tokens(requests, disable_tqdm=True)
+    assert unshared.shared_contexts == 0 and max(abs(a[0] - b[0]) for a, b in zip(alone, want)) <= 1e-5

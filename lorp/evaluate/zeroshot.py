@@ -18,6 +18,8 @@ Speed (scores unchanged):
 * :class:`TrimmedHFLM` applies the LM head only at the positions lm-eval reads
   (the continuation tokens), not at every position of every request; with a
   262k-token vocabulary the head dominates the cost of a loglikelihood request.
+* It runs each item's context once for all its answer choices, from the KV cache
+  (log-likelihoods equal to float32 rounding, 1e-5 relative checked in the tests).
 * lm-eval's :class:`~lm_eval.tasks.TaskManager` (which indexes the thousands of
   task YAMLs shipped with lm-eval, seconds per construction) and the built task
   objects are kept per process, keyed by the task files they were built from.
@@ -227,6 +229,7 @@ def _trimmed_hflm() -> type:
     if _TRIMMED_HFLM is not None:
         return _TRIMMED_HFLM
     import torch
+    import torch.nn.functional as F
     from lm_eval.models.huggingface import HFLM
 
     class TrimmedHFLM(HFLM):
@@ -252,23 +255,114 @@ def _trimmed_hflm() -> type:
         request (e.g. lm-eval's batch-size probe), when the model's ``forward`` has no
         ``logits_to_keep`` parameter, for seq2seq models, or with ``trim=False``.
 
+        Shared contexts: the requests of one multiple-choice item share their context
+        (lm-eval builds one request per answer choice), so with ``share_context`` the
+        context runs once and each choice continues from its KV cache
+        (:meth:`shared_context_loglikelihoods`). That path needs a KV-cache parameter
+        in the model's ``forward`` (:meth:`cache_parameter`); a request lm-eval would truncate from the
+        left (longer than the model's context) takes the trimmed path above.
+
         Args:
-            trim: apply the trimming (``False``: behave exactly like ``HFLM``).
+            trim: apply the trimming (``False``: behave exactly like ``HFLM``, no context sharing).
+            share_context: run each distinct context once (only with ``trim``).
             *args, **kwargs: ``HFLM``'s.
         Attributes:
             trimmed_calls, full_calls: model calls made trimmed / in full (counters).
+            shared_contexts: contexts run once for their continuations (counter).
         """
 
-        def __init__(self, *args, trim: bool = True, **kwargs):
+        def __init__(self, *args, trim: bool = True, share_context: bool = True, **kwargs):
             super().__init__(*args, **kwargs)
             self.trim = trim
+            self.share_context = share_context
             self.trimmed_calls = 0
             self.full_calls = 0
+            self.shared_contexts = 0
             self._cont_lens: dict[tuple[int, ...], int] = {}
             self._input_lens: set[int] = set()
             self._accepts_keep: bool | None = None
+            self._accepts_cache: bool | None = None
+
+        def _forward_parameters(self) -> Any:
+            try:
+                return inspect.signature(self.model.forward).parameters
+            except (TypeError, ValueError):
+                return {}
+
+        def cache_parameter(self) -> str | None:
+            """The name of the KV-cache parameter of the model's ``forward`` (``cache`` in transformers 5,
+            ``past_key_values`` before); ``None`` when it has neither (checked once)."""
+            if self._accepts_cache is None:
+                params = self._forward_parameters()
+                self._accepts_cache = next((n for n in ("cache", "past_key_values") if n in params), "")
+            return self._accepts_cache or None
 
         def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
+            if not (self.trim and self.share_context and self.backend == "causal" and self.cache_parameter()):
+                return self._trimmed_loglikelihood_tokens(requests, disable_tqdm, override_bs)
+            groups: dict[tuple[int, ...], list[int]] = {}
+            alone = []
+            for i, (_, context_enc, continuation_enc) in enumerate(requests):
+                if len(context_enc) + len(continuation_enc) > self.max_length + 1:
+                    alone.append(i)  # lm-eval truncates it from the left: its own path
+                else:
+                    groups.setdefault(tuple(context_enc), []).append(i)
+            out: list[Any] = [None] * len(requests)
+            if alone:
+                for i, answer in zip(alone, self._trimmed_loglikelihood_tokens([requests[i] for i in alone],
+                                                                             disable_tqdm, override_bs)):
+                    out[i] = answer
+            for context, members in groups.items():
+                answers = self.shared_context_loglikelihoods(list(context), [requests[i][2] for i in members])
+                for i, answer in zip(members, answers):
+                    out[i] = answer
+                    self.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
+            return out
+
+        @torch.inference_mode()
+        def shared_context_loglikelihoods(self, context: list[int], continuations: list[list[int]]
+                                          ) -> list[tuple[float, bool]]:
+            """``(log-likelihood, is_greedy)`` of each continuation after one context, the context run once.
+
+            The tokens before the context's last one run once, keeping their keys and values
+            (the KV cache); each continuation then runs from that cache, as the context's last
+            token followed by its own tokens but the last, one batch row per continuation,
+            right-padded (a causal model never attends to later padding). The log-likelihood
+            sums ``log_softmax`` (lm-eval's softmax dtype) at the continuation tokens, as lm-eval's
+            ``_loglikelihood_tokens`` does, and ``is_greedy`` says the argmax is each
+            continuation token. Same values as the full forward of context + continuation to
+            float32 rounding (tests check 1e-5, relative to the
+            summed log-likelihood).
+
+            Args:
+                context: token ids, at least one.
+                continuations: token ids each, at least one.
+            Returns:
+                one ``(float, bool)`` per continuation, in order.
+            """
+            device = self.device
+            past = None
+            if len(context) > 1:
+                prefix = torch.tensor([context[:-1]], dtype=torch.long, device=device)
+                out = self.model(prefix, use_cache=True, logits_to_keep=1)
+                past = getattr(out, "cache", None) or out.past_key_values
+                if len(continuations) > 1:
+                    past.batch_repeat_interleave(len(continuations))
+            width = max(len(c) for c in continuations)
+            rows = [[context[-1], *c[:-1]] + [0] * (width - len(c)) for c in continuations]
+            kwargs = {self.cache_parameter(): past, "use_cache": True} if past is not None else {"use_cache": False}
+            logits = self.model(torch.tensor(rows, dtype=torch.long, device=device), **kwargs).logits
+            logprobs = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
+            self.shared_contexts += 1
+            answers = []
+            for row, cont in zip(logprobs, continuations):
+                target = torch.tensor(cont, dtype=torch.long, device=device)
+                picked = row[: len(cont)]
+                answers.append((float(picked.gather(1, target[:, None]).sum()),
+                                bool((picked.argmax(dim=-1) == target).all())))
+            return answers
+
+        def _trimmed_loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
             lens: dict[tuple[int, ...], int] = {}
             if self.trim and self.backend == "causal":
                 for _, context_enc, continuation_enc in requests:
@@ -283,11 +377,7 @@ def _trimmed_hflm() -> type:
         def accepts_logits_to_keep(self) -> bool:
             """Whether the model's ``forward`` names a ``logits_to_keep`` parameter (checked once)."""
             if self._accepts_keep is None:
-                try:
-                    params = inspect.signature(self.model.forward).parameters
-                except (TypeError, ValueError):
-                    params = {}
-                self._accepts_keep = "logits_to_keep" in params
+                self._accepts_keep = "logits_to_keep" in self._forward_parameters()
             return self._accepts_keep
 
         def first_read_position(self, inps: torch.Tensor) -> int | None:
@@ -347,7 +437,8 @@ def __getattr__(name: str):
 
 
 def zero_shot(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, *, limit: int | None = None, seed: int = 0,
-              batch_size: int = 8, hub: bool = False, trim_logits: bool = True) -> dict[str, Any]:
+              batch_size: int = 8, hub: bool = False, trim_logits: bool = True,
+              share_context: bool = True) -> dict[str, Any]:
     """Zero-shot accuracy of an in-memory model on lm-eval tasks.
 
     Args:
@@ -358,6 +449,9 @@ def zero_shot(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, *, limit: 
         hub: use lm-eval's own tasks and the Hugging Face hub instead of the local copies.
         trim_logits: apply the LM head only where lm-eval reads the logits (:class:`TrimmedHFLM`;
             same scores, faster); ``False``: lm-eval's plain ``HFLM``.
+        share_context: run each context once for all its continuations (the answer choices of an
+            item) from its KV cache (:meth:`TrimmedHFLM.shared_context_loglikelihoods`; the same
+            log-likelihoods to float rounding, faster); only with ``trim_logits``.
     Returns:
         ``{"tasks": {name: {"acc", "acc_norm", "metric", "score", "items", "split", "item_indices",
         "correct"}}, "average": mean score, "limit", "seed", "source", "not_available": {...}}``;
@@ -396,7 +490,8 @@ def zero_shot(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, *, limit: 
         manager = task_manager(include)
         task_specs = _local_tasks(include, list(names.values()))
     lm = _trimmed_hflm()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
-                         device=str(input_device(model)), trim=trim_logits)
+                         device=str(input_device(model)), trim=trim_logits,
+                         share_context=share_context)
     out = lm_eval.simple_evaluate(model=lm, tasks=task_specs, task_manager=manager, num_fewshot=0,
                                   samples=samples or None, limit=limit if hub else None, random_seed=seed,
                                   log_samples=True, bootstrap_iters=0)

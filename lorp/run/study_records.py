@@ -118,7 +118,8 @@ class SweepRecord:
         context: model, calibration and S.
         dense: the dense model's evaluation (zero-shot and speed when any cell is detailed).
         dense_flops_per_token: FLOPs per token of the dense model.
-        perplexity_reuse: ``{"enabled", "stored_blocks"}`` of the dense-state reuse.
+        perplexity_reuse: ``{"enabled", "stored_blocks"}`` of the dense-state reuse, and ``"floor"``
+            (:func:`lorp.evaluate.floor.floor_record`; absent in records written before it existed).
         versions, git_commit: provenance of the code that computed it.
         attribution: the single-block removal profile (:class:`Attribution`), ``None`` when the sweep
             did not ask for it or was written before it existed.

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..builtins.baselines import block_influence
 from ..errors import ConfigError, UnknownNameError
+from ..evaluate.floor import floor_record
 from ..evaluate.perplexity import Perplexity, SweepPerplexity, single_removal_nll
 from ..evaluate.speed import decode_speed, flops_per_token
 from ..evaluate.zeroshot import zero_shot
@@ -345,6 +346,9 @@ class CellWorker:
     def dense(self, firsts: Iterable[int], settings: EvalSettings | None) -> tuple[Evaluation, dict[str, Any], int]:
         """The dense model's evaluation, the perplexity-reuse record and the dense FLOPs per token.
 
+        The reuse record ``{"enabled", "stored_blocks", "floor"}`` also carries what the perplexity
+        stages' floor needs (:func:`lorp.evaluate.floor.floor_record`, the matmul rate measured here).
+
         The dense perplexity pass keeps the hidden states entering the blocks in
         ``firsts`` (first removed block of each cell). Zero-shot accuracy and speed
         are measured when ``settings`` asks for them.
@@ -358,7 +362,9 @@ class CellWorker:
         ctx = self.context()
         ev = Evaluation((), {c: Perplexity(**v) for c, v in scorer.dense.items()}, ctx.parameters, zs, speed,
                         time.perf_counter() - t, stages)
-        return (ev, {"enabled": scorer.reuse, "stored_blocks": scorer.stored_blocks},
+        window = next(iter(self.windows.values())).shape[-1]
+        return (ev, {"enabled": scorer.reuse, "stored_blocks": scorer.stored_blocks,
+                     "floor": floor_record(self.load().model, window, self.registry)},
                 flops_per_token(self.load().model, self.registry))
 
     def evaluate(self, removed: Sequence[int], settings: EvalSettings, firsts: Iterable[int] = ()) -> Evaluation:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..evaluate.floor import variant_flops
 from ..run.study_records import StudyResult, as_study
 
 STAGES = ("load model", "calibration pass", "selection", "SLEB selection", "attribution profile", "perplexity (dense)",
@@ -82,26 +83,71 @@ def stage_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
     return out
 
 
+FLOOR_STAGES = ("perplexity (dense)", "perplexity (pruned)", "confirmation windows", "random floor")
+
+
+def stage_floor_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
+    """The floor of each perplexity stage of one model's study, seconds: its FLOPs / the recorded matmul rate.
+
+    FLOPs per :func:`lorp.evaluate.floor.variant_flops`: the dense pass over the screening windows;
+    every cell that computed its own perplexity (reused evaluations cost nothing), restarting from
+    its first removed block where the dense states entering it were kept; each confirmation row on
+    its windows (dense once, each set from its first removed block); each random draw. Keys: the
+    stages of :data:`FLOOR_STAGES` that ran. Empty for records written before the floor was kept
+    (``perplexity_reuse["floor"]``).
+    """
+    r = as_study(results)
+    reuse = r.perplexity_reuse or {}
+    floor = reuse.get("floor")
+    if not floor:
+        return {}
+    per_block, head, rate = floor["block_flops"], float(floor["head_flops"]), float(floor["matmul_flops_per_s"])
+    enabled, stored = bool(reuse.get("enabled")), set(reuse.get("stored_blocks") or [])
+    screening = sum(int(v["windows"]) * int(v["window_tokens"]) for v in (r.evaluation or {}).values())
+
+    def seconds(tokens: int, removed=(), restart: bool = enabled) -> float:
+        return variant_flops(per_block, head, tokens, removed, restart) / rate
+
+    out = {"perplexity (dense)": seconds(screening)}
+    out["perplexity (pruned)"] = sum(
+        seconds(screening, c.pruned, enabled and min(c.pruned) in stored) for c in r.all_cells
+        if c.pruned and float((c.seconds or {}).get("evaluation_perplexity", 0.0)) > 0 and not c.evaluation_reused)
+    conf = r.confirmation or {}
+    if conf.get("dense"):
+        tokens = int(conf["windows"]) * int(conf["seq_len"]) * len(conf["dense"].get("perplexity") or {})
+        out["confirmation windows"] = seconds(tokens) + sum(seconds(tokens, e["pruned"]) for e in conf.get("cells", []))
+    draws = (r.random_floor or {}).get("draws", [])
+    if draws:
+        out["random floor"] = sum(seconds(screening, d["pruned"]) for d in draws)
+    return out
+
+
 def stage_markdown(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
     """Markdown table: seconds per stage (rows) for each model and in total (columns), each stage's share of the
-    whole (per-method perplexity rows: their share, already inside "perplexity (pruned)"), then their sum (the time
+    whole (per-method perplexity rows: their share, already inside "perplexity (pruned)") and, for the perplexity
+    stages, the measured time over its floor (:func:`stage_floor_seconds`, summed over the models that recorded
+    one; "–" where none is defined), then their sum (the time
     the numbers took to compute) and the wall time of the notebook run that wrote the report, which is much
     shorter when that run reused finished cells."""
     per = {name: stage_seconds(r) for name, r in studies.items()}
+    floors = {name: stage_floor_seconds(r) for name, r in studies.items()}
     names = list(per)
     rows = list(STAGES) + sorted({k for v in per.values() for k in v if k.startswith("perplexity: ")})
     computed = [sum(v for k, v in per[n].items() if not k.startswith("perplexity: ")) for n in names]
     whole = sum(computed)
-    lines = ["| stage | " + " | ".join(names) + " | total | share |", "|---|" + "---:|" * (len(names) + 2)]
+    lines = ["| stage | " + " | ".join(names) + " | total | share | × floor |", "|---|" + "---:|" * (len(names) + 3)]
     for stage in rows:
         vals = [per[n].get(stage, 0.0) for n in names]
         label = f"  {stage}" if stage.startswith("perplexity: ") else stage
         share = f"{100 * sum(vals) / whole:.0f} %" if whole else "–"
-        lines.append(f"| {label} | " + " | ".join(f"{v:.0f}" for v in vals) + f" | {sum(vals):.0f} | {share} |")
+        with_floor = [n for n in names if floors[n].get(stage)]
+        ratio = (f"{sum(per[n][stage] for n in with_floor) / sum(floors[n][stage] for n in with_floor):.2f}"
+                 if with_floor else "–")
+        lines.append(f"| {label} | " + " | ".join(f"{v:.0f}" for v in vals) + f" | {sum(vals):.0f} | {share} | {ratio} |")
     walls = [float(as_study(studies[n]).wall_time_s or 0.0) for n in names]
     lines.append("| **to compute** (the stages above) | " + " | ".join(f"**{w:.0f}**" for w in computed)
-                 + f" | **{whole:.0f}** | 100 % |")
+                 + f" | **{whole:.0f}** | 100 % | |")
     lines.append("| wall time of the run that wrote this report (short when it reused finished cells) | "
                  + " | ".join(f"{w:.0f}" for w in walls)
-                 + f" | {sum(walls):.0f} | |")
+                 + f" | {sum(walls):.0f} | | |")
     return "\n".join(lines) + "\n"
