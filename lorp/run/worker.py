@@ -362,10 +362,9 @@ class CellWorker:
         ctx = self.context()
         ev = Evaluation((), {c: Perplexity(**v) for c, v in scorer.dense.items()}, ctx.parameters, zs, speed,
                         time.perf_counter() - t, stages)
-        window = next(iter(self.windows.values())).shape[-1]
+        model, window = self.load().model, next(iter(self.windows.values())).shape[-1]
         return (ev, {"enabled": scorer.reuse, "stored_blocks": scorer.stored_blocks,
-                     "floor": floor_record(self.load().model, window, self.registry)},
-                flops_per_token(self.load().model, self.registry))
+                     "floor": floor_record(model, window, self.registry)}, flops_per_token(model, self.registry))
 
     def evaluate(self, removed: Sequence[int], settings: EvalSettings, firsts: Iterable[int] = ()) -> Evaluation:
         """Evaluate the model with ``removed`` deleted: perplexity per corpus, zero-shot and speed per ``settings``.
