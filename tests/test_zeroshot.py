@@ -111,7 +111,7 @@ def test_trimmed_logits_give_plain_hflm_loglikelihoods_and_accuracies(smollm2):
     # 12 distinct inputs in 3 batches of mixed lengths; the one holding the 1-token context "Dogs" reads every
     # position (inplen - contlen = 0), so it runs in full
     assert trimmed.trimmed_calls >= 2 and trimmed.trimmed_calls + trimmed.full_calls >= 3
-    shared = _hflm(TrimmedHFLM, smollm2.model, smollm2.tokenizer)
+    shared = _hflm(TrimmedHFLM, smollm2.model, smollm2.tokenizer, share_context=True)
     each = shared.loglikelihood(_requests()[0])
     assert shared.shared_contexts == len(ITEMS) and shared.trimmed_calls == shared.full_calls == 0
     for answers in (got, each):  # summed log-likelihoods of up to 9 tokens: 1e-5 relative (float32 rounding)
@@ -219,7 +219,7 @@ def test_a_shared_context_gives_the_full_forwards_loglikelihoods(arch, removed):
     model = remove_blocks(make_tiny_model(arch, num_blocks=4, vocab_size=64), removed)
     tokenizer = make_word_tokenizer([f"w{i}" for i in range(60)])
     requests = _token_requests()
-    shared = _hflm(TrimmedHFLM, model, tokenizer)
+    shared = _hflm(TrimmedHFLM, model, tokenizer, share_context=True)
     got = shared._loglikelihood_tokens(requests, disable_tqdm=True)
     want = _hflm(HFLM, model, tokenizer)._loglikelihood_tokens(requests, disable_tqdm=True)
     assert shared.shared_contexts == 6 and shared.trimmed_calls == shared.full_calls == 0

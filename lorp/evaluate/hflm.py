@@ -58,7 +58,7 @@ def _trimmed_hflm() -> type:
             shared_contexts: contexts run once for their continuations (counter).
         """
 
-        def __init__(self, *args, trim: bool = True, share_context: bool = True, **kwargs):
+        def __init__(self, *args, trim: bool = True, share_context: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
             self.trim = trim
             self.share_context = share_context
