@@ -2,12 +2,18 @@
 
     python -m benchmarks.study_time --before 2398c53              # committed reports at a revision vs reports/
     python -m benchmarks.study_time --before old/reports --after reports
+    python -m benchmarks.study_time --project /tmp/smollm2-run --reference HEAD   # three-model projection
 
 Reads each model's ``results.json`` (from a folder, or from ``git show REV:reports/...``)
 and tabulates :func:`lorp.study.costs.stage_seconds` summed over models, each model's
 wall time, and SLEB's selection time as a ratio to the same model's calibration
 pass (32 x 256 tokens in the default preset). Prints Markdown; ``--out`` also
 writes it. Nothing is run: the numbers are what the reports recorded.
+
+``--project`` projects the full study from one model's measured run: each stage's seconds times
+that stage's ratio (all models / the measured model) in a reference study of every model (the
+committed reports). Stages the reference did not have borrow the ratio of the stage that does the
+same work (:data:`PROXY`); untimed notebook overhead scales with the number of models.
 """
 
 from __future__ import annotations
@@ -43,6 +49,76 @@ def load(where: str, models=MODELS) -> dict[str, StudyResult]:
     return out
 
 
+#: A stage the reference study lacks -> the reference stage doing the same kind of work, whose
+#: all-models / one-model ratio it borrows (confirmation and the random floor are perplexity over
+#: pruned sets; SLEB's check is SLEB's search; the corpus axis is calibration passes).
+PROXY = {"confirmation windows": "perplexity (pruned)", "random floor": "perplexity (pruned)",
+         "SLEB at a second token count": "SLEB selection", "calibration-corpus axis": "calibration pass",
+         "perplexity (dense)": "perplexity (pruned)"}
+#: The ablation notebook's timed parts (``ablation.json`` ``seconds``) and what their ratio comes from.
+ABLATION_PARTS = {"selectors' calibration scoring": ("selectors_selection",),
+                  "ablations' and selectors' perplexity": ("ablations_perplexity", "selectors_perplexity"),
+                  "larger calibration pass and picks": ("more_data",)}
+
+
+def _ablation_seconds(where: str, model: str) -> dict[str, float] | None:
+    path = Path(where) / model / "ablation.json"
+    if Path(where).is_dir():
+        text = path.read_text() if path.is_file() else None
+    else:
+        res = subprocess.run(["git", "show", f"{where}:reports/{model}/ablation.json"], capture_output=True, text=True)
+        text = None if res.returncode else res.stdout
+    return {k: float(v or 0.0) for k, v in json.loads(text)["seconds"].items()} if text else None
+
+
+def projection(measured: str, reference: str, model: str = "smollm2-135m") -> tuple[str, float]:
+    """Project the full study's wall seconds from ``model``'s run in ``measured`` and the per-stage model
+    ratios of ``reference`` (a reports folder or git revision holding every model of :data:`MODELS`).
+
+    Returns ``(markdown, projected seconds)``. Perplexity over pruned and dense sets share one ratio (the
+    reference's dense and pruned seconds summed), since both are forward passes over the same windows.
+    Raises ValueError when ``measured`` lacks ``model`` or ``reference`` lacks it or has no other model.
+    """
+    run = load(measured, (model,)).get(model)
+    ref = load(reference)
+    if run is None or model not in ref or len(ref) < 2:
+        raise ValueError(f"need {model}'s results.json in {measured} and every model's in {reference}")
+    n = len(ref)
+    st = stage_seconds(run)
+    rs = {m: stage_seconds(r) for m, r in ref.items()}
+
+    def ratio(stage: str) -> float:
+        keys = ("perplexity (pruned)", "perplexity (dense)") if PROXY.get(stage, stage) == "perplexity (pruned)" \
+            else (PROXY.get(stage, stage),)
+        one = sum(rs[model][k] for k in keys)
+        return sum(v[k] for v in rs.values() for k in keys) / one if one > 0 else float(n)
+
+    lines = [f"| stage | {model} (s) | × ratio | projected, {n} models (s) |", "|---|---:|---:|---:|"]
+    total = 0.0
+    for stage in STAGES:
+        if not st[stage]:
+            continue
+        r = float(n) if stage.startswith("other") else ratio(stage)
+        total += st[stage] * r
+        lines.append(f"| {stage} | {st[stage]:.0f} | {r:.2f} | {st[stage] * r:.0f} |")
+    mine, theirs = _ablation_seconds(measured, model), {m: _ablation_seconds(reference, m) for m in ref}
+    if mine:
+        timed = 0.0
+        for name, keys in ABLATION_PARTS.items():
+            x = sum(mine.get(k, 0.0) for k in keys)
+            one = sum((theirs[model] or {}).get(k, 0.0) for k in keys)
+            r = sum(sum((v or {}).get(k, 0.0) for k in keys) for v in theirs.values()) / one if one > 0 else float(n)
+            timed += x
+            total += x * r
+            lines.append(f"| ablation notebook: {name} | {x:.0f} | {r:.2f} | {x * r:.0f} |")
+        rest = max(mine.get("notebook", 0.0) - timed, 0.0)
+        total += rest * n
+        lines.append(f"| ablation notebook: the rest (confirmation of our selector, figures, start-up) | {rest:.0f} | "
+                     f"{n:.2f} | {rest * n:.0f} |")
+    lines.append(f"| **projected study** | | | **{total:.0f}** ({total / 60:.0f} min) |")
+    return "\n".join(lines) + "\n", total
+
+
 def sleb_ratio(stages: dict[str, float]) -> float | None:
     """SLEB's selection seconds / the calibration pass seconds of one model's :func:`stage_seconds` (``None``
     without SLEB)."""
@@ -72,12 +148,17 @@ def table(before: dict[str, StudyResult], after: dict[str, StudyResult]) -> str:
 
 
 @click.command()
-@click.option("--before", required=True, help="reports folder or git revision of the 'before' study")
+@click.option("--before", default="", help="reports folder or git revision of the 'before' study")
 @click.option("--after", default=str(REPORTS_DIR), show_default=True, help="reports folder or git revision")
 @click.option("--out", default="", help="also write the Markdown here")
-def main(before: str, after: str, out: str) -> None:
-    """Print the per-stage time table of two default studies."""
-    md = table(load(before), load(after))
+@click.option("--project", default="", help="reports folder of one model's run to project the full study from")
+@click.option("--reference", default="HEAD", show_default=True, help="reports folder or git revision of every model")
+@click.option("--model", default="smollm2-135m", show_default=True, help="the model --project ran")
+def main(before: str, after: str, out: str, project: str, reference: str, model: str) -> None:
+    """Print the per-stage time table of two default studies, or a projection (--project)."""
+    if not before and not project:
+        raise click.UsageError("give --before (a before/after table) or --project (a projection)")
+    md = projection(project, reference, model)[0] if project else table(load(before), load(after))
     print(md)
     if out:
         from lorp.store.atomic import write_text

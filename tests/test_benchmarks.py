@@ -61,6 +61,38 @@ def test_study_time_table_compares_stages_and_sleb_cost(tmp_path):
     assert "| **wall time, all models** | **100** (1.7 min) | **50** (0.8 min) | **0.50** |" in md
     assert "| smollm2-135m | 100 | 50 | 4.0 | 2.0 |" in md
 
+def test_study_time_projection_scales_each_stage_by_the_reference_ratio(tmp_path):
+    import json
+
+    from benchmarks.study_time import projection
+
+    def write(root, model, wall, sleb, calib, dense, pruned, ablation=None):
+        cells = [{"method": "sleb", "budget": 2, "pruned": [1], "perplexity": {"a": 5.0}, "mean_perplexity": 5.0,
+                  "parameters": 1, "seconds": {"selection": sleb, "evaluation": pruned,
+                                               "evaluation_perplexity": pruned},
+                  "nll_passes": {"full": 1, "partial": 2}}]
+        r = {"model": {"name": model}, "num_blocks": 4, "rls": 0.5, "k": 4, "config": {}, "cells": cells,
+             "dense": {"perplexity": {"a": 4.0}, "mean_perplexity": 4.0, "parameters": 2},
+             "compute_seconds": {"calibration": calib, "dense": dense, "dense_stages": {"perplexity": dense}},
+             "wall_time_s": wall}
+        (root / model).mkdir(parents=True)
+        (root / model / "results.json").write_text(json.dumps(r))
+        if ablation:
+            (root / model / "ablation.json").write_text(json.dumps({"seconds": ablation}))
+
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    write(ref, "smollm2-135m", 60.0, 40.0, 10.0, 2.0, 1.0, {"selectors_selection": 6.0, "notebook": 20.0})
+    write(ref, "gemma3-270m", 90.0, 40.0, 30.0, 4.0, 5.0, {"selectors_selection": 12.0, "notebook": 20.0})
+    write(run, "smollm2-135m", 30.0, 10.0, 5.0, 2.0, 1.0, {"selectors_selection": 3.0, "notebook": 10.0})
+    md, total = projection(str(run), str(ref))
+    # ratios (both models / smollm2): calibration 40/10 = 4, SLEB 80/40 = 2, perplexity (2+1+4+5)/(2+1) = 4,
+    # selectors' scoring 18/6 = 3, untimed rest x 2 models. other = 30 - (5+10+2+1) = 12.
+    assert total == pytest.approx(5 * 4 + 10 * 2 + 2 * 4 + 1 * 4 + 12 * 2 + 3 * 3 + (10 - 3) * 2)
+    assert "| calibration pass | 5 | 4.00 | 20 |" in md and "| SLEB selection | 10 | 2.00 | 20 |" in md
+    with pytest.raises(ValueError, match="every model"):
+        projection(str(run), str(run))
+
+
 @pytest.mark.parametrize("from_trace", [False, True])
 def test_allocator_growth_counts_live_tensor_bytes_exactly(from_trace):
     def transient():
