@@ -7,6 +7,11 @@ Three kinds of component drive block selection, one per pipeline stage:
 * :class:`ClusteringAlgorithm` (stage 3, eq. 7): groups the ``N`` blocks.
 * :class:`AllocationStrategy` (stage 4, eqs. 8-11): picks the blocks to remove.
 
+A fourth kind repairs the model after the blocks are chosen:
+
+* :class:`Healer`: a training-free repair of the pruned model, fitted on calibration data and
+  returned as changed weights of the kept blocks.
+
 Two more kinds tell lorp about the world around the method:
 
 * :class:`CorpusSource`: a named text corpus for calibration and perplexity.
@@ -251,4 +256,58 @@ class ModelAdapter:
     source: str = ""
 
 
-Component = SimilarityMetric | ClusteringAlgorithm | AllocationStrategy | CorpusSource | ModelAdapter
+@dataclass(frozen=True)
+class HealRequest:
+    """Everything a healer may read.
+
+    Attributes:
+        model: the **dense** model (every block present), in eval mode. A healer must not change it:
+            it returns the weights it would change (:attr:`Healer.heal`).
+        removed: sorted original indices of the blocks that will be deleted (at least one).
+        calibration: int64 token ids ``[S, T]`` of the calibration set (the same draw the selection
+            used). To hold the held-out part apart, a healer splits these rows itself (e.g. the last
+            quarter) and says so in its description.
+        attention_mask: int64 ``[S, T]``, 1 for real tokens (all ones for the bundled corpora).
+        settings: the user's settings for this healer (``{}``: its defaults).
+        seed: random seed for healers that draw.
+        registry: the plugin registry, to find the blocks of the model
+            (:func:`lorp.model.blocks.find_blocks`).
+
+    Memory: a healer must stream over the calibration rows (or over runs of removed blocks) and never
+    hold every block's hidden states for every token at once.
+    """
+
+    model: nn.Module
+    removed: tuple[int, ...]
+    calibration: torch.Tensor
+    attention_mask: torch.Tensor
+    settings: Mapping[str, object] = field(default_factory=dict)
+    seed: int = 0
+    registry: object | None = None
+
+
+@dataclass(frozen=True)
+class Healer:
+    """A named training-free repair of a pruned model.
+
+    Attributes:
+        name: registry name, e.g. ``"none"`` or ``"linear"``.
+        heal: ``heal(request) -> (weights, record)``. ``weights`` maps parameter names of the **dense**
+            model (``model.named_parameters()``) to their new float tensors, each of the parameter's own
+            shape, in kept blocks only; lorp writes them into the model and then deletes the removed
+            blocks, so the healed model stays a standard architecture. ``record`` is a JSON-able dict
+            of what the healer chose (its settings, one entry per fitted map, ...), stored with the
+            results. Raise :class:`lorp.errors.ConfigError` for settings it cannot use.
+        version: bump when the numbers change; part of cache keys.
+        description: one line for ``lorp plugins``.
+        source: paper and equation the healer implements.
+    """
+
+    name: str
+    heal: Callable[[HealRequest], tuple[Mapping[str, torch.Tensor], Mapping[str, object]]]
+    version: str = "1"
+    description: str = ""
+    source: str = ""
+
+
+Component = SimilarityMetric | ClusteringAlgorithm | AllocationStrategy | CorpusSource | ModelAdapter | Healer

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import pluggy
 
-from .components import AllocationStrategy, ClusteringAlgorithm, CorpusSource, ModelAdapter, SimilarityMetric
+from .components import AllocationStrategy, ClusteringAlgorithm, CorpusSource, Healer, ModelAdapter, SimilarityMetric
 
 PROJECT_NAME = "lorp"
 
@@ -64,6 +64,20 @@ def lorp_register_allocation_strategies(register: Callable[[AllocationStrategy],
     distinct, unprotected block indices. It raises
     :class:`lorp.errors.ConfigError` when the budget cannot be met.
     Return value: ignored.
+    """
+
+
+@hookspec
+def lorp_register_healers(register: Callable[[Healer], None]) -> None:
+    """Register training-free healers: repairs of a pruned model fitted on calibration data.
+
+    Call ``register(Healer(...))`` once per healer. Its ``heal(request)`` receives a
+    :class:`lorp.HealRequest` (the dense model, the removed blocks, the calibration token ids) and
+    returns ``(weights, record)``: new values for parameters of the dense model's kept blocks, each
+    of its parameter's shape, and a JSON-able record of what was fitted. It must not change the
+    model itself, must choose its settings on calibration data only, and must not hold every block's
+    hidden states for every token at once. lorp checks the names and shapes, writes the weights and
+    deletes the blocks. Return value: ignored. Errors: raise :class:`lorp.errors.ConfigError`.
     """
 
 

@@ -31,7 +31,8 @@ from ..paths import PLUGINS_DIR
 from ..version import __version__
 from . import hookspecs
 from .code import builtin_code, entry_point_code, local_file_code
-from .components import AllocationStrategy, ClusteringAlgorithm, Component, CorpusSource, ModelAdapter, SimilarityMetric
+from .components import (AllocationStrategy, ClusteringAlgorithm, Component, CorpusSource, Healer, ModelAdapter,
+                         SimilarityMetric)
 from .guard import describe_error, import_local_plugin, probe_plugin_imports
 
 #: Builtin plugin modules, registered through the same hooks as any plugin.
@@ -44,6 +45,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "lorp.builtins.selectors",
     "lorp.builtins.corpora",
     "lorp.builtins.adapters",
+    "lorp.builtins.healers",
 )
 
 
@@ -56,11 +58,13 @@ _KINDS: dict[type, tuple[str, str]] = {
     AllocationStrategy: ("allocation", "lorp_register_allocation_strategies"),
     CorpusSource: ("corpus", "lorp_register_corpora"),
     ModelAdapter: ("adapter", "lorp_register_model_adapters"),
+    Healer: ("healer", "lorp_register_healers"),
 }
 
 
 _KIND_LABELS = {"similarity": "similarity metric", "clustering": "clustering algorithm",
-                "allocation": "allocation strategy", "corpus": "corpus", "adapter": "model adapter"}
+                "allocation": "allocation strategy", "corpus": "corpus", "adapter": "model adapter",
+                "healer": "healer"}
 
 
 def _truthy(value: str | None) -> bool:
@@ -152,6 +156,10 @@ class Registry:
     def corpus(self, name: str) -> CorpusSource:
         """The corpus source called ``name``; :class:`UnknownNameError` if none."""
         return self._get("corpus", name)  # type: ignore[return-value]
+
+    def healer(self, name: str) -> Healer:
+        """The healer called ``name``; :class:`UnknownNameError` if none."""
+        return self._get("healer", name)  # type: ignore[return-value]
 
     def adapters(self) -> list[ModelAdapter]:
         """Model adapters in registration order (builtins first)."""
