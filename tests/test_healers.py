@@ -56,7 +56,7 @@ def test_none_is_a_builtin_healer_that_changes_nothing(lorp_registry, tiny_model
 
 
 def test_unknown_healer_names_the_known_ones(lorp_registry):
-    with pytest.raises(UnknownNameError, match="known healers: none"):
+    with pytest.raises(UnknownNameError, match="known healers: linear, none"):
         lorp_registry.healer("linaer")
 
 

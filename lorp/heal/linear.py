@@ -1,0 +1,152 @@
+"""The ``linear`` healer's maths: one least-squares map per run of removed blocks, folded into ``down_proj``.
+
+ReplaceMe (Shopkhoev et al., NeurIPS 2025, "ReplaceMe: network simplification via depth pruning and
+transformer block linearization", the least-squares form of its eq. 5) replaces a run of removed blocks
+by a linear map ``T`` ``[d, d]`` applied to the MLP output of the last kept block ``p`` before the run:
+with ``h`` the residual stream after ``p``'s attention and ``m`` its MLP output (so ``p``'s output is
+``h + m``), ``T`` is fitted so that ``h + m T`` best matches the dense residual stream after the run,
+``y``. Least squares with a ridge toward the identity (``T = I`` is "no repair"):
+
+    T(λ) = argmin ||(y − h) − m T||² + λ ||T − I||²  =  (MᵀM + λ I)⁻¹ (MᵀR + λ I),   R = y − h.
+
+``λ = α · tr(MᵀM) / d``; ``α`` is chosen on a held-out quarter of the calibration sequences (the last
+``ceil(S / 4)`` rows), then ``T`` is refitted on every row. Folding: the MLP output is
+``m = z Wᵀ`` with ``W`` the ``down_proj`` weight ``[d, d_ff]``, so ``m T = z (Tᵀ W)ᵀ`` and
+``W ← Tᵀ W`` is exact where nothing follows ``down_proj`` inside the block (Llama, Qwen2). States are
+the dense model's: every run is fitted against the dense residual stream, as in ReplaceMe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..model.blocks import find_blocks
+
+#: Ridge strengths tried, as multiples of ``tr(MᵀM) / d`` (0 is plain least squares, via lstsq).
+DEFAULT_ALPHAS = (0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def removed_runs(removed: Iterable[int]) -> list[tuple[int, int]]:
+    """Maximal runs of consecutive removed blocks, ``[(first, last), ...]`` in depth order.
+
+    >>> removed_runs([3, 4, 7, 9, 10])
+    [(3, 4), (7, 7), (9, 10)]
+    """
+    runs: list[list[int]] = []
+    for b in sorted(set(removed)):
+        if runs and b == runs[-1][1] + 1:
+            runs[-1][1] = b
+        else:
+            runs.append([b, b])
+    return [(a, b) for a, b in runs]
+
+
+@dataclass
+class RidgeStats:
+    """Sufficient statistics of one map's least squares, float64: ``MᵀM`` ``[d, d]``, ``MᵀR`` ``[d, d]``,
+    ``tr(RᵀR)`` and the token count."""
+
+    mm: np.ndarray
+    mr: np.ndarray
+    rr: float = 0.0
+    tokens: int = 0
+
+    @classmethod
+    def zeros(cls, d: int) -> RidgeStats:
+        return cls(np.zeros((d, d)), np.zeros((d, d)))
+
+    def add(self, m: torch.Tensor, r: torch.Tensor) -> None:
+        """Accumulate tokens: ``m``, ``r`` float ``[n, d]``."""
+        m64, r64 = m.detach().double().cpu(), r.detach().double().cpu()
+        self.mm += (m64.T @ m64).numpy()
+        self.mr += (m64.T @ r64).numpy()
+        self.rr += float((r64 * r64).sum())
+        self.tokens += int(m64.shape[0])
+
+    def __add__(self, other: RidgeStats) -> RidgeStats:
+        return RidgeStats(self.mm + other.mm, self.mr + other.mr, self.rr + other.rr, self.tokens + other.tokens)
+
+
+def ridge_to_identity(stats: RidgeStats, alpha: float) -> np.ndarray:
+    """``T = (MᵀM + λ I)⁻¹ (MᵀR + λ I)`` with ``λ = alpha · tr(MᵀM) / d``; float64 ``[d, d]``.
+
+    ``alpha`` 0 is least squares (``lstsq``, minimum-norm where ``MᵀM`` is singular); as ``alpha`` grows,
+    ``T`` tends to the identity.
+
+    Raises:
+        ConfigError: ``alpha`` is negative or not finite.
+    """
+    if not (np.isfinite(alpha) and alpha >= 0):
+        raise ConfigError(f"the ridge strength alpha must be a finite number >= 0, got {alpha!r}")
+    d = stats.mm.shape[0]
+    lam = alpha * float(np.trace(stats.mm)) / d
+    eye = np.eye(d)
+    if lam == 0:
+        return np.linalg.lstsq(stats.mm, stats.mr, rcond=None)[0]
+    return np.linalg.solve(stats.mm + lam * eye, stats.mr + lam * eye)
+
+
+def residual_error(stats: RidgeStats, t: np.ndarray) -> float:
+    """Mean squared error per token of ``R − M T`` from the statistics: ``(tr(RᵀR) − 2 tr(Tᵀ MᵀR) + tr(Tᵀ MᵀM T)) / n``."""
+    total = stats.rr - 2.0 * float(np.sum(t * stats.mr)) + float(np.sum(t * (stats.mm @ t)))
+    return max(total, 0.0) / max(stats.tokens, 1)
+
+
+@torch.inference_mode()
+def collect_stats(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, runs: Sequence[tuple[int, int]], *,
+                  registry=None) -> dict[tuple[int, int], RidgeStats]:
+    """One dense forward per calibration row, accumulating each run's :class:`RidgeStats`.
+
+    For run ``(a, b)`` (``a >= 1``): ``m`` is block ``a − 1``'s MLP output (its ``mlp`` module's output), ``h``
+    that block's output minus ``m``, ``y`` the residual stream entering block ``b + 1`` (the last block's
+    output when ``b`` is the last block); ``R = y − h``. Only real tokens (``mask``) count. Holds one row's
+    states for the runs' blocks at a time.
+
+    Raises:
+        ConfigError: a run starts at block 0 (nothing before it to fold into), or a block has no ``mlp``.
+    """
+    _, blocks = find_blocks(model, registry)
+    n = len(blocks)
+    if any(a == 0 for a, _ in runs):
+        raise ConfigError("a run of removed blocks starting at block 0 has no kept block before it to fold a map "
+                          "into; leave it out of the runs to heal")
+    grabbed: dict[str, torch.Tensor] = {}
+    hooks = []
+    try:
+        for a, b in runs:
+            p = a - 1
+            mlp = getattr(blocks[p], "mlp", None)
+            if mlp is None:
+                raise ConfigError(f"block {p} has no 'mlp' module; the linear healer needs one to fold into")
+            hooks.append(mlp.register_forward_hook(lambda _m, _i, out, p=p: grabbed.__setitem__(f"m{p}", out)))
+            hooks.append(blocks[p].register_forward_hook(
+                lambda _m, _i, out, p=p: grabbed.__setitem__(f"o{p}", out[0] if isinstance(out, tuple) else out)))
+            if b + 1 < n:
+                hooks.append(blocks[b + 1].register_forward_pre_hook(
+                    lambda _m, args, kwargs, b=b: grabbed.__setitem__(
+                        f"y{b}", kwargs.get("hidden_states", args[0] if args else None)), with_kwargs=True))
+            else:
+                hooks.append(blocks[n - 1].register_forward_hook(
+                    lambda _m, _i, out, b=b: grabbed.__setitem__(f"y{b}", out[0] if isinstance(out, tuple) else out)))
+        d = None
+        stats: dict[tuple[int, int], RidgeStats] = {}
+        for row in range(ids.shape[0]):
+            grabbed.clear()
+            model(input_ids=ids[row:row + 1], attention_mask=mask[row:row + 1], use_cache=False)
+            keep = mask[row].bool()
+            for a, b in runs:
+                m = grabbed[f"m{a - 1}"][0][keep].float()
+                h = grabbed[f"o{a - 1}"][0][keep].float() - m
+                y = grabbed[f"y{b}"][0][keep].float()
+                d = d or m.shape[-1]
+                stats.setdefault((a, b), RidgeStats.zeros(m.shape[-1])).add(m, y - h)
+    finally:
+        for h in hooks:
+            h.remove()
+    return stats

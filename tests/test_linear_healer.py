@@ -1,0 +1,120 @@
+"""The linear healer (ReplaceMe's least-squares map): its closed form, its ridge, its exact fold."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import lorp
+from lorp.errors import ConfigError
+from lorp.heal.fit import apply_healing, fit_healer
+from lorp.heal.linear import RidgeStats, collect_stats, removed_runs, residual_error, ridge_to_identity
+from lorp.model.blocks import find_blocks
+from lorp.model.pruning import remove_blocks
+
+
+def stats_of(m, r):
+    s = RidgeStats.zeros(m.shape[1])
+    s.add(torch.as_tensor(m), torch.as_tensor(r))
+    return s
+
+
+def test_removed_runs_are_maximal_and_in_depth_order():
+    assert removed_runs([10, 3, 4, 7, 9]) == [(3, 4), (7, 7), (9, 10)]
+    assert removed_runs([]) == []
+
+
+def test_one_dimensional_ridge_by_hand():
+    # M = [1, 2], R = [2, 4]: MᵀM = 5, MᵀR = 10, λ = α·5, T = (10 + λ) / (5 + λ)
+    s = stats_of(np.array([[1.0], [2.0]]), np.array([[2.0], [4.0]]))
+    assert ridge_to_identity(s, 0.0)[0, 0] == pytest.approx(2.0)
+    assert ridge_to_identity(s, 1.0)[0, 0] == pytest.approx(15 / 10)
+    assert ridge_to_identity(s, 3.0)[0, 0] == pytest.approx(25 / 20)
+    # error of T = 1: R − M = [1, 2], mean square 5 / 2
+    assert residual_error(s, np.eye(1)) == pytest.approx(2.5)
+    with pytest.raises(ConfigError, match="alpha must be a finite number >= 0"):
+        ridge_to_identity(s, -1.0)
+
+
+def test_closed_form_recovers_a_known_map_and_the_ridge_pulls_toward_identity():
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(400, 6))
+    true = rng.normal(size=(6, 6))
+    s = stats_of(m, m @ true)
+    assert np.allclose(ridge_to_identity(s, 0.0), true, atol=1e-8)
+    assert residual_error(s, ridge_to_identity(s, 0.0)) == pytest.approx(0.0, abs=1e-10)
+    distances = [np.linalg.norm(ridge_to_identity(s, a) - np.eye(6)) for a in (0.0, 0.01, 0.1, 1.0, 10.0, 1e6)]
+    assert all(x > y for x, y in zip(distances, distances[1:]))
+    assert distances[-1] < 1e-4
+    r = m @ true + 0.1 * rng.normal(size=(400, 6))
+    direct = np.mean(np.sum((r - m @ np.eye(6)) ** 2, axis=1))
+    assert residual_error(stats_of(m, r), np.eye(6)) == pytest.approx(direct, rel=1e-10)
+
+
+def calibration(rows=8, tokens=12):
+    ids = torch.randint(0, 128, (rows, tokens), generator=torch.Generator().manual_seed(1))
+    return ids, torch.ones_like(ids)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_the_folded_model_equals_the_map_applied_explicitly(lorp_registry, tiny_model, arch):
+    dense = tiny_model(arch, 6)
+    removed = (2, 3, 5)  # runs (2, 3) folded into block 1, (5, 5), the last block, into block 4
+    ids, mask = calibration()
+    request = lorp.HealRequest(model=dense, removed=removed, calibration=ids, attention_mask=mask,
+                               settings={"alpha": 0.01}, registry=lorp_registry)
+    fit = fit_healer(lorp_registry.healer("linear"), request)
+    assert [m["run"] for m in fit.record["maps"]] == [[2, 3], [5, 5]]
+    assert set(fit.weights) == {"model.layers.1.mlp.down_proj.weight", "model.layers.4.mlp.down_proj.weight"}
+
+    stats = collect_stats(dense, ids, mask, [(2, 3), (5, 5)], registry=lorp_registry)
+    maps = {a - 1: torch.from_numpy(ridge_to_identity(stats[(a, b)], 0.01)).float() for a, b in [(2, 3), (5, 5)]}
+    explicit = copy.deepcopy(dense)
+    blocks = find_blocks(explicit, lorp_registry)[1]
+    for p, t in maps.items():
+        blocks[p].mlp.register_forward_hook(lambda _m, _i, out, t=t: out @ t)
+    remove_blocks(explicit, list(removed), lorp_registry)
+
+    folded = copy.deepcopy(dense)
+    apply_healing(folded, fit)
+    remove_blocks(folded, list(removed), lorp_registry)
+    probe = torch.randint(0, 128, (2, 10), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        a, b = explicit(input_ids=probe).logits, folded(input_ids=probe).logits
+        plain = remove_blocks(copy.deepcopy(dense), list(removed), lorp_registry)(input_ids=probe).logits
+    assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(a, plain, atol=1e-3)  # the map does change the pruned model
+
+
+def test_alpha_is_chosen_on_the_held_out_quarter_and_least_squares_beats_no_repair(lorp_registry, tiny_model):
+    dense = tiny_model("llama", 5)
+    ids, mask = calibration(rows=8)
+    request = lorp.HealRequest(model=dense, removed=(2,), calibration=ids, attention_mask=mask, registry=lorp_registry)
+    fit = fit_healer(lorp_registry.healer("linear"), request)
+    rec = fit.record
+    assert rec["holdout_rows"] == 2 and rec["fit_rows"] == 6
+    (one,) = rec["maps"]
+    assert str(one["alpha"]) == min(one["holdout_mse"], key=one["holdout_mse"].get)
+    assert one["tokens"] == 8 * 12 and one["block"] == 1
+    stats = collect_stats(dense, ids, mask, [(2, 2)], registry=lorp_registry)[(2, 2)]
+    d = stats.mm.shape[0]
+    assert residual_error(stats, ridge_to_identity(stats, 0.0)) <= residual_error(stats, np.eye(d))
+
+
+def test_a_run_from_block_0_stays_unhealed_and_gemma3_is_refused(lorp_registry, tiny_model):
+    dense = tiny_model("llama", 5)
+    ids, mask = calibration()
+    fit = fit_healer(lorp_registry.healer("linear"), lorp.HealRequest(
+        model=dense, removed=(0, 1, 3), calibration=ids, attention_mask=mask, settings={"alpha": 0.1},
+        registry=lorp_registry))
+    assert fit.record["unhealed_runs"] == [[0, 1]]
+    assert [m["run"] for m in fit.record["maps"]] == [[3, 3]]
+    gemma = tiny_model("gemma3_text", 4)
+    with pytest.raises(ConfigError, match="post_feedforward_layernorm"):
+        fit_healer(lorp_registry.healer("linear"), lorp.HealRequest(
+            model=gemma, removed=(2,), calibration=ids, attention_mask=mask, registry=lorp_registry))
+    with pytest.raises(ConfigError, match="unknown \\['ridge'\\]"):
+        fit_healer(lorp_registry.healer("linear"), lorp.HealRequest(
+            model=dense, removed=(2,), calibration=ids, attention_mask=mask, settings={"ridge": 1},
+            registry=lorp_registry))
