@@ -22,7 +22,7 @@ HOOKS = [f for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if n
 
 def test_every_hook_is_documented_with_its_exact_signature():
     doc = (REPO_ROOT / "docs" / "plugins.md").read_text()
-    assert len(HOOKS) == 5
+    assert len(HOOKS) == 6
     for fn in HOOKS:
         params = ", ".join(f"{name}: {ann}" for name, ann in fn.__annotations__.items() if name != "return")
         signature = f"def {fn.__name__}({params}) -> {fn.__annotations__['return']}:"
