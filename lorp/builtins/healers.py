@@ -73,7 +73,7 @@ def linear_healing(request: HealRequest) -> tuple[dict[str, torch.Tensor], dict]
         t0 = time.perf_counter()
         errors = {}
         if held:
-            errors = {a_: residual_error(hold[(a, b)], ridge_to_identity(fit[(a, b)], a_)) for a_ in alphas}
+            errors = {x: residual_error(hold[(a, b)], ridge_to_identity(fit[(a, b)], x)) for x in alphas}
         alpha = min(errors, key=errors.get) if errors else alphas[0]
         stats = fit[(a, b)] + hold[(a, b)] if held else fit[(a, b)]
         t = ridge_to_identity(stats, alpha)

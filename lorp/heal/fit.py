@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -99,8 +100,11 @@ def fit_healer(healer: Healer, request: HealRequest) -> HealFit:
         raise PluginError(f"healer {healer.name!r} changed the model itself ({changed[0]}); return new "
                           "weights instead")
     record = dict(record)
-    if not all(isinstance(k, str) for k in record) or not _jsonable(record):
-        raise PluginError(f"healer {healer.name!r} returned a record that is not JSON-able: {record!r:.200}")
+    try:
+        json.dumps(record)
+    except (TypeError, ValueError) as err:
+        raise PluginError(f"healer {healer.name!r} returned a record that is not JSON-able ({err}): "
+                          f"{record!r:.200}") from None
     return HealFit(healer=healer.name, weights=checked, record=record, seconds=seconds)
 
 
@@ -117,14 +121,6 @@ def _fingerprint(model: nn.Module) -> dict[str, tuple[float, float]]:
     """Per parameter: float64 sum and sum of squares, to see that a healer left the model untouched
     without copying its weights (an in-place change that keeps both is not caught)."""
     return {n: (float(p.double().sum()), float(p.double().square().sum())) for n, p in model.named_parameters()}
-
-
-def _jsonable(x: Any) -> bool:
-    if isinstance(x, Mapping):
-        return all(isinstance(k, str) and _jsonable(v) for k, v in x.items())
-    if isinstance(x, (list, tuple)):
-        return all(_jsonable(v) for v in x)
-    return x is None or isinstance(x, (str, int, float, bool))
 
 
 __all__ = ["HealFit", "apply_healing", "check_removed", "fit_healer"]

@@ -104,49 +104,43 @@ def collect_stats(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, runs:
     """One dense forward per calibration row, accumulating each run's :class:`RidgeStats`.
 
     For run ``(a, b)`` (``a >= 1``): ``m`` is block ``a − 1``'s MLP output (its ``mlp`` module's output), ``h``
-    that block's output minus ``m``, ``y`` the residual stream entering block ``b + 1`` (the last block's
-    output when ``b`` is the last block); ``R = y − h``. Only real tokens (``mask``) count. Holds one row's
+    that block's output minus ``m``, ``y`` the output of block ``b`` in the dense model (the residual stream
+    entering block ``b + 1``, or the last block's output); ``R = y − h``. Only real tokens (``mask``) count. Holds one row's
     states for the runs' blocks at a time.
 
     Raises:
         ConfigError: a run starts at block 0 (nothing before it to fold into), or a block has no ``mlp``.
     """
     _, blocks = find_blocks(model, registry)
-    n = len(blocks)
     if any(a == 0 for a, _ in runs):
         raise ConfigError("a run of removed blocks starting at block 0 has no kept block before it to fold a map "
                           "into; leave it out of the runs to heal")
     grabbed: dict[str, torch.Tensor] = {}
+
+    def keep(key: str):
+        """A forward hook storing a module's output (a block's first output when it returns a tuple)."""
+        return lambda _m, _i, out: grabbed.__setitem__(key, out[0] if isinstance(out, tuple) else out)
+
     hooks = []
     try:
         for a, b in runs:
-            p = a - 1
-            mlp = getattr(blocks[p], "mlp", None)
+            mlp = getattr(blocks[a - 1], "mlp", None)
             if mlp is None:
-                raise ConfigError(f"block {p} has no 'mlp' module; the linear healer needs one to fold into")
-            hooks.append(mlp.register_forward_hook(lambda _m, _i, out, p=p: grabbed.__setitem__(f"m{p}", out)))
-            hooks.append(blocks[p].register_forward_hook(
-                lambda _m, _i, out, p=p: grabbed.__setitem__(f"o{p}", out[0] if isinstance(out, tuple) else out)))
-            if b + 1 < n:
-                hooks.append(blocks[b + 1].register_forward_pre_hook(
-                    lambda _m, args, kwargs, b=b: grabbed.__setitem__(
-                        f"y{b}", kwargs.get("hidden_states", args[0] if args else None)), with_kwargs=True))
-            else:
-                hooks.append(blocks[n - 1].register_forward_hook(
-                    lambda _m, _i, out, b=b: grabbed.__setitem__(f"y{b}", out[0] if isinstance(out, tuple) else out)))
-        d = None
+                raise ConfigError(f"block {a - 1} has no 'mlp' module; the linear healer needs one to fold into")
+            hooks += [mlp.register_forward_hook(keep(f"m{a}")),  # m: the kept block's MLP output
+                      blocks[a - 1].register_forward_hook(keep(f"o{a}")),  # h + m: the kept block's output
+                      blocks[b].register_forward_hook(keep(f"y{a}"))]  # y: the dense stream after the run
         stats: dict[tuple[int, int], RidgeStats] = {}
         for row in range(ids.shape[0]):
             grabbed.clear()
             model(input_ids=ids[row:row + 1], attention_mask=mask[row:row + 1], use_cache=False)
-            keep = mask[row].bool()
+            real = mask[row].bool()
             for a, b in runs:
-                m = grabbed[f"m{a - 1}"][0][keep].float()
-                h = grabbed[f"o{a - 1}"][0][keep].float() - m
-                y = grabbed[f"y{b}"][0][keep].float()
-                d = d or m.shape[-1]
+                m = grabbed[f"m{a}"][0][real].float()
+                h = grabbed[f"o{a}"][0][real].float() - m
+                y = grabbed[f"y{a}"][0][real].float()
                 stats.setdefault((a, b), RidgeStats.zeros(m.shape[-1])).add(m, y - h)
     finally:
-        for h in hooks:
-            h.remove()
+        for hook in hooks:
+            hook.remove()
     return stats
