@@ -116,7 +116,8 @@ def run_options(fn):
     return fn
 
 
-def _config(budget=1, allocation=_D["allocation"], save_model=True, tasks="", limit=None, **kw):
+def _config(budget=1, allocation=_D["allocation"], save_model=True, tasks="", limit=None, heal="none", heal_settings=None,
+            **kw):
     from .run.pipeline import PruneConfig
 
     return PruneConfig(
@@ -128,6 +129,7 @@ def _config(budget=1, allocation=_D["allocation"], save_model=True, tasks="", li
         save_model=save_model, device=kw["device"], use_cache=not kw["no_cache"], sleb_samples=kw["sleb_samples"],
         sleb_tokens=kw["sleb_tokens"], batch_size=kw["batch_size"],
         zero_shot_tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()), zero_shot_limit=limit,
+        heal=heal, heal_settings=dict(heal_settings or {}),
     )
 
 
@@ -141,13 +143,19 @@ def _config(budget=1, allocation=_D["allocation"], save_model=True, tasks="", li
 @click.option("--no-save-model", is_flag=True, help="do not write the pruned model folder")
 @click.option("--tasks", default="", help="zero-shot tasks before/after pruning, e.g. arc_easy,piqa ('' for none)")
 @click.option("--limit", type=int, default=None, help="items per zero-shot task, drawn with --seed (default: all)")
+@click.option("--heal", default=_D["heal"], show_default=True,
+              help="healer plugin fitted on the calibration set before the blocks are deleted (lorp plugins lists them)")
+@click.option("--heal-setting", "heal_setting", multiple=True, metavar="KEY=VALUE",
+              help="a healer setting, VALUE read as JSON (repeatable), e.g. --heal-setting alpha=0.01")
 @_handle_errors
-def prune(budget, allocation, out, no_save_model, tasks, limit, **kw):
-    """Select blocks (LoRP by default), remove them, and write the pruned model and results.json."""
+def prune(budget, allocation, out, no_save_model, tasks, limit, heal, heal_setting, **kw):
+    """Select blocks (LoRP by default), remove them (optionally healed), and write the pruned model and results.json."""
+    from .run.healing import parse_heal_settings
     from .run.prune import run_prune
     from .study.runner import report_name
 
-    config = _config(budget=budget, allocation=allocation, save_model=not no_save_model, tasks=tasks, limit=limit, **kw)
+    config = _config(budget=budget, allocation=allocation, save_model=not no_save_model, tasks=tasks, limit=limit,
+                     heal=heal, heal_settings=parse_heal_settings(heal_setting), **kw)
     out = out or Path("runs") / f"{report_name(config.model)}-{allocation}-b{budget}"
     run = run_prune(config, out_dir=out)
     _print_run(run.results, allocation)
@@ -160,6 +168,11 @@ def _print_run(r, allocation):
     for name, before in r["perplexity"]["before"].items():
         after = r["perplexity"]["after"][name]
         click.echo(f"perplexity {name}: {before['perplexity']:.2f} -> {after['perplexity']:.2f} ({before['tokens']} tokens)")
+    if r.get("healing"):
+        h = r["healing"]
+        click.echo(f"healer {h['healer']} (fitted in {h['fit_seconds']:.1f} s): perplexity unhealed -> healed " + ", ".join(
+            f"{c} {h['perplexity']['unhealed'][c]['perplexity']:.2f} -> {v['perplexity']:.2f}"
+            for c, v in h["perplexity"]["healed"].items()))
     if r.get("zero_shot"):
         zb, za = r["zero_shot"]["before"], r["zero_shot"]["after"]
         for task, v in zb["tasks"].items():
@@ -210,6 +223,10 @@ def eval_(pruned_from, budget, allocation, tasks, limit, out, **kw):
             model_spec, pruned = str(results["config"]["model"]), [int(b) for b in results["pruned"]]
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{pruned_from} is not a lorp results.json ({type(exc).__name__}: {exc})") from None
+        if results.get("healing"):
+            raise ConfigError(f"{pruned_from} is a healed run (healer {results['healing'].get('healer')!r}): deleting "
+                              "its blocks from the dense model would skip the healing; rerun `lorp prune --heal ... "
+                              "--tasks ...` to evaluate it")
     else:
         results, model_spec, pruned = None, config.model, []
     loaded = load_model(model_spec, device=config.device)

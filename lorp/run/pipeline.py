@@ -6,7 +6,7 @@ The cells (:mod:`lorp.run.cells`) and ``lorp prune`` (:mod:`lorp.run.prune`) bui
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,9 @@ class PruneConfig:
         zero_shot_tasks: lm-eval tasks for zero-shot accuracy before and after
             pruning (empty: none; see :mod:`lorp.evaluate.zeroshot`).
         zero_shot_limit: items per zero-shot task, drawn with ``seed`` (``None``: all).
+        heal: healer plugin fitted before the blocks are deleted (``lorp prune`` only; ``"none"``: no repair;
+            see :mod:`lorp.heal`).
+        heal_settings: that healer's settings (``{}``: its defaults).
     """
 
     model: str = DEFAULT_MODEL
@@ -85,6 +88,8 @@ class PruneConfig:
     sleb_tokens: int = 0
     zero_shot_tasks: tuple[str, ...] = ()
     zero_shot_limit: int | None = None
+    heal: str = "none"
+    heal_settings: Mapping[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values that cannot work, before any heavy work."""
@@ -97,7 +102,7 @@ class PruneConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
         check_seed(self.seed)
-        for name in ("model", "calibration", "similarity", "clustering", "allocation", "device"):
+        for name in ("model", "calibration", "similarity", "clustering", "allocation", "device", "heal"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ConfigError(f"{name} must be a non-empty name, got {getattr(self, name)!r}")
         if isinstance(self.sleb_tokens, bool) or not isinstance(self.sleb_tokens, int) or not \

@@ -26,6 +26,7 @@ from ..store.atomic import check_output_location, staged_dir, write_json
 from ..store.cache import check_cache_writable
 from .pipeline import PruneConfig, block_metric
 from .provenance import git_commit, machine, package_versions
+from .healing import HealedRun, check_heal, heal_run, healing_record
 from .records import PRUNE_SCHEMA, CellSpec, EvalSettings
 from .worker import CellWorker
 
@@ -72,9 +73,10 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     One cell (:class:`lorp.run.worker.CellWorker`, the same code a sweep runs) plus
     saving the pruned model. Steps: load model -> calibration pass (similarity S,
     eqs. 3-4, cached on disk) -> RLS and K (eqs. 5-6) -> clusters (eq. 7) ->
-    allocation (eqs. 8-11) -> perplexity of the dense model -> remove blocks ->
-    perplexity of the pruned model. ``results.json`` is tagged
-    ``"schema": "lorp.prune"``.
+    allocation (eqs. 8-11) -> perplexity of the dense model -> perplexity of the pruned
+    model -> (with ``config.heal``) fit the healer on the same calibration draw, write
+    its weights, perplexity of the healed pruned model (:mod:`lorp.run.healing`) ->
+    remove blocks. ``results.json`` is tagged ``"schema": "lorp.prune"``.
 
     Output (when ``out_dir`` is given), written atomically: ``results.json``,
     ``similarity.npy`` (float64 ``[N, N]``) and, with ``save_model``, ``model/``
@@ -115,10 +117,14 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     timings["evaluation_dense_s"] = dense.seconds
     after = worker.evaluate(selection.pruned, settings)
     timings["evaluation_pruned_s"] = after.seconds
+    healed = None
+    if config.heal != "none":  # the last step on the dense model: its prefix states no longer hold after it
+        healed = heal_run(worker, config, selection.pruned, settings)
+        timings["heal_fit_s"], timings["evaluation_healed_s"] = healed.fit.seconds, healed.evaluation_seconds
     remove_blocks(model, selection.pruned, registry)
     timings["total_s"] = time.perf_counter() - start
     results = _prune_record(config, loaded, ctx, calib_meta, selection, (dense, after), _count_parameters(model),
-                            timings, registry, strategy)
+                            timings, registry, strategy, healed)
     run = RunResult(results, out_dir, ctx.similarity, model, tokenizer)
     if out_dir is not None:
         with staged_dir(out_dir) as stage:
@@ -143,6 +149,7 @@ def _checked_worker(config: PruneConfig, out_dir: str | Path | None, registry: R
     config.check_against_model()
     registry = registry or load_registry()
     block_metric(registry, config.similarity)
+    check_heal(registry, config.heal, config.heal_settings)
     strategy = registry.allocation(config.allocation)
     if strategy.needs_model:
         config.check_sleb_samples(f"method {config.allocation}")
@@ -153,23 +160,32 @@ def _checked_worker(config: PruneConfig, out_dir: str | Path | None, registry: R
 
 def _prune_record(config: PruneConfig, loaded: Any, ctx: Any, calib_meta: dict[str, Any], selection: Any,
                   evaluations: tuple[Any, Any], params_after: int, timings: dict[str, float], registry: Registry,
-                  strategy: AllocationStrategy) -> dict[str, Any]:
-    """``results.json`` of ``lorp prune`` (``"schema": "lorp.prune"``): settings, S, the selection, before/after."""
+                  strategy: AllocationStrategy, healed: HealedRun | None = None) -> dict[str, Any]:
+    """``results.json`` of ``lorp prune`` (``"schema": "lorp.prune"``): settings, S, the selection, before/after.
+
+    ``"after"`` (perplexity, zero-shot) describes the saved model: the healed one when a healer ran, whose
+    ``"healing"`` entry then holds the unhealed and healed numbers side by side
+    (:func:`lorp.run.healing.healing_record`); ``"healing"`` is ``None`` without a healer.
+    """
     dense, after = evaluations
+    final = healed if healed is not None else after
     params_before = ctx.parameters
     ppl_before = {c: asdict(v) for c, v in dense.perplexity.items()}
-    ppl_after = {c: asdict(v) for c, v in after.perplexity.items()}
+    ppl_after = {c: asdict(v) for c, v in final.perplexity.items()}
     acc_before = asdict(dense.zero_shot) if dense.zero_shot is not None else None
-    acc_after = asdict(after.zero_shot) if after.zero_shot is not None else None
+    acc_after = asdict(final.zero_shot) if final.zero_shot is not None else None
 
     used = {"similarity": registry.provenance("similarity", config.similarity),
             "allocation": registry.provenance("allocation", config.allocation)}
     if strategy.uses_clusters:
         used["clustering"] = registry.provenance("clustering", config.clustering)
+    if healed is not None:
+        used["healer"] = registry.provenance("healer", config.heal)
     return {
         "schema": PRUNE_SCHEMA, "version": 1,
         "model": {"spec": config.model, "name": loaded.name, "source": loaded.source.kind, **loaded.info},
-        "config": {**asdict(config), "eval_corpora": list(config.eval_corpora), "protected": list(config.protected)},
+        "config": {**asdict(config), "eval_corpora": list(config.eval_corpora), "protected": list(config.protected),
+                   "heal_settings": dict(config.heal_settings)},
         "calibration": {"corpus": config.calibration, "source": ctx.calibration["source"], "num_samples": config.num_samples,
                         "seq_len": config.seq_len, "seed": config.seed, **calib_meta},
         "num_blocks": selection.num_blocks,
@@ -189,6 +205,7 @@ def _prune_record(config: PruneConfig, loaded: Any, ctx: Any, calib_meta: dict[s
                        "eval_seq_len": config.eval_seq_len, "eval_tokens_limit": config.eval_tokens,
                        "sources": dict(ctx.eval_sources)},
         "zero_shot": {"before": acc_before, "after": acc_after} if config.zero_shot_tasks else None,
+        "healing": healing_record(healed, after, used["healer"]) if healed is not None else None,
         "timings": timings,
         "plugins": used,
         "plugins_loaded": [asdict(p) for p in registry.plugins],

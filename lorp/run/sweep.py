@@ -135,7 +135,7 @@ class SweepConfig:
 def _shared_settings(base: PruneConfig) -> dict[str, Any]:
     """The settings every cell shares, JSON-ready (per-cell fields left out)."""
     shared = json.loads(json.dumps(asdict(base), default=list))
-    for per_cell in ("budget", "allocation", "save_model", "progress", "use_cache"):
+    for per_cell in ("budget", "allocation", "save_model", "progress", "use_cache", "heal", "heal_settings"):
         shared.pop(per_cell)
     return shared
 

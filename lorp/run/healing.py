@@ -1,0 +1,138 @@
+"""Healing one pruned run: fit a healer on the run's calibration draw, write its weights, evaluate the result.
+
+What ``lorp prune --heal NAME`` adds to a run (:func:`lorp.run.prune.run_prune`): the healer (a
+:class:`lorp.Healer` plugin, :mod:`lorp.heal`) is fitted on the dense model with the same calibration
+sequences the selection used, its checked weights are written into the loaded model, and the healed
+pruned model is evaluated with plain perplexity (no dense prefix states: the healed blocks change the
+stream) and, when asked, zero-shot accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+from ..evaluate.perplexity import Perplexity, perplexity
+from ..evaluate.zeroshot import zero_shot
+from ..heal.fit import HealFit, apply_healing, fit_healer
+from ..model.data import calibration_samples, load_corpus
+from ..model.pruning import blocks_removed
+from ..plugins.components import HealRequest
+from .records import EvalSettings, ZeroShot
+
+
+@dataclass
+class HealedRun:
+    """A healed run: the checked fit and the healed pruned model's evaluation.
+
+    Attributes:
+        fit: the healer's checked output (:class:`lorp.heal.fit.HealFit`: weights, record, fit seconds).
+        settings: the healer settings the run asked for (``{}``: the healer's defaults).
+        perplexity: ``{corpus: Perplexity}`` of the healed pruned model, on the run's evaluation windows.
+        zero_shot: its zero-shot accuracy (``None`` when the run asks for no tasks).
+        evaluation_seconds: wall time of that evaluation.
+    """
+
+    fit: HealFit
+    settings: dict[str, Any]
+    perplexity: dict[str, Perplexity]
+    zero_shot: ZeroShot | None
+    evaluation_seconds: float
+
+
+def parse_heal_settings(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["alpha=0.1", "alphas=[0, 0.01]"]`` -> ``{"alpha": 0.1, "alphas": [0, 0.01]}``: each value read as JSON,
+    else kept as text.
+
+    Raises:
+        ConfigError: an entry without ``=``, an empty key, or a key given twice.
+    """
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = str(pair).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"a healer setting is KEY=VALUE (e.g. --heal-setting alpha=0.01), got {pair!r}")
+        if key in settings:
+            raise ConfigError(f"healer setting {key!r} is given twice")
+        try:
+            settings[key] = json.loads(text)
+        except ValueError:
+            settings[key] = text.strip()
+    return settings
+
+
+def check_heal(registry: Any, name: str, settings: Mapping[str, Any]) -> None:
+    """Before the model loads: the healer exists and its settings are a JSON-able mapping.
+
+    Raises:
+        UnknownNameError: no healer called ``name`` (the message lists the registered ones).
+        ConfigError: settings that are not a mapping of names to JSON values, or settings for ``none``.
+    """
+    registry.healer(name)
+    if not isinstance(settings, Mapping) or not all(isinstance(k, str) for k in settings):
+        raise ConfigError(f"healer settings must map names to values, got {settings!r}")
+    try:
+        json.dumps(dict(settings))
+    except (TypeError, ValueError):
+        raise ConfigError(f"healer settings must be JSON values (numbers, text, lists), got {settings!r}") from None
+    if name == "none" and settings:
+        raise ConfigError(f"healer settings {sorted(settings)} were given, but no healer was chosen; add --heal NAME")
+
+
+def heal_run(worker: Any, config: Any, removed: Sequence[int], settings: EvalSettings) -> HealedRun:
+    """Fit ``config.heal`` on the worker's dense model, write its weights into that model, evaluate it pruned.
+
+    Calibration: ``config.num_samples`` × ``config.seq_len`` tokens of ``config.calibration`` drawn with
+    ``config.seed`` (:func:`lorp.model.data.calibration_samples`), the draw the selection used. The healed
+    model is evaluated with ``removed`` deleted temporarily (:func:`lorp.model.pruning.blocks_removed`):
+    perplexity on the run's windows, zero-shot per ``settings``.
+
+    Afterwards the worker's model holds the healed weights with every block still present; its dense
+    prefix states no longer describe it, so call this after the worker's last unhealed evaluation.
+
+    Raises:
+        ConfigError, PluginError: as :func:`lorp.heal.fit.fit_healer`; the model is unchanged then.
+    """
+    loaded, registry = worker.load(), worker.registry
+    ids = calibration_samples(loaded.tokenizer, load_corpus(config.calibration, registry), config.num_samples,
+                              config.seq_len, config.seed)
+    request = HealRequest(model=loaded.model, removed=tuple(sorted(int(b) for b in removed)), calibration=ids,
+                          attention_mask=torch.ones_like(ids), settings=dict(config.heal_settings), seed=config.seed,
+                          registry=registry)
+    fit = fit_healer(registry.healer(config.heal), request)
+    apply_healing(loaded.model, fit)
+    t = time.perf_counter()
+    zs = None
+    with blocks_removed(loaded.model, list(removed), registry) as model:
+        ppl = {name: perplexity(model, windows, batch_size=config.batch_size, progress=config.progress,
+                                desc=f"perplexity healed {name}")
+               for name, windows in worker.windows.items()}
+        if settings.zero_shot_tasks:
+            zs = ZeroShot.from_dict(zero_shot(model, loaded.tokenizer, settings.zero_shot_tasks,
+                                              limit=settings.zero_shot_limit, seed=settings.zero_shot_seed))
+    return HealedRun(fit, dict(config.heal_settings), ppl, zs, time.perf_counter() - t)
+
+
+def healing_record(healed: HealedRun, unhealed: Any, provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """``results.json``'s ``"healing"`` entry: the healer, its settings and record, the fit time, and the
+    pruned model's perplexity (and zero-shot accuracy) unhealed and healed."""
+    fit = healed.fit
+    return {
+        "healer": fit.healer, "settings": healed.settings, "plugin": dict(provenance), "record": fit.record,
+        "fit_seconds": fit.seconds, "evaluation_seconds": healed.evaluation_seconds,
+        "perplexity": {"unhealed": {c: asdict(v) for c, v in unhealed.perplexity.items()},
+                       "healed": {c: asdict(v) for c, v in healed.perplexity.items()}},
+        "zero_shot": None if healed.zero_shot is None else {
+            "unhealed": asdict(unhealed.zero_shot) if unhealed.zero_shot is not None else None,
+            "healed": asdict(healed.zero_shot)},
+    }
+
+
+__all__ = ["HealedRun", "check_heal", "heal_run", "healing_record", "parse_heal_settings"]
