@@ -10,6 +10,7 @@ import lorp
 from lorp.errors import ConfigError
 from lorp.heal.fit import apply_healing, fit_healer
 from lorp.heal.linear import RidgeStats, collect_stats, removed_runs, residual_error, ridge_to_identity
+from lorp.heal.norm_fold import conjugated_map, folded_branch
 from lorp.model.blocks import find_blocks
 from lorp.model.pruning import remove_blocks
 
@@ -102,7 +103,7 @@ def test_alpha_is_chosen_on_the_held_out_quarter_and_least_squares_beats_no_repa
     assert residual_error(stats, ridge_to_identity(stats, 0.0)) <= residual_error(stats, np.eye(d))
 
 
-def test_a_run_from_block_0_stays_unhealed_and_gemma3_is_refused(lorp_registry, tiny_model):
+def test_a_run_from_block_0_stays_unhealed(lorp_registry, tiny_model):
     dense = tiny_model("llama", 5)
     ids, mask = calibration()
     fit = fit_healer(lorp_registry.healer("linear"), lorp.HealRequest(
@@ -110,11 +111,74 @@ def test_a_run_from_block_0_stays_unhealed_and_gemma3_is_refused(lorp_registry, 
         registry=lorp_registry))
     assert fit.record["unhealed_runs"] == [[0, 1]]
     assert [m["run"] for m in fit.record["maps"]] == [[3, 3]]
-    gemma = tiny_model("gemma3_text", 4)
-    with pytest.raises(ConfigError, match="post_feedforward_layernorm"):
-        fit_healer(lorp_registry.healer("linear"), lorp.HealRequest(
-            model=gemma, removed=(2,), calibration=ids, attention_mask=mask, registry=lorp_registry))
+    assert fit.record["maps"][0]["fold"] == {"kind": "exact"}
     with pytest.raises(ConfigError, match="unknown \\['ridge'\\]"):
         fit_healer(lorp_registry.healer("linear"), lorp.HealRequest(
             model=dense, removed=(2,), calibration=ids, attention_mask=mask, settings={"ridge": 1},
             registry=lorp_registry))
+
+
+def rms(x, eps):
+    return torch.sqrt(x.double().pow(2).mean(-1, keepdim=True) + eps)
+
+
+def test_gemma3_fold_is_the_map_times_the_stated_per_token_scalar(lorp_registry, tiny_model):
+    """Gemma 3 normalises after its MLP: the folded branch is c · (m T) · rms(u) / rms(u A) (lorp.heal.norm_fold)."""
+    dense = tiny_model("gemma3_text", 5)
+    with torch.no_grad():  # a gain that is not all ones, so that A = diag(γ) T diag(γ)⁻¹ differs from T
+        gen = torch.Generator().manual_seed(3)
+        for p in dense.parameters():
+            if p.ndim == 1:
+                p.normal_(0, 0.3, generator=gen)
+    ids, mask = calibration()
+    fit = fit_healer(lorp_registry.healer("linear"), lorp.HealRequest(
+        model=dense, removed=(2,), calibration=ids, attention_mask=mask, settings={"alpha": 0.01},
+        registry=lorp_registry))
+    (entry,) = fit.record["maps"]
+    fold = entry["fold"]
+    assert fold["kind"] == "post-norm, scaled" and fold["scale"] > 0
+    assert set(fit.weights) == {"model.layers.1.mlp.down_proj.weight", "model.layers.1.post_feedforward_layernorm.weight"}
+    # the fitted folded branch is at least as close to the target as no repair, and its cost is recorded
+    assert fold["mse_folded"] <= fold["mse_identity"] and fold["mse_explicit"] <= fold["mse_identity"]
+
+    stats = collect_stats(dense, ids, mask, [(2, 2)], registry=lorp_registry)[(2, 2)]
+    t = torch.from_numpy(ridge_to_identity(stats, 0.01))
+    block = find_blocks(dense, lorp_registry)[1][1]
+    gamma = 1 + block.post_feedforward_layernorm.weight.detach().double()
+    a = gamma[:, None] * t / gamma[None, :]
+    eps = block.post_feedforward_layernorm.eps
+    stated = copy.deepcopy(dense)
+    grabbed = {}
+    sb = find_blocks(stated, lorp_registry)[1][1]
+    sb.mlp.register_forward_hook(lambda _m, _i, out: grabbed.__setitem__("u", out))
+
+    def scaled_map(_m, _i, out):
+        u = grabbed["u"].double()
+        return (fold["scale"] * (out.double() @ t) * rms(u, eps) / rms(u @ a, eps)).to(out.dtype)
+    sb.post_feedforward_layernorm.register_forward_hook(scaled_map)
+    remove_blocks(stated, [2], lorp_registry)
+    folded = copy.deepcopy(dense)
+    apply_healing(folded, fit)
+    remove_blocks(folded, [2], lorp_registry)
+    test_ids = torch.randint(0, 128, (2, 10), generator=torch.Generator().manual_seed(4))
+    explicit = copy.deepcopy(dense)  # the map itself, m ↦ m T, which no weight of this block can hold
+    find_blocks(explicit, lorp_registry)[1][1].post_feedforward_layernorm.register_forward_hook(
+        lambda _m, _i, out: (out.double() @ t).to(out.dtype))
+    remove_blocks(explicit, [2], lorp_registry)
+    with torch.no_grad():
+        got = folded(input_ids=test_ids).logits
+        torch.testing.assert_close(got, stated(input_ids=test_ids).logits, rtol=1e-5, atol=1e-5)
+        assert (got - explicit(input_ids=test_ids).logits).abs().max() > 1e-4  # the approximation is real
+
+
+def test_the_norm_fold_is_exact_for_a_scaled_identity():
+    gamma = torch.tensor([0.5, 2.0, -1.5, 1.0], dtype=torch.float64)
+    u = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    m = u * torch.rsqrt(u.pow(2).mean(-1, keepdim=True) + 1e-6) * gamma
+    a, g = conjugated_map(3.0 * np.eye(4), gamma - 1)
+    np.testing.assert_allclose(a, 3.0 * np.eye(4))
+    # T = 3 I: the fold with c = 3 gives 3 m up to the norm's epsilon
+    torch.testing.assert_close(3.0 * folded_branch(u, torch.from_numpy(a), torch.from_numpy(g), 1e-6), 3.0 * m,
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="gain .* is zero"):
+        conjugated_map(np.eye(4), torch.tensor([0.0, -1.0, 0.0, 0.0]))

@@ -129,7 +129,7 @@ def test_bad_heal_input_gives_one_clear_error_and_writes_nothing(tiny_run, tmp_p
     registry = load_registry(PluginSettings(autoload=True, plugin_dirs=(tmp_path / "plugins",)))
     assert "wrong-shape" in registry.components["healer"]
     cases = [
-        ({"heal": "linaer"}, UnknownNameError, "known healers: linear, none, wrong-shape"),
+        ({"heal": "linaer"}, UnknownNameError, "known healers: linear, none, sequential, wrong-shape"),
         ({"heal": "none", "heal_settings": {"alpha": 1}}, ConfigError, "no healer was chosen"),
         ({"heal_settings": {"alpha": -1.0}}, ConfigError, "alpha"),
         ({"heal_settings": {"ridge": 1.0}}, ConfigError, "unknown"),

@@ -10,6 +10,8 @@ import torch
 
 from ..errors import ConfigError
 from ..heal.linear import DEFAULT_ALPHAS, collect_stats, removed_runs, residual_error, ridge_to_identity
+from ..heal.norm_fold import conjugated_map, fold_scale_stats
+from ..heal.sequential import collect_run_stats
 from ..model.blocks import find_blocks
 from ..plugins.components import Healer, HealRequest
 from ..plugins.hookspecs import hookimpl
@@ -24,7 +26,7 @@ def no_healing(request: HealRequest) -> tuple[dict, dict]:
 
 def linear_healing(request: HealRequest) -> tuple[dict[str, torch.Tensor], dict]:
     """ReplaceMe's least-squares map per maximal run of removed blocks, folded into ``down_proj``
-    (:mod:`lorp.heal.linear`).
+    (:mod:`lorp.heal.linear`); every run is fitted against the dense stream, independently.
 
     Settings: ``alpha`` (a fixed ridge strength, multiples of ``tr(MᵀM)/d``; default: chosen per map on the
     held-out quarter of the calibration rows among ``alphas``), ``alphas`` (the grid, default
@@ -37,55 +39,105 @@ def linear_healing(request: HealRequest) -> tuple[dict[str, torch.Tensor], dict]
         the tokens and the solve seconds.
     Raises:
         ConfigError: an unknown setting, a bad alpha, fewer than 2 calibration rows when alpha is to be chosen,
-            or a block with a norm after its MLP (Gemma 3's ``post_feedforward_layernorm``), where this fold
-            is not exact.
+            or a post-MLP norm gain that is zero in some channel.
+
+    Gemma 3 (``post_feedforward_layernorm``): the map is fitted on the normalised MLP branch and folded as
+    :mod:`lorp.heal.norm_fold` states (not exact: one scalar per token; the record's ``"fold"`` gives the
+    mean squared error of the explicit and the folded branch on the calibration rows).
     """
-    unknown = set(request.settings) - {"alpha", "alphas"}
-    if unknown:
-        raise ConfigError(f"healer 'linear' takes the settings alpha and alphas, got unknown {sorted(unknown)}")
-    fixed = request.settings.get("alpha")
-    alphas = tuple(float(a) for a in request.settings.get("alphas", DEFAULT_ALPHAS)) if fixed is None \
-        else (float(fixed),)
-    if not alphas or not all(math.isfinite(a) and a >= 0 for a in alphas):
-        raise ConfigError(f"alphas must be finite numbers >= 0, got {alphas}")
-    model, registry = request.model, request.registry
-    _, blocks = find_blocks(model, registry)
+    plan = _MapPlan(request, "linear")
+    fit = collect_stats(request.model, *plan.fit_rows, plan.healed, registry=request.registry) if plan.healed else {}
+    hold = collect_stats(request.model, *plan.held_rows, plan.healed, registry=request.registry) \
+        if plan.healed and plan.held else {}
+    for run in plan.healed:
+        plan.solve(run, fit[run], hold.get(run))
+    return plan.weights, plan.record()
+
+
+def sequential_healing(request: HealRequest) -> tuple[dict[str, torch.Tensor], dict]:
+    """ReplaceMe's maps fitted in depth order on the partially pruned, healed model (:mod:`lorp.heal.sequential`,
+    our design): run ``j``'s map sees the stream after runs ``1..j−1`` are deleted and their maps folded in, and
+    is fitted toward the dense stream after run ``j``. The first run's map equals ``linear``'s.
+
+    Settings, record, the block-0 rule and errors: as :func:`linear_healing`; the record adds ``"sequential":
+    true``. Cost: about one ``linear`` capture per run.
+    """
+    plan = _MapPlan(request, "sequential")
+    earlier: list[int] = []
     runs = removed_runs(request.removed)
-    healed = [(a, b) for a, b in runs if a > 0]
-    for a, _ in healed:
-        if hasattr(blocks[a - 1], "post_feedforward_layernorm"):
-            raise ConfigError(f"block {a - 1} normalises after its MLP (post_feedforward_layernorm, Gemma 3): "
-                              "folding a map into down_proj is not exact there; the linear healer does not "
-                              "support this architecture yet")
-    ids, mask = request.calibration, request.attention_mask
-    rows = int(ids.shape[0])
-    held = 0 if len(alphas) == 1 else math.ceil(rows / 4)
-    if held and rows < 2:
-        raise ConfigError("choosing alpha needs at least 2 calibration sequences (a quarter held out); "
-                          "give more or fix alpha")
-    fit = collect_stats(model, ids[:rows - held], mask[:rows - held], healed, registry=registry) if healed else {}
-    hold = collect_stats(model, ids[rows - held:], mask[rows - held:], healed, registry=registry) \
-        if healed and held else {}
-    names = {id(p): n for n, p in model.named_parameters()}
-    weights: dict[str, torch.Tensor] = {}
-    maps = []
-    for a, b in healed:
+    for run in runs:
+        if run in plan.healed:
+            kw = dict(earlier=earlier, healed=plan.weights, registry=request.registry)
+            fit = collect_run_stats(request.model, *plan.fit_rows, run, **kw)
+            hold = collect_run_stats(request.model, *plan.held_rows, run, **kw) if plan.held else None
+            plan.solve(run, fit, hold, earlier, dict(plan.weights))
+        earlier += range(run[0], run[1] + 1)
+    return plan.weights, {**plan.record(), "sequential": True}
+
+
+class _MapPlan:
+    """What the two least-squares healers share: settings, the held-out split, the alpha choice and the fold."""
+
+    def __init__(self, request: HealRequest, name: str):
+        unknown = set(request.settings) - {"alpha", "alphas"}
+        if unknown:
+            raise ConfigError(f"healer {name!r} takes the settings alpha and alphas, got unknown {sorted(unknown)}")
+        fixed = request.settings.get("alpha")
+        alphas = tuple(float(a) for a in request.settings.get("alphas", DEFAULT_ALPHAS)) if fixed is None \
+            else (float(fixed),)
+        if not alphas or not all(math.isfinite(a) and a >= 0 for a in alphas):
+            raise ConfigError(f"alphas must be finite numbers >= 0, got {alphas}")
+        self.alphas, self.model = alphas, request.model
+        _, self.blocks = find_blocks(request.model, request.registry)
+        self.runs = removed_runs(request.removed)
+        self.healed = [(a, b) for a, b in self.runs if a > 0]
+        ids, mask = request.calibration, request.attention_mask
+        rows = int(ids.shape[0])
+        self.held = 0 if len(alphas) == 1 else math.ceil(rows / 4)
+        if self.held and rows < 2:
+            raise ConfigError("choosing alpha needs at least 2 calibration sequences (a quarter held out); "
+                              "give more or fix alpha")
+        self.rows, self.all_rows, self.registry = rows, (ids, mask), request.registry
+        self.fit_rows = (ids[:rows - self.held], mask[:rows - self.held])
+        self.held_rows = (ids[rows - self.held:], mask[rows - self.held:])
+        self.names = {id(p): n for n, p in request.model.named_parameters()}
+        self.weights: dict[str, torch.Tensor] = {}
+        self.maps: list[dict] = []
+
+    def solve(self, run: tuple[int, int], fit, hold, earlier=(), healed=None) -> None:
+        """Choose alpha on ``hold`` (when held out), refit on every row, fold the map into the kept block:
+        ``W ← Tᵀ W`` (exact), or behind a post-MLP norm :mod:`lorp.heal.norm_fold`'s ``W ← Aᵀ W``, ``γ ← c γ``
+        with ``c`` fitted on every row of the model ``T`` was fitted on (``earlier`` deleted, ``healed`` written;
+        the dense model for ``linear``)."""
+        a, b = run
         t0 = time.perf_counter()
-        errors = {}
-        if held:
-            errors = {x: residual_error(hold[(a, b)], ridge_to_identity(fit[(a, b)], x)) for x in alphas}
-        alpha = min(errors, key=errors.get) if errors else alphas[0]
-        stats = fit[(a, b)] + hold[(a, b)] if held else fit[(a, b)]
+        errors = {x: residual_error(hold, ridge_to_identity(fit, x)) for x in self.alphas} if hold is not None else {}
+        alpha = min(errors, key=errors.get) if errors else self.alphas[0]
+        stats = fit + hold if hold is not None else fit
         t = ridge_to_identity(stats, alpha)
-        down = blocks[a - 1].mlp.down_proj.weight
-        weights[names[id(down)]] = torch.from_numpy(t.T @ down.detach().double().cpu().numpy()).to(down.dtype)
-        maps.append({"run": [a, b], "block": a - 1, "alpha": alpha, "tokens": stats.tokens,
-                     "holdout_mse": {str(k): v for k, v in errors.items()},
-                     "holdout_mse_identity": residual_error(hold[(a, b)], np.eye(t.shape[0])) if held else None,
-                     "solve_seconds": time.perf_counter() - t0})
-    record = {"holdout_rows": held, "fit_rows": rows - held, "alphas": list(alphas), "maps": maps,
-              "unhealed_runs": [[a, b] for a, b in runs if a == 0]}
-    return weights, record
+        solve_seconds = time.perf_counter() - t0
+        block = self.blocks[a - 1]
+        down = block.mlp.down_proj.weight
+        norm = getattr(block, "post_feedforward_layernorm", None)
+        if norm is None:
+            fold, into = {"kind": "exact"}, t
+        else:
+            into, gamma = conjugated_map(t, norm.weight)
+            scale = fold_scale_stats(self.model, *self.all_rows, run, into, gamma, float(norm.eps), earlier=earlier,
+                                     healed=healed, registry=self.registry)
+            c = scale.scale
+            self.weights[self.names[id(norm.weight)]] = torch.from_numpy(c * gamma - 1.0).to(norm.weight.dtype)
+            fold = {"kind": "post-norm, scaled", "scale": c, "mse_explicit": residual_error(stats, t),
+                    "mse_folded": scale.mse(c), "mse_identity": residual_error(stats, np.eye(t.shape[0]))}
+        self.weights[self.names[id(down)]] = torch.from_numpy(into.T @ down.detach().double().cpu().numpy()).to(down.dtype)
+        self.maps.append({"run": [a, b], "block": a - 1, "alpha": alpha, "tokens": stats.tokens,
+                          "holdout_mse": {str(k): v for k, v in errors.items()},
+                          "holdout_mse_identity": residual_error(hold, np.eye(t.shape[0])) if hold is not None else None,
+                          "solve_seconds": solve_seconds, "fold": fold})
+
+    def record(self) -> dict:
+        return {"holdout_rows": self.held, "fit_rows": self.rows - self.held, "alphas": list(self.alphas),
+                "maps": self.maps, "unhealed_runs": [[a, b] for a, b in self.runs if a == 0]}
 
 
 @hookimpl
@@ -97,3 +149,8 @@ def lorp_register_healers(register):
                     description="least-squares map per run of removed blocks, ridge toward I chosen on held-out "
                                 "calibration, folded into down_proj",
                     source="ReplaceMe (Shopkhoev et al., NeurIPS 2025), least-squares form; lorp/heal/linear.py"))
+    register(Healer(name="sequential", heal=sequential_healing, version="1",
+                    description="linear's maps fitted in depth order on the partially pruned, healed model, so "
+                                "each map also absorbs the earlier runs' drift (for LoRP's spread removals)",
+                    source="lorp's own design (lorp/heal/sequential.py): ReplaceMe's maps with the sequential "
+                           "fitting of GPTQ/SliceGPT"))

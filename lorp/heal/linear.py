@@ -12,8 +12,10 @@ with ``h`` the residual stream after ``p``'s attention and ``m`` its MLP output 
 ``λ = α · tr(MᵀM) / d``; ``α`` is chosen on a held-out quarter of the calibration sequences (the last
 ``ceil(S / 4)`` rows), then ``T`` is refitted on every row. Folding: the MLP output is
 ``m = z Wᵀ`` with ``W`` the ``down_proj`` weight ``[d, d_ff]``, so ``m T = z (Tᵀ W)ᵀ`` and
-``W ← Tᵀ W`` is exact where nothing follows ``down_proj`` inside the block (Llama, Qwen2). States are
-the dense model's: every run is fitted against the dense residual stream, as in ReplaceMe.
+``W ← Tᵀ W`` is exact where nothing follows ``down_proj`` inside the block (Llama, Qwen2); behind a
+post-MLP norm (Gemma 3) ``m`` is the norm's output and the fold is :mod:`lorp.heal.norm_fold`'s. States
+are the dense model's: every run is fitted against the dense residual stream, as in ReplaceMe
+(:mod:`lorp.heal.sequential` fits on the pruned stream instead).
 """
 
 from __future__ import annotations
@@ -27,9 +29,23 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..model.blocks import find_blocks
+from .forward import forward_until
 
 #: Ridge strengths tried, as multiples of ``tr(MᵀM) / d`` (0 is plain least squares, via lstsq).
 DEFAULT_ALPHAS = (0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def branch_output(block: nn.Module) -> nn.Module:
+    """The module whose output is the MLP branch added to the residual stream: ``post_feedforward_layernorm``
+    where the block normalises after its MLP (Gemma 3), else ``mlp`` (Llama, Qwen2).
+
+    Raises:
+        ConfigError: the block has no ``mlp`` module.
+    """
+    if getattr(block, "mlp", None) is None:
+        raise ConfigError("this block has no 'mlp' module; the linear healers need one to fold into")
+    norm = getattr(block, "post_feedforward_layernorm", None)
+    return norm if norm is not None else block.mlp
 
 
 def removed_runs(removed: Iterable[int]) -> list[tuple[int, int]]:
@@ -103,7 +119,7 @@ def collect_stats(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, runs:
                   registry=None) -> dict[tuple[int, int], RidgeStats]:
     """One dense forward per calibration row, accumulating each run's :class:`RidgeStats`.
 
-    For run ``(a, b)`` (``a >= 1``): ``m`` is block ``a − 1``'s MLP output (its ``mlp`` module's output), ``h``
+    For run ``(a, b)`` (``a >= 1``): ``m`` is block ``a − 1``'s MLP branch (:func:`branch_output`), ``h``
     that block's output minus ``m``, ``y`` the output of block ``b`` in the dense model (the residual stream
     entering block ``b + 1``, or the last block's output); ``R = y − h``. Only real tokens (``mask``) count. Holds one row's
     states for the runs' blocks at a time.
@@ -121,19 +137,19 @@ def collect_stats(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, runs:
         """A forward hook storing a module's output (a block's first output when it returns a tuple)."""
         return lambda _m, _i, out: grabbed.__setitem__(key, out[0] if isinstance(out, tuple) else out)
 
+    if not runs:
+        return {}
     hooks = []
+    last = blocks[max(b for _, b in runs)]
     try:
         for a, b in runs:
-            mlp = getattr(blocks[a - 1], "mlp", None)
-            if mlp is None:
-                raise ConfigError(f"block {a - 1} has no 'mlp' module; the linear healer needs one to fold into")
-            hooks += [mlp.register_forward_hook(keep(f"m{a}")),  # m: the kept block's MLP output
+            hooks += [branch_output(blocks[a - 1]).register_forward_hook(keep(f"m{a}")),  # m: the MLP branch
                       blocks[a - 1].register_forward_hook(keep(f"o{a}")),  # h + m: the kept block's output
                       blocks[b].register_forward_hook(keep(f"y{a}"))]  # y: the dense stream after the run
         stats: dict[tuple[int, int], RidgeStats] = {}
         for row in range(ids.shape[0]):
             grabbed.clear()
-            model(input_ids=ids[row:row + 1], attention_mask=mask[row:row + 1], use_cache=False)
+            forward_until(model, ids[row:row + 1], mask[row:row + 1], last)  # the later blocks and LM head skipped
             real = mask[row].bool()
             for a, b in runs:
                 m = grabbed[f"m{a}"][0][real].float()

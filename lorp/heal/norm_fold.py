@@ -1,0 +1,92 @@
+"""Folding a map into a block that normalises after its MLP (Gemma 3): what is exact, and what is not.
+
+Gemma 3's block adds ``m = N(u) ⊙ γ`` to the residual stream, with ``u = z Wᵀ`` the ``down_proj`` output
+``[.., d]``, ``N(u) = u / sqrt(mean(u²) + ε)`` (``post_feedforward_layernorm``) and ``γ = 1 + w`` its gain.
+A map ``T`` on that branch (``m ↦ m T``, :mod:`lorp.heal.linear`) cannot be folded exactly: the norm
+divides by the size of its own input, and no weight outside the residual stream sees ``m T``. Folding
+``A = diag(γ) T diag(γ)⁻¹`` into ``down_proj`` (``W ← Aᵀ W``) and a scalar ``c`` into the gain
+(``γ ← c γ``) gives, per token,
+
+    m' = N(u A) ⊙ c γ  =  (m T) · c · rms(u) / rms(u A)        (rms with the norm's ε),
+
+so the folded branch is the explicit map's output times one scalar per token. It is exact where
+``rms(u A) / rms(u)`` is the same for every token (``T`` a multiple of an orthogonal map conjugated by
+``diag(γ)``, e.g. ``T = s I``); otherwise the per-token factor is the approximation. ``c`` is chosen in
+closed form to minimise the folded branch's squared error against the target on the calibration rows,
+``c = Σ ⟨R, m'₁⟩ / Σ ‖m'₁‖²`` (``m'₁`` the folded branch at ``c = 1``), and both mean squared errors,
+explicit and folded, are recorded, so every healed Gemma 3 run states what the fold cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .sequential import run_states
+
+
+def conjugated_map(t: np.ndarray, gain: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, γ)``: ``A = diag(γ) T diag(γ)⁻¹`` float64 ``[d, d]`` and ``γ = 1 + w`` float64 ``[d]``, from ``T`` and
+    the norm's weight ``w``.
+
+    Raises:
+        ConfigError: some ``|γ|`` is below 1e-6 (the branch is switched off there, so ``T`` cannot be moved
+            through the gain).
+    """
+    gamma = 1.0 + gain.detach().double().cpu().numpy()
+    if np.min(np.abs(gamma)) < 1e-6:
+        raise ConfigError("the post-MLP norm's gain (1 + weight) is zero in some channel; a map cannot be moved "
+                          "through it into down_proj")
+    return gamma[:, None] * t / gamma[None, :], gamma
+
+
+@dataclass
+class FoldScale:
+    """Sums over calibration tokens of the folded branch at ``c = 1`` (``m'₁``) against the target ``R``:
+    ``⟨R, m'₁⟩``, ``‖m'₁‖²``, ``‖R‖²`` and the token count (float64)."""
+
+    rm: float = 0.0
+    mm: float = 0.0
+    rr: float = 0.0
+    tokens: int = 0
+
+    @property
+    def scale(self) -> float:
+        """The least-squares ``c`` (1 when the folded branch is zero)."""
+        return self.rm / self.mm if self.mm > 0 else 1.0
+
+    def mse(self, c: float) -> float:
+        """Mean squared error per token of ``R − c m'₁``."""
+        return max(self.rr - 2 * c * self.rm + c * c * self.mm, 0.0) / max(self.tokens, 1)
+
+
+def folded_branch(u: torch.Tensor, a: torch.Tensor, gamma: torch.Tensor, eps: float) -> torch.Tensor:
+    """``N(u A) ⊙ γ``, float64 ``[n, d]``: what the folded block adds at ``c = 1`` (as Gemma3RMSNorm computes)."""
+    ua = u.double() @ a
+    return ua * torch.rsqrt(ua.pow(2).mean(-1, keepdim=True) + eps) * gamma
+
+
+@torch.inference_mode()
+def fold_scale_stats(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, run: tuple[int, int], a: np.ndarray,
+                     gamma: np.ndarray, eps: float, *, earlier: Sequence[int] = (),
+                     healed: Mapping[str, torch.Tensor] | None = None, registry=None) -> FoldScale:
+    """:class:`FoldScale` of the map ``A`` folded into block ``run[0] − 1``, over the calibration rows, on the
+    model the map was fitted on (``earlier`` deleted and ``healed`` written, as :func:`run_states`)."""
+    out = FoldScale()
+    a_t, g_t = torch.from_numpy(a), torch.from_numpy(gamma)
+    for s in run_states(model, ids, mask, run, earlier=earlier, healed=healed, registry=registry):
+        folded = folded_branch(s["u"], a_t, g_t, eps)
+        r = (s["y"] - s["h"]).double()
+        out.rm += float((r * folded).sum())
+        out.mm += float((folded * folded).sum())
+        out.rr += float((r * r).sum())
+        out.tokens += int(r.shape[0])
+    return out
+
+
+__all__ = ["FoldScale", "conjugated_map", "fold_scale_stats", "folded_branch"]
