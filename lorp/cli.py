@@ -284,6 +284,9 @@ _R = _ray_defaults()
               "(default: --seed)")
 @click.option("--seed-methods", default="", help="comma-separated methods run at every seed; the others run at "
               "the first seed only (default, or empty: every method at every seed)")
+@click.option("--healers", default="none", show_default=True,
+              help="comma-separated healers, one cell each per (method, budget, seed): 'none' is unhealed, e.g. "
+                   "none,linear,sequential (lorp plugins lists them)")
 @run_options
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="sweep folder (default: runs/sweep-<model>); rerunning resumes it")
@@ -295,8 +298,8 @@ _R = _ray_defaults()
 @click.option("--worker-cpus", "num_cpus", type=float, default=None, help=f"CPUs per Ray worker  [default: {_R['num_cpus']:g}]")
 @click.option("--worker-gpus", "num_gpus", type=float, default=None, help=f"GPUs per Ray worker  [default: {_R['num_gpus']:g}]")
 @_handle_errors
-def sweep(methods, budgets, seeds, seed_methods, attribution, out, executor, address, num_workers, num_cpus, num_gpus,
-          **kw):
+def sweep(methods, budgets, seeds, seed_methods, healers, attribution, out, executor, address, num_workers, num_cpus,
+          num_gpus, **kw):
     """Compare methods × budgets from one calibration pass; writes table.csv/json and one file per cell."""
     from .run.executors import make_executor
     from .run.sweep import SweepConfig, run_sweep
@@ -308,14 +311,16 @@ def sweep(methods, budgets, seeds, seed_methods, attribution, out, executor, add
                          methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
                          budgets=_int_list(budgets, "--budgets"), seeds=_int_list(seeds, "--seeds"),
                          attribution=attribution,
-                         seed_methods=split_list(seed_methods, "--seed-methods") or None)
+                         seed_methods=split_list(seed_methods, "--seed-methods") or None,
+                         healers=split_list(healers, "--healers") or ("none",))
     out = out or Path("runs") / f"sweep-{report_name(config.base.model)}"
     rows = run_sweep(config, out, executor=runner)
     corpora = list(dict.fromkeys(r["corpus"] for r in rows))
     by_cell: dict = {}
     for r in rows:
-        by_cell.setdefault((r["method"], r["budget"], r.get("seed")), {})[r["corpus"]] = r
-    names = {key: key[0] if key[2] is None else f"{key[0]} s{key[2]}" for key in by_cell}
+        by_cell.setdefault((r["method"], r["budget"], r.get("seed"), r.get("healer", "none")), {})[r["corpus"]] = r
+    names = {key: key[0] + ("" if key[2] is None else f" s{key[2]}") + ("" if key[3] == "none" else f" +{key[3]}")
+             for key in by_cell}
     width = max(12, *(len(n) + 1 for n in names.values()))
     click.echo(f"{'method':<{width}}{'budget':>7}  " + "  ".join(f"{c:>16}" for c in corpora) + "  pruned")
     for key, cell in by_cell.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from ..store.atomic import write_json
@@ -30,11 +31,16 @@ class CellStore:
             (reading a finished sweep for its report).
         sources: ``{"<kind>:<name>": plugin source}`` for those notices (e.g. ``local file plugins/x.py``).
         evaluation_code: the code of the registered evaluation corpora, part of every evaluation's key.
+        healing: what every healed evaluation's key holds beside the healer: ``{"codes": {healer: code
+            string}, "calibration": {corpus, samples, seq_len}}`` (:meth:`healing_key`); a healed cell also
+            carries its healer's code.
     """
 
     def __init__(self, folder: str | Path, identity: str, codes: Mapping[str, Mapping[str, str]] | None = None,
-                 sources: Mapping[str, str] | None = None, evaluation_code: Mapping[str, str] | None = None):
+                 sources: Mapping[str, str] | None = None, evaluation_code: Mapping[str, str] | None = None,
+                 healing: Mapping[str, Any] | None = None):
         self.folder, self.identity = Path(folder), identity
+        self.healing = dict(healing or {})
         self.evaluation_code = dict(evaluation_code or {})
         self.codes = {m: dict(c) for m, c in codes.items()} if codes is not None else None
         self.sources = dict(sources or {})
@@ -52,15 +58,30 @@ class CellStore:
         cell = _read_cell(self.cell_path(spec))
         if cell is None or cell.identity != self.identity or cell.spec != spec:
             return None
-        expected = self.code_of(spec.method)
+        expected = self.code_of(spec.method, spec.healer)
         if expected is not None and cell.code != expected:
             self._tell_changed(spec.method, cell.code, expected)
             return None
         return cell
 
-    def code_of(self, method: str) -> dict[str, str] | None:
-        """The code strings cells of ``method`` must carry, ``None`` when this store does not check code."""
-        return None if self.codes is None else self.codes.get(method, {})
+    def code_of(self, method: str, healer: str = "none") -> dict[str, str] | None:
+        """The code strings cells of ``method`` (healed by ``healer``) must carry, ``None`` when this store does
+        not check code."""
+        if self.codes is None:
+            return None
+        code = dict(self.codes.get(method, {}))
+        if healer != "none":
+            code[f"healer:{healer}"] = self.healing.get("codes", {}).get(healer, "")
+        return code
+
+    def healing_key(self, spec: CellSpec) -> dict[str, Any] | None:
+        """What a healed evaluation of ``spec`` is keyed by beside the removed set and the evaluation settings:
+        the healer, its settings, its code and the calibration draw (corpus, samples, length, the cell's
+        seed); ``None`` for an unhealed cell (:func:`lorp.run.worker.evaluation_key`)."""
+        if not spec.healed:
+            return None
+        return {"healer": spec.healer, "settings": {}, "code": self.healing.get("codes", {}).get(spec.healer, ""),
+                "calibration": {**self.healing.get("calibration", {}), "seed": spec.seed}}
 
     def _tell_changed(self, method: str, stored: Mapping[str, str], expected: Mapping[str, str]) -> None:
         """One notice per changed component (or per method, for cells from before code was recorded)."""

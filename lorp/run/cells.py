@@ -94,7 +94,8 @@ def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore,
     firsts = tuple(sorted({min(s.selection.pruned) for s in selected})) if reuse_states else ()
     groups: dict[str, list[Selected]] = {}
     for s in selected:
-        key = evaluation_key(ctx.model, s.selection.pruned, s.spec.evaluation, store.evaluation_code)
+        key = evaluation_key(ctx.model, s.selection.pruned, s.spec.evaluation, store.evaluation_code,
+                             store.healing_key(s.spec))
         groups.setdefault(key, []).append(s)
     land = _Landing(store, stats, groups, start, progress)
     tasks = []
@@ -164,7 +165,8 @@ class _Landing:
             self.store.save(CellResult(s.spec, self.store.identity, s.selection, ev,
                                        {"selection": s.seconds, "evaluation": spent, "total": s.seconds + spent,
                                         **stages},
-                                       key, reused, s.nll_passes, s.plugin, self.store.code_of(s.spec.method) or {}))
+                                       key, reused, s.nll_passes, s.plugin,
+                                       self.store.code_of(s.spec.method, s.spec.healer) or {}))
             stats.cells_written += 1
             if stats.seconds_to_first_cell is None:
                 stats.seconds_to_first_cell = time.perf_counter() - self.start

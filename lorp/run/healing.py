@@ -21,10 +21,11 @@ from ..errors import ConfigError
 from ..evaluate.perplexity import Perplexity, perplexity
 from ..evaluate.zeroshot import zero_shot
 from ..heal.fit import HealFit, apply_healing, fit_healer
+from ..heal.forward import weights_written
 from ..model.data import calibration_samples, load_corpus
 from ..model.pruning import blocks_removed
 from ..plugins.components import HealRequest
-from .records import EvalSettings, ZeroShot
+from .records import EvalSettings, Evaluation, ZeroShot
 
 
 @dataclass
@@ -120,6 +121,42 @@ def heal_run(worker: Any, config: Any, removed: Sequence[int], settings: EvalSet
     return HealedRun(fit, dict(config.heal_settings), ppl, zs, time.perf_counter() - t)
 
 
+def evaluate_healed(worker: Any, removed: Sequence[int], settings: EvalSettings, healer: str, seed: int) -> Evaluation:
+    """A sweep cell's healed evaluation: the worker's model with ``removed`` deleted after ``healer`` repaired it.
+
+    The healer is fitted on the dense model with the calibration draw of run seed ``seed``
+    (``base.num_samples`` × ``base.seq_len`` tokens of ``base.calibration``,
+    :func:`lorp.model.data.calibration_samples`), its checked weights are written in for the evaluation
+    only (:func:`lorp.heal.forward.weights_written`) and restored after, so the worker's dense prefix
+    states stay valid. Perplexity is plain (the healed blocks change the stream); zero-shot accuracy and
+    decode speed as the worker measures them when ``settings`` asks. Stage seconds add ``heal_fit``.
+
+    Returns:
+        an :class:`lorp.run.records.Evaluation` with ``healing`` =
+        ``{"healer", "settings", "record", "fit_seconds", "calibration_seed"}``.
+    Raises:
+        UnknownNameError, ConfigError, PluginError: as :func:`lorp.heal.fit.fit_healer`.
+    """
+    loaded, registry, base = worker.load(), worker.registry, worker.base
+    ctx = worker.context()
+    t = time.perf_counter()
+    ids = calibration_samples(loaded.tokenizer, load_corpus(base.calibration, registry), base.num_samples,
+                              base.seq_len, int(seed))
+    fit = fit_healer(registry.healer(healer), HealRequest(
+        model=loaded.model, removed=tuple(sorted(int(b) for b in removed)), calibration=ids,
+        attention_mask=torch.ones_like(ids), seed=int(seed), registry=registry))
+    stages = {"heal_fit": time.perf_counter() - t}
+    with weights_written(loaded.model, fit.weights), blocks_removed(loaded.model, list(removed), registry) as model:
+        t0 = time.perf_counter()
+        ppl = {c: perplexity(model, w, batch_size=base.batch_size, progress=False) for c, w in worker.windows.items()}
+        stages["perplexity"] = time.perf_counter() - t0
+        zs, speed = worker._details(settings, stages) if settings.detailed else (None, None)
+    healing = {"healer": healer, "settings": {}, "record": fit.record, "fit_seconds": fit.seconds,
+               "calibration_seed": int(seed)}
+    return Evaluation(tuple(sorted(int(b) for b in removed)), ppl, ctx.parameters_without(removed), zs, speed,
+                      time.perf_counter() - t, stages, healing)
+
+
 def healing_record(healed: HealedRun, unhealed: Any, provenance: Mapping[str, Any]) -> dict[str, Any]:
     """``results.json``'s ``"healing"`` entry: the healer, its settings and record, the fit time, and the
     pruned model's perplexity (and zero-shot accuracy) unhealed and healed."""
@@ -135,4 +172,4 @@ def healing_record(healed: HealedRun, unhealed: Any, provenance: Mapping[str, An
     }
 
 
-__all__ = ["HealedRun", "check_heal", "heal_run", "healing_record", "parse_heal_settings"]
+__all__ = ["HealedRun", "check_heal", "evaluate_healed", "heal_run", "healing_record", "parse_heal_settings"]

@@ -132,6 +132,9 @@ class CellSpec:
         budget: blocks to remove (>= 1).
         seed: seed of the selection (clustering, random baselines).
         evaluation: how the pruned model is evaluated.
+        healer: the healer fitted (on the calibration draw of ``seed``) before the blocks are deleted
+            (:mod:`lorp.heal`; ``"none"``: unhealed, the default). Cells of one (method, budget, seed)
+            share one selection whatever their healer.
     """
 
     SCHEMA: ClassVar[str] = "lorp.cell_spec"
@@ -141,22 +144,30 @@ class CellSpec:
     budget: int
     seed: int
     evaluation: EvalSettings
+    healer: str = "none"
 
     @property
     def name(self) -> str:
-        """File-safe name, ``<method>-b<budget>-s<seed>``."""
-        return f"{self.method}-b{self.budget}-s{self.seed}"
+        """File-safe name, ``<method>-b<budget>-s<seed>``, plus ``-h<healer>`` for a healed cell."""
+        return f"{self.method}-b{self.budget}-s{self.seed}" + (f"-h{self.healer}" if self.healed else "")
+
+    @property
+    def healed(self) -> bool:
+        """Whether a healer other than ``none`` runs."""
+        return self.healer != "none"
 
     def to_json(self) -> dict[str, Any]:
-        """Tagged plain dict."""
+        """Tagged plain dict (``healer`` only for a healed cell, so unhealed specs read as before healing existed)."""
         return {"schema": self.SCHEMA, "version": self.VERSION, "method": self.method, "budget": self.budget,
-                "seed": self.seed, "evaluation": self.evaluation.to_json()}
+                "seed": self.seed, "evaluation": self.evaluation.to_json(),
+                **({"healer": self.healer} if self.healed else {})}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CellSpec:
         """Inverse of :meth:`to_json`; raises :class:`ConfigError` on another kind of record."""
         _check(cls, data)
-        return cls(data["method"], int(data["budget"]), int(data["seed"]), EvalSettings.from_json(data["evaluation"]))
+        return cls(data["method"], int(data["budget"]), int(data["seed"]), EvalSettings.from_json(data["evaluation"]),
+                   str(data.get("healer", "none")))
 
 
 @dataclass(frozen=True)
@@ -253,7 +264,9 @@ class Evaluation:
         speed: decode speed, or ``None``.
         seconds: wall time of this evaluation.
         stage_seconds: that wall time by stage: ``perplexity``, ``zero_shot``, ``speed`` (seconds;
-            empty in records written before it existed).
+            empty in records written before it existed), and ``heal_fit`` for a healed model.
+        healing: for a healed model, ``{"healer", "settings", "record", "fit_seconds", "calibration_seed"}``
+            (the record as :attr:`lorp.heal.fit.HealFit.record`); ``None`` unhealed.
     """
 
     SCHEMA: ClassVar[str] = EVALUATION_SCHEMA
@@ -266,6 +279,7 @@ class Evaluation:
     speed: Speed | None = None
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    healing: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Tagged plain dict."""
@@ -277,7 +291,8 @@ class Evaluation:
         _check(cls, data)
         return cls(tuple(data["removed"]), _perplexities(data["perplexity"]), int(data["parameters"]),
                    ZeroShot.from_dict(data.get("zero_shot")), Speed.from_dict(data.get("speed")),
-                   float(data.get("seconds", 0.0)), {k: float(v) for k, v in (data.get("stage_seconds") or {}).items()})
+                   float(data.get("seconds", 0.0)), {k: float(v) for k, v in (data.get("stage_seconds") or {}).items()},
+                   data.get("healing"))
 
 
 def _selection_from_json(d: dict[str, Any]) -> Selection:

@@ -35,7 +35,7 @@ from . import progress
 from .cell_store import CellStore, RunStats, write_failures
 from .cells import CellsFailedError, Task, orchestrate
 from .executors import RayExecutor, SerialExecutor
-from .fingerprint import cell_code, evaluation_code, input_fingerprint
+from .fingerprint import cell_code, component_code, evaluation_code, input_fingerprint
 from .pipeline import PruneConfig, block_metric
 from .provenance import git_commit, package_versions
 from .records import CellResult, CellSpec, EvalSettings, Evaluation, RunContext
@@ -79,6 +79,10 @@ class SweepConfig:
         method_budgets: ``((method, budgets), ...)``: methods that run at only some of :attr:`budgets`
             (a subset each); the others run at every budget. The ablation notebook runs the LoRP
             ablations at the detail budget alone this way. Not part of the sweep's identity.
+        healers: healers every cell runs with (:mod:`lorp.heal`, default settings): one cell per
+            (method, budget, seed, healer), the healers sharing one selection. Each healed evaluation is
+            cached by (removed set, healer, its settings and code, calibration draw) and shared between
+            methods that remove the same blocks. ``("none",)``: unhealed only. Not part of the identity.
     """
 
     base: PruneConfig = PruneConfig()
@@ -92,6 +96,7 @@ class SweepConfig:
     attribution: bool = False
     seed_methods: tuple[str, ...] | None = None
     method_budgets: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    healers: tuple[str, ...] = ("none",)
 
     @property
     def cell_seeds(self) -> tuple[int, ...]:
@@ -140,14 +145,18 @@ def _shared_settings(base: PruneConfig) -> dict[str, Any]:
     return shared
 
 
-def _table(cells: list[CellResult], dense: Evaluation, seeds: bool = False) -> list[dict[str, Any]]:
-    """Tidy rows: dense first, then one per (cell, corpus); a ``seed`` column when the sweep has several seeds."""
+def _table(cells: list[CellResult], dense: Evaluation, seeds: bool = False, healers: bool = False
+           ) -> list[dict[str, Any]]:
+    """Tidy rows: dense first, then one per (cell, corpus); a ``seed`` column when the sweep has several seeds,
+    a ``healer`` column when it heals."""
     extra = (lambda s: {"seed": s}) if seeds else (lambda s: {})
-    rows = [{"method": "dense", "budget": 0, **extra(None), "corpus": c, "perplexity": v.perplexity,
+    heal = (lambda h: {"healer": h}) if healers else (lambda h: {})
+    rows = [{"method": "dense", "budget": 0, **extra(None), **heal("none"), "corpus": c, "perplexity": v.perplexity,
              "tokens": v.tokens, "parameters": dense.parameters, "pruned": ""} for c, v in dense.perplexity.items()]
     for cell in cells:
         for corpus, v in cell.perplexity.items():
-            rows.append({"method": cell.method, "budget": cell.budget, **extra(cell.spec.seed), "corpus": corpus,
+            rows.append({"method": cell.method, "budget": cell.budget, **extra(cell.spec.seed),
+                         **heal(cell.spec.healer), "corpus": corpus,
                          "perplexity": v.perplexity, "tokens": v.tokens, "parameters": cell.evaluation.parameters,
                          "pruned": " ".join(map(str, cell.pruned))})
     return rows
@@ -170,8 +179,8 @@ def plan_cells(config: SweepConfig) -> list[CellSpec]:
                          batch_size=base.batch_size)
     detail = replace(plain, zero_shot_tasks=tuple(base.zero_shot_tasks), zero_shot_limit=base.zero_shot_limit,
                      zero_shot_seed=config.cell_seeds[0], decode_tokens=config.decode_tokens)
-    return [CellSpec(m, b, s, detail if config.detailed(m, b) and detail.detailed else plain)
-            for m in config.methods for b in config.budgets_of(m) for s in config.seeds_of(m)]
+    return [CellSpec(m, b, s, detail if config.detailed(m, b) and detail.detailed else plain, h)
+            for m in config.methods for b in config.budgets_of(m) for s in config.seeds_of(m) for h in config.healers]
 
 
 def _dense_settings(config: SweepConfig) -> EvalSettings | None:
@@ -293,7 +302,7 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
         write_failures(out, stats.failures)
     record = SweepRecord.from_json(read_checked_json(meta_path, "sweep record"))
     cells = [c for c in (store.load(spec) for spec in plan) if c is not None]
-    rows = _table(cells, record.dense, seeds=len(config.cell_seeds) > 1)
+    rows = _table(cells, record.dense, seeds=len(config.cell_seeds) > 1, healers=config.healers != ("none",))
     write_table(out, rows)
     if stats is not None and stats.failures:
         raise CellsFailedError(stats.failures)
@@ -301,9 +310,9 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
 
 
 def _cell_codes(config: SweepConfig, registry: Registry
-                ) -> tuple[dict[str, dict[str, str]], dict[str, str], dict[str, str]]:
+                ) -> tuple[dict[str, dict[str, str]], dict[str, str], dict[str, str], dict[str, Any]]:
     """Per method, the code strings its cells depend on; each component's plugin source (for notices); the
-    code strings evaluations depend on."""
+    code strings evaluations depend on; what healed evaluations are keyed by (:class:`CellStore`'s ``healing``)."""
     base = config.base
     codes = {m: cell_code(registry, m, similarity=base.similarity, clustering=base.clustering,
                           calibration=base.calibration, eval_corpora=base.eval_corpora) for m in config.methods}
@@ -312,7 +321,12 @@ def _cell_codes(config: SweepConfig, registry: Registry
         kind, name = key.split(":", 1)
         source = registry.provenance(kind, name)["source"]
         sources[key] = source.removeprefix("local file ").replace(str(Path.cwd()) + "/", "")
-    return codes, sources, evaluation_code(registry, base.eval_corpora)
+    healed = [h for h in config.healers if h != "none"]
+    for h in healed:
+        sources[f"healer:{h}"] = registry.provenance("healer", h)["source"].removeprefix("local file ")
+    healing = {"codes": {h: component_code(registry, "healer", h) for h in healed},
+               "calibration": {"corpus": base.calibration, "samples": base.num_samples, "seq_len": base.seq_len}}
+    return codes, sources, evaluation_code(registry, base.eval_corpora), healing
 
 
 def _checked_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | None
@@ -330,6 +344,10 @@ def _checked_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry 
     strategies = {m: registry.allocation(m) for m in config.methods}
     if not config.methods or not config.budgets:
         raise ConfigError("give at least one method and one budget")
+    if not config.healers or len(set(config.healers)) != len(config.healers):
+        raise ConfigError(f"give each healer once ('none' for unhealed cells), got {list(config.healers)}")
+    for healer in config.healers:
+        registry.healer(healer)
     if any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in config.budgets):
         raise ConfigError(f"budgets must be whole numbers >= 1, got {list(config.budgets)}")
     for seed in config.cell_seeds:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from ..model.pruning import blocks_removed
 from ..plugins.registry import load_registry
 from ..store.cache import cache_key
 from .pipeline import block_metric, calibrate, calibration_nll
+from .healing import evaluate_healed
 from .progress import report as progress_report
 from .records import CellFailure, CellSpec, EvalSettings, Evaluation, RunContext, Speed, ZeroShot
 from .study_records import Attribution
@@ -57,12 +58,16 @@ class Selected:
 
 
 def evaluation_key(model: Mapping[str, Any], removed: Iterable[int], settings: EvalSettings,
-                   code: Mapping[str, str] | None = None) -> str:
+                   code: Mapping[str, str] | None = None, healing: Mapping[str, Any] | None = None) -> str:
     """Key of an evaluation: the model's identity, the sorted removed blocks, the evaluation settings and
-    the code of the registered evaluation corpora (:func:`lorp.run.fingerprint.evaluation_code`)."""
+    the code of the registered evaluation corpora (:func:`lorp.run.fingerprint.evaluation_code`); for a
+    healed model also ``healing``: the healer, its settings, its plugin's code and the calibration draw it
+    was fitted on (:meth:`lorp.run.cell_store.CellStore.healing_key`). Unhealed keys are as before healing
+    existed."""
     ident = {k: model.get(k) for k in ("spec", "model_type", "num_parameters", "gguf_sha256", "dtype")}
     return cache_key({"evaluation": 1, "model": ident, "removed": sorted(int(b) for b in removed),
-                      "settings": settings.to_json(), "code": dict(code or {})})
+                      "settings": settings.to_json(), "code": dict(code or {}),
+                      **({"healing": dict(healing)} if healing else {})})
 
 
 class CellWorker:
@@ -192,8 +197,6 @@ class CellWorker:
         if seed == self.base.seed:
             return self._matrices, ctx.calibration
         if seed not in self._seed_runs:
-            from dataclasses import replace
-
             t = time.perf_counter()
             progress_report(stage="calibration", message=f"calibration pass of seed {seed} "
                                                          f"({self.base.num_samples} x {self.base.seq_len} tokens)")
@@ -218,8 +221,6 @@ class CellWorker:
         (its first ``samples`` sequences, default ``base.sleb_samples``, at most ``base.num_samples``; their
         last ``base.sleb_tokens`` tokens scored; ``prefix``: the strategy's ``nll_prefix``), built once per
         (seed, samples, prefix)."""
-        from dataclasses import replace
-
         self.context()
         seed, samples = int(seed), min(int(samples or self.base.sleb_samples), self.base.num_samples)
         if seed == self.base.seed and samples == self.base.sleb_samples and prefix == "greedy":
@@ -261,13 +262,21 @@ class CellWorker:
         return Selected(spec, selection, time.perf_counter() - t, passes, registry.provenance("allocation", spec.method))
 
     def select(self, specs: Sequence[CellSpec]) -> list[Selected | CellFailure]:
-        """:meth:`select_one` for each spec; a spec that raises becomes a :class:`CellFailure` (the rest go on)."""
+        """:meth:`select_one` for each spec; a spec that raises becomes a :class:`CellFailure` (the rest go on).
+
+        Specs that differ only in their healer share one selection (made once, for the first of them).
+        """
         out: list[Selected | CellFailure] = []
+        made: dict[tuple[str, int, int], Selected | BaseException] = {}
         for spec in specs:
-            try:
-                out.append(self.select_one(spec))
-            except Exception as exc:  # noqa: BLE001 - reported per cell with its traceback
-                out.append(_failure(spec, "selection", exc))
+            key = (spec.method, spec.budget, spec.seed)
+            if key not in made:
+                try:
+                    made[key] = self.select_one(spec)
+                except Exception as exc:  # noqa: BLE001 - reported per cell with its traceback
+                    made[key] = exc
+            got = made[key]
+            out.append(_failure(spec, "selection", got) if isinstance(got, BaseException) else replace(got, spec=spec))
         return out
 
     # -- attribution ---------------------------------------------------------------------------------------------
@@ -425,11 +434,20 @@ class CellWorker:
 
     def try_evaluate(self, removed: Sequence[int], settings: EvalSettings, firsts: Iterable[int],
                      specs: Sequence[CellSpec]) -> Evaluation | list[CellFailure]:
-        """:meth:`evaluate`, or a :class:`CellFailure` per spec sharing it when it raises."""
+        """:meth:`evaluate` (:meth:`evaluate_healed` when the specs are healed), or a :class:`CellFailure` per spec
+        sharing it when it raises."""
         try:
+            first = specs[0] if specs else None
+            if first is not None and first.healed:
+                return self.evaluate_healed(removed, settings, first.healer, first.seed)
             return self.evaluate(removed, settings, firsts)
         except Exception as exc:  # noqa: BLE001 - reported per cell with its traceback
             return [_failure(s, "evaluation", exc) for s in specs]
+
+    def evaluate_healed(self, removed: Sequence[int], settings: EvalSettings, healer: str, seed: int) -> Evaluation:
+        """Evaluate the model with ``removed`` deleted after ``healer`` repaired it
+        (:func:`lorp.run.healing.evaluate_healed`)."""
+        return evaluate_healed(self, removed, settings, healer, seed)
 
 
 __all__ = ["CellWorker", "Selected", "evaluation_key"]

@@ -1,0 +1,107 @@
+"""Healing in the sweep's unit of work: a healed cell round-trips, its evaluation is cached by (removed set,
+healer, calibration draw) and shared between methods removing the same blocks, and old records still load."""
+
+import json
+import uuid
+
+import pytest
+from click.testing import CliRunner
+
+from lorp.cli import main
+from lorp.errors import ConfigError, UnknownNameError
+from lorp.plugins.registry import PluginSettings, load_registry
+from lorp.run.pipeline import PruneConfig
+from lorp.run.records import CellResult, CellSpec, EvalSettings, Evaluation
+from lorp.run.sweep import SweepConfig, execute_sweep
+from lorp.testing import make_tiny_model_folder
+
+#: An allocation strategy that removes exactly what the builtin "last" removes, under another name.
+TWIN = '''
+import lorp
+from lorp.builtins.baselines import last_blocks
+
+
+@lorp.hookimpl
+def lorp_register_allocation_strategies(register):
+    register(lorp.AllocationStrategy("last-twin", last_blocks, uses_clusters=False, description="last, renamed"))
+'''
+
+
+@pytest.fixture
+def tiny_sweep(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORP_CACHE_DIR", str(tmp_path / "cache"))
+    folder, text = make_tiny_model_folder(tmp_path / "inputs", num_blocks=6)
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / f"last_twin_{uuid.uuid4().hex[:8]}.py").write_text(TWIN)  # a module name per test
+    registry = load_registry(PluginSettings(autoload=True, plugin_dirs=(tmp_path / "plugins",)))
+    base = PruneConfig(model=str(folder), calibration=str(text), num_samples=8, seq_len=8, eval_corpora=(str(text),),
+                       eval_seq_len=8, eval_tokens=64, progress=False)
+    return base, registry, tmp_path / "sweep"
+
+
+def test_healed_cells_share_one_selection_and_one_evaluation_per_removed_set(tiny_sweep):
+    base, registry, out = tiny_sweep
+    config = SweepConfig(base=base, methods=("last", "last-twin"), budgets=(2,), healers=("none", "linear"))
+    run = execute_sweep(config, out, registry)
+    cells = {(c.spec.method, c.spec.healer): c for c in run.cells}
+    assert set(cells) == {("last", "none"), ("last", "linear"), ("last-twin", "none"), ("last-twin", "linear")}
+    assert cells["last", "linear"].pruned == cells["last-twin", "linear"].pruned == cells["last", "none"].pruned
+    # one unhealed and one healed evaluation for the two methods' shared removed set
+    assert run.stats.evaluations_computed == 2 and run.stats.evaluations_reused == 2
+    healed, plain = cells["last", "linear"].evaluation, cells["last", "none"].evaluation
+    assert healed.healing["healer"] == "linear" and healed.healing["calibration_seed"] == base.seed
+    assert healed.healing["record"]["maps"] and plain.healing is None
+    assert cells["last", "linear"].evaluation_key == cells["last-twin", "linear"].evaluation_key
+    assert cells["last", "linear"].evaluation_key != cells["last", "none"].evaluation_key
+    corpus = base.eval_corpora[0]
+    assert healed.perplexity[corpus].nll != plain.perplexity[corpus].nll
+    assert "heal_fit" in healed.stage_seconds and "healer:linear" in cells["last", "linear"].code
+    assert (out / "cells" / "last-b2-s0-hlinear.json").is_file() and (out / "cells" / "last-b2-s0.json").is_file()
+    rows = json.loads((out / "table.json").read_text())
+    assert {(r["method"], r["healer"]) for r in rows} == {("dense", "none"), *cells}
+
+    # a healed cell round-trips through the records
+    again = CellResult.from_json(json.loads(json.dumps(cells["last", "linear"].to_json())))
+    assert again.spec == cells["last", "linear"].spec and again.evaluation == healed
+    # a rerun computes nothing; the unhealed cells' evaluation equals an unhealed-only sweep's
+    rerun = execute_sweep(config, out, registry)
+    assert rerun.stats is None
+    only_plain = execute_sweep(SweepConfig(base=base, methods=("last",), budgets=(2,)), out.parent / "plain", registry)
+    assert only_plain.cells[0].evaluation.perplexity[corpus].nll == plain.perplexity[corpus].nll
+    assert "healer" not in json.loads((out.parent / "plain" / "table.json").read_text())[0]
+
+
+def test_records_without_healers_still_load():
+    settings = EvalSettings(corpora=("ptb",), seq_len=8, tokens=64)
+    old_spec = {"schema": "lorp.cell_spec", "version": 1, "method": "lorp", "budget": 2, "seed": 0,
+                "evaluation": settings.to_json()}
+    spec = CellSpec.from_json(old_spec)
+    assert spec.healer == "none" and not spec.healed and spec.name == "lorp-b2-s0"
+    assert spec.to_json() == old_spec  # an unhealed spec writes what it did before healing existed
+    healed = CellSpec("lorp", 2, 0, settings, "linear")
+    assert healed.name == "lorp-b2-s0-hlinear" and CellSpec.from_json(healed.to_json()) == healed
+    ev = Evaluation((3,), {}, 10)
+    data = ev.to_json()
+    del data["healing"]
+    assert Evaluation.from_json(data) == ev
+
+
+def test_bad_healer_lists_are_refused_before_any_work(tiny_sweep):
+    base, registry, out = tiny_sweep
+    with pytest.raises(UnknownNameError, match="known healers"):
+        execute_sweep(SweepConfig(base=base, methods=("last",), budgets=(2,), healers=("none", "lineer")), out,
+                      registry)
+    with pytest.raises(ConfigError, match="each healer once"):
+        execute_sweep(SweepConfig(base=base, methods=("last",), budgets=(2,), healers=("linear", "linear")), out,
+                      registry)
+    assert not (out / "cells").exists()
+
+
+def test_cli_sweep_healers(tiny_sweep):
+    base, _, out = tiny_sweep
+    res = CliRunner().invoke(main, [
+        "sweep", "--methods", "last", "--budgets", "2", "--healers", "none,linear", "--model", base.model,
+        "--calibration", base.calibration, "--eval", base.calibration, "--samples", "8", "--seq-len", "8",
+        "--eval-seq-len", "8", "--eval-tokens", "64", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "last +linear" in res.output and "\nlast " in res.output
