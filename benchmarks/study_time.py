@@ -54,7 +54,7 @@ def load(where: str, models=MODELS) -> dict[str, StudyResult]:
 #: pruned sets; SLEB's check is SLEB's search; the corpus axis is calibration passes).
 PROXY = {"confirmation windows": "perplexity (pruned)", "random floor": "perplexity (pruned)",
          "SLEB at a second token count": "SLEB selection", "calibration-corpus axis": "calibration pass",
-         "perplexity (dense)": "perplexity (pruned)"}
+         "perplexity (dense)": "perplexity (pruned)", "healing grid": "calibration pass"}
 #: The ablation notebook's timed parts (``ablation.json`` ``seconds``) and what their ratio comes from.
 ABLATION_PARTS = {"selectors' calibration scoring": ("selectors_selection",),
                   "ablations' and selectors' perplexity": ("ablations_perplexity", "selectors_perplexity"),

@@ -83,7 +83,7 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
     # per-corpus intervals on the screening windows; the verdict pairs on 4 held-out windows per corpus
     assert "### Per corpus: LoRP ÷ best baseline" in (report / "perplexity.md").read_text()
     conf = r["confirmation"]
-    assert r["version"] == 3 and conf["windows"] == 4 and set(conf["dense"]["window_nll"]) == {"ptb", "wiki-paragraphs"}
+    assert r["version"] == 4 and conf["windows"] == 4 and set(conf["dense"]["window_nll"]) == {"ptb", "wiki-paragraphs"}
     assert all(len(v) == 4 for v in conf["dense"]["window_nll"].values())
     assert {(e["role"], e["budget"]) for e in conf["cells"]} == {(role, b) for role in ("lorp", "best baseline")
                                                                 for b in (3, 7)}
@@ -104,6 +104,21 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
     assert corpora["picks"]["lambada"]["lorp"]["3"] == next(c["pruned"] for c in r["cells"]
                                                              if (c["method"], c["budget"]) == ("lorp", 3))
     assert "Jaccard across corpora" in (report / "calibration_corpus.md").read_text()
+    # the selection x healing grid: the verdict pair at the detail budget, each builtin healer
+    grid = r["healing"]
+    assert grid["budget"] == 7 and grid["healers"] == ["linear", "sequential"]
+    assert {(e["role"], e["healer"]) for e in grid["cells"]} == {(role, h) for role in ("lorp", "best baseline")
+                                                                for h in ("linear", "sequential")}
+    for e in grid["cells"]:
+        plain = next(c for c in r["cells"] if (c["method"], c["budget"]) == (e["method"], 7))
+        assert e["pruned"] == plain["pruned"] and e["fit_seconds"] > 0 and e["maps"] >= 1
+        assert set(e["window_nll"]) == {"ptb", "wiki-paragraphs"}
+        assert (e.get("zero_shot_average") is not None) == (e["healer"] == "linear")  # the first healer only
+        if e["healer"] == "linear":
+            assert e["zero_shot_items"] == {"arc_easy": 4} and len(e["zero_shot_correct"]["arc_easy"]) == 4
+    healing = (report / "healing.md").read_text()
+    assert "of lorp's log-perplexity gap to dense" in healing and "against the best healed baseline" in healing
+    assert "Ranking with `linear` on both" in healing and "Zero-shot accuracy with `linear` on both" in healing
     summary = tmp_path / "summary"
     for name in ("summary.html", "summary.ipynb", "summary.json", "rls.png", "similarity.png", "winners.md",
                  "verdict.md", "rls.md", "ablation.md", "calibration_corpus.md", "verdict.png"):

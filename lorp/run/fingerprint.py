@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from ..model.models import resolve_model
 from ..plugins.registry import Registry, default_registry
@@ -89,3 +90,16 @@ def evaluation_code(registry: Registry, eval_corpora: Iterable[str]) -> dict[str
     """
     return {f"corpus:{c}": component_code(registry, "corpus", c) for c in dict.fromkeys(eval_corpora)
             if c in registry.components["corpus"]}
+
+
+def healing_inputs(registry: Registry, base: Any, healers: Iterable[str]) -> dict[str, Any]:
+    """What every healed evaluation's key holds beside the healer's name and settings
+    (:meth:`lorp.run.cell_store.CellStore.healing_key`): ``{"codes": {healer: code string}, "calibration":
+    {"corpus", "samples", "seq_len"}}`` (the seed is the cell's). ``none`` has no entry.
+
+    Raises:
+        UnknownNameError: a healer is not registered.
+    """
+    healed = [h for h in dict.fromkeys(healers) if h != "none"]
+    return {"codes": {h: component_code(registry, "healer", h) for h in healed},
+            "calibration": {"corpus": base.calibration, "samples": base.num_samples, "seq_len": base.seq_len}}

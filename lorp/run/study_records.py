@@ -291,12 +291,16 @@ class StudyResult:
             "samples", "tokens", "search_seconds"}]}``; ``None`` without one.
         calibration_corpora: each method's picks with the calibration drawn from each bundled corpus
             (:func:`lorp.study.calibration_corpus.add_calibration_corpora`); ``None`` without them.
+        healing: the selection × healing grid (:func:`lorp.study.healing.add_healing`): ``{"budget",
+            "healers", "cells": [{**StudyCell JSON, "role", "healer", "fit_seconds", "maps", "evaluation_seconds"}]}``;
+            ``None`` without healers.
     """
 
     SCHEMA: ClassVar[str] = STUDY_SCHEMA
     #: 2: screening windows spread over the text, geometric mean, ``confirmation`` kept apart.
     #: 3: ``random_floor``, ``sleb_check`` and ``calibration_corpora`` (absent from older records: ``None``).
-    VERSION: ClassVar[int] = 3
+    #: 4: ``healing`` (absent from older records: ``None``).
+    VERSION: ClassVar[int] = 4
 
     model: dict[str, Any]
     num_blocks: int
@@ -329,6 +333,7 @@ class StudyResult:
     random_floor: dict[str, Any] | None = None
     sleb_check: dict[str, Any] | None = None
     calibration_corpora: dict[str, Any] | None = None
+    healing: dict[str, Any] | None = None
 
     @property
     def all_cells(self) -> list[StudyCell]:

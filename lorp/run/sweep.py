@@ -35,7 +35,7 @@ from . import progress
 from .cell_store import CellStore, RunStats, write_failures
 from .cells import CellsFailedError, Task, orchestrate
 from .executors import RayExecutor, SerialExecutor
-from .fingerprint import cell_code, component_code, evaluation_code, input_fingerprint
+from .fingerprint import cell_code, evaluation_code, healing_inputs, input_fingerprint
 from .pipeline import PruneConfig, block_metric
 from .provenance import git_commit, package_versions
 from .records import CellResult, CellSpec, EvalSettings, Evaluation, RunContext
@@ -324,9 +324,7 @@ def _cell_codes(config: SweepConfig, registry: Registry
     healed = [h for h in config.healers if h != "none"]
     for h in healed:
         sources[f"healer:{h}"] = registry.provenance("healer", h)["source"].removeprefix("local file ")
-    healing = {"codes": {h: component_code(registry, "healer", h) for h in healed},
-               "calibration": {"corpus": base.calibration, "samples": base.num_samples, "seq_len": base.seq_len}}
-    return codes, sources, evaluation_code(registry, base.eval_corpora), healing
+    return codes, sources, evaluation_code(registry, base.eval_corpora), healing_inputs(registry, base, healed)
 
 
 def _checked_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry | None

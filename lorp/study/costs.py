@@ -4,7 +4,8 @@ Stages: loading the model, the calibration pass, block selection (similarity-bas
 methods, and SLEB separately since it runs the model), the single-block removal
 profile (:class:`lorp.run.study_records.Attribution`), perplexity (dense and per
 method), zero-shot accuracy, decode speed, the held-out confirmation windows, the random floor,
-SLEB's search at a second token count, the calibration-corpus axis (its extra passes), and the rest (notebook start-up,
+SLEB's search at a second token count, the calibration-corpus axis (its extra passes), the selection ×
+healing grid (each healer's fit and the healed models' evaluation), and the rest (notebook start-up,
 figures, reports: the model's wall time minus everything timed). Times are what
 the numbers cost when computed: a rerun that reuses cached cells or a cached
 calibration pass reports the original cost, not its own.
@@ -20,7 +21,8 @@ from ..run.study_records import StudyResult, as_study
 
 STAGES = ("load model", "calibration pass", "selection", "SLEB selection", "attribution profile", "perplexity (dense)",
           "perplexity (pruned)", "zero-shot", "decode speed", "confirmation windows", "random floor",
-          "SLEB at a second token count", "calibration-corpus axis", "other (notebook, figures, reports)")
+          "SLEB at a second token count", "calibration-corpus axis", "healing grid",
+          "other (notebook, figures, reports)")
 
 
 def stage_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
@@ -77,6 +79,7 @@ def stage_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
     axis = r.calibration_corpora or {}
     own = r.config.get("calibration")  # the study's own corpus reuses its pass
     out["calibration-corpus axis"] = sum(float(v or 0.0) for c, v in (axis.get("seconds") or {}).items() if c != own)
+    out["healing grid"] = sum(float(e.get("evaluation_seconds") or 0.0) for e in (r.healing or {}).get("cells", []))
     timed = sum(out.values())
     out["other (notebook, figures, reports)"] = max(float(r.wall_time_s or 0.0) - timed, 0.0)
     out.update({f"perplexity: {m}": v for m, v in per_method.items()})

@@ -1,0 +1,84 @@
+"""The study's selection × healing grid: healed removed sets cached and shared, the gap closed, the three answers."""
+
+import math
+
+import pytest
+
+import lorp.run.worker
+from lorp.plugins.registry import PluginSettings, load_registry
+from lorp.run.healed_sets import heal_sets
+from lorp.run.pipeline import PruneConfig
+from lorp.run.study_records import StudyResult
+from lorp.run.sweep import SweepConfig, execute_sweep
+from lorp.study.costs import stage_seconds
+from lorp.study.healing import add_healing, gap_closed, healing_markdown, healing_rows
+from lorp.study.load import load_sweep, summarize
+from lorp.testing import make_tiny_model_folder
+
+
+def test_gap_closed_by_hand():
+    assert gap_closed(10.0, 1000.0, 100.0) == pytest.approx(0.5)  # log 10 of a log 100 gap
+    assert gap_closed(10.0, 1000.0, 10.0) == pytest.approx(1.0)
+    assert gap_closed(10.0, 100.0, 200.0) == pytest.approx(-math.log(2) / math.log(10))
+    assert math.isnan(gap_closed(10.0, 10.0, 5.0))
+
+
+@pytest.fixture
+def tiny_study(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORP_CACHE_DIR", str(tmp_path / "cache"))
+    folder, text = make_tiny_model_folder(tmp_path / "inputs", num_blocks=6)
+    base = PruneConfig(model=str(folder), calibration=str(text), num_samples=8, seq_len=8, eval_corpora=(str(text),),
+                       eval_seq_len=8, eval_tokens=64, progress=False)
+    config = SweepConfig(base=base, methods=("lorp", "shortgpt", "last"), budgets=(2,))
+    registry = load_registry(PluginSettings(autoload=False, plugin_dirs=()))
+    execute_sweep(config, tmp_path / "sweep", registry)
+    return config, registry, tmp_path / "sweep"
+
+
+def test_heal_sets_caches_each_set_and_healer_once(tiny_study, monkeypatch):
+    config, registry, work = tiny_study
+    first = heal_sets(config, work, [(1, 2), (2, 1), (3, 4)], ["linear"], registry)
+    assert set(first) == {((1, 2), "linear"), ((3, 4), "linear")}  # (2, 1) is the same set as (1, 2)
+    ev = first[(1, 2), "linear"]
+    assert ev.healing["healer"] == "linear" and ev.healing["calibration_seed"] == 0 and "heal_fit" in ev.stage_seconds
+    assert len(list((work / "healing").glob("*.json"))) == 2
+
+    def refuse(*_a, **_k):
+        raise AssertionError("a cached healed set was computed again")
+    monkeypatch.setattr(lorp.run.worker.CellWorker, "evaluate_healed", refuse)
+    again = heal_sets(config, work, [(1, 2)], ["linear"], registry)
+    assert again[(1, 2), "linear"] == ev
+
+
+def test_the_grid_answers_with_paired_intervals(tiny_study):
+    config, registry, work = tiny_study
+    meta, cells = load_sweep(work, config=config)
+    results = summarize(meta, cells, "lorp")
+    assert add_healing(results, config, work, "none", registry) is None and results.healing is None
+    record = add_healing(results, config, work, "none,linear,sequential", registry)
+    assert record["budget"] == 2 and record["healers"] == ["linear", "sequential"]
+    assert {(e["role"], e["healer"]) for e in record["cells"]} == {(role, h) for role in ("lorp", "best baseline")
+                                                                   for h in ("linear", "sequential")}
+    back = StudyResult.from_json(results.to_json())
+    assert back.healing == results.healing
+    rows = healing_rows(back)
+    plain = {c.method: c for c in results.cells}
+    for row in rows:
+        before = plain[row["method"]]
+        assert row["unhealed"] == before.mean_perplexity
+        assert row["closed"] == pytest.approx(gap_closed(results.dense.mean_perplexity, before.mean_perplexity,
+                                                         row["healed"]))
+        k = row["vs_unhealed"]
+        assert k.ratio == pytest.approx(row["healed"] / row["unhealed"], rel=1e-9)
+        assert row["closed_low"] <= row["closed"] <= row["closed_high"]
+    lorp_linear = next(r for r in rows if (r["role"], r["healer"]) == ("lorp", "linear"))
+    best = min((r for r in rows if r["role"] == "best baseline"), key=lambda r: r["healed"])
+    assert lorp_linear["best_healed"] == f"{best['method']} + {best['healer']}"
+    assert lorp_linear["vs_best_healed"].ratio == pytest.approx(lorp_linear["healed"] / best["healed"], rel=1e-9)
+    text = healing_markdown(back)
+    assert text.startswith("# Selection × healing at budget 2")
+    assert "of lorp's log-perplexity gap to dense" in text and "Ranking with `sequential` on both" in text
+    assert "against the best healed baseline" in text and text.count("| lorp | lorp |") == 2
+    grid_seconds = stage_seconds(back)["healing grid"]
+    assert grid_seconds == pytest.approx(sum(e["evaluation_seconds"] for e in record["cells"])) and grid_seconds > 0
+    assert "No healing grid" in healing_markdown(StudyResult.from_json({**results.to_json(), "healing": None}))
