@@ -11,7 +11,7 @@ from lorp.run.pipeline import PruneConfig
 from lorp.run.study_records import StudyResult
 from lorp.run.sweep import SweepConfig, execute_sweep
 from lorp.study.costs import stage_seconds
-from lorp.study.healing import add_healing, gap_closed, healing_markdown, healing_rows
+from lorp.study.healing import add_healing, gap_closed, healing_markdown, healing_rows, healing_summary
 from lorp.study.load import load_sweep, summarize
 from lorp.testing import make_tiny_model_folder
 
@@ -81,4 +81,9 @@ def test_the_grid_answers_with_paired_intervals(tiny_study):
     assert "against the best healed baseline" in text and text.count("| lorp | lorp |") == 2
     grid_seconds = stage_seconds(back)["healing grid"]
     assert grid_seconds == pytest.approx(sum(e["evaluation_seconds"] for e in record["cells"])) and grid_seconds > 0
-    assert "No healing grid" in healing_markdown(StudyResult.from_json({**results.to_json(), "healing": None}))
+    bare = StudyResult.from_json({**results.to_json(), "healing": None})
+    assert "No healing grid" in healing_markdown(bare)
+    summary = healing_summary({"tiny": back, "bare": bare})
+    row = next(ln for ln in summary.splitlines() if ln.startswith("| tiny | 2 | linear |"))
+    assert f"lorp: {lorp_linear['closed']:.2f} [{lorp_linear['closed_low']:.2f}, {lorp_linear['closed_high']:.2f}]" in row
+    assert summary.rstrip().endswith("No healing grid: bare.") and "| tiny | 2 | sequential |" in summary

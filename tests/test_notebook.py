@@ -118,10 +118,11 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
             assert e["zero_shot_items"] == {"arc_easy": 4} and len(e["zero_shot_correct"]["arc_easy"]) == 4
     healing = (report / "healing.md").read_text()
     assert "of lorp's log-perplexity gap to dense" in healing and "against the best healed baseline" in healing
+    assert "| smollm2-135m | 7 | sequential |" in (tmp_path / "summary" / "healing.md").read_text()
     assert "Ranking with `linear` on both" in healing and "Zero-shot accuracy with `linear` on both" in healing
     summary = tmp_path / "summary"
     for name in ("summary.html", "summary.ipynb", "summary.json", "rls.png", "similarity.png", "winners.md",
-                 "verdict.md", "rls.md", "ablation.md", "calibration_corpus.md", "verdict.png"):
+                 "verdict.md", "rls.md", "ablation.md", "calibration_corpus.md", "verdict.png", "healing.md"):
         assert (summary / name).stat().st_size > 0, name
     why = (summary / "why.md").read_text()  # links ablation.md instead of repeating it
     assert "span-bi-nll" in (summary / "ablation.md").read_text() and "[ablation.md](ablation.md)" in why

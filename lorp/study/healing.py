@@ -19,6 +19,7 @@ with paired intervals over the screening windows:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -202,4 +203,40 @@ def healing_markdown(results: StudyResult | dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["add_healing", "gap_closed", "healing_answers", "healing_markdown", "healing_rows"]
+def healing_summary(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
+    """The summary's ``healing.md``: per model and healer, the three answers in one row each (models without a
+    grid are listed as such)."""
+    lines = ["| model | budget | healer | gap closed: LoRP | gap closed: best baseline | LoRP ÷ baseline, both "
+             "healed alike | LoRP ÷ best healed baseline |", "|---|---:|---|---|---|---|---|"]
+    missing = []
+    for name, results in studies.items():
+        r = as_study(results)
+        rows = healing_rows(r)
+        if not rows:
+            missing.append(name)
+            continue
+        for healer in r.healing["healers"]:
+            mine = next((x for x in rows if x["healer"] == healer and x["role"] == "lorp"), None)
+            base = next((x for x in rows if x["healer"] == healer and x["role"] == "best baseline"), None)
+
+            def closed(x):
+                if x is None or x["closed"] is None:
+                    return "–"
+                ci = "" if x["closed_low"] is None else f" [{x['closed_low']:.2f}, {x['closed_high']:.2f}]"
+                return f"{x['method']}: {x['closed']:.2f}{ci}"
+
+            def versus(k):
+                return "–" if k is None else f"{_ratio_ci(k)}, {shown(k.decision)}"
+            lines.append(f"| {name} | {r.healing['budget']} | {healer} | {closed(mine)} | {closed(base)} | "
+                         f"{versus(mine and mine['vs_same_healer'])} | "
+                         f"{versus(mine and mine['vs_best_healed'])}"
+                         + (f" ({mine['best_healed']})" if mine and mine["best_healed"] else "") + " |")
+    head = ("# Selection × healing, per model\n\nEach model's verdict pair at its detail budget, healed by each "
+            "healer (fitted on calibration data only) and scored on the screening windows; ratios are LoRP's "
+            "perplexity over the baseline's with 95 % paired intervals over windows (details in each model's "
+            "`healing.md`). Better or worse shown: the interval excludes 1.\n\n")
+    tail = f"\nNo healing grid: {', '.join(missing)}.\n" if missing else ""
+    return head + "\n".join(lines) + "\n" + tail
+
+
+__all__ = ["add_healing", "gap_closed", "healing_answers", "healing_markdown", "healing_rows", "healing_summary"]
