@@ -37,7 +37,7 @@ def test_builtins_register_through_the_hooks(lorp_registry):
     assert set(lorp_registry.components["allocation"]) == {
         "lorp", "shortgpt", "streamline", "angular", "sleb", "last", "random",
         "lorp-k2", "lorp-k3", "lorp-k4", "lorp-residual", "lorp-rls-noemb", "lorp-bi", "lorp-protect-last4",
-        "span-bi-nll"}
+        "span-bi-nll", "span-heal-nll"}
     assert set(lorp_registry.components["corpus"]) == {"ptb", "wiki-paragraphs", "lambada", "wikitext2", "c4"}
     assert [a.name for a in lorp_registry.adapters()] == ["decoder-layers", "gpt2", "gpt-neox", "opt"]
     assert set(lorp_registry.components["healer"]) == {"none", "linear", "sequential"}

@@ -77,7 +77,8 @@ def test_exactly_budget_distinct_unprotected_blocks(strategy, clustering, case):
     nll = fake_nll(np.random.default_rng(matrix_seed).uniform(0.1, 1.0, n))
     try:
         sel = select_blocks(s, budget, seed=seed, allocation=strategy, clustering=clustering, protected=protected,
-                            statistics=stats, nll=nll, registry=REGISTRY)
+                            statistics=stats, nll=nll, registry=REGISTRY,
+                            healed_nll=lambda sets: [nll(frozenset(x)) for x in sets])
     except ConfigError as exc:
         # the only refusals allowed for a valid budget: no contiguous span of that length, or (naive `last`)
         # not enough unprotected blocks before the final one
@@ -123,4 +124,5 @@ def test_invalid_requests_are_refused_with_config_error(strategy, case):
     s, stats = request(n, matrix_seed)
     with pytest.raises(ConfigError):
         select_blocks(s, budget, seed=seed, allocation=strategy, protected=protected, statistics=stats,
-                      nll=fake_nll(np.ones(n)), registry=REGISTRY)
+                      nll=fake_nll(np.ones(n)), registry=REGISTRY,
+                      healed_nll=lambda sets: [float(len(x)) for x in sets])

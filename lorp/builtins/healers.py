@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -45,12 +46,56 @@ def linear_healing(request: HealRequest) -> tuple[dict[str, torch.Tensor], dict]
     :mod:`lorp.heal.norm_fold` states (not exact: one scalar per token; the record's ``"fold"`` gives the
     mean squared error of the explicit and the folded branch on the calibration rows).
     """
+    return linear_healing_memo(request, None)
+
+
+@dataclass
+class LinearRunMemo:
+    """Per-run results of :func:`linear_healing` kept across calls on one model and one calibration set.
+
+    ``linear``'s runs are fitted independently against the dense stream, so a run's map (and its folded
+    weights) depends on the run, the rows and the settings only, not on the rest of the removed set. A selector
+    that heals many candidate sets (:mod:`lorp.run.healed_nll`) fits each distinct run once, and collects the
+    statistics of every run in ``pending`` in the same dense pass. Valid only for one model, one
+    ``calibration`` tensor and one settings mapping; the caller keeps it so.
+
+    Attributes:
+        pending: runs ``(first, last)`` whose statistics the next capture also collects.
+        solved: ``{run: (weights, map record)}`` of the runs fitted so far.
+        passes: dense capture passes run (fit rows and held-out rows count one each).
+    """
+
+    pending: set[tuple[int, int]] = field(default_factory=set)
+    solved: dict[tuple[int, int], tuple[dict[str, torch.Tensor], dict]] = field(default_factory=dict)
+    passes: int = 0
+
+
+def linear_healing_memo(request: HealRequest, memo: LinearRunMemo | None) -> tuple[dict[str, torch.Tensor], dict]:
+    """:func:`linear_healing` that reuses and extends ``memo`` (``None``: a plain fit); identical results."""
     plan = _MapPlan(request, "linear")
-    fit = collect_stats(request.model, *plan.fit_rows, plan.healed, registry=request.registry) if plan.healed else {}
-    hold = collect_stats(request.model, *plan.held_rows, plan.healed, registry=request.registry) \
-        if plan.healed and plan.held else {}
+    todo = [run for run in plan.healed if memo is None or run not in memo.solved]
+    if todo:
+        runs = sorted(set(todo) | ((memo.pending - set(memo.solved)) if memo else set()))
+        fit = collect_stats(request.model, *plan.fit_rows, runs, registry=request.registry)
+        hold = collect_stats(request.model, *plan.held_rows, runs, registry=request.registry) if plan.held else {}
+        if memo is not None:
+            memo.passes += 1 + bool(plan.held)
     for run in plan.healed:
+        if memo is not None and run in memo.solved:
+            weights, entry = memo.solved[run]
+            plan.weights.update(weights)
+            plan.maps.append(entry)
+            continue
+        before = set(plan.weights)
         plan.solve(run, fit[run], hold.get(run))
+        if memo is not None:
+            memo.solved[run] = ({k: plan.weights[k] for k in set(plan.weights) - before}, plan.maps[-1])
+    if memo is not None:  # the other pending runs' statistics were collected in the same pass: fit them now
+        for run in sorted(memo.pending - set(memo.solved)):
+            if todo and run in fit:
+                side = _MapPlan(replace(request, removed=tuple(range(run[0], run[1] + 1))), "linear")
+                side.solve(run, fit[run], hold.get(run))
+                memo.solved[run] = (side.weights, side.maps[-1])
     return plan.weights, plan.record()
 
 

@@ -354,6 +354,27 @@ class CalibrationNLL:
             self._memo[removed] = self._compute(removed)
         return self._memo[removed]
 
+    def changed_from(self, removed: frozenset[int], start: int) -> float:
+        """Mean token NLL with ``removed`` deleted, for the model as it is now, whose weights may differ from
+        those at construction in blocks ``start`` and after only (a healer's folded maps); not memoised.
+
+        Runs from the dense states entering block ``start`` (kept with ``prefix="dense"``), else plainly.
+        Exact for the same reason as the prefix reuse: the blocks before ``start`` are unchanged and kept.
+
+        Raises:
+            ValueError: ``start`` is after the first removed block or outside ``0..N-1``.
+        """
+        removed = frozenset(int(b) for b in removed)
+        if not 0 <= start < self.num_blocks or (removed and start > min(removed)):
+            raise ValueError(f"start must be a block at or before the first removed block ({sorted(removed)}), "
+                             f"got {start}")
+        if self._dense is None or start == 0:
+            return self._plain(removed)
+        self.partial_passes += 1
+        total, count = _mean_nll(logits_from(self.model, self._dense[start], start, removed, self.registry,
+                                             self.keep), self.ids)
+        return total / count
+
     def _compute(self, removed: frozenset[int]) -> float:
         try:
             if not self.reuse or not removed:

@@ -78,6 +78,7 @@ def select_blocks(
     statistics: Mapping[str, np.ndarray] | None = None,
     nll: Callable[[frozenset[int]], float] | None = None,
     registry: Registry | None = None,
+    healed_nll: Callable[[list], list[float]] | None = None,
 ) -> Selection:
     """Choose ``budget`` blocks to remove from a similarity matrix.
 
@@ -96,6 +97,8 @@ def select_blocks(
         statistics: metrics by name that the strategy reads (its ``needs``).
         nll: calibration NLL of the model with given blocks removed (strategies with ``needs_model``).
         registry: plugin registry (default: :func:`lorp.plugins.registry.load_registry`).
+        healed_nll: calibration NLL after the strategy's ``nll_healer`` repaired each set
+            (:attr:`lorp.AllocationRequest.healed_nll`; strategies with a ``nll_healer``).
     Raises:
         ConfigError: bad matrix, budget, K, seed or protected index; a metric or the
             model that the strategy needs was not supplied.
@@ -116,9 +119,12 @@ def select_blocks(
     if missing:
         raise ConfigError(f"allocation {allocation!r} needs the metric(s) {missing} from the calibration pass; "
                           "run it through `lorp prune` or `lorp sweep`, which capture them")
-    if strategy.needs_model and nll is None:
+    if strategy.needs_model and strategy.nll_healer is None and nll is None:
         raise ConfigError(f"allocation {allocation!r} needs forward passes of the model; "
                           "run it through `lorp prune` or `lorp sweep`")
+    if strategy.nll_healer is not None and healed_nll is None:
+        raise ConfigError(f"allocation {allocation!r} scores sets after the {strategy.nll_healer!r} healer "
+                          "repaired them; run it through `lorp prune` or `lorp sweep`, which provide that scorer")
     rls = representation_locality_score(s)
     labels = None
     k_used = k_source = None
@@ -137,7 +143,8 @@ def select_blocks(
         labels = cluster_blocks(s, k_used, algorithm, seed)
     elif k is not None:
         k_used, k_source = k, "override (unused)"
-    request = AllocationRequest(s, labels, int(budget), prot, statistics, seed=int(seed), nll=nll)
+    request = AllocationRequest(s, labels, int(budget), prot, statistics, seed=int(seed), nll=nll,
+                                healed_nll=healed_nll)
     removals = allocate(request, strategy)
     return Selection(
         num_blocks=n,

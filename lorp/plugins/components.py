@@ -144,6 +144,11 @@ class AllocationRequest:
         nll: for strategies with ``needs_model``: ``nll(removed)`` is the mean
             token negative log-likelihood (nats) of the calibration set with the
             blocks in ``removed`` deleted; ``None`` otherwise.
+        healed_nll: for strategies with a ``nll_healer``: ``healed_nll(sets)`` is, for each
+            removed set in ``sets`` (a list of block collections), the mean token NLL (nats) of
+            the scored calibration sequences with the set deleted after that healer repaired it,
+            the healer fitted on the draw's other sequences (:mod:`lorp.run.healed_nll`); pass
+            every candidate in one call, so their runs share one capture. ``None`` otherwise.
     """
 
     similarity: np.ndarray
@@ -153,6 +158,7 @@ class AllocationRequest:
     statistics: Mapping[str, np.ndarray] = field(default_factory=dict)
     seed: int = 0
     nll: Callable[[frozenset[int]], float] | None = None
+    healed_nll: Callable[[list], list[float]] | None = None
 
     @property
     def num_blocks(self) -> int:
@@ -183,6 +189,11 @@ class AllocationStrategy:
             one block more than a set scored before: run from that set's states) or ``"dense"``
             (unrelated candidate sets: run each from the dense states entering its first removed block).
             Either gives the plain forward's NLL to 1e-5; only the cost differs.
+        nll_healer: for strategies with ``needs_model``: the healer whose repair
+            ``request.healed_nll`` scores; ``"linear"`` is the one supported (its maps are
+            fitted per run, so candidates share the work). ``nll_samples`` calibration
+            sequences are scored, the rest of the draw fits the maps; ``request.nll`` is then
+            ``None`` (the healed scorer replaces it). ``None``: no ``healed_nll``.
     """
 
     name: str
@@ -193,6 +204,7 @@ class AllocationStrategy:
     choose_k: Callable[[np.ndarray], int] | None = None
     nll_samples: int | None = None
     nll_prefix: str = "greedy"
+    nll_healer: str | None = None
     version: str = "1"
     description: str = ""
     source: str = ""

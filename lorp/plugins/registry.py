@@ -43,6 +43,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "lorp.builtins.baselines",
     "lorp.builtins.ablations",
     "lorp.builtins.selectors",
+    "lorp.builtins.heal_selector",
     "lorp.builtins.corpora",
     "lorp.builtins.adapters",
     "lorp.builtins.healers",

@@ -22,11 +22,12 @@ from ..evaluate.zeroshot import zero_shot
 from ..method.selection import select_blocks
 from ..model import models  # load_model is looked up at call time, so tests can stand in for it
 from ..model.blocks import find_blocks
-from ..model.data import confirmation_windows, evaluation_windows, load_corpus
+from ..model.data import calibration_samples, confirmation_windows, evaluation_windows, load_corpus
 from ..model.pruning import blocks_removed
 from ..plugins.registry import load_registry
 from ..store.cache import cache_key
 from .pipeline import block_metric, calibrate, calibration_nll
+from .healed_nll import HealedCalibrationNLL, split_rows
 from .healing import evaluate_healed
 from .progress import report as progress_report
 from .records import CellFailure, CellSpec, EvalSettings, Evaluation, RunContext, Speed, ZeroShot
@@ -99,6 +100,7 @@ class CellWorker:
         self._nll = None
         self._seed_runs: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._seed_nll: dict[tuple[int, int, str], Any] = {}
+        self._healed_nll: dict[tuple[int, int], HealedCalibrationNLL] = {}
         self.load_seconds = 0.0
 
     # -- loading -------------------------------------------------------------------------------------------------
@@ -233,6 +235,27 @@ class CellWorker:
                 prefix)
         return self._seed_nll[(seed, samples, prefix)]
 
+    def healed_nll_for(self, seed: int, samples: int | None, healer: str) -> HealedCalibrationNLL:
+        """:class:`lorp.run.healed_nll.HealedCalibrationNLL` on the calibration draw ``seed``: its first ``samples``
+        sequences (default ``base.sleb_samples``) scored on their last ``base.sleb_tokens`` tokens, the rest of the
+        draw fitting ``healer``'s maps; built once per (seed, samples), so budgets share the fitted runs.
+
+        Raises:
+            ConfigError: ``healer`` is not ``linear``, or the draw leaves fewer than 2 sequences to fit.
+        """
+        if healer != "linear":
+            raise ConfigError(f"a selector's nll_healer must be 'linear' (the healer whose runs candidates can "
+                              f"share), got {healer!r}")
+        self.context()
+        seed, samples = int(seed), min(int(samples or self.base.sleb_samples), self.base.num_samples)
+        if (seed, samples) not in self._healed_nll:
+            ids = calibration_samples(self.load().tokenizer, self._calib_corpus, self.base.num_samples,
+                                      self.base.seq_len, seed)
+            score, fit = split_rows(ids, samples)
+            self._healed_nll[(seed, samples)] = HealedCalibrationNLL(
+                self.load().model, score, fit, scored_tokens=self.base.sleb_tokens or None, registry=self.registry)
+        return self._healed_nll[(seed, samples)]
+
     @property
     def windows(self) -> dict[str, Any]:
         """Evaluation windows, int64 ``[W, T]`` per corpus."""
@@ -252,13 +275,16 @@ class CellWorker:
         base, registry = self.base, self.registry
         strategy = registry.allocation(spec.method)
         matrices, _ = self.matrices_for(spec.seed)
-        nll = (self.nll_for(spec.seed, nll_samples or strategy.nll_samples, strategy.nll_prefix)
-               if strategy.needs_model else None)
+        samples = nll_samples or strategy.nll_samples
+        healed = self.healed_nll_for(spec.seed, samples, strategy.nll_healer) if strategy.nll_healer else None
+        nll = (self.nll_for(spec.seed, samples, strategy.nll_prefix)
+               if strategy.needs_model and healed is None else None)
         t = time.perf_counter()
         selection = select_blocks(matrices[base.similarity], spec.budget, k=base.k, seed=spec.seed,
                                   clustering=base.clustering, allocation=spec.method, protected=base.protected,
-                                  statistics=matrices, nll=nll, registry=registry)
-        passes = {"full": nll.forward_passes, "partial": nll.partial_passes} if nll is not None else None
+                                  statistics=matrices, nll=nll, registry=registry, healed_nll=healed)
+        passes = ({"full": nll.forward_passes, "partial": nll.partial_passes} if nll is not None
+                  else healed.passes if healed is not None else None)
         return Selected(spec, selection, time.perf_counter() - t, passes, registry.provenance("allocation", spec.method))
 
     def select(self, specs: Sequence[CellSpec]) -> list[Selected | CellFailure]:
