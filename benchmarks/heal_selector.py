@@ -14,11 +14,15 @@ study's screening windows, so this is a screening result, not the confirmation c
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 from lorp.evaluate.perplexity import geometric_mean_perplexity
 from lorp.evaluate.perplexity_uncertainty import compare_perplexity
+from lorp.run.cells import CellsFailedError
 from lorp.run.pipeline import PruneConfig
+from lorp.run.records import CellResult
 from lorp.run.sweep import SweepConfig, execute_sweep
 from lorp.study.floors import study_cell
 
@@ -38,9 +42,14 @@ def main(argv=None) -> None:
                        progress=False)
     config = SweepConfig(base=base, methods=(SELECTOR, *BASELINES), budgets=budgets, healers=("none", "linear"))
     t = time.perf_counter()
-    run = execute_sweep(config, f"{args.out}-{args.model}")
+    folder = Path(f"{args.out}-{args.model}")
+    try:
+        landed = execute_sweep(config, folder).cells
+    except CellsFailedError as exc:  # print what landed, and say what did not
+        print(f"not every cell landed: {exc}")
+        landed = [CellResult.from_json(json.loads(f.read_text())) for f in sorted((folder / "cells").glob("*.json"))]
     print(f"sweep: {time.perf_counter() - t:.0f} s wall ({args.model}, budgets {list(budgets)})")
-    cells = {(c.spec.method, c.spec.budget, c.spec.healer): c for c in run.cells}
+    cells = {(c.spec.method, c.spec.budget, c.spec.healer): c for c in landed}
     for budget in budgets:
         print(f"\nbudget {budget}")
         rows = {}

@@ -180,5 +180,31 @@ def test_the_norm_fold_is_exact_for_a_scaled_identity():
     # T = 3 I: the fold with c = 3 gives 3 m up to the norm's epsilon
     torch.testing.assert_close(3.0 * folded_branch(u, torch.from_numpy(a), torch.from_numpy(g), 1e-6), 3.0 * m,
                                rtol=1e-5, atol=1e-6)
-    with pytest.raises(ConfigError, match="gain .* is zero"):
-        conjugated_map(np.eye(4), torch.tensor([0.0, -1.0, 0.0, 0.0]))
+    # a switched-off channel (γ = 0, Gemma 3 270M has some): its column of A is dropped, the rest is diag(γ) T diag(γ)⁻¹
+    t = np.arange(16.0).reshape(4, 4) / 10
+    a, g = conjugated_map(t, torch.tensor([0.0, -1.0, 1.0, 0.0], dtype=torch.float64))
+    np.testing.assert_allclose(g, [1.0, 0.0, 2.0, 1.0])
+    np.testing.assert_allclose(a[:, 1], 0.0)
+    on = [0, 2, 3]
+    np.testing.assert_allclose(a[:, on], (g[:, None] * t)[:, on] / g[on][None, :])
+    # the folded branch matches the explicit map's (u diag(γ) T) up to one scalar per token in the live channels
+    u = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    folded = folded_branch(u, torch.from_numpy(a), torch.from_numpy(g), 0.0)
+    target = (u * torch.from_numpy(g)) @ torch.from_numpy(t)
+    assert torch.equal(folded[:, 1], torch.zeros(6, dtype=torch.float64))
+    ratio = folded[:, on] / target[:, on]
+    torch.testing.assert_close(ratio, ratio[:, :1].expand(-1, 3), rtol=1e-9, atol=0)
+
+
+def test_a_gemma3_block_with_a_switched_off_channel_still_heals(lorp_registry, tiny_model):
+    """Gemma 3 270M's post-MLP gain is exactly 0 in some channels (weight −1); the fold drops the map there."""
+    dense = tiny_model("gemma3_text", 5)
+    with torch.no_grad():
+        find_blocks(dense, lorp_registry)[1][1].post_feedforward_layernorm.weight[[3, 7]] = -1.0
+    ids, mask = calibration()
+    fit = fit_healer(lorp_registry.healer("linear"), lorp.HealRequest(
+        model=dense, removed=(2,), calibration=ids, attention_mask=mask, registry=lorp_registry))
+    fold = fit.record["maps"][0]["fold"]
+    assert fold["zero_gain_channels"] == 2 and fold["mse_folded"] <= fold["mse_identity"]
+    down = fit.weights["model.layers.1.mlp.down_proj.weight"]
+    assert torch.isfinite(down).all() and torch.equal(down[[3, 7]], torch.zeros(2, down.shape[1]))

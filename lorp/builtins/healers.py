@@ -11,7 +11,7 @@ import torch
 
 from ..errors import ConfigError
 from ..heal.linear import DEFAULT_ALPHAS, collect_stats, removed_runs, residual_error, ridge_to_identity
-from ..heal.norm_fold import conjugated_map, fold_scale_stats
+from ..heal.norm_fold import ZERO_GAIN, conjugated_map, fold_scale_stats
 from ..heal.sequential import collect_run_stats
 from ..model.blocks import find_blocks
 from ..plugins.components import Healer, HealRequest
@@ -39,12 +39,13 @@ def linear_healing(request: HealRequest) -> tuple[dict[str, torch.Tensor], dict]
         the chosen alpha, the held-out mean squared residual error per alpha and of the identity (no repair),
         the tokens and the solve seconds.
     Raises:
-        ConfigError: an unknown setting, a bad alpha, fewer than 2 calibration rows when alpha is to be chosen,
-            or a post-MLP norm gain that is zero in some channel.
+        ConfigError: an unknown setting, a bad alpha, or fewer than 2 calibration rows when alpha is to be
+            chosen.
 
     Gemma 3 (``post_feedforward_layernorm``): the map is fitted on the normalised MLP branch and folded as
-    :mod:`lorp.heal.norm_fold` states (not exact: one scalar per token; the record's ``"fold"`` gives the
-    mean squared error of the explicit and the folded branch on the calibration rows).
+    :mod:`lorp.heal.norm_fold` states (not exact: one scalar per token, and a channel whose gain is zero
+    cannot carry the map's output; the record's ``"fold"`` gives those channels' count and the mean squared
+    error of the explicit and the folded branch on the calibration rows).
     """
     return linear_healing_memo(request, None)
 
@@ -172,7 +173,8 @@ class _MapPlan:
                                      healed=healed, registry=self.registry)
             c = scale.scale
             self.weights[self.names[id(norm.weight)]] = torch.from_numpy(c * gamma - 1.0).to(norm.weight.dtype)
-            fold = {"kind": "post-norm, scaled", "scale": c, "mse_explicit": residual_error(stats, t),
+            fold = {"kind": "post-norm, scaled", "scale": c, "zero_gain_channels": int((abs(gamma) < ZERO_GAIN).sum()),
+                    "mse_explicit": residual_error(stats, t),
                     "mse_folded": scale.mse(c), "mse_identity": residual_error(stats, np.eye(t.shape[0]))}
         self.weights[self.names[id(down)]] = torch.from_numpy(into.T @ down.detach().double().cpu().numpy()).to(down.dtype)
         self.maps.append({"run": [a, b], "block": a - 1, "alpha": alpha, "tokens": stats.tokens,

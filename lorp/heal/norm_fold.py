@@ -9,7 +9,9 @@ divides by the size of its own input, and no weight outside the residual stream 
 
     m' = N(u A) ⊙ c γ  =  (m T) · c · rms(u) / rms(u A)        (rms with the norm's ε),
 
-so the folded branch is the explicit map's output times one scalar per token. It is exact where
+so the folded branch is the explicit map's output times one scalar per token (in the channels where
+``γ ≠ 0``; a channel with ``γ = 0`` is switched off in every model, and its part of the map is dropped:
+:func:`conjugated_map`). It is exact where
 ``rms(u A) / rms(u)`` is the same for every token (``T`` a multiple of an orthogonal map conjugated by
 ``diag(γ)``, e.g. ``T = s I``); otherwise the per-token factor is the approximation. ``c`` is chosen in
 closed form to minimise the folded branch's squared error against the target on the calibration rows,
@@ -26,23 +28,27 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
 from .sequential import run_states
 
 
+#: A gain channel with ``|γ| <`` this is switched off (Gemma 3 270M has such channels: its weight is exactly −1).
+ZERO_GAIN = 1e-6
+
+
 def conjugated_map(t: np.ndarray, gain: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """``(A, γ)``: ``A = diag(γ) T diag(γ)⁻¹`` float64 ``[d, d]`` and ``γ = 1 + w`` float64 ``[d]``, from ``T`` and
+    """``(A, γ)``: ``A = diag(γ) T diag(γ)⁺`` float64 ``[d, d]`` and ``γ = 1 + w`` float64 ``[d]``, from ``T`` and
     the norm's weight ``w``.
 
-    Raises:
-        ConfigError: some ``|γ|`` is below 1e-6 (the branch is switched off there, so ``T`` cannot be moved
-            through the gain).
+    ``diag(γ)⁺`` is the pseudo-inverse: ``1/γ_k``, and 0 where ``|γ_k| <`` :data:`ZERO_GAIN`. Such a channel is
+    switched off: the branch adds nothing there, in the dense model and in any folded one, so the map's output
+    in channel ``k`` cannot be carried and is dropped (column ``k`` of ``A`` is 0, which also keeps it out of
+    ``rms(u A)``). The other channels keep the stated relation to the explicit map; what the dropped channels
+    cost is in the fold's recorded mean squared error.
     """
     gamma = 1.0 + gain.detach().double().cpu().numpy()
-    if np.min(np.abs(gamma)) < 1e-6:
-        raise ConfigError("the post-MLP norm's gain (1 + weight) is zero in some channel; a map cannot be moved "
-                          "through it into down_proj")
-    return gamma[:, None] * t / gamma[None, :], gamma
+    on = np.abs(gamma) >= ZERO_GAIN
+    inverse = np.where(on, 1.0 / np.where(on, gamma, 1.0), 0.0)
+    return gamma[:, None] * t * inverse[None, :], gamma
 
 
 @dataclass
@@ -89,4 +95,4 @@ def fold_scale_stats(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, ru
     return out
 
 
-__all__ = ["FoldScale", "conjugated_map", "fold_scale_stats", "folded_branch"]
+__all__ = ["ZERO_GAIN", "FoldScale", "conjugated_map", "fold_scale_stats", "folded_branch"]
