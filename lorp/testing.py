@@ -11,7 +11,9 @@ from collections.abc import Callable
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from .model.pruning import blocks_removed
 from .plugins.registry import PluginSettings, Registry, load_registry
 
 #: Architectures :func:`make_tiny_model` can build, with their block paths.
@@ -118,3 +120,16 @@ def tiny_model():
 def fake_hidden_states():
     """Factory fixture: ``fake_hidden_states(num_blocks=4, batch=2, tokens=5, hidden=8, seed=0)``."""
     return make_fake_hidden_states
+
+
+def plain_nll(model, ids, removed, scored=None) -> float:
+    """Mean token NLL (nats) of ``ids`` ``[B, T]`` with the blocks ``removed`` deleted, from one ordinary forward:
+    the by-hand reference the scorers' prefix reuse is tested against. ``scored``: only the last that many
+    predicted tokens of each sequence (``None``: all)."""
+    with torch.inference_mode(), blocks_removed(model, sorted(removed)):
+        logits = model(input_ids=ids, use_cache=False).logits.float()
+    logits, targets = logits[:, :-1], ids[:, 1:]
+    if scored:
+        logits, targets = logits[:, -scored:], targets[:, -scored:]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).item()
+

@@ -10,13 +10,11 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import lorp.model.models
 from lorp.errors import ConfigError
 from lorp.evaluate.perplexity import CalibrationNLL, single_removal_nll
 from lorp.method.allocation import redundancy
-from lorp.model.pruning import blocks_removed
 from lorp.run.worker import CellWorker
 from lorp.run.pipeline import PruneConfig
 from lorp.run.records import CellSpec, EvalSettings
@@ -28,19 +26,9 @@ from lorp.study.figures import attribution_profile
 from lorp.study.explain import NO_ATTRIBUTION, attribution_markdown
 from lorp.study.load import summarize
 from lorp.study.parameters import study_config
-from lorp.testing import make_tiny_model_folder
+from lorp.testing import make_tiny_model_folder, plain_nll
 
 matplotlib.use("Agg")
-
-
-def plain_nll(model, ids, removed, scored=None):
-    """Mean token NLL (nats) of ``ids`` with ``removed`` deleted, by hand from one ordinary forward."""
-    with torch.inference_mode(), blocks_removed(model, sorted(removed)):
-        logits = model(input_ids=ids, use_cache=False).logits.float()
-    logits, targets = logits[:, :-1], ids[:, 1:]
-    if scored:
-        logits, targets = logits[:, -scored:], targets[:, -scored:]
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).item()
 
 
 # -- the profile --------------------------------------------------------------------------------------------------

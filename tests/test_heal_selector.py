@@ -9,7 +9,6 @@ calibration draw with the scored rows apart from the fitting rows.
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import lorp
 from lorp.builtins.heal_selector import heal_candidates, span_heal_nll
@@ -18,27 +17,16 @@ from lorp.builtins.selectors import candidates
 from lorp.errors import ConfigError
 from lorp.heal.forward import weights_written
 from lorp.method.selection import select_blocks
-from lorp.model.pruning import blocks_removed
 from lorp.plugins.components import AllocationRequest
 from lorp.run.healed_nll import HealedCalibrationNLL, split_rows
 from lorp.run.pipeline import PruneConfig
 from lorp.run.records import CellSpec, EvalSettings
 from lorp.run.worker import CellWorker
-from lorp.testing import make_tiny_model_folder
+from lorp.testing import make_tiny_model_folder, plain_nll
 
 
 def rows(n=12, tokens=10, seed=3):
     return torch.randint(0, 128, (n, tokens), generator=torch.Generator().manual_seed(seed))
-
-
-def plain_nll(model, ids, removed, scored=None):
-    """Mean token NLL (nats) of ``ids`` with ``removed`` deleted, from one ordinary forward."""
-    with torch.inference_mode(), blocks_removed(model, sorted(removed)):
-        logits = model(input_ids=ids, use_cache=False).logits.float()
-    logits, targets = logits[:, :-1], ids[:, 1:]
-    if scored:
-        logits, targets = logits[:, -scored:], targets[:, -scored:]
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).item()
 
 
 def heal_request(model, removed, ids, registry):

@@ -28,13 +28,11 @@ known, so its evaluation there is not a held-out test. Its selection is meant to
 
 from __future__ import annotations
 
-import math
-
 from ..errors import ConfigError
 from ..plugins.components import AllocationRequest, AllocationStrategy, Removal
 from ..plugins.hookspecs import hookimpl
 from .allocation import lorp_allocate
-from .selectors import candidates
+from .selectors import candidates, lowest_score
 
 #: Calibration sequences each candidate is scored on after the repair (the rest of the draw fits the maps).
 SCORING_SAMPLES = 4
@@ -71,17 +69,8 @@ def span_heal_nll(request: AllocationRequest) -> list[Removal]:
         raise ConfigError("span-heal-nll needs the model and its calibration draw: run it through `lorp prune` / "
                           "`lorp sweep`, which provide request.healed_nll")
     family = heal_candidates(request)
-    scores = [float(v) for v in request.healed_nll([blocks for _, blocks in family])]
-    finite = [i for i in range(len(family)) if math.isfinite(scores[i])]
-    if not finite:
-        raise ConfigError(f"span-heal-nll: every candidate's healed calibration NLL is not finite ({scores}); the "
-                          "model or the calibration text is broken for this budget")
-    best = min(finite, key=lambda i: (scores[i], i))
-    what, blocks = family[best]
-    return [Removal(b, score=scores[best],
-                    reason=f"{what}: calibration NLL after a linear repair {scores[best]:.4f} nats, best of "
-                           f"{len(family)} candidates")
-            for b in blocks]
+    return lowest_score(family, [float(v) for v in request.healed_nll([blocks for _, blocks in family])],
+                        "span-heal-nll", "calibration NLL after a linear repair")
 
 
 @hookimpl

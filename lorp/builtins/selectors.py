@@ -114,15 +114,29 @@ def span_bi_nll(request: AllocationRequest) -> list[Removal]:
         raise ConfigError("span-bi-nll needs the model: run it through `lorp prune` / `lorp sweep`, which provide "
                           "request.nll")
     family = candidates(request)
-    scores = [float(request.nll(frozenset(blocks))) for _, blocks in family]
+    return lowest_score(family, [float(request.nll(frozenset(blocks))) for _, blocks in family],
+                        "span-bi-nll", "calibration NLL")
+
+
+def lowest_score(family: list[tuple[str, tuple[int, ...]]], scores: list[float], name: str,
+                 what_score: str) -> list[Removal]:
+    """The removals of the candidate of lowest finite score (ties: the earlier one), each carrying that score.
+
+    Args:
+        family: ``[(description, sorted blocks)]`` candidates.
+        scores: one score per candidate (nats/token); NaN and inf never win.
+        name, what_score: the strategy's name and what the score is, for the reason and the error.
+    Raises:
+        ConfigError: no candidate has a finite score.
+    """
     finite = [i for i in range(len(family)) if math.isfinite(scores[i])]
     if not finite:
-        raise ConfigError(f"span-bi-nll: every candidate's calibration NLL is not finite ({scores}); the model "
-                          "or the calibration text is broken for this budget")
+        raise ConfigError(f"{name}: every candidate's {what_score} is not finite ({scores}); the model or the "
+                          "calibration text is broken for this budget")
     best = min(finite, key=lambda i: (scores[i], i))
     what, blocks = family[best]
     return [Removal(b, score=float(scores[best]),
-                    reason=f"{what}: calibration NLL {scores[best]:.4f} nats, best of {len(family)} candidates")
+                    reason=f"{what}: {what_score} {scores[best]:.4f} nats, best of {len(family)} candidates")
             for b in blocks]
 
 
