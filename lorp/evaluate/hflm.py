@@ -49,19 +49,27 @@ def _trimmed_hflm() -> type:
         in the model's ``forward`` (:meth:`cache_parameter`); a request lm-eval would truncate from the
         left (longer than the model's context) takes the trimmed path above.
 
+        Restarted forwards: with ``forward`` (a callable ``(input_ids [B, T], logits_to_keep or None) ->
+        logits``, e.g. :class:`lorp.evaluate.zeroshot_prefix.DensePrefixStates`' record or replay), every
+        model call is made through it, with the same trimming; lm-eval's own ``HFLM`` call is not used.
+
         Args:
             trim: apply the trimming (``False``: behave exactly like ``HFLM``, no context sharing).
-            share_context: run each distinct context once (only with ``trim``).
+            share_context: run each distinct context once (only with ``trim``; not with ``forward``).
+            forward: what each model call runs instead of the model (``None``: the model).
             *args, **kwargs: ``HFLM``'s.
         Attributes:
             trimmed_calls, full_calls: model calls made trimmed / in full (counters).
             shared_contexts: contexts run once for their continuations (counter).
         """
 
-        def __init__(self, *args, trim: bool = True, share_context: bool = False, **kwargs):
+        def __init__(self, *args, trim: bool = True, share_context: bool = False, forward=None, **kwargs):
+            if forward is not None and share_context:
+                raise ValueError("share_context runs the model from its KV cache; it cannot be combined with forward")
             super().__init__(*args, **kwargs)
             self.trim = trim
             self.share_context = share_context
+            self.forward = forward
             self.trimmed_calls = 0
             self.full_calls = 0
             self.shared_contexts = 0
@@ -199,6 +207,13 @@ def _trimmed_hflm() -> type:
             start = None
             if self.trim and attn_mask is None and labels is None and self.accepts_logits_to_keep():
                 start = self.first_read_position(inps)
+            if self.forward is not None and attn_mask is None and labels is None:
+                if start:
+                    self.trimmed_calls += 1
+                else:
+                    self.full_calls += 1
+                with torch.no_grad():
+                    return self.forward(inps, inps.shape[1] - start if start else None)
             if not start:  # None (no match) or 0 (every position is read)
                 self.full_calls += 1
                 return super()._model_call(inps, attn_mask=attn_mask, labels=labels)

@@ -233,7 +233,7 @@ def __getattr__(name: str):
 
 def zero_shot(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, *, limit: int | None = None, seed: int = 0,
               batch_size: int = 8, hub: bool = False, trim_logits: bool = True,
-              share_context: bool = False) -> dict[str, Any]:
+              share_context: bool = False, forward=None) -> dict[str, Any]:
     """Zero-shot accuracy of an in-memory model on lm-eval tasks.
 
     Args:
@@ -249,6 +249,9 @@ def zero_shot(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, *, limit: 
             ``trim_logits``. Off by default: measured on SmolLM2 (ARC-Easy, HellaSwag, COPA × 100) it
             was slower than the trimmed head alone (95 s vs 86 s) and moved a log-likelihood by up to
             1.2e-4 nats (accuracies identical), beyond the 1e-5 a speed-up may move a number.
+        forward: what each model call runs instead of ``model``: ``(input_ids [B, T], logits_to_keep or None)
+            -> logits [B, T', V]`` (:class:`lorp.evaluate.zeroshot_prefix.DensePrefixStates`: the dense pass
+            keeping hidden states, or a pruned variant restarted from them); not with ``share_context``.
     Returns:
         ``{"tasks": {name: {"acc", "acc_norm", "metric", "score", "items", "split", "item_indices",
         "correct"}}, "average": mean score, "limit", "seed", "source", "not_available": {...}}``;
@@ -256,7 +259,7 @@ def zero_shot(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, *, limit: 
         order; lm-eval's doc order with ``hub=True``), so its mean is ``score``.
     Raises:
         UnknownNameError: an unknown task (the message lists the available ones).
-        ConfigError: ``limit < 1``.
+        ConfigError: ``limit < 1``, or ``forward`` with ``share_context``.
         RuntimeError: lm-eval's per-item metrics do not average to its reported score.
     """
     import lm_eval
@@ -266,6 +269,9 @@ def zero_shot(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, *, limit: 
         raise ConfigError(f"item limit must be >= 1 (or None for all items), got {limit!r}")
     if not tasks:
         raise ConfigError("give at least one zero-shot task")
+    if forward is not None and share_context:
+        raise ConfigError("share_context runs each context from its KV cache, which a restarted forward does not "
+                          "keep; pass one of forward and share_context")
     names, samples, info = {}, {}, {}
     if hub:
         names = {t: t for t in tasks}
@@ -288,7 +294,7 @@ def zero_shot(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, *, limit: 
         task_specs = _local_tasks(include, list(names.values()))
     lm = _trimmed_hflm()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
                          device=str(input_device(model)), trim=trim_logits,
-                         share_context=share_context)
+                         share_context=share_context, forward=forward)
     out = lm_eval.simple_evaluate(model=lm, tasks=task_specs, task_manager=manager, num_fewshot=0,
                                   samples=samples or None, limit=limit if hub else None, random_seed=seed,
                                   log_samples=True, bootstrap_iters=0)

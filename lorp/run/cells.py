@@ -76,7 +76,8 @@ def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore,
         workers: where the calls run (an executor's workers).
         pending: the cells to compute.
         store: the cell store cells and evaluations are written to.
-        reuse_states: pass each selection's first removed block to the dense pass.
+        reuse_states: pass each selection's first removed block to the dense pass (and each detailed
+            cell's to its zero-shot pass).
         dense_settings: settings of the dense evaluation (zero-shot/speed when any cell is detailed).
         need_dense: evaluate the dense model even when no cell is pending.
         on_dense: called with ``(context, (dense evaluation, reuse record, flops per token))`` once known.
@@ -92,6 +93,8 @@ def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore,
     ctx: RunContext = workers.first(Task("context", ()))
     selected = _select_all(workers, pending, stats)
     firsts = tuple(sorted({min(s.selection.pruned) for s in selected})) if reuse_states else ()
+    detail_firsts = tuple(sorted({min(s.selection.pruned) for s in selected
+                                  if s.spec.evaluation.detailed and not s.spec.healed})) if reuse_states else ()
     groups: dict[str, list[Selected]] = {}
     for s in selected:
         key = evaluation_key(ctx.model, s.selection.pruned, s.spec.evaluation, store.evaluation_code,
@@ -100,7 +103,7 @@ def orchestrate(workers: Workers, pending: Sequence[CellSpec], store: CellStore,
     land = _Landing(store, stats, groups, start, progress)
     tasks = []
     if need_dense or groups:
-        tasks.append(Task("dense", (firsts, dense_settings), key=DENSE_KEY))
+        tasks.append(Task("dense", (firsts, dense_settings, detail_firsts), key=DENSE_KEY))
     if attribution:
         tasks.append(Task("try_attribution", (), key=ATTRIBUTION_KEY))
     for key, members in groups.items():

@@ -113,7 +113,8 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
         calib_meta["nll_forward_passes"] = chosen.nll_passes["full"]
         calib_meta["nll_partial_passes"] = chosen.nll_passes["partial"]
 
-    dense, _, _ = worker.dense((), settings if settings.zero_shot_tasks else None)
+    dense, _, _ = worker.dense((), settings if settings.zero_shot_tasks else None,
+                               [min(selection.pruned)] if selection.pruned else [])
     timings["evaluation_dense_s"] = dense.seconds
     after = worker.evaluate(selection.pruned, settings)
     timings["evaluation_pruned_s"] = after.seconds

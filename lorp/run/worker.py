@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,6 +20,7 @@ from ..evaluate.floor import floor_record
 from ..evaluate.perplexity import Perplexity, SweepPerplexity, single_removal_nll
 from ..evaluate.speed import decode_speed, flops_per_token
 from ..evaluate.zeroshot import zero_shot
+from ..evaluate.zeroshot_prefix import DensePrefixStates
 from ..method.selection import select_blocks
 from ..model import models  # load_model is looked up at call time, so tests can stand in for it
 from ..model.blocks import find_blocks
@@ -101,6 +103,7 @@ class CellWorker:
         self._seed_runs: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._seed_nll: dict[tuple[int, int, str], Any] = {}
         self._healed_nll: dict[tuple[int, int], HealedCalibrationNLL] = {}
+        self._zero_shot_prefix: DensePrefixStates | None = None
         self.load_seconds = 0.0
 
     # -- loading -------------------------------------------------------------------------------------------------
@@ -361,24 +364,33 @@ class CellWorker:
             self._scorer_firsts = firsts
         return self._scorer
 
-    def _details(self, settings: EvalSettings, stages: dict[str, float]) -> tuple[ZeroShot | None, Speed | None]:
-        """Zero-shot accuracy and decode speed per ``settings``; their wall times go into ``stages``."""
+    def _details(self, settings: EvalSettings, stages: dict[str, float], forward=None,
+                 speed_of: Any = None) -> tuple[ZeroShot | None, Speed | None]:
+        """Zero-shot accuracy and decode speed per ``settings``; their wall times go into ``stages``.
+
+        ``forward``: the zero-shot model call (:func:`lorp.evaluate.zeroshot.zero_shot`), ``None`` for the
+        model as it is. ``speed_of``: a context manager around the decode-speed run (blocks removed), or
+        ``None`` for the model as it is.
+        """
         loaded = self.load()
         zs = speed = None
         if settings.zero_shot_tasks:
             t = time.perf_counter()
             zs = ZeroShot.from_dict(zero_shot(loaded.model, loaded.tokenizer, settings.zero_shot_tasks,
-                                              limit=settings.zero_shot_limit, seed=settings.zero_shot_seed))
+                                              limit=settings.zero_shot_limit, seed=settings.zero_shot_seed,
+                                              forward=forward))
             stages["zero_shot"] = time.perf_counter() - t
         if settings.decode_tokens:
             t = time.perf_counter()
             prompt = next(iter(self.windows.values()))[:1, : min(32, settings.seq_len)]
-            speed = Speed.from_dict({**decode_speed(loaded.model, prompt, new_tokens=settings.decode_tokens),
-                                     "flops_per_token": flops_per_token(loaded.model, self.registry)})
+            with speed_of if speed_of is not None else contextlib.nullcontext():
+                speed = Speed.from_dict({**decode_speed(loaded.model, prompt, new_tokens=settings.decode_tokens),
+                                         "flops_per_token": flops_per_token(loaded.model, self.registry)})
             stages["speed"] = time.perf_counter() - t
         return zs, speed
 
-    def dense(self, firsts: Iterable[int], settings: EvalSettings | None) -> tuple[Evaluation, dict[str, Any], int]:
+    def dense(self, firsts: Iterable[int], settings: EvalSettings | None, detail_firsts: Iterable[int] = ()
+              ) -> tuple[Evaluation, dict[str, Any], int]:
         """The dense model's evaluation, the perplexity-reuse record and the dense FLOPs per token.
 
         The reuse record ``{"enabled", "stored_blocks", "floor"}`` also carries what the perplexity
@@ -386,14 +398,21 @@ class CellWorker:
 
         The dense perplexity pass keeps the hidden states entering the blocks in
         ``firsts`` (first removed block of each cell). Zero-shot accuracy and speed
-        are measured when ``settings`` asks for them.
+        are measured when ``settings`` asks for them; the zero-shot pass keeps the states entering
+        ``detail_firsts`` (first removed block of each detailed cell), so that :meth:`evaluate` restarts
+        those cells' zero-shot forwards there (:class:`lorp.evaluate.zeroshot_prefix.DensePrefixStates`).
         """
         t = time.perf_counter()
         progress_report(stage="dense", message="dense model: perplexity" + (
             ", zero-shot accuracy and decode speed" if settings is not None else ""))
         scorer = self._perplexity_scorer(firsts)
         stages = {"perplexity": time.perf_counter() - t}
-        zs, speed = self._details(settings, stages) if settings is not None else (None, None)
+        self._zero_shot_prefix = None
+        wanted = set(detail_firsts) if self.reuse_states else set()
+        if settings is not None and settings.zero_shot_tasks and wanted:
+            self._zero_shot_prefix = DensePrefixStates(self.load().model, wanted, registry=self.registry)
+        forward = self._zero_shot_prefix.record if self._zero_shot_prefix is not None else None
+        zs, speed = self._details(settings, stages, forward) if settings is not None else (None, None)
         ctx = self.context()
         ev = Evaluation((), {c: Perplexity(**v) for c, v in scorer.dense.items()}, ctx.parameters, zs, speed,
                         time.perf_counter() - t, stages)
@@ -405,15 +424,21 @@ class CellWorker:
         """Evaluate the model with ``removed`` deleted: perplexity per corpus, zero-shot and speed per ``settings``.
 
         Blocks are removed in place and restored (:func:`lorp.model.pruning.blocks_removed`);
-        perplexity restarts from the dense states kept for ``firsts`` where it can.
+        perplexity restarts from the dense states kept for ``firsts`` where it can, and zero-shot accuracy
+        from those the dense zero-shot pass kept (:meth:`dense`'s ``detail_firsts``).
         """
         t = time.perf_counter()
         ppl = {c: Perplexity(**v) for c, v in self._perplexity_scorer(firsts)(removed).items()}
         stages = {"perplexity": time.perf_counter() - t}
         zs = speed = None
         if settings.detailed:
-            with blocks_removed(self.load().model, list(removed), self.registry):
-                zs, speed = self._details(settings, stages)
+            model, prefix = self.load().model, self._zero_shot_prefix
+            if prefix is not None and prefix.start_for(removed) is not None:
+                zs, speed = self._details(settings, stages, prefix.replay(removed),
+                                          speed_of=blocks_removed(model, list(removed), self.registry))
+            else:
+                with blocks_removed(model, list(removed), self.registry):
+                    zs, speed = self._details(settings, stages)
         return Evaluation(tuple(sorted(removed)), ppl, self.context().parameters_without(removed), zs, speed,
                           time.perf_counter() - t, stages)
 
