@@ -7,7 +7,7 @@ Use as a pytest plugin (``pytest_plugins = ["lorp.testing"]`` in a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 import torch
@@ -133,3 +133,19 @@ def plain_nll(model, ids, removed, scored=None) -> float:
         logits, targets = logits[:, -scored:], targets[:, -scored:]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).item()
 
+
+def token_requests(seed: int = 0, vocab: int = 40, lengths: Sequence[int] = (1, 2, 5, 9, 14, 20)) -> list[tuple]:
+    """lm-eval ``loglikelihood`` requests as token ids, shuffled: one context per entry of ``lengths`` (token ids
+    in ``2..vocab-1``), each with 1 to 4 continuations of 1 to 6 tokens; ``(("", ""), context, continuation)``
+    tuples, what ``HFLM._loglikelihood_tokens`` takes. Drawn with numpy's ``default_rng(seed)``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for length in lengths:
+        context = rng.integers(2, vocab, size=length).tolist()
+        for _ in range(int(rng.integers(1, 5))):
+            continuation = rng.integers(2, vocab, size=int(rng.integers(1, 7))).tolist()
+            out.append((("", ""), context, continuation))
+    rng.shuffle(out)
+    return out

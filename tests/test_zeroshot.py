@@ -11,6 +11,7 @@ from lorp.evaluate.chance import chance_accuracy
 from lorp.evaluate.zeroshot import _MANAGERS, _arc, chosen_items, prepare_task, zero_shot
 from lorp.paths import cache_dir
 from lorp.run.records import TaskScore, ZeroShot
+from lorp.testing import token_requests
 
 # Multiple-choice items (context, choices, right choice) of very different lengths, so that a batch of 4 mixes
 # short and long rows (right padding) and one-token continuations (lm-eval's shared-context logits cache).
@@ -190,19 +191,6 @@ def _rows(task, split):
     return [json.loads(line) for line in path.open(encoding="utf-8")]
 
 
-def _token_requests(seed: int = 0, vocab: int = 40):
-    """lm-eval loglikelihood requests as token ids: contexts of 1 to 20 tokens, each with 1 to 4 continuations."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for length in (1, 2, 5, 9, 14, 20):
-        context = rng.integers(2, vocab, size=length).tolist()
-        for _ in range(int(rng.integers(1, 5))):
-            continuation = rng.integers(2, vocab, size=int(rng.integers(1, 7))).tolist()
-            out.append((("", ""), context, continuation))
-    rng.shuffle(out)
-    return out
-
-
 @pytest.mark.parametrize("arch", ["llama", "gemma3_text", "qwen2", "gpt2"])
 @pytest.mark.parametrize("removed", [(), (1,)])
 def test_a_shared_context_gives_the_full_forwards_loglikelihoods(arch, removed):
@@ -218,7 +206,7 @@ def test_a_shared_context_gives_the_full_forwards_loglikelihoods(arch, removed):
 
     model = remove_blocks(make_tiny_model(arch, num_blocks=4, vocab_size=64), removed)
     tokenizer = make_word_tokenizer([f"w{i}" for i in range(60)])
-    requests = _token_requests()
+    requests = token_requests()
     shared = _hflm(TrimmedHFLM, model, tokenizer, share_context=True)
     got = shared._loglikelihood_tokens(requests, disable_tqdm=True)
     want = _hflm(HFLM, model, tokenizer)._loglikelihood_tokens(requests, disable_tqdm=True)

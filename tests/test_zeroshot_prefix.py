@@ -6,20 +6,12 @@ import torch
 
 from lorp.evaluate.zeroshot_prefix import DensePrefixStates, batch_key
 from lorp.model.pruning import blocks_removed
-from lorp.testing import make_tiny_model, make_word_tokenizer
+from lorp.testing import make_tiny_model, make_word_tokenizer, token_requests
 
 
-def _token_requests(seed: int = 0, vocab: int = 40):
-    """lm-eval loglikelihood requests as token ids: 14 contexts of 1 to 20 tokens, each with 1 to 4 continuations."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for length in (1, 2, 3, 5, 7, 9, 11, 12, 14, 15, 17, 18, 19, 20):
-        context = rng.integers(2, vocab, size=length).tolist()
-        for _ in range(int(rng.integers(1, 5))):
-            continuation = rng.integers(2, vocab, size=int(rng.integers(1, 7))).tolist()
-            out.append((("", ""), context, continuation))
-    rng.shuffle(out)
-    return out
+def _token_requests(seed: int = 0):
+    """14 contexts of 1 to 20 tokens, each with 1 to 4 continuations."""
+    return token_requests(seed, lengths=(1, 2, 3, 5, 7, 9, 11, 12, 14, 15, 17, 18, 19, 20))
 
 
 def _lls(model, tokenizer, requests, forward=None):
