@@ -87,3 +87,25 @@ def test_a_method_can_run_at_some_budgets_only_and_the_report_reads_just_those(t
     for bad in ((("lorp-k2", (3,)),), (("shortgpt", (1,)),)):
         with pytest.raises(ConfigError, match="method_budgets: .* must be one of the methods"):
             run_sweep(replace(config, method_budgets=bad), tmp_path / "sweep")
+
+
+def test_extra_sets_restart_from_the_sweeps_cached_dense_pass_without_a_dense_forward(swept, monkeypatch):
+    from lorp.evaluate import perplexity as perplexity_module
+
+    config, folder, rows, _ = swept
+    dense = []
+    real = perplexity_module.block_inputs
+
+    def counted(model, ids, keep, *, removed=(), **kwargs):
+        if not set(removed):
+            dense.append(ids.shape)
+        return real(model, ids, keep, removed=removed, **kwargs)
+
+    monkeypatch.setattr(perplexity_module, "block_inputs", counted)
+    draws = random_floor(config, folder, 2, 3, num_blocks=6)
+    assert dense == [] and len(draws) == 3  # the sweep's worker stored the states entering every block
+    last = next(r for r in rows if r["method"] == "last")
+    monkeypatch.setenv("LORP_CACHE_DIR", str(folder.parent / "empty-cache"))  # no entry: one dense pass, same numbers
+    removed = tuple(int(b) for b in last["pruned"].split())
+    fresh = screen(replace(config, base=replace(config.base, eval_tokens=64)), folder.parent / "other", [removed])
+    assert len(dense) > 0 and fresh[removed][last["corpus"]].perplexity == pytest.approx(last["perplexity"], rel=1e-6)

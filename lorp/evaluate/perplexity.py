@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -10,11 +11,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import transformers
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..model.blocks import find_blocks, input_device
 from ..model.pruning import blocks_removed
+from ..store.cache import cache_key
+from ..store.hidden_states import load_hidden_states, save_hidden_states
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,18 @@ def logits_from(model: nn.Module, states: torch.Tensor, start: int, removed: Ite
         return model(inputs_embeds=states, use_cache=False, **_lm_kwargs(logits_to_keep)).logits
 
 
+def _states_key(fields: Mapping[str, Any], windows: Mapping[str, torch.Tensor], batch_size: int,
+                device: torch.device) -> str:
+    """Cache key of a dense pass (:class:`SweepPerplexity`): the caller's model fields, each corpus's
+    window token ids (sha256 of their bytes and shape), the batch size, the device type and torch's and
+    transformers' versions (a new version may compute the same model's states in another order of float ops)."""
+    digest = {name: hashlib.sha256(str(tuple(w.shape)).encode() + w.to(torch.int64).cpu().numpy().tobytes()).hexdigest()
+              for name, w in windows.items()}
+    return cache_key({"dense_states": 1, **dict(fields), "windows": digest, "batch_size": int(batch_size),
+                      "device": device.type, "torch": torch.__version__,
+                      "transformers": transformers.__version__})
+
+
 class SweepPerplexity:
     """Perplexity of many pruned variants of one model, each restarted from the dense model's hidden states.
 
@@ -202,23 +218,45 @@ class SweepPerplexity:
     not GPT-2), and states are kept only within ``max_state_bytes`` (the blocks
     that save most first); variants without kept states run plainly.
 
+    On-disk cache (``cache_fields``): the dense pass of the same windows is asked for by
+    several workers and processes (the sweep's cells, the random floor, SLEB's check, the
+    ablation notebook). With ``cache_fields`` (what identifies the model, e.g. its content id
+    and dtype) the dense pass keeps the states entering *every* block within
+    ``max_state_bytes`` (``first_blocks`` first, then from the top block down) and stores them with
+    the dense perplexity (:mod:`lorp.store.hidden_states`, keyed by ``cache_fields``, the windows'
+    token ids, the batch size and the device); a later scorer of the same key whose
+    ``first_blocks`` are all stored loads them instead of running the dense model. Stored
+    float32 states are bit-identical to recomputed ones, so every number is the same. Only a
+    float32 model uses the cache.
+
     Attributes:
-        dense: ``{corpus: asdict(Perplexity)}`` of the dense model.
+        dense: ``{corpus: asdict(Perplexity)}`` of the dense model (``seconds`` as first computed).
         reuse: whether reuse passed the probe.
         stored_blocks: blocks whose dense input states are kept.
+        from_cache: whether the dense pass was loaded from the on-disk cache.
+        cache_key: the key of its entry (``None``: no cache used).
     """
 
     def __init__(self, model: nn.Module, windows: dict[str, torch.Tensor], first_blocks: Iterable[int] = (), *,
-                 batch_size: int = 1, registry=None, reuse: bool = True, max_state_bytes: int = 2 * 2**30):
+                 batch_size: int = 1, registry=None, reuse: bool = True, max_state_bytes: int = 2 * 2**30,
+                 cache_fields: Mapping[str, Any] | None = None):
         from dataclasses import asdict
 
         self.model, self.windows, self.batch_size, self.registry = model, windows, batch_size, registry
         num_blocks = self._num_blocks = len(find_blocks(model, registry)[1])
         config = getattr(model.config, "text_config", None) or model.config
         hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd")
-        per_block = sum(w.numel() for w in windows.values()) * hidden * next(model.parameters()).element_size()
-        wanted = sorted({b for b in first_blocks if 0 < b < num_blocks} if reuse else set(), reverse=True)
-        self.stored_blocks = sorted(wanted[: max(0, max_state_bytes // max(per_block, 1))])
+        param = next(model.parameters())
+        per_block = sum(w.numel() for w in windows.values()) * hidden * param.element_size()
+        room = max(0, max_state_bytes // max(per_block, 1))
+        wanted = sorted({b for b in first_blocks if 0 < b < num_blocks} if reuse else set(), reverse=True)[:room]
+        key = (_states_key(cache_fields, windows, batch_size, input_device(model))
+               if cache_fields is not None and param.dtype == torch.float32 else None)
+        self.from_cache, self.cache_key = False, key
+        if key is not None and self._load(key, wanted, reuse):
+            return
+        extra = [b for b in range(num_blocks - 1, 0, -1) if b not in wanted] if key is not None and reuse else []
+        self.stored_blocks = sorted((wanted + extra)[:room])
         self._states: dict[str, list[dict[int, torch.Tensor]]] = {}
         self.dense = {}
         for name, w in windows.items():
@@ -231,8 +269,8 @@ class SweepPerplexity:
 
             self.dense[name] = asdict(_windows_perplexity(w, batch_size, input_device(model), dense_logits))
             self._states[name] = kept
-        self.reuse = False
-        if self.stored_blocks:
+        self.reuse, probed = False, bool(self.stored_blocks)
+        if probed:
             name, f = next(iter(windows)), self.stored_blocks[0]
             ids = windows[name][: batch_size].to(input_device(model))
             plain = _mean_nll(block_inputs(model, ids, (), removed={f}, registry=registry)[1], ids)[0]
@@ -240,6 +278,33 @@ class SweepPerplexity:
             self.reuse = abs(fast - plain) <= 1e-5 * max(1.0, abs(plain))
         if not self.reuse:
             self._states, self.stored_blocks = {}, []
+        if key is not None:
+            save_hidden_states(key, {n: [{b: t.detach().cpu().numpy() for b, t in batch.items()} for batch in kept]
+                                     for n, kept in self._states.items()} if self.reuse else {},
+                               {"dense": self.dense, "reuse": self.reuse, "stored_blocks": self.stored_blocks,
+                                "probed": probed})
+
+    def _load(self, key: str, wanted: list[int], reuse: bool) -> bool:
+        """Take the dense pass from the cache entry ``key`` when it serves this scorer: same corpora, and every
+        block of ``wanted`` stored (or reuse off here, or the entry's probe found reuse inexact)."""
+        hit = load_hidden_states(key)
+        if hit is None:
+            return False
+        states, meta = hit
+        if set(meta.get("dense", {})) != set(self.windows):
+            return False
+        stored = [int(b) for b in meta.get("stored_blocks", [])]
+        probed_inexact = meta.get("probed") and not meta.get("reuse")
+        if reuse and not probed_inexact and not set(wanted) <= set(stored):
+            return False
+        device = input_device(self.model)
+        self.dense = {name: dict(meta["dense"][name]) for name in self.windows}
+        self.reuse = bool(reuse and meta.get("reuse") and stored)
+        self.stored_blocks = stored if self.reuse else []
+        self._states = ({name: [{b: torch.from_numpy(a).to(device) for b, a in batch.items()} for batch in states[name]]
+                         for name in self.windows} if self.reuse else {})
+        self.from_cache = True
+        return True
 
     @torch.inference_mode()
     def __call__(self, removed: Iterable[int]) -> dict[str, dict]:

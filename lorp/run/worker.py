@@ -28,6 +28,7 @@ from ..model.data import calibration_samples, confirmation_windows, evaluation_w
 from ..model.pruning import blocks_removed
 from ..plugins.registry import load_registry
 from ..store.cache import cache_key
+from .fingerprint import content_id
 from .pipeline import block_metric, calibrate, calibration_nll
 from .healed_nll import HealedCalibrationNLL, split_rows
 from .healing import evaluate_healed
@@ -356,11 +357,22 @@ class CellWorker:
             return f"{type(exc).__name__}: {exc}"
 
     # -- evaluation ----------------------------------------------------------------------------------------------
+    def states_fields(self) -> dict[str, Any] | None:
+        """What identifies this model in the on-disk cache of dense hidden states
+        (:class:`lorp.evaluate.perplexity.SweepPerplexity`'s ``cache_fields``), as in the calibration pass's key:
+        its content id and load info. ``None`` (no cache) when ``base.use_cache`` is off."""
+        if not self.base.use_cache:
+            return None
+        info = self.load().info
+        return {"model": content_id(self.base.model, "model"),
+                "model_info": {k: info.get(k) for k in ("model_type", "num_parameters", "gguf_sha256", "dtype")}}
+
     def _perplexity_scorer(self, firsts: Iterable[int]):
         firsts = tuple(sorted(set(firsts))) if self.reuse_states else ()
         if self._scorer is None or self._scorer_firsts != firsts:
             self._scorer = SweepPerplexity(self.load().model, self.windows, firsts, batch_size=self.base.batch_size,
-                                           registry=self.registry, reuse=self.reuse_states)
+                                           registry=self.registry, reuse=self.reuse_states,
+                                           cache_fields=self.states_fields())
             self._scorer_firsts = firsts
         return self._scorer
 
@@ -463,7 +475,7 @@ class CellWorker:
         progress_report(stage="confirmation", message=f"confirmation windows: dense and {len(sets)} removed set(s), "
                                                       f"{count} windows per corpus")
         scorer = SweepPerplexity(loaded.model, windows, firsts, batch_size=base.batch_size, registry=self.registry,
-                                 reuse=self.reuse_states)
+                                 reuse=self.reuse_states, cache_fields=self.states_fields())
         out = {(): {c: Perplexity(**v) for c, v in scorer.dense.items()}}
         for r in sets:
             out[r] = {c: Perplexity(**v) for c, v in scorer(r).items()}
