@@ -10,9 +10,9 @@ wall time, and SLEB's selection time as a ratio to the same model's calibration
 pass (32 x 256 tokens in the default preset). Prints Markdown; ``--out`` also
 writes it. Nothing is run: the numbers are what the reports recorded.
 
-``--project`` projects the full study from one model's measured run: each stage's seconds times
-that stage's ratio (all models / the measured model) in a reference study of every model (the
-committed reports). Stages the reference did not have borrow the ratio of the stage that does the
+``--project`` projects the full study from the models measured in a run's reports folder (one or
+more): each stage's measured seconds times that stage's ratio (all models / the measured ones) in a
+reference study of every model (the committed reports). Stages the reference did not have borrow the ratio of the stage that does the
 same work (:data:`PROXY`); untimed notebook overhead scales with the number of models.
 """
 
@@ -72,49 +72,56 @@ def _ablation_seconds(where: str, model: str) -> dict[str, float] | None:
 
 
 def projection(measured: str, reference: str, model: str = "smollm2-135m") -> tuple[str, float]:
-    """Project the full study's wall seconds from ``model``'s run in ``measured`` and the per-stage model
-    ratios of ``reference`` (a reports folder or git revision holding every model of :data:`MODELS`).
+    """Project the full study's wall seconds from the runs in ``measured`` and the per-stage model ratios of
+    ``reference`` (a reports folder or git revision holding every model of :data:`MODELS`).
 
-    Returns ``(markdown, projected seconds)``. Perplexity over pruned and dense sets share one ratio (the
-    reference's dense and pruned seconds summed), since both are forward passes over the same windows.
-    Raises ValueError when ``measured`` lacks ``model`` or ``reference`` lacks it or has no other model.
+    Every model of :data:`MODELS` found in ``measured`` counts as measured (``model`` must be one of them);
+    each other model's stage is the measured models' seconds times that model's share of the reference's
+    seconds over the measured models' (with one measured model: its seconds times all models / it). Returns
+    ``(markdown, projected seconds)``. Perplexity over pruned and dense sets share one ratio (the reference's
+    dense and pruned seconds summed), since both are forward passes over the same windows.
+    Raises ValueError when ``measured`` lacks ``model`` or ``reference`` lacks a measured model or has no other.
     """
-    run = load(measured, (model,)).get(model)
+    runs = load(measured)
     ref = load(reference)
-    if run is None or model not in ref or len(ref) < 2:
+    if model not in runs or not set(runs) <= set(ref) or len(ref) < 2:
         raise ValueError(f"need {model}'s results.json in {measured} and every model's in {reference}")
-    n = len(ref)
-    st = stage_seconds(run)
+    names, n = list(runs), len(ref)
+    st = {m: stage_seconds(r) for m, r in runs.items()}
     rs = {m: stage_seconds(r) for m, r in ref.items()}
 
     def ratio(stage: str) -> float:
         keys = ("perplexity (pruned)", "perplexity (dense)") if PROXY.get(stage, stage) == "perplexity (pruned)" \
             else (PROXY.get(stage, stage),)
-        one = sum(rs[model][k] for k in keys)
-        return sum(v[k] for v in rs.values() for k in keys) / one if one > 0 else float(n)
+        mine = sum(rs[m][k] for m in names for k in keys)
+        return sum(v[k] for v in rs.values() for k in keys) / mine if mine > 0 else n / len(names)
 
-    lines = [f"| stage | {model} (s) | × ratio | projected, {n} models (s) |", "|---|---:|---:|---:|"]
+    head = " + ".join(names)
+    lines = [f"| stage | {head} (s) | × ratio | projected, {n} models (s) |", "|---|---:|---:|---:|"]
     total = 0.0
     for stage in STAGES:
-        if not st[stage]:
+        x = sum(st[m][stage] for m in names)
+        if not x:
             continue
-        r = float(n) if stage.startswith("other") else ratio(stage)
-        total += st[stage] * r
-        lines.append(f"| {stage} | {st[stage]:.0f} | {r:.2f} | {st[stage] * r:.0f} |")
-    mine, theirs = _ablation_seconds(measured, model), {m: _ablation_seconds(reference, m) for m in ref}
-    if mine:
+        r = n / len(names) if stage.startswith("other") else ratio(stage)
+        total += x * r
+        lines.append(f"| {stage} | {x:.0f} | {r:.2f} | {x * r:.0f} |")
+    mine = {m: _ablation_seconds(measured, m) for m in names}
+    theirs = {m: _ablation_seconds(reference, m) for m in ref}
+    if all(mine.values()):
         timed = 0.0
         for name, keys in ABLATION_PARTS.items():
-            x = sum(mine.get(k, 0.0) for k in keys)
-            one = sum((theirs[model] or {}).get(k, 0.0) for k in keys)
-            r = sum(sum((v or {}).get(k, 0.0) for k in keys) for v in theirs.values()) / one if one > 0 else float(n)
+            x = sum(mine[m].get(k, 0.0) for m in names for k in keys)
+            one = sum((theirs[m] or {}).get(k, 0.0) for m in names for k in keys)
+            r = (sum(sum((v or {}).get(k, 0.0) for k in keys) for v in theirs.values()) / one if one > 0
+                 else n / len(names))
             timed += x
             total += x * r
             lines.append(f"| ablation notebook: {name} | {x:.0f} | {r:.2f} | {x * r:.0f} |")
-        rest = max(mine.get("notebook", 0.0) - timed, 0.0)
-        total += rest * n
+        rest = max(sum(mine[m].get("notebook", 0.0) for m in names) - timed, 0.0)
+        total += rest * n / len(names)
         lines.append(f"| ablation notebook: the rest (confirmation of our selector, figures, start-up) | {rest:.0f} | "
-                     f"{n:.2f} | {rest * n:.0f} |")
+                     f"{n / len(names):.2f} | {rest * n / len(names):.0f} |")
     lines.append(f"| **projected study** | | | **{total:.0f}** ({total / 60:.0f} min) |")
     return "\n".join(lines) + "\n", total
 
@@ -153,7 +160,7 @@ def table(before: dict[str, StudyResult], after: dict[str, StudyResult]) -> str:
 @click.option("--out", default="", help="also write the Markdown here")
 @click.option("--project", default="", help="reports folder of one model's run to project the full study from")
 @click.option("--reference", default="HEAD", show_default=True, help="reports folder or git revision of every model")
-@click.option("--model", default="smollm2-135m", show_default=True, help="the model --project ran")
+@click.option("--model", default="smollm2-135m", show_default=True, help="a model --project ran (every model of the folder is used)")
 def main(before: str, after: str, out: str, project: str, reference: str, model: str) -> None:
     """Print the per-stage time table of two default studies, or a projection (--project)."""
     if not before and not project:

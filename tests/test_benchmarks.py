@@ -61,25 +61,28 @@ def test_study_time_table_compares_stages_and_sleb_cost(tmp_path):
     assert "| **wall time, all models** | **100** (1.7 min) | **50** (0.8 min) | **0.50** |" in md
     assert "| smollm2-135m | 100 | 50 | 4.0 | 2.0 |" in md
 
-def test_study_time_projection_scales_each_stage_by_the_reference_ratio(tmp_path):
+
+def _write_study(root, model, wall, sleb, calib, dense, pruned, ablation=None):
+    """A minimal ``results.json`` (and ``ablation.json``) of one model under ``root``, with the given stage seconds."""
     import json
 
+    cells = [{"method": "sleb", "budget": 2, "pruned": [1], "perplexity": {"a": 5.0}, "mean_perplexity": 5.0,
+              "parameters": 1, "seconds": {"selection": sleb, "evaluation": pruned, "evaluation_perplexity": pruned},
+              "nll_passes": {"full": 1, "partial": 2}}]
+    r = {"model": {"name": model}, "num_blocks": 4, "rls": 0.5, "k": 4, "config": {}, "cells": cells,
+         "dense": {"perplexity": {"a": 4.0}, "mean_perplexity": 4.0, "parameters": 2},
+         "compute_seconds": {"calibration": calib, "dense": dense, "dense_stages": {"perplexity": dense}},
+         "wall_time_s": wall}
+    (root / model).mkdir(parents=True)
+    (root / model / "results.json").write_text(json.dumps(r))
+    if ablation:
+        (root / model / "ablation.json").write_text(json.dumps({"seconds": ablation}))
+
+
+def test_study_time_projection_scales_each_stage_by_the_reference_ratio(tmp_path):
     from benchmarks.study_time import projection
 
-    def write(root, model, wall, sleb, calib, dense, pruned, ablation=None):
-        cells = [{"method": "sleb", "budget": 2, "pruned": [1], "perplexity": {"a": 5.0}, "mean_perplexity": 5.0,
-                  "parameters": 1, "seconds": {"selection": sleb, "evaluation": pruned,
-                                               "evaluation_perplexity": pruned},
-                  "nll_passes": {"full": 1, "partial": 2}}]
-        r = {"model": {"name": model}, "num_blocks": 4, "rls": 0.5, "k": 4, "config": {}, "cells": cells,
-             "dense": {"perplexity": {"a": 4.0}, "mean_perplexity": 4.0, "parameters": 2},
-             "compute_seconds": {"calibration": calib, "dense": dense, "dense_stages": {"perplexity": dense}},
-             "wall_time_s": wall}
-        (root / model).mkdir(parents=True)
-        (root / model / "results.json").write_text(json.dumps(r))
-        if ablation:
-            (root / model / "ablation.json").write_text(json.dumps({"seconds": ablation}))
-
+    write = _write_study
     ref, run = tmp_path / "ref", tmp_path / "run"
     write(ref, "smollm2-135m", 60.0, 40.0, 10.0, 2.0, 1.0, {"selectors_selection": 6.0, "notebook": 20.0})
     write(ref, "gemma3-270m", 90.0, 40.0, 30.0, 4.0, 5.0, {"selectors_selection": 12.0, "notebook": 20.0})
@@ -91,6 +94,23 @@ def test_study_time_projection_scales_each_stage_by_the_reference_ratio(tmp_path
     assert "| calibration pass | 5 | 4.00 | 20 |" in md and "| SLEB selection | 10 | 2.00 | 20 |" in md
     with pytest.raises(ValueError, match="every model"):
         projection(str(run), str(run))
+
+
+def test_study_time_projection_keeps_every_measured_model_and_projects_the_others(tmp_path):
+    from benchmarks.study_time import projection
+
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    _write_study(ref, "smollm2-135m", 60.0, 40.0, 10.0, 2.0, 1.0)
+    _write_study(ref, "gemma3-270m", 90.0, 40.0, 30.0, 4.0, 5.0)
+    _write_study(ref, "qwen2.5-0.5b", 90.0, 120.0, 60.0, 6.0, 3.0)
+    _write_study(run, "smollm2-135m", 30.0, 10.0, 5.0, 2.0, 1.0)
+    _write_study(run, "gemma3-270m", 50.0, 20.0, 15.0, 3.0, 4.0)
+    md, total = projection(str(run), str(ref))
+    # measured sums x (all three / the two measured) in the reference: calibration 20 x 100/40 = 50,
+    # SLEB 30 x 200/80 = 75, perplexity (2+1+3+4) x (3+9+9)/(3+9) = 10 x 1.75 = 17.5;
+    # other = wall - the stages: (30 - 18) + (50 - 42) = 20, x 3/2 models.
+    assert total == pytest.approx(20 * 2.5 + 30 * 2.5 + 10 * 1.75 + 20 * 1.5)
+    assert "| stage | smollm2-135m + gemma3-270m (s) |" in md and "| calibration pass | 20 | 2.50 | 50 |" in md
 
 
 @pytest.mark.parametrize("from_trace", [False, True])
