@@ -6,9 +6,10 @@ from lorp.run.study_records import StudyCell, StudyDense, StudyResult
 from lorp.study.costs import STAGES, stage_floor_seconds, stage_markdown, stage_seconds
 
 
-def cell(method, budget, seconds, zero_shot=None, nll_passes=None):
+def cell(method, budget, seconds, zero_shot=None, nll_passes=None, reused=False):
     return StudyCell(method=method, budget=budget, pruned=[1], perplexity={"ptb": 10.0}, mean_perplexity=10.0,
-                     parameters=1, seconds=seconds, zero_shot=zero_shot, nll_passes=nll_passes)
+                     parameters=1, seconds=seconds, zero_shot=zero_shot, nll_passes=nll_passes,
+                     evaluation_reused=reused)
 
 
 def study(cells, compute, wall):
@@ -42,6 +43,19 @@ def test_old_records_estimate_the_perplexity_share_of_a_detailed_cell():
     s = stage_seconds(r)
     assert s["perplexity: lorp"] == 15.0  # 6 + 4 + their mean 5 for the detailed cell
     assert s["zero-shot"] == 25.0 and s["perplexity (dense)"] == 12.0
+
+
+def test_a_detailed_cell_that_reused_another_seeds_evaluation_costs_nothing():
+    # seed 1 picked seed 0's blocks: its cell carries seed 0's accuracies and no seconds of its own. Counting
+    # it as an old record once charged it the method's mean perplexity time (5 s here) a second time.
+    detail = {"selection": 0.0, "evaluation": 12.0, "evaluation_perplexity": 5.0, "evaluation_zero_shot": 7.0}
+    r = study([cell("lorp", 2, detail, zero_shot={"arc_easy": .5}),
+               cell("lorp", 3, {"selection": 0.0, "evaluation": 5.0, "evaluation_perplexity": 5.0}),
+               cell("lorp", 2, {"selection": 0.0, "evaluation": 0.0, "total": 0.0}, zero_shot={"arc_easy": .5},
+                    reused=True)],
+              {"calibration": 1.0, "dense": 2.0}, wall=30.0)
+    s = stage_seconds(r)
+    assert s["perplexity: lorp"] == 10.0 and s["perplexity (pruned)"] == 10.0 and s["zero-shot"] == 7.0
 
 
 def test_the_evidence_stages_are_timed_from_their_records():

@@ -29,7 +29,7 @@ def stage_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
     """Seconds per stage of one model's study (``results.json``), keyed as :data:`STAGES`.
 
     ``"perplexity (pruned)"`` is also split per method under ``"perplexity: <method>"``
-    keys (cells that reused another cell's evaluation cost 0). Records written before
+    keys (cells that reused another cell's evaluation cost 0, detailed ones too). Records written before
     evaluations carried stage timings put a detailed cell's whole evaluation under
     ``"zero-shot"`` less its perplexity share estimated from that method's other cells
     (0 if it has none), and the dense evaluation under ``"perplexity (dense)"``.
@@ -55,7 +55,9 @@ def stage_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
     for c in r.all_cells:
         s = c.seconds or {}
         out["SLEB selection" if c.nll_passes else "selection"] += float(s.get("selection", 0.0))
-        if "evaluation_perplexity" in s:
+        if c.evaluation_reused:  # another cell's evaluation: computed (and counted) once, there
+            ppl = 0.0
+        elif "evaluation_perplexity" in s:
             ppl = float(s["evaluation_perplexity"])
             out["zero-shot"] += float(s.get("evaluation_zero_shot", 0.0))
             out["decode speed"] += float(s.get("evaluation_speed", 0.0))
