@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from .evaluate import perplexity as perplexity_module
 from .model.pruning import blocks_removed
 from .plugins.registry import PluginSettings, Registry, load_registry
 
@@ -132,6 +133,22 @@ def plain_nll(model, ids, removed, scored=None) -> float:
     if scored:
         logits, targets = logits[:, -scored:], targets[:, -scored:]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).item()
+
+
+def count_dense_forwards(monkeypatch) -> list[tuple[int, ...]]:
+    """Patch :func:`lorp.evaluate.perplexity.block_inputs` (through pytest's ``monkeypatch``) to record the
+    ids shape ``[B, T]`` of every forward of the whole dense model (nothing removed); returns that list,
+    which grows as such forwards run. Forwards of pruned models are not recorded."""
+    calls: list[tuple[int, ...]] = []
+    real = perplexity_module.block_inputs
+
+    def counted(model, ids, keep, *, removed=(), **kwargs):
+        if not set(removed):
+            calls.append(tuple(ids.shape))
+        return real(model, ids, keep, removed=removed, **kwargs)
+
+    monkeypatch.setattr(perplexity_module, "block_inputs", counted)
+    return calls
 
 
 def token_requests(seed: int = 0, vocab: int = 40, lengths: Sequence[int] = (1, 2, 5, 9, 14, 20)) -> list[tuple]:

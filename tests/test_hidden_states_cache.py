@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from lorp.evaluate import perplexity as perplexity_module
 from lorp.evaluate.perplexity import SweepPerplexity, perplexities
 from lorp.model.pruning import blocks_removed
 from lorp.store.hidden_states import load_hidden_states, save_hidden_states, states_path
-from lorp.testing import make_tiny_model
+from lorp.testing import count_dense_forwards, make_tiny_model
 
 FIELDS = {"model": "tiny", "model_info": {"dtype": "float32"}}
 VARIANTS = [[1], [2, 3], [3, 5], [4], [5]]
@@ -30,16 +29,7 @@ def cache(tmp_path, monkeypatch):
 @pytest.fixture
 def dense_passes(monkeypatch):
     """Counts forwards of the whole dense model (``block_inputs`` with nothing removed)."""
-    calls = []
-    real = perplexity_module.block_inputs
-
-    def counted(model, ids, keep, *, removed=(), **kwargs):
-        if not set(removed):
-            calls.append(ids.shape)
-        return real(model, ids, keep, removed=removed, **kwargs)
-
-    monkeypatch.setattr(perplexity_module, "block_inputs", counted)
-    return calls
+    return count_dense_forwards(monkeypatch)
 
 
 def test_a_second_scorer_loads_the_dense_pass_and_gives_the_same_numbers_bit_for_bit(cache, dense_passes):

@@ -90,18 +90,10 @@ def test_a_method_can_run_at_some_budgets_only_and_the_report_reads_just_those(t
 
 
 def test_extra_sets_restart_from_the_sweeps_cached_dense_pass_without_a_dense_forward(swept, monkeypatch):
-    from lorp.evaluate import perplexity as perplexity_module
+    from lorp.testing import count_dense_forwards
 
     config, folder, rows, _ = swept
-    dense = []
-    real = perplexity_module.block_inputs
-
-    def counted(model, ids, keep, *, removed=(), **kwargs):
-        if not set(removed):
-            dense.append(ids.shape)
-        return real(model, ids, keep, removed=removed, **kwargs)
-
-    monkeypatch.setattr(perplexity_module, "block_inputs", counted)
+    dense = count_dense_forwards(monkeypatch)
     draws = random_floor(config, folder, 2, 3, num_blocks=6)
     assert dense == [] and len(draws) == 3  # the sweep's worker stored the states entering every block
     last = next(r for r in rows if r["method"] == "last")

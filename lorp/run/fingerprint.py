@@ -7,7 +7,7 @@ registered corpus needs the model resolver and the plugin registry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,14 @@ def content_id(spec: str, kind: str, registry=None) -> str:
     if spec not in registry.components["corpus"] and Path(spec).expanduser().is_file():
         return f"sha256:{content_digest(Path(spec).expanduser())}"
     return spec
+
+
+def model_fields(spec: str, info: Mapping[str, Any]) -> dict[str, Any]:
+    """How a loaded model enters cache keys (calibration passes, cached dense hidden states):
+    ``{"model": content_id(spec), "model_info": {model_type, num_parameters, gguf_sha256, dtype}}``,
+    the last from the loader's ``info`` (:attr:`lorp.model.models.LoadedModel.info`)."""
+    return {"model": content_id(spec, "model"),
+            "model_info": {k: info.get(k) for k in ("model_type", "num_parameters", "gguf_sha256", "dtype")}}
 
 
 def input_fingerprint(model: str, corpora: Iterable[str], registry=None) -> dict[str, str]:

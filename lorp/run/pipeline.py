@@ -25,7 +25,7 @@ from ..model.models import DEFAULT_MODEL, LoadedModel, model_config, num_blocks_
 from ..plugins.components import Corpus, SimilarityMetric
 from ..plugins.registry import Registry
 from ..store.cache import cache_key, load_matrices, notice, save_matrices
-from .fingerprint import component_code, content_id
+from .fingerprint import component_code, content_id, model_fields
 
 
 @dataclass(frozen=True)
@@ -226,8 +226,7 @@ def calibrate(loaded: LoadedModel, corpus: Corpus, config: PruneConfig, metrics:
     ``meta`` reports tokens, forward passes run (0 when all were cached) and time.
     """
     base = {  # a local model folder or text file enters by its content, not its path
-        "model": content_id(config.model, "model"),
-        "model_info": {k: loaded.info.get(k) for k in ("model_type", "num_parameters", "gguf_sha256", "dtype")},
+        **model_fields(config.model, loaded.info),
         "corpus": content_id(config.calibration, "corpus", registry), "num_samples": config.num_samples,
         "seq_len": config.seq_len, "seed": config.seed,
     }

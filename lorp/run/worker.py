@@ -28,7 +28,7 @@ from ..model.data import calibration_samples, confirmation_windows, evaluation_w
 from ..model.pruning import blocks_removed
 from ..plugins.registry import load_registry
 from ..store.cache import cache_key
-from .fingerprint import content_id
+from .fingerprint import model_fields
 from .pipeline import block_metric, calibrate, calibration_nll
 from .healed_nll import HealedCalibrationNLL, split_rows
 from .healing import evaluate_healed
@@ -360,12 +360,9 @@ class CellWorker:
     def states_fields(self) -> dict[str, Any] | None:
         """What identifies this model in the on-disk cache of dense hidden states
         (:class:`lorp.evaluate.perplexity.SweepPerplexity`'s ``cache_fields``), as in the calibration pass's key:
-        its content id and load info. ``None`` (no cache) when ``base.use_cache`` is off."""
-        if not self.base.use_cache:
-            return None
-        info = self.load().info
-        return {"model": content_id(self.base.model, "model"),
-                "model_info": {k: info.get(k) for k in ("model_type", "num_parameters", "gguf_sha256", "dtype")}}
+        its content id and load info (:func:`lorp.run.fingerprint.model_fields`). ``None`` (no cache) when
+        ``base.use_cache`` is off."""
+        return model_fields(self.base.model, self.load().info) if self.base.use_cache else None
 
     def _perplexity_scorer(self, firsts: Iterable[int]):
         firsts = tuple(sorted(set(firsts))) if self.reuse_states else ()
