@@ -8,7 +8,8 @@ set (:func:`lorp.method.selection.select_blocks`) and fits each healer (:func:`l
 Perplexity is on the default screening windows (4096 tokens of ptb and wiki-paragraphs, windows of 256).
 Prints, per (method, healer): perplexity per corpus, the share of the log-perplexity gap to dense that
 the healer closes, ``(log ppl_unhealed − log ppl_healed) / (log ppl_unhealed − log ppl_dense)``, the fit
-seconds in all and per map, and each map's run, alpha and solve seconds.
+seconds in all and per map, and each map's run, the alpha kept (or ``identity``: no map beat none on the held-out
+calibration rows), the held-out NLL of each candidate, and the solve seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 import lorp
 from lorp.evaluate.perplexity import perplexity
 from lorp.heal.fit import apply_healing, fit_healer
+from lorp.heal.holdout import holdout_split
 from lorp.heal.linear import branch_output, collect_stats, ridge_to_identity
 from lorp.method.capture import capture_similarities
 from lorp.method.selection import select_blocks
@@ -45,10 +47,12 @@ def gap_closed(dense: float, unhealed: float, healed: float) -> float:
 
 
 def explicit_model(dense, ids, removed, maps, registry):
-    """A copy of ``dense`` with each ``linear`` map applied explicitly to its block's MLP branch (a forward hook,
+    """A copy of ``dense`` with each kept ``linear`` map applied explicitly to its block's MLP branch (a forward hook,
     ``m ↦ m T``) and the blocks removed: what the fold approximates where it cannot be exact (Gemma 3)."""
+    maps = [m for m in maps if m["alpha"] != "identity"]
     runs = [tuple(m["run"]) for m in maps]
-    stats = collect_stats(dense, ids, torch.ones_like(ids), runs, registry=registry)
+    fit_rows = holdout_split(ids.shape[0])[0]  # the maps are fitted on the rows that are not held out
+    stats = collect_stats(dense, ids[fit_rows], torch.ones_like(ids[fit_rows]), runs, registry=registry)
     model = copy.deepcopy(dense)
     blocks = find_blocks(model, registry)[1]
     for m, run in zip(maps, runs):
@@ -98,10 +102,12 @@ def main(argv: list[str] | None = None) -> None:
                 folded = "" if fold["kind"] == "exact" else (
                     f"; folded behind the norm with c = {fold['scale']:.4f}: calibration MSE explicit "
                     f"{fold['mse_explicit']:.4g}, folded {fold['mse_folded']:.4g}, identity {fold['mse_identity']:.4g}")
-                print(f"      map run {m['run']} -> block {m['block']}: alpha {m['alpha']}, "
-                      f"solve {m['solve_seconds']:.2f} s, held-out MSE {min(m['holdout_mse'].values()):.4g} "
-                      f"(identity {m['holdout_mse_identity']:.4g}){folded}")
-            if name == "linear" and any(m["fold"]["kind"] != "exact" for m in maps):
+                held = "" if m["holdout_nll_identity"] is None else (
+                    f", held-out NLL {m['holdout_nll_identity']:.4f} unhealed so far -> {m['holdout_nll_chosen']:.4f} "
+                    "(" + ", ".join(f"{a}: {v:.4f}" for a, v in m["holdout_nll"].items()) + ")")
+                print(f"      map run {m['run']} -> block {m['block']}: alpha {m['alpha']} (best {m['best_alpha']}), "
+                      f"solve {m['solve_seconds']:.2f} s{held}{folded}")
+            if name == "linear" and any(m["fold"]["kind"] != "exact" and m["alpha"] != "identity" for m in maps):
                 explicit = explicit_model(dense, ids, removed, maps, registry)
                 ppl_explicit = {c: perplexity(explicit, w, progress=False).perplexity for c, w in windows.items()}
                 print("      the same maps applied explicitly (not foldable): "

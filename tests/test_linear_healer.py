@@ -9,10 +9,13 @@ import torch
 import lorp
 from lorp.errors import ConfigError
 from lorp.heal.fit import apply_healing, fit_healer
+from lorp.heal.forward import weights_written
+from lorp.heal.holdout import holdout_split
 from lorp.heal.linear import RidgeStats, collect_stats, removed_runs, residual_error, ridge_to_identity
-from lorp.heal.norm_fold import conjugated_map, folded_branch
+from lorp.heal.norm_fold import conjugated_map, folded_branch, switched_on
 from lorp.model.blocks import find_blocks
 from lorp.model.pruning import remove_blocks
+from lorp.testing import plain_nll
 
 
 def stats_of(m, r):
@@ -88,19 +91,96 @@ def test_the_folded_model_equals_the_map_applied_explicitly(lorp_registry, tiny_
     assert not torch.allclose(a, plain, atol=1e-3)  # the map does change the pruned model
 
 
-def test_alpha_is_chosen_on_the_held_out_quarter_and_least_squares_beats_no_repair(lorp_registry, tiny_model):
+def test_every_fourth_calibration_sequence_is_held_out_not_a_tail():
+    assert holdout_split(9) == ([1, 2, 3, 5, 6, 7], [0, 4, 8])
+    assert holdout_split(4) == ([1, 2, 3], [0])
+    assert holdout_split(2) == ([1], [0])
+    with pytest.raises(ValueError, match="at least 2"):
+        holdout_split(8, every=1)
+
+
+def down_weights(dense, run, t):
+    """The fold ``W ← Tᵀ W`` of map ``t`` into the block before ``run``, by hand."""
+    name = f"model.layers.{run[0] - 1}.mlp.down_proj.weight"
+    w = dict(dense.named_parameters())[name].detach().double()
+    return {name: (torch.from_numpy(t).T @ w).float()}
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_each_run_keeps_the_map_with_the_lowest_held_out_nll_of_the_model_healed_so_far(lorp_registry, tiny_model,
+                                                                                        arch):
+    dense = tiny_model(arch, 6)
+    removed, runs = (2, 4), [(2, 2), (4, 4)]  # maps into blocks 1 and 3
+    ids, mask = calibration(rows=8)
+    fit = fit_healer(lorp_registry.healer("linear"), lorp.HealRequest(
+        model=dense, removed=removed, calibration=ids, attention_mask=mask, settings={"alphas": [0.01, 0.1, 1.0]},
+        registry=lorp_registry))
+    rec = fit.record
+    assert rec["holdout_rows"] == 2 and rec["fit_rows"] == 6 and rec["holdout_every"] == 4
+    held, fit_rows = ids[[0, 4]], [1, 2, 3, 5, 6, 7]
+    assert rec["holdout_nll_unhealed"] == pytest.approx(plain_nll(dense, held, set(removed)), rel=1e-5)
+    stats = collect_stats(dense, ids[fit_rows], mask[fit_rows], runs, registry=lorp_registry)  # held rows never fit
+    chosen: dict = {}
+    for entry, run in zip(rec["maps"], runs):
+        assert entry["run"] == list(run)
+        assert entry["holdout_nll_identity"] == pytest.approx(
+            plain_nll_with(dense, chosen, held, removed), rel=1e-5)
+        for alpha, value in entry["holdout_nll"].items():  # each candidate: the healed-so-far model's NLL, by hand
+            w = down_weights(dense, run, ridge_to_identity(stats[run], float(alpha)))
+            assert value == pytest.approx(plain_nll_with(dense, {**chosen, **w}, held, removed), rel=1e-5)
+        best = min(entry["holdout_nll"], key=entry["holdout_nll"].get)
+        assert entry["best_alpha"] == float(best)
+        if entry["holdout_nll"][best] < entry["holdout_nll_identity"]:
+            assert entry["alpha"] == float(best) and entry["holdout_nll_chosen"] == entry["holdout_nll"][best]
+            chosen.update(down_weights(dense, run, ridge_to_identity(stats[run], float(best))))
+        else:
+            assert entry["alpha"] == "identity" and entry["holdout_nll_chosen"] == entry["holdout_nll_identity"]
+    assert fit.weights.keys() == chosen.keys()
+    for name, value in chosen.items():
+        torch.testing.assert_close(fit.weights[name], value, rtol=1e-6, atol=1e-6)
+    assert rec["kept_maps"] == len(chosen) >= 1  # on this model the ridge does help somewhere
+    assert rec["holdout_nll_healed"] == pytest.approx(plain_nll_with(dense, fit.weights, held, removed), rel=1e-5)
+    assert rec["holdout_nll_healed"] <= rec["holdout_nll_unhealed"]
+
+
+def plain_nll_with(dense, weights, ids, removed):
+    with weights_written(dense, weights):
+        return plain_nll(dense, ids, set(removed))
+
+
+def test_a_map_that_does_not_beat_no_map_on_held_out_rows_is_not_written(lorp_registry, tiny_model):
+    """Plain least squares on fewer fit tokens than dimensions (18 < 32) zeroes the MLP branch outside the fit
+    rows' span: on the held-out rows it is worse than no map, so the run stays unhealed."""
+    dense = tiny_model("llama", 5)
+    ids, mask = calibration(rows=4, tokens=7)
+    fit = fit_healer(lorp_registry.healer("linear"), lorp.HealRequest(
+        model=dense, removed=(2,), calibration=ids, attention_mask=mask, settings={"alphas": [0.0]},
+        registry=lorp_registry))
+    (entry,) = fit.record["maps"]
+    assert entry["alpha"] == "identity" and entry["best_alpha"] == 0.0
+    assert entry["holdout_nll"]["0.0"] > entry["holdout_nll_identity"]
+    assert fit.weights == {} and fit.record["kept_maps"] == 0
+    assert fit.record["holdout_nll_healed"] == fit.record["holdout_nll_unhealed"] == pytest.approx(
+        plain_nll(dense, ids[[0]], {2}), rel=1e-5)
+
+
+def test_a_fixed_alpha_is_fitted_on_every_row_and_always_written(lorp_registry, tiny_model):
     dense = tiny_model("llama", 5)
     ids, mask = calibration(rows=8)
-    request = lorp.HealRequest(model=dense, removed=(2,), calibration=ids, attention_mask=mask, registry=lorp_registry)
-    fit = fit_healer(lorp_registry.healer("linear"), request)
-    rec = fit.record
-    assert rec["holdout_rows"] == 2 and rec["fit_rows"] == 6
-    (one,) = rec["maps"]
-    assert str(one["alpha"]) == min(one["holdout_mse"], key=one["holdout_mse"].get)
-    assert one["tokens"] == 8 * 12 and one["block"] == 1
+    fit = fit_healer(lorp_registry.healer("linear"), lorp.HealRequest(
+        model=dense, removed=(2,), calibration=ids, attention_mask=mask, settings={"alpha": 0.0},
+        registry=lorp_registry))
+    (entry,) = fit.record["maps"]
+    assert entry["alpha"] == 0.0 and entry["tokens"] == 8 * 12 and fit.record["holdout_rows"] == 0
     stats = collect_stats(dense, ids, mask, [(2, 2)], registry=lorp_registry)[(2, 2)]
     d = stats.mm.shape[0]
     assert residual_error(stats, ridge_to_identity(stats, 0.0)) <= residual_error(stats, np.eye(d))
+    for bad, message in [({"alpha": 0.1, "alphas": [0.1]}, "not both"), ({"alphas": []}, "non-empty list"),
+                         ({"alpha": -1}, "number >= 0"), ({"alphas": ["x"]}, "non-empty list")]:
+        with pytest.raises(ConfigError, match=message):
+            fit_healer(lorp_registry.healer("linear"), lorp.HealRequest(
+                model=dense, removed=(2,), calibration=ids, attention_mask=mask, settings=bad,
+                registry=lorp_registry))
 
 
 def test_a_run_from_block_0_stays_unhealed(lorp_registry, tiny_model):
@@ -203,8 +283,45 @@ def test_a_gemma3_block_with_a_switched_off_channel_still_heals(lorp_registry, t
         find_blocks(dense, lorp_registry)[1][1].post_feedforward_layernorm.weight[[3, 7]] = -1.0
     ids, mask = calibration()
     fit = fit_healer(lorp_registry.healer("linear"), lorp.HealRequest(
-        model=dense, removed=(2,), calibration=ids, attention_mask=mask, registry=lorp_registry))
+        model=dense, removed=(2,), calibration=ids, attention_mask=mask, settings={"alpha": 0.01},
+        registry=lorp_registry))
     fold = fit.record["maps"][0]["fold"]
     assert fold["zero_gain_channels"] == 2 and fold["mse_folded"] <= fold["mse_identity"]
     down = fit.weights["model.layers.1.mlp.down_proj.weight"]
     assert torch.isfinite(down).all() and torch.equal(down[[3, 7]], torch.zeros(2, down.shape[1]))
+
+
+def test_a_gain_is_switched_off_relative_to_the_largest_gain():
+    """A gain 1e-5 of the largest is off (its 1/γ would amplify the map 1e5-fold), though above any tiny absolute
+    cut-off; the same gain beside gains of its own size is on."""
+    t = np.eye(3) + 0.1
+    a, g = conjugated_map(t, torch.tensor([2.0, 1e-5 * 3 - 1, 0.0], dtype=torch.float64))  # γ = 3, 3e-5, 1
+    np.testing.assert_allclose(g, [3.0, 3e-5, 1.0])
+    np.testing.assert_allclose(a[:, 1], 0.0)
+    assert np.abs(a).max() < 10
+    assert switched_on(np.array([3e-5 + 1, 1e-5, 2e-5])).tolist() == [True, False, False]
+    assert switched_on(np.array([3e-5, 1e-5, 2e-5])).tolist() == [True, True, True]
+    assert switched_on(np.zeros(3)).tolist() == [False, False, False]
+
+
+def test_a_gemma3_fold_worse_than_no_map_on_held_out_rows_is_not_written(lorp_registry, tiny_model):
+    """The held-out NLL is the folded model's: a run keeps its fold only if the folded pruned model beats the
+    unhealed one on the held-out rows, and the record says which."""
+    dense = tiny_model("gemma3_text", 5)
+    ids, mask = calibration(rows=8)
+    fit = fit_healer(lorp_registry.healer("linear"), lorp.HealRequest(
+        model=dense, removed=(2,), calibration=ids, attention_mask=mask, settings={"alphas": [0.0, 0.01, 1.0]},
+        registry=lorp_registry))
+    (entry,) = fit.record["maps"]
+    assert entry["fold"]["kind"] == "post-norm, scaled"
+    held = ids[[0, 4]]
+    unhealed = plain_nll(dense, held, {2})
+    assert entry["holdout_nll_identity"] == pytest.approx(unhealed, rel=1e-5)
+    # on this seeded tiny model every folded candidate is worse than no map on the held-out rows
+    assert min(entry["holdout_nll"].values()) > entry["holdout_nll_identity"]
+    assert entry["alpha"] == "identity" and fit.weights == {} and fit.record["kept_maps"] == 0
+    some = {"alpha": 0.01}  # the fixed alpha writes the fold anyway: the held-out check is what kept it out
+    forced = fit_healer(lorp_registry.healer("linear"), lorp.HealRequest(
+        model=dense, removed=(2,), calibration=ids, attention_mask=mask, settings=some, registry=lorp_registry))
+    assert set(forced.weights) == {"model.layers.1.mlp.down_proj.weight",
+                                   "model.layers.1.post_feedforward_layernorm.weight"}

@@ -15,6 +15,7 @@ from lorp.heal.forward import forward_until, weights_written
 from lorp.heal.sequential import collect_run_stats
 from lorp.model.blocks import find_blocks
 from lorp.model.pruning import remove_blocks
+from lorp.testing import plain_nll
 
 
 def calibration(rows=8, tokens=12):
@@ -36,13 +37,17 @@ def test_with_one_run_sequential_is_linear(lorp_registry, tiny_model):
     assert staged.tokens == plain.tokens == 8 * 12
     np.testing.assert_allclose(staged.mm, plain.mm, rtol=1e-10)
     np.testing.assert_allclose(staged.mr, plain.mr, rtol=1e-10)
-    linear = fit_healer(lorp_registry.healer("linear"), request(dense, (2, 3), lorp_registry))
-    sequential = fit_healer(lorp_registry.healer("sequential"), request(dense, (2, 3), lorp_registry))
-    assert linear.weights.keys() == sequential.weights.keys() == {"model.layers.1.mlp.down_proj.weight"}
-    for name, w in linear.weights.items():
-        torch.testing.assert_close(sequential.weights[name], w, rtol=0, atol=1e-6)
-    assert sequential.record["sequential"] is True
-    assert sequential.record["maps"][0]["alpha"] == linear.record["maps"][0]["alpha"]
+    for settings in ({"alpha": 0.01}, {}):  # a fixed map, and the choice on held-out rows
+        linear = fit_healer(lorp_registry.healer("linear"), request(dense, (2, 3), lorp_registry, **settings))
+        sequential = fit_healer(lorp_registry.healer("sequential"), request(dense, (2, 3), lorp_registry, **settings))
+        assert linear.weights.keys() == sequential.weights.keys()
+        for name, w in linear.weights.items():
+            torch.testing.assert_close(sequential.weights[name], w, rtol=0, atol=1e-6)
+        assert sequential.record["sequential"] is True
+        (a,), (b,) = linear.record["maps"], sequential.record["maps"]
+        assert a["alpha"] == b["alpha"] and a["holdout_nll"] == pytest.approx(b["holdout_nll"], rel=1e-6)
+    assert set(fit_healer(lorp_registry.healer("linear"), request(dense, (2, 3), lorp_registry, alpha=0.01)).weights) \
+        == {"model.layers.1.mlp.down_proj.weight"}
 
 
 def test_a_later_map_is_fitted_on_the_pruned_healed_stream(lorp_registry, tiny_model):
@@ -102,3 +107,33 @@ def test_helpers_leave_the_model_as_it_was(lorp_registry, tiny_model):
     gemma = fit_healer(lorp_registry.healer("sequential"), request(tiny_model("gemma3_text", 6), (2, 4),
                                                                    lorp_registry, alpha=0.01))
     assert [m["fold"]["kind"] for m in gemma.record["maps"]] == ["post-norm, scaled"] * 2
+
+
+def test_the_held_out_rows_stay_out_of_every_map_the_earlier_ones_included(lorp_registry, tiny_model):
+    """Run 2's candidates are fitted on the fit rows of the model with run 1 deleted and its chosen map written,
+    where that map was itself fitted on the fit rows only; each candidate's recorded held-out NLL is that of the
+    pruned model with both maps, by hand."""
+    dense = tiny_model("llama", 7)
+    removed, runs = (2, 4, 5), [(2, 2), (4, 5)]
+    ids, mask = calibration(rows=8)
+    fit = fit_healer(lorp_registry.healer("sequential"), request(dense, removed, lorp_registry, alphas=[0.01, 1.0]))
+    first, second = fit.record["maps"]
+    fit_rows, held = [1, 2, 3, 5, 6, 7], ids[[0, 4]]
+    one = collect_stats(dense, ids[fit_rows], mask[fit_rows], [runs[0]], registry=lorp_registry)[runs[0]]
+    chosen = {} if first["alpha"] == "identity" else down_weights(dense, runs[0], ridge_to_identity(one, first["alpha"]))
+    two = collect_run_stats(dense, ids[fit_rows], mask[fit_rows], runs[1], earlier=[2], healed=chosen,
+                            registry=lorp_registry)
+    assert two.tokens == 6 * 12
+    for alpha, value in second["holdout_nll"].items():
+        w = down_weights(dense, runs[1], ridge_to_identity(two, float(alpha)))
+        with weights_written(dense, {**chosen, **w}):
+            assert value == pytest.approx(plain_nll(dense, held, set(removed)), rel=1e-5)
+    with weights_written(dense, fit.weights):
+        assert fit.record["holdout_nll_healed"] == pytest.approx(plain_nll(dense, held, set(removed)), rel=1e-5)
+    assert fit.record["holdout_nll_healed"] <= fit.record["holdout_nll_unhealed"]
+
+
+def down_weights(dense, run, t):
+    name = f"model.layers.{run[0] - 1}.mlp.down_proj.weight"
+    w = dict(dense.named_parameters())[name].detach().double()
+    return {name: (torch.from_numpy(t).T @ w).float()}

@@ -19,8 +19,8 @@ LoRP's cluster-covering set):
 Each is scored by ``request.healed_nll``: the mean NLL of the first :data:`SCORING_SAMPLES` calibration
 sequences (their last ``sleb_tokens`` tokens) with the set deleted after ``linear`` repaired it, the maps
 fitted on the draw's other sequences (:mod:`lorp.run.healed_nll`). The lowest wins (ties: the earlier
-candidate). Every setting (the family, :data:`SCORING_SAMPLES`, ``linear``'s own ridge choice on a held-out
-quarter of the fit rows) is fixed from calibration data and the design above; nothing reads an evaluation
+candidate). Every setting (the family, :data:`SCORING_SAMPLES`, ``linear``'s own choice of ridge, or of no map,
+on every 4th fit row) is fixed from calibration data and the design above; nothing reads an evaluation
 window. Caveat: the design was made after this study's healed and unhealed results on the same models were
 known, so its evaluation there is not a held-out test. Its selection is meant to be evaluated *healed by
 ``linear``*; unhealed, its set is just another candidate.

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..model.blocks import find_blocks
-from .perplexity import block_inputs, logits_from
+from ..model.forward import block_inputs, logits_from
 
 #: ``(input_ids [B, T], logits_to_keep or None) -> logits [B, T', V]``: what lm-eval's model call becomes.
 Forward = Callable[[torch.Tensor, "int | None"], torch.Tensor]

@@ -9,8 +9,9 @@ with ``h`` the residual stream after ``p``'s attention and ``m`` its MLP output 
 
     T(λ) = argmin ||(y − h) − m T||² + λ ||T − I||²  =  (MᵀM + λ I)⁻¹ (MᵀR + λ I),   R = y − h.
 
-``λ = α · tr(MᵀM) / d``; ``α`` is chosen on a held-out quarter of the calibration sequences (the last
-``ceil(S / 4)`` rows), then ``T`` is refitted on every row. Folding: the MLP output is
+``λ = α · tr(MᵀM) / d``. One map per ``α`` of a grid is fitted on three quarters of the calibration
+sequences; the held-out quarter (every 4th sequence) keeps the one whose pruned, healed model has the lowest
+next-token NLL there, or none at all when no map beats the identity (:mod:`lorp.heal.holdout`). Folding: the MLP output is
 ``m = z Wᵀ`` with ``W`` the ``down_proj`` weight ``[d, d_ff]``, so ``m T = z (Tᵀ W)ᵀ`` and
 ``W ← Tᵀ W`` is exact where nothing follows ``down_proj`` inside the block (Llama, Qwen2); behind a
 post-MLP norm (Gemma 3) ``m`` is the norm's output and the fold is :mod:`lorp.heal.norm_fold`'s. States

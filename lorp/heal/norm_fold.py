@@ -10,18 +10,20 @@ divides by the size of its own input, and no weight outside the residual stream 
     m' = N(u A) ⊙ c γ  =  (m T) · c · rms(u) / rms(u A)        (rms with the norm's ε),
 
 so the folded branch is the explicit map's output times one scalar per token (in the channels where
-``γ ≠ 0``; a channel with ``γ = 0`` is switched off in every model, and its part of the map is dropped:
-:func:`conjugated_map`). It is exact where
+``γ`` is not negligible against the largest gain; a switched-off channel adds nothing in any model, and its part
+of the map is dropped: :func:`conjugated_map`). It is exact where
 ``rms(u A) / rms(u)`` is the same for every token (``T`` a multiple of an orthogonal map conjugated by
 ``diag(γ)``, e.g. ``T = s I``); otherwise the per-token factor is the approximation. ``c`` is chosen in
-closed form to minimise the folded branch's squared error against the target on the calibration rows,
-``c = Σ ⟨R, m'₁⟩ / Σ ‖m'₁‖²`` (``m'₁`` the folded branch at ``c = 1``), and both mean squared errors,
-explicit and folded, are recorded, so every healed Gemma 3 run states what the fold cost.
+closed form to minimise the folded branch's squared error against the target on the rows the map was
+fitted on, ``c = Σ ⟨R, m'₁⟩ / Σ ‖m'₁‖²`` (``m'₁`` the folded branch at ``c = 1``), and both mean squared
+errors, explicit and folded, are recorded, so every healed Gemma 3 run states what the fold cost. Whether the
+folded map is kept at all is decided on held-out rows by the NLL of the folded model (:mod:`lorp.heal.holdout`):
+a fold worse than no map is not written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,22 +33,30 @@ from torch import nn
 from .sequential import run_states
 
 
-#: A gain channel with ``|γ| <`` this is switched off (Gemma 3 270M has such channels: its weight is exactly −1).
-ZERO_GAIN = 1e-6
+#: A gain channel with ``|γ_k|`` below this fraction of the largest ``|γ|`` of its norm is switched off. Gemma 3 270M
+#: has channels whose gain is exactly 0 (weight −1); a tiny but non-zero gain would otherwise divide the map by it.
+ZERO_GAIN_RELATIVE = 1e-3
+
+
+def switched_on(gamma: np.ndarray) -> np.ndarray:
+    """Boolean ``[d]``: the channels whose gain ``|γ_k|`` is at least :data:`ZERO_GAIN_RELATIVE` times the largest
+    ``|γ|`` (none when every gain is 0)."""
+    top = float(np.max(np.abs(gamma))) if gamma.size else 0.0
+    return np.abs(gamma) >= ZERO_GAIN_RELATIVE * top if top > 0 else np.zeros(gamma.shape, dtype=bool)
 
 
 def conjugated_map(t: np.ndarray, gain: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """``(A, γ)``: ``A = diag(γ) T diag(γ)⁺`` float64 ``[d, d]`` and ``γ = 1 + w`` float64 ``[d]``, from ``T`` and
     the norm's weight ``w``.
 
-    ``diag(γ)⁺`` is the pseudo-inverse: ``1/γ_k``, and 0 where ``|γ_k| <`` :data:`ZERO_GAIN`. Such a channel is
-    switched off: the branch adds nothing there, in the dense model and in any folded one, so the map's output
-    in channel ``k`` cannot be carried and is dropped (column ``k`` of ``A`` is 0, which also keeps it out of
-    ``rms(u A)``). The other channels keep the stated relation to the explicit map; what the dropped channels
-    cost is in the fold's recorded mean squared error.
+    ``diag(γ)⁺`` is the pseudo-inverse: ``1/γ_k`` in the switched-on channels (:func:`switched_on`), 0 in the
+    others. A switched-off channel adds (next to) nothing to the stream, in the dense model and in any folded one,
+    so the map's output in channel ``k`` cannot be carried and is dropped (column ``k`` of ``A`` is 0, which also
+    keeps it out of ``rms(u A)``). The other channels keep the stated relation to the explicit map; what the
+    dropped channels cost is in the fold's recorded mean squared error.
     """
     gamma = 1.0 + gain.detach().double().cpu().numpy()
-    on = np.abs(gamma) >= ZERO_GAIN
+    on = switched_on(gamma)
     inverse = np.where(on, 1.0 / np.where(on, gamma, 1.0), 0.0)
     return gamma[:, None] * t * inverse[None, :], gamma
 
@@ -78,21 +88,26 @@ def folded_branch(u: torch.Tensor, a: torch.Tensor, gamma: torch.Tensor, eps: fl
 
 
 @torch.inference_mode()
-def fold_scale_stats(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, run: tuple[int, int], a: np.ndarray,
-                     gamma: np.ndarray, eps: float, *, earlier: Sequence[int] = (),
-                     healed: Mapping[str, torch.Tensor] | None = None, registry=None) -> FoldScale:
-    """:class:`FoldScale` of the map ``A`` folded into block ``run[0] − 1``, over the calibration rows, on the
-    model the map was fitted on (``earlier`` deleted and ``healed`` written, as :func:`run_states`)."""
-    out = FoldScale()
-    a_t, g_t = torch.from_numpy(a), torch.from_numpy(gamma)
+def fold_scale_stats(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, run: tuple[int, int],
+                     maps: Mapping[Hashable, np.ndarray], gamma: np.ndarray, eps: float, *, earlier: Sequence[int] = (),
+                     healed: Mapping[str, torch.Tensor] | None = None, registry=None) -> dict[Hashable, FoldScale]:
+    """:class:`FoldScale` of each map ``A`` in ``maps`` (``{key: A}``) folded into block ``run[0] − 1``, over the
+    calibration rows ``ids``, on the model the maps were fitted on (``earlier`` deleted and ``healed`` written, as
+    :func:`run_states`): one pass over the rows for every map."""
+    out = {key: FoldScale() for key in maps}
+    g_t = torch.from_numpy(gamma)
+    mats = {key: torch.from_numpy(a) for key, a in maps.items()}
     for s in run_states(model, ids, mask, run, earlier=earlier, healed=healed, registry=registry):
-        folded = folded_branch(s["u"], a_t, g_t, eps)
         r = (s["y"] - s["h"]).double()
-        out.rm += float((r * folded).sum())
-        out.mm += float((folded * folded).sum())
-        out.rr += float((r * r).sum())
-        out.tokens += int(r.shape[0])
+        rr = float((r * r).sum())
+        for key, a_t in mats.items():
+            folded = folded_branch(s["u"], a_t, g_t, eps)
+            scale = out[key]
+            scale.rm += float((r * folded).sum())
+            scale.mm += float((folded * folded).sum())
+            scale.rr += rr
+            scale.tokens += int(r.shape[0])
     return out
 
 
-__all__ = ["ZERO_GAIN", "FoldScale", "conjugated_map", "fold_scale_stats", "folded_branch"]
+__all__ = ["ZERO_GAIN_RELATIVE", "FoldScale", "conjugated_map", "fold_scale_stats", "folded_branch", "switched_on"]

@@ -277,8 +277,9 @@ class HealRequest:
             it returns the weights it would change (:attr:`Healer.heal`).
         removed: sorted original indices of the blocks that will be deleted (at least one).
         calibration: int64 token ids ``[S, T]`` of the calibration set (the same draw the selection
-            used). To hold the held-out part apart, a healer splits these rows itself (e.g. the last
-            quarter) and says so in its description.
+            used). To hold the held-out part apart, a healer splits these rows itself (the builtins
+            hold out every 4th sequence: the draw is sorted by position in its text, so a tail is not
+            representative) and says so in its description.
         attention_mask: int64 ``[S, T]``, 1 for real tokens (all ones for the bundled corpora).
         settings: the user's settings for this healer (``{}``: its defaults).
         seed: random seed for healers that draw.

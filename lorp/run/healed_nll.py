@@ -4,8 +4,8 @@ A selector that prefers removed sets a linear map can repair (``span-heal-nll``,
 :mod:`lorp.builtins.heal_selector`) needs, for each candidate set, the calibration NLL of the pruned model
 *after* the ``linear`` healer repaired it. Scoring on the rows the maps were fitted on would favour sets
 with more maps (more fitted parameters), so the calibration draw is split: the first ``score_rows``
-sequences are scored, the others fit the maps (``linear``'s own held-out quarter of those chooses each
-map's ridge strength). Both parts are calibration text; no evaluation window is read.
+sequences are scored, the others fit the maps (``linear``'s own held-out rows, every 4th of those, choose
+each map's ridge strength or no map). Both parts are calibration text; no evaluation window is read.
 
 Cost: ``linear``'s maps are fitted per run of removed blocks against the dense stream, independently, so a
 run shared by several candidates is fitted once, and the statistics of every candidate's runs are collected
@@ -37,7 +37,7 @@ class HealedCalibrationNLL:
         model: the dense model, eval mode; its weights are changed only inside each scoring and restored.
         score_ids: int64 ``[S, T]`` calibration sequences that are scored (none of them fits a map).
         fit_ids: int64 ``[F, T]`` other calibration sequences of the same draw, to fit the maps (``F >= 2``:
-            ``linear`` holds out a quarter to choose the ridge strength).
+            ``linear`` holds out every 4th to choose the ridge strength or no map).
         scored_tokens: score only each scored sequence's last that many tokens (``None``: all).
         registry: the plugin registry (finds the blocks).
 
