@@ -116,3 +116,27 @@ def test_cli_sweep_healers(tiny_sweep):
         "--eval-seq-len", "8", "--eval-tokens", "64", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "last +linear" in res.output and "\nlast " in res.output
+
+
+def test_one_folder_with_healed_and_unhealed_cells_never_mixes_them_in_a_table(tiny_sweep):
+    from dataclasses import replace
+
+    from lorp.study.load import load_sweep, summarize
+
+    base, registry, out = tiny_sweep
+    both = SweepConfig(base=base, methods=("last",), budgets=(1, 2), healers=("none", "fixed"))
+    execute_sweep(both, out, registry)
+    meta, plain = load_sweep(out)  # default: the unhealed cells only
+    assert [(c.method, c.budget, c.spec.healer) for c in plain] == [("last", 1, "none"), ("last", 2, "none")]
+    _, healed = load_sweep(out, config=both, healer="fixed")
+    assert [(c.budget, c.spec.healer) for c in healed] == [(1, "fixed"), (2, "fixed")]
+    assert all(h.perplexity != p.perplexity for h, p in zip(healed, plain))  # really the other cells
+    # a later unhealed-only run in the same folder: its study has one cell per (method, budget), the unhealed one
+    only = SweepConfig(base=base, methods=("last",), budgets=(1, 2))
+    execute_sweep(only, out, registry)
+    meta, cells = load_sweep(out, config=only)
+    study = summarize(meta, cells, allocation="last")
+    assert [(c.method, c.budget) for c in study.cells] == [("last", 1), ("last", 2)]
+    assert [c.perplexity for c in study.cells] == [{k: v.perplexity for k, v in c.perplexity.items()} for c in plain]
+    with pytest.raises(ConfigError, match="--healers none,linear"):
+        execute_sweep(SweepConfig(base=replace(base, heal="linear"), methods=("last",), budgets=(1,)), out, registry)

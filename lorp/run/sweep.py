@@ -82,7 +82,10 @@ class SweepConfig:
         healers: healers every cell runs with (:mod:`lorp.heal`, default settings): one cell per
             (method, budget, seed, healer), the healers sharing one selection. Each healed evaluation is
             cached by (removed set, healer, its settings and code, calibration draw) and shared between
-            methods that remove the same blocks. ``("none",)``: unhealed only. Not part of the identity.
+            methods that remove the same blocks. ``("none",)``: unhealed only. Not part of the identity:
+            a healed cell is stored under its own name (``<cell>-h<healer>``) and key, and
+            :func:`lorp.study.load.load_sweep` reads one healer's cells at a time. ``base.heal`` (``lorp prune
+            --heal``'s) must stay ``"none"`` in a sweep.
     """
 
     base: PruneConfig = PruneConfig()
@@ -346,6 +349,9 @@ def _checked_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry 
         raise ConfigError(f"give each healer once ('none' for unhealed cells), got {list(config.healers)}")
     for healer in config.healers:
         registry.healer(healer)
+    if base.heal != "none" or base.heal_settings:
+        raise ConfigError(f"a sweep heals its cells through healers (lorp sweep --healers none,{base.heal}), not "
+                          f"through the base settings' heal={base.heal!r}: leave heal and heal_settings unset")
     if any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in config.budgets):
         raise ConfigError(f"budgets must be whole numbers >= 1, got {list(config.budgets)}")
     for seed in config.cell_seeds:

@@ -23,7 +23,7 @@ from .sensitivity import seed_runs
 
 
 def load_sweep(folder: str | Path, methods: Sequence[str] | None = None,
-               budgets: Sequence[int] | None = None, config: SweepConfig | None = None
+               budgets: Sequence[int] | None = None, config: SweepConfig | None = None, healer: str = "none"
                ) -> tuple[SweepRecord, list[CellResult]]:
     """``(sweep.json, cells)`` of a sweep folder as typed records, cells sorted by method order, budget, seed.
 
@@ -32,13 +32,17 @@ def load_sweep(folder: str | Path, methods: Sequence[str] | None = None,
     (the :class:`lorp.run.sweep.SweepConfig` that ran), only its methods, each method's budgets
     (:meth:`lorp.run.sweep.SweepConfig.budgets_of`) and seeds (:meth:`lorp.run.sweep.SweepConfig.seeds_of`):
     cells an earlier run left for other budgets or seeds stay out of the report.
+
+    Only cells healed by ``healer`` are returned (default ``"none"``: the unhealed cells), so a folder where
+    ``lorp sweep --healers none,linear`` ran never puts a healed cell into an unhealed table, or one healer's
+    cells beside another's.
     """
     record, cells = load_sweep_folder(folder)
     if config is not None:
         methods, budgets = config.methods, config.budgets
     order = {m: i for i, m in enumerate(methods or record.config["methods"])}
     budgets = set(budgets or record.config["budgets"])
-    cells = [c for c in cells if c.method in order and c.budget in budgets
+    cells = [c for c in cells if c.method in order and c.budget in budgets and c.spec.healer == healer
              and (config is None or (c.spec.seed in config.seeds_of(c.method)
                                      and c.budget in config.budgets_of(c.method)))]
     return record, sorted(cells, key=lambda c: (order[c.method], c.budget, c.spec.seed))
