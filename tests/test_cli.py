@@ -106,6 +106,8 @@ def test_select_json_is_strict_even_for_infinite_rls(runner, tmp_path):
     (["-p", "seed=1", "-p", "seed=2"], "given twice"),
     (["--preset", "quik"], "unknown preset 'quik'"),
     (["--models", "smollm2-13m"], "unknown model 'smollm2-13m'"),
+    (["-p", "healers=linear,linaer"], "unknown healer 'linaer' (did you mean 'linear'?)"),
+    (["-p", "healers=linear,linear"], "give each healer once"),
 ])
 def test_study_parameter_errors(runner, tmp_path, args, message):
     res = runner.invoke(main, ["study", "--reports", str(tmp_path), *args])

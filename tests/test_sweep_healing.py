@@ -31,10 +31,17 @@ def lorp_register_allocation_strategies(register):
     register(lorp.AllocationStrategy("last-twin", last_blocks, uses_clusters=False, description="last, renamed"))
 
 
+def needs_rank(settings):
+    if "rank" not in settings:
+        raise lorp.ConfigError("healer 'needs-rank' needs a rank setting, e.g. rank=8")
+
+
 @lorp.hookimpl
 def lorp_register_healers(register):
     register(lorp.Healer("fixed", lambda request: linear_healing(replace(request, settings={"alpha": 0.01})),
                          description="linear at alpha 0.01, always written"))
+    register(lorp.Healer("needs-rank", lambda request: ({}, {}), check_settings=needs_rank,
+                         description="refuses its default settings (test)"))
 '''
 
 
@@ -105,7 +112,32 @@ def test_bad_healer_lists_are_refused_before_any_work(tiny_sweep):
     with pytest.raises(ConfigError, match="each healer once"):
         execute_sweep(SweepConfig(base=base, methods=("last",), budgets=(2,), healers=("linear", "linear")), out,
                       registry)
+    with pytest.raises(ConfigError, match="needs a rank setting"):  # a plugin's own settings check, before any work
+        execute_sweep(SweepConfig(base=base, methods=("last",), budgets=(2,), healers=("none", "needs-rank")), out,
+                      registry)
     assert not (out / "cells").exists()
+
+
+def test_the_study_and_the_cli_refuse_bad_healers_in_one_line_before_any_work(tiny_sweep, tmp_path):
+    from lorp.run.healing import check_healers
+
+    base, registry, out = tiny_sweep
+    assert check_healers(registry, " none, linear ,") == ("none", "linear")
+    assert check_healers(registry, ["fixed"]) == ("fixed",)
+    for value, message in [("linear,linaer", "did you mean 'linear'"), ("linear,linear", "give each healer once"),
+                           ("needs-rank", "needs a rank setting"), ([1], "must be healer names")]:
+        with pytest.raises(ConfigError, match=message):
+            check_healers(registry, value)
+    common = ["--model", base.model, "--calibration", base.calibration, "--eval", base.calibration, "--samples", "8",
+              "--seq-len", "8", "--eval-seq-len", "8", "--eval-tokens", "64"]
+    res = CliRunner().invoke(main, ["sweep", "--methods", "last", "--budgets", "2", "--healers", "none,lineer",
+                                    *common, "--out", str(out)])
+    assert res.exit_code == 2 and "unknown healer 'lineer' (did you mean 'linear'?)" in res.output
+    assert "Traceback" not in res.output and not (out / "cells").exists()
+    res = CliRunner().invoke(main, ["prune", "--budget", "2", "--heal", "linear", "--heal-setting", "ridge=1",
+                                    *common, "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "takes the settings alpha and alphas, got unknown ['ridge']" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "run").exists()
 
 
 def test_cli_sweep_healers(tiny_sweep):

@@ -142,14 +142,27 @@ def sequential_healing(request: HealRequest) -> tuple[dict[str, torch.Tensor], d
     return plan.weights, {**plan.record(), "sequential": True}
 
 
+def check_least_squares_settings(name: str):
+    """The settings check of a least-squares healer (:attr:`lorp.Healer.check_settings`): only ``alpha`` or
+    ``alphas``, valid as :func:`healer_alphas` says.
+
+    Raises:
+        ConfigError: an unknown setting or a bad value, naming the healer.
+    """
+    def check(settings) -> None:
+        unknown = set(settings) - {"alpha", "alphas"}
+        if unknown:
+            raise ConfigError(f"healer {name!r} takes the settings alpha and alphas, got unknown {sorted(unknown)}")
+        healer_alphas(settings, name)
+    return check
+
+
 class _MapPlan:
     """What the two least-squares healers share: settings, the held-out split, the candidates per alpha and
     their fold, and the choice on held-out NLL."""
 
     def __init__(self, request: HealRequest, name: str):
-        unknown = set(request.settings) - {"alpha", "alphas"}
-        if unknown:
-            raise ConfigError(f"healer {name!r} takes the settings alpha and alphas, got unknown {sorted(unknown)}")
+        check_least_squares_settings(name)(request.settings)
         self.alphas = healer_alphas(request.settings, name)
         self.fixed = "alpha" in request.settings
         self.model, self.registry = request.model, request.registry
@@ -271,9 +284,11 @@ def lorp_register_healers(register):
     register(Healer(name="linear", heal=linear_healing, version="2",
                     description="least-squares map per run of removed blocks, ridge toward I chosen, or no map kept, "
                                 "by held-out calibration NLL (every 4th sequence), folded into down_proj",
-                    source="ReplaceMe (Shopkhoev et al., NeurIPS 2025), least-squares form; lorp/heal/linear.py"))
+                    source="ReplaceMe (Shopkhoev et al., NeurIPS 2025), least-squares form; lorp/heal/linear.py",
+                    check_settings=check_least_squares_settings("linear")))
     register(Healer(name="sequential", heal=sequential_healing, version="2",
                     description="linear's maps fitted in depth order on the partially pruned, healed model, so "
                                 "each map also absorbs the earlier runs' drift (for LoRP's spread removals)",
                     source="lorp's own design (lorp/heal/sequential.py): ReplaceMe's maps with the sequential "
-                           "fitting of GPTQ/SliceGPT"))
+                           "fitting of GPTQ/SliceGPT",
+                    check_settings=check_least_squares_settings("sequential")))

@@ -314,6 +314,10 @@ class Healer:
         version: bump when the numbers change; part of cache keys.
         description: one line for ``lorp plugins``.
         source: paper and equation the healer implements.
+        check_settings: ``check_settings(settings) -> None``, called with the user's settings before any
+            model loads (``lorp prune --heal-setting``, a sweep's or the study's healers with ``{}``); raise
+            :class:`lorp.errors.ConfigError` saying what is wrong and how to fix it. ``None``: the settings
+            are first seen by ``heal``, after the model has loaded and the blocks were chosen.
     """
 
     name: str
@@ -321,6 +325,7 @@ class Healer:
     version: str = "1"
     description: str = ""
     source: str = ""
+    check_settings: Callable[[Mapping[str, object]], None] | None = None
 
 
 Component = SimilarityMetric | ClusteringAlgorithm | AllocationStrategy | CorpusSource | ModelAdapter | Healer

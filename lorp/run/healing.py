@@ -25,6 +25,7 @@ from ..heal.forward import weights_written
 from ..model.data import calibration_samples, load_corpus
 from ..model.pruning import blocks_removed
 from ..plugins.components import HealRequest
+from ..plugins.guard import plugin_code
 from .records import EvalSettings, Evaluation, ZeroShot
 
 
@@ -70,13 +71,15 @@ def parse_heal_settings(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def check_heal(registry: Any, name: str, settings: Mapping[str, Any]) -> None:
-    """Before the model loads: the healer exists and its settings are a JSON-able mapping.
+    """Before the model loads: the healer exists, its settings are a JSON-able mapping, and the healer's own
+    check (:attr:`lorp.Healer.check_settings`) accepts them.
 
     Raises:
         UnknownNameError: no healer called ``name`` (the message lists the registered ones).
-        ConfigError: settings that are not a mapping of names to JSON values, or settings for ``none``.
+        ConfigError: settings that are not a mapping of names to JSON values, settings for ``none``, or
+            settings the healer refuses.
     """
-    registry.healer(name)
+    healer = registry.healer(name)
     if not isinstance(settings, Mapping) or not all(isinstance(k, str) for k in settings):
         raise ConfigError(f"healer settings must map names to values, got {settings!r}")
     try:
@@ -85,6 +88,29 @@ def check_heal(registry: Any, name: str, settings: Mapping[str, Any]) -> None:
         raise ConfigError(f"healer settings must be JSON values (numbers, text, lists), got {settings!r}") from None
     if name == "none" and settings:
         raise ConfigError(f"healer settings {sorted(settings)} were given, but no healer was chosen; add --heal NAME")
+    if healer.check_settings is not None:
+        with plugin_code(f"healer {name!r}"):
+            healer.check_settings(dict(settings))
+
+
+def check_healers(registry: Any, healers: str | Sequence[str], what: str = "healers") -> tuple[str, ...]:
+    """Healer names from a comma-separated string or a sequence, each checked with its default settings
+    (:func:`check_heal`) before any work; empty items dropped, order kept.
+
+    Raises:
+        UnknownNameError: an unknown healer (the message lists the registered ones).
+        ConfigError: a name given twice, a name that is not text, or a healer that refuses its defaults.
+    """
+    items = healers.split(",") if isinstance(healers, str) else list(healers)
+    if not all(isinstance(h, str) for h in items):
+        raise ConfigError(f"{what} must be healer names, e.g. 'none,linear'; got {healers!r}")
+    names = [h.strip() for h in items if h.strip()]
+    twice = sorted({h for h in names if names.count(h) > 1})
+    if twice:
+        raise ConfigError(f"{what}: give each healer once, got {twice[0]!r} twice in {healers!r}")
+    for name in names:
+        check_heal(registry, name, {})
+    return tuple(names)
 
 
 def heal_run(worker: Any, config: Any, removed: Sequence[int], settings: EvalSettings) -> HealedRun:
@@ -172,4 +198,4 @@ def healing_record(healed: HealedRun, unhealed: Any, provenance: Mapping[str, An
     }
 
 
-__all__ = ["HealedRun", "check_heal", "evaluate_healed", "heal_run", "healing_record", "parse_heal_settings"]
+__all__ = ["HealedRun", "check_heal", "check_healers", "evaluate_healed", "heal_run", "healing_record", "parse_heal_settings"]

@@ -35,6 +35,7 @@ from . import progress
 from .cell_store import CellStore, RunStats, write_failures
 from .cells import CellsFailedError, Task, orchestrate
 from .executors import RayExecutor, SerialExecutor
+from .healing import check_heal
 from .fingerprint import cell_code, evaluation_code, healing_inputs, input_fingerprint
 from .pipeline import PruneConfig, block_metric
 from .provenance import git_commit, package_versions
@@ -348,7 +349,7 @@ def _checked_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry 
     if not config.healers or len(set(config.healers)) != len(config.healers):
         raise ConfigError(f"give each healer once ('none' for unhealed cells), got {list(config.healers)}")
     for healer in config.healers:
-        registry.healer(healer)
+        check_heal(registry, healer, {})
     if base.heal != "none" or base.heal_settings:
         raise ConfigError(f"a sweep heals its cells through healers (lorp sweep --healers none,{base.heal}), not "
                           f"through the base settings' heal={base.heal!r}: leave heal and heal_settings unset")

@@ -25,7 +25,9 @@ from typing import Any
 
 from ..evaluate.accuracy_uncertainty import compare_accuracy
 from ..evaluate.perplexity_uncertainty import compare_perplexity
+from ..plugins.registry import load_registry
 from ..run.healed_sets import heal_sets
+from ..run.healing import check_healers
 from ..run.study_records import StudyCell, StudyResult, as_study
 from ..run.sweep import SweepConfig
 from .attribution import detail_budget
@@ -50,8 +52,7 @@ def add_healing(results: StudyResult, config: SweepConfig, folder: str | Path, h
     Raises:
         UnknownNameError, ConfigError, PluginError: as :func:`lorp.run.healed_sets.heal_sets`.
     """
-    names = [h.strip() for h in (healers.split(",") if isinstance(healers, str) else healers)]
-    names = [h for h in dict.fromkeys(names) if h and h != "none"]
+    names = [h for h in check_healers(registry or load_registry(), healers, "healers") if h != "none"]
     if not names:
         return None
     budget = budget or detail_budget(results)

@@ -24,6 +24,7 @@ from ..errors import ConfigError, LorpError, UnknownNameError
 from ..model.data import load_corpus
 from ..paths import REPORTS_DIR
 from ..plugins.registry import default_registry
+from ..run.healing import check_healers
 from ..run.pipeline import block_metric
 from ..run.progress import ENV as progress_env
 from ..run.progress import Follower
@@ -96,6 +97,7 @@ def check_study_parameters(params: Mapping[str, Any]) -> None:
     if any(s.uses_clusters for s in strategies):
         registry.clustering(base.clustering)
     block_metric(registry, base.similarity)
+    check_healers(registry, params.get("healers", ""), "the study parameter healers")
     evidence = evidence_settings(params_for_config)
     for name in (base.calibration, *base.eval_corpora, *evidence["calibration_corpora"]):
         if name not in registry.components["corpus"]:
