@@ -11,7 +11,9 @@ from lorp.run.pipeline import PruneConfig
 from lorp.run.study_records import StudyResult
 from lorp.run.sweep import SweepConfig, execute_sweep
 from lorp.study.costs import stage_seconds
-from lorp.study.healing import add_healing, gap_closed, healing_markdown, healing_rows, healing_summary
+from lorp.study.confirmation import confirm_verdict_pairs
+from lorp.study.healing import (add_healing, best_healed_baseline, gap_closed, healing_markdown, healing_rows,
+                                healing_summary)
 from lorp.study.load import load_sweep, summarize
 from lorp.testing import make_tiny_model_folder
 
@@ -72,9 +74,26 @@ def test_the_grid_answers_with_paired_intervals(tiny_study):
         assert k.ratio == pytest.approx(row["healed"] / row["unhealed"], rel=1e-9)
         assert row["closed_low"] <= row["closed"] <= row["closed_high"]
     lorp_linear = next(r for r in rows if (r["role"], r["healer"]) == ("lorp", "linear"))
-    best = min((r for r in rows if r["role"] == "best baseline"), key=lambda r: r["healed"])
-    assert lorp_linear["best_healed"] == f"{best['method']} + {best['healer']}"
-    assert lorp_linear["vs_best_healed"].ratio == pytest.approx(lorp_linear["healed"] / best["healed"], rel=1e-9)
+    # the best healed baseline: the baseline's form (unhealed or healed) with the lowest held-out calibration NLL
+    base_entries = [e for e in record["cells"] if e["role"] == "best baseline"]
+    options = [("none", base_entries[0]["holdout_nll_unhealed"])] + [(e["healer"], e["holdout_nll_healed"])
+                                                                     for e in base_entries]
+    chosen = min(options, key=lambda o: o[1])[0]
+    method = base_entries[0]["method"]
+    assert lorp_linear["best_healed"] == (f"{method} unhealed" if chosen == "none" else f"{method} + {chosen}")
+    reference = plain[method].mean_perplexity if chosen == "none" else next(
+        r["healed"] for r in rows if r["role"] == "best baseline" and r["healer"] == chosen)
+    assert lorp_linear["vs_best_healed"].ratio == pytest.approx(lorp_linear["healed"] / reference, rel=1e-9)
+    for e in record["cells"]:  # a healer never makes a set worse on its held-out calibration rows
+        assert e["holdout_nll_healed"] <= e["holdout_nll_unhealed"]
+        assert e["kept_maps"] == sum(c != "identity" for c in e["choices"])
+    # a healed form worse on calibration than the unhealed one is never the best healed baseline
+    worse = StudyResult.from_json(results.to_json())
+    for e in worse.healing["cells"]:
+        if e["role"] == "best baseline":
+            e["holdout_nll_healed"] = e["holdout_nll_unhealed"] + 1.0
+    fallback = best_healed_baseline(worse)
+    assert fallback["healer"] == "none" and fallback["screening"] == plain[method]
     text = healing_markdown(back)
     assert text.startswith("# Selection × healing at budget 2")
     assert "of lorp's log-perplexity gap to dense" in text and "Ranking with `sequential` on both" in text
@@ -87,3 +106,38 @@ def test_the_grid_answers_with_paired_intervals(tiny_study):
     row = next(ln for ln in summary.splitlines() if ln.startswith("| tiny | 2 | linear |"))
     assert f"lorp: {lorp_linear['closed']:.2f} [{lorp_linear['closed_low']:.2f}, {lorp_linear['closed_high']:.2f}]" in row
     assert summary.rstrip().endswith("No healing grid: bare.") and "| tiny | 2 | sequential |" in summary
+
+
+def test_the_healed_verdict_pair_is_scored_on_the_confirmation_windows_with_holm(tiny_study):
+    from lorp.evaluate.perplexity_uncertainty import compare_perplexity
+    from lorp.evaluate.uncertainty import holm
+    from lorp.study.confirmation import ConfirmationRow
+
+    config, registry, work = tiny_study
+    meta, cells = load_sweep(work, config=config)
+    results = summarize(meta, cells, "lorp")
+    confirm_verdict_pairs(results, config, work, 4, registry)
+    record = add_healing(results, config, work, "linear,sequential", registry)
+    assert record["confirmation_windows"] == 4
+    for e in record["cells"]:
+        conf = e["confirmation"]
+        assert set(conf["window_nll"]) == set(config.base.eval_corpora)
+        assert all(len(v) == 4 for v in conf["window_nll"].values())
+        if e["kept_maps"] == 0:  # nothing written: the healed model is the unhealed one, on these windows too
+            plain = next(c for c in results.confirmation["cells"] if c["method"] == e["method"])
+            for corpus, values in conf["window_nll"].items():
+                assert values == pytest.approx(plain["window_nll"][corpus], rel=1e-5)
+    rows = healing_rows(StudyResult.from_json(results.to_json()))
+    best = best_healed_baseline(results)
+    mine = [r for r in rows if r["role"] == "lorp"]
+    assert [r["healer"] for r in mine] == ["linear", "sequential"]
+    for r in mine:
+        entry = next(e for e in record["cells"] if e["role"] == "lorp" and e["healer"] == r["healer"])
+        by_hand = compare_perplexity(best["confirmation"], ConfirmationRow(entry["confirmation"]))
+        assert r["conf_vs_best_healed"].ratio == pytest.approx(by_hand.ratio, rel=1e-12)
+        assert r["confirmation_healed"] == entry["confirmation"]["mean_perplexity"]
+    assert [r["p_holm"] for r in mine] == pytest.approx(holm([r["conf_vs_best_healed"].p_value for r in mine]))
+    assert all(r["decision"] in ("wins", "loses", "undecided") for r in mine)
+    text = healing_markdown(results)
+    assert text.splitlines()[2].startswith("- On the held-out confirmation windows (4 per corpus), LoRP + `linear`")
+    assert "| tiny | 2 | linear |" in healing_summary({"tiny": results}) and "Holm" in healing_summary({"tiny": results})

@@ -32,12 +32,14 @@ Removed = tuple[int, ...]
 
 def heal_sets(config: SweepConfig, folder: str | Path, removed_sets: Sequence[Sequence[int]], healers: Sequence[str],
               registry: Registry | None = None, executor: SerialExecutor | RayExecutor | None = None,
-              zero_shot_healers: Sequence[str] = ()) -> dict[tuple[Removed, str], Evaluation]:
+              zero_shot_healers: Sequence[str] = (), confirmation: int = 0) -> dict[tuple[Removed, str], Evaluation]:
     """Each removed set healed by each healer (``none`` included when asked: the unhealed plain evaluation's
     equal, scored the same way), read from ``folder/healing/`` or computed in one worker pool.
 
     The healers in ``zero_shot_healers`` also get zero-shot accuracy on the sweep's tasks, items drawn with
-    the first run seed as for the detail cells (none when the sweep has no tasks).
+    the first run seed as for the detail cells (none when the sweep has no tasks). ``confirmation`` > 0: each
+    healed model is also scored on that many held-out confirmation windows per corpus, from the same fit
+    (:func:`lorp.run.healing.evaluate_healed`; ``Evaluation.healing["confirmation"]``).
 
     Returns:
         ``{(tuple(sorted(removed)), healer): Evaluation}``; a healed evaluation's ``healing`` holds the
@@ -63,14 +65,15 @@ def heal_sets(config: SweepConfig, folder: str | Path, removed_sets: Sequence[Se
             settings = detail if healer in zero_shot_healers and detail.zero_shot_tasks else plain
             spec = CellSpec("healed-set", len(removed), seed, settings, healer)
             key = cache_key({"healed_set": 1, "sweep": config.identity(), "removed": list(removed),
-                             "settings": settings.to_json(), "code": code, "healing": store.healing_key(spec)})
+                             "settings": settings.to_json(), "code": code, "healing": store.healing_key(spec),
+                             **({"confirmation": int(confirmation)} if confirmation else {})})
             raw = read_checked_json(Path(folder) / "healing" / f"{key}.json", "healed evaluation")
             if raw is not None:
                 out[removed, healer] = Evaluation.from_json(raw)
             else:
                 missing[key] = (removed, spec)
     if missing:
-        tasks = [Task("try_evaluate", (list(r), spec.evaluation, (), [spec]), key=key)
+        tasks = [Task("try_evaluate", (list(r), spec.evaluation, (), [spec], int(confirmation)), key=key)
                  for key, (r, spec) in missing.items()]
         with (executor or SerialExecutor()).workers(config.run_base, (), reuse_states=False,
                                                     registry=registry) as workers:

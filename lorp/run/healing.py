@@ -147,7 +147,8 @@ def heal_run(worker: Any, config: Any, removed: Sequence[int], settings: EvalSet
     return HealedRun(fit, dict(config.heal_settings), ppl, zs, time.perf_counter() - t)
 
 
-def evaluate_healed(worker: Any, removed: Sequence[int], settings: EvalSettings, healer: str, seed: int) -> Evaluation:
+def evaluate_healed(worker: Any, removed: Sequence[int], settings: EvalSettings, healer: str, seed: int,
+                    confirmation: int = 0) -> Evaluation:
     """A sweep cell's healed evaluation: the worker's model with ``removed`` deleted after ``healer`` repaired it.
 
     The healer is fitted on the dense model with the calibration draw of run seed ``seed``
@@ -156,10 +157,13 @@ def evaluate_healed(worker: Any, removed: Sequence[int], settings: EvalSettings,
     only (:func:`lorp.heal.forward.weights_written`) and restored after, so the worker's dense prefix
     states stay valid. Perplexity is plain (the healed blocks change the stream); zero-shot accuracy and
     decode speed as the worker measures them when ``settings`` asks. Stage seconds add ``heal_fit``.
+    ``confirmation`` > 0: the same healed model is also scored on that many held-out confirmation windows per
+    corpus (:meth:`lorp.run.worker.CellWorker.confirmation_windows`), one fit for both window sets.
 
     Returns:
         an :class:`lorp.run.records.Evaluation` with ``healing`` =
-        ``{"healer", "settings", "record", "fit_seconds", "calibration_seed"}``.
+        ``{"healer", "settings", "record", "fit_seconds", "calibration_seed"}``, plus ``"confirmation":
+        {"windows": count, "perplexity": {corpus: Perplexity as a dict}}`` when asked.
     Raises:
         UnknownNameError, ConfigError, PluginError: as :func:`lorp.heal.fit.fit_healer`.
     """
@@ -177,8 +181,16 @@ def evaluate_healed(worker: Any, removed: Sequence[int], settings: EvalSettings,
         ppl = {c: perplexity(model, w, batch_size=base.batch_size, progress=False) for c, w in worker.windows.items()}
         stages["perplexity"] = time.perf_counter() - t0
         zs, speed = worker._details(settings, stages) if settings.detailed else (None, None)
+        held_out = None
+        if confirmation:
+            t0 = time.perf_counter()
+            held_out = {c: asdict(perplexity(model, w, batch_size=base.batch_size, progress=False))
+                        for c, w in worker.confirmation_windows(int(confirmation)).items()}
+            stages["confirmation"] = time.perf_counter() - t0
     healing = {"healer": healer, "settings": {}, "record": fit.record, "fit_seconds": fit.seconds,
                "calibration_seed": int(seed)}
+    if held_out is not None:
+        healing["confirmation"] = {"windows": int(confirmation), "perplexity": held_out}
     return Evaluation(tuple(sorted(int(b) for b in removed)), ppl, ctx.parameters_without(removed), zs, speed,
                       time.perf_counter() - t, stages, healing)
 

@@ -464,9 +464,7 @@ class CellWorker:
             ConfigError: the text holds too few windows beside the screening ones.
         """
         base, loaded = self.base, self.load()
-        self.context()
-        windows = {n: confirmation_windows(loaded.tokenizer, load_corpus(n, self.registry), base.eval_seq_len, count,
-                                           base.eval_tokens) for n in base.eval_corpora}
+        windows = self.confirmation_windows(count)
         sets = [tuple(sorted(int(b) for b in r)) for r in removed_sets if len(r)]
         firsts = sorted({r[0] for r in sets}) if self.reuse_states else ()
         progress_report(stage="confirmation", message=f"confirmation windows: dense and {len(sets)} removed set(s), "
@@ -477,6 +475,18 @@ class CellWorker:
         for r in sets:
             out[r] = {c: Perplexity(**v) for c, v in scorer(r).items()}
         return out
+
+    def confirmation_windows(self, count: int) -> dict[str, Any]:
+        """``count`` held-out confirmation windows per evaluation corpus, int64 ``[count, T]`` each
+        (:func:`lorp.model.data.confirmation_windows`: disjoint from the screening windows).
+
+        Raises:
+            ConfigError: the text holds too few windows beside the screening ones.
+        """
+        base, loaded = self.base, self.load()
+        self.context()
+        return {n: confirmation_windows(loaded.tokenizer, load_corpus(n, self.registry), base.eval_seq_len, count,
+                                        base.eval_tokens) for n in base.eval_corpora}
 
     def screen(self, removed_sets: Sequence[Sequence[int]]) -> dict[tuple[int, ...], dict[str, Perplexity]]:
         """Perplexity of each removed set on the screening windows (every cell's), outside the sweep's cells.
@@ -493,21 +503,22 @@ class CellWorker:
         return {r: {c: Perplexity(**v) for c, v in scorer(r).items()} for r in sets}
 
     def try_evaluate(self, removed: Sequence[int], settings: EvalSettings, firsts: Iterable[int],
-                     specs: Sequence[CellSpec]) -> Evaluation | list[CellFailure]:
-        """:meth:`evaluate` (:meth:`evaluate_healed` when the specs are healed), or a :class:`CellFailure` per spec
-        sharing it when it raises."""
+                     specs: Sequence[CellSpec], confirmation: int = 0) -> Evaluation | list[CellFailure]:
+        """:meth:`evaluate` (:meth:`evaluate_healed` when the specs are healed, also on ``confirmation`` held-out
+        windows per corpus when > 0), or a :class:`CellFailure` per spec sharing it when it raises."""
         try:
             first = specs[0] if specs else None
             if first is not None and first.healed:
-                return self.evaluate_healed(removed, settings, first.healer, first.seed)
+                return self.evaluate_healed(removed, settings, first.healer, first.seed, confirmation)
             return self.evaluate(removed, settings, firsts)
         except Exception as exc:  # noqa: BLE001 - reported per cell with its traceback
             return [_failure(s, "evaluation", exc) for s in specs]
 
-    def evaluate_healed(self, removed: Sequence[int], settings: EvalSettings, healer: str, seed: int) -> Evaluation:
+    def evaluate_healed(self, removed: Sequence[int], settings: EvalSettings, healer: str, seed: int,
+                        confirmation: int = 0) -> Evaluation:
         """Evaluate the model with ``removed`` deleted after ``healer`` repaired it
         (:func:`lorp.run.healing.evaluate_healed`)."""
-        return evaluate_healed(self, removed, settings, healer, seed)
+        return evaluate_healed(self, removed, settings, healer, seed, confirmation)
 
 
 __all__ = ["CellWorker", "Selected", "evaluation_key"]

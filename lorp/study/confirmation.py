@@ -9,11 +9,11 @@ baseline, each selector against the best baseline).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..evaluate.perplexity import geometric_mean_perplexity
+from ..evaluate.perplexity import Perplexity, geometric_mean_perplexity
 from ..evaluate.perplexity_uncertainty import compare_per_corpus, compare_perplexity
 from ..evaluate.uncertainty import holm, holm_decisions
 from ..run.confirmation import confirm
@@ -55,20 +55,22 @@ def confirm_verdict_pairs(results: StudyResult, config: SweepConfig, folder: str
     """
     pairs = verdict_pairs(results, allocation, selectors, baselines)
     scored = confirm(config, folder, [p["pruned"] for p in pairs], count, registry, executor)
-
-    def row(ppl):
-        return {"perplexity": {c: v.perplexity for c, v in ppl.items()},
-                "mean_perplexity": geometric_mean_perplexity(ppl), "seconds": sum(v.seconds for v in ppl.values()),
-                **{k: v for k, v in per_sample(ppl, None).items() if k != "zero_shot_correct"}}
-
-    record = {"windows": count, "seq_len": config.base.eval_seq_len, "dense": row(scored[()]),
-              "cells": [{**p, **row(scored[tuple(sorted(p["pruned"]))])} for p in pairs]}
+    record = {"windows": count, "seq_len": config.base.eval_seq_len, "dense": confirmation_row(scored[()]),
+              "cells": [{**p, **confirmation_row(scored[tuple(sorted(p["pruned"]))])} for p in pairs]}
     results.confirmation = record
     return record
 
 
-class _Row:
-    """A confirmation entry seen as a study row (what the interval helpers read)."""
+def confirmation_row(ppl: Mapping[str, Perplexity]) -> dict[str, Any]:
+    """One model's scores on the confirmation windows as the record keeps them: perplexity per corpus, their
+    geometric mean, the seconds, and per-window NLL and tokens (for the paired intervals)."""
+    return {"perplexity": {c: v.perplexity for c, v in ppl.items()},
+            "mean_perplexity": geometric_mean_perplexity(ppl), "seconds": sum(v.seconds for v in ppl.values()),
+            **{k: v for k, v in per_sample(ppl, None).items() if k != "zero_shot_correct"}}
+
+
+class ConfirmationRow:
+    """A confirmation entry (:func:`confirmation_row`) seen as a study row (what the interval helpers read)."""
 
     def __init__(self, entry: dict[str, Any]):
         self.perplexity, self.window_nll = entry["perplexity"], entry.get("window_nll")
@@ -87,12 +89,12 @@ def confirmed(results: StudyResult | dict[str, Any], role: str = "lorp") -> list
         at = [e for e in conf["cells"] if e["budget"] == b]
         best = next((e for e in at if e["role"] == "best baseline"), None)
         for e in (e for e in at if e["role"] == role):
-            k = None if best is None else compare_perplexity(_Row(best), _Row(e))
+            k = None if best is None else compare_perplexity(ConfirmationRow(best), ConfirmationRow(e))
             if k is not None:
                 out.append({"budget": b, "method": e["method"], "baseline": best["method"], "comparison": k,
-                            "per_corpus": compare_per_corpus(_Row(best), _Row(e)),
-                            "vs_dense": compare_perplexity(_Row(conf["dense"]), _Row(e)),
-                            "baseline_vs_dense": compare_perplexity(_Row(conf["dense"]), _Row(best))})
+                            "per_corpus": compare_per_corpus(ConfirmationRow(best), ConfirmationRow(e)),
+                            "vs_dense": compare_perplexity(ConfirmationRow(conf["dense"]), ConfirmationRow(e)),
+                            "baseline_vs_dense": compare_perplexity(ConfirmationRow(conf["dense"]), ConfirmationRow(best))})
     held = holm_decisions([o["comparison"].p_value for o in out], [o["comparison"].difference for o in out],
                           better="lower")
     for o, adjusted, decision in zip(out, holm([o["comparison"].p_value for o in out]), held):
@@ -133,4 +135,4 @@ def confirmation_markdown(results: StudyResult | dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["confirm_verdict_pairs", "confirmation_markdown", "confirmed", "verdict_pairs"]
+__all__ = ["ConfirmationRow", "confirm_verdict_pairs", "confirmation_row", "confirmation_markdown", "confirmed", "verdict_pairs"]

@@ -3,17 +3,24 @@
 Where it runs (the default, sized for the study's time budget): the verdict pair at the detail budget,
 LoRP and the best baseline chosen on the screening windows (:func:`lorp.study.confirmation.verdict_pairs`),
 each healed by every healer in the notebook's ``healers``. Each healer is fitted on the first run seed's
-calibration draw, and the healed model is scored on the same screening windows as the unhealed cells
-(:func:`lorp.run.healed_sets.heal_sets`). :func:`add_healing` keeps the grid on
-:attr:`lorp.run.study_records.StudyResult.healing`. :func:`healing_markdown` answers three questions,
-with paired intervals over the screening windows:
+calibration draw, and the healed model is scored on the same screening windows as the unhealed cells and,
+where the study has them, on the held-out confirmation windows (:func:`lorp.run.healed_sets.heal_sets`).
+:func:`add_healing` keeps the grid on :attr:`lorp.run.study_records.StudyResult.healing`.
+
+"Healed" is what a practitioner would ship: per method, the better of healed and unhealed, chosen on
+calibration data only. A builtin healer already keeps a map only where it beats no map on held-out
+calibration rows (:mod:`lorp.heal.holdout`), so its output is never worse than the unhealed model there;
+the best healed baseline is the baseline's form (unhealed, or healed by one of the healers) with the
+lowest held-out calibration NLL, never chosen on evaluation windows. :func:`healing_markdown` answers,
+with paired intervals:
 
 1. **How much of the gap to dense each healer closes.** The share of the log-perplexity gap
    (geometric mean over corpora) from the unhealed set to dense, with the interval of the healed/unhealed
    ratio carried over. The dense gap is taken as fixed.
 2. **Whether the ranking changes.** Healed LoRP against the same baseline healed the same way.
-3. **Whether LoRP's loss survives healing.** Healed LoRP against the best healed baseline (lowest
-   perplexity over every healer).
+3. **Whether LoRP's loss survives healing.** Healed LoRP against the best healed baseline, on the screening
+   windows and on the confirmation windows, the latter Holm-corrected over the healers of one model like the
+   unhealed verdict.
 """
 
 from __future__ import annotations
@@ -24,14 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluate.accuracy_uncertainty import compare_accuracy
+from ..evaluate.perplexity import Perplexity
 from ..evaluate.perplexity_uncertainty import compare_perplexity
+from ..evaluate.uncertainty import holm, holm_decisions
 from ..plugins.registry import load_registry
 from ..run.healed_sets import heal_sets
 from ..run.healing import check_healers
 from ..run.study_records import StudyCell, StudyResult, as_study
 from ..run.sweep import SweepConfig
 from .attribution import detail_budget
-from .confirmation import verdict_pairs
+from .confirmation import ConfirmationRow, confirmation_row, verdict_pairs
 from .floors import study_cell
 from .load import per_sample
 from .formatting import _blocks, _fmt, _interval_method, _points_ci, _ratio_ci, shown
@@ -42,43 +51,63 @@ def add_healing(results: StudyResult, config: SweepConfig, folder: str | Path, h
     """Heal the verdict pair at ``budget`` (default: the detail budget) with each of ``healers`` and keep the grid.
 
     The first healer's healed models also get zero-shot accuracy on the sweep's tasks (the detail cells'
-    items), the others perplexity only: zero-shot is the study's costliest stage.
+    items), the others perplexity only: zero-shot is the study's costliest stage. Where ``results`` has a
+    confirmation set, every healed model is also scored on its windows (same count per corpus).
 
     Args:
-        healers: healer names (a comma-separated string or a sequence); ``none`` is the unhealed cell itself
-            and is skipped.
+        healers: healer names (a comma-separated string or a sequence, checked before any work); ``none`` is
+            the unhealed cell itself and is skipped.
     Returns:
-        the record set on :attr:`StudyResult.healing`; ``None`` (and nothing set) without a healer.
+        the record set on :attr:`StudyResult.healing`; ``None`` (and nothing set) without a healer. Each cell
+        adds to its :class:`StudyCell` fields ``role``, ``healer``, ``fit_seconds``, ``maps``,
+        ``evaluation_seconds``, ``choices`` (per run of removed blocks healed: the alpha kept or ``"identity"``),
+        ``kept_maps``, ``holdout_nll_unhealed``/``holdout_nll_healed`` (mean nats on the healer's held-out
+        calibration rows) and ``confirmation`` (:func:`lorp.study.confirmation.confirmation_row`, or ``None``).
     Raises:
         UnknownNameError, ConfigError, PluginError: as :func:`lorp.run.healed_sets.heal_sets`.
     """
-    names = [h for h in check_healers(registry or load_registry(), healers, "healers") if h != "none"]
+    registry = registry or load_registry()
+    names = [h for h in check_healers(registry, healers, "healers") if h != "none"]
     if not names:
         return None
     budget = budget or detail_budget(results)
     pairs = [p for p in verdict_pairs(results, allocation) if p["budget"] == budget]
+    windows = int((results.confirmation or {}).get("windows") or 0)
     scored = heal_sets(config, folder, [p["pruned"] for p in pairs], names, registry, executor,
-                       zero_shot_healers=names[:1])
+                       zero_shot_healers=names[:1], confirmation=windows)
     seed = config.cell_seeds[0]
     cells = []
     for p in pairs:
         for h in names:
             ev = scored[tuple(sorted(p["pruned"])), h]
             heal = ev.healing or {}
+            record = heal.get("record") or {}
             zs = ev.zero_shot
             accuracy = {"zero_shot": {t: v.score for t, v in zs.tasks.items()},
                         "zero_shot_items": {t: v.items for t, v in zs.tasks.items()}, "zero_shot_average": zs.average,
                         "zero_shot_correct": per_sample(ev.perplexity, zs)["zero_shot_correct"]} if zs else {}
+            held = heal.get("confirmation")
             cells.append({**study_cell(p["method"], budget, p["pruned"], ev.perplexity, seed).to_json(), **accuracy,
                           "role": p["role"], "healer": h, "fit_seconds": heal.get("fit_seconds"),
-                          "maps": len((heal.get("record") or {}).get("maps", [])), "evaluation_seconds": ev.seconds})
-    record = {"budget": budget, "healers": names, "cells": cells}
+                          "maps": len(record.get("maps", [])), "evaluation_seconds": ev.seconds,
+                          "choices": [m.get("alpha") for m in record.get("maps", [])],
+                          "kept_maps": record.get("kept_maps"),
+                          "holdout_nll_unhealed": record.get("holdout_nll_unhealed"),
+                          "holdout_nll_healed": record.get("holdout_nll_healed"),
+                          "confirmation": None if held is None else confirmation_row(
+                              {c: Perplexity(**v) for c, v in held["perplexity"].items()})})
+    record = {"budget": budget, "healers": names, "cells": cells, "confirmation_windows": windows or None}
     results.healing = record
     return record
 
 
+#: Keys a grid cell adds to its :class:`StudyCell` fields (:func:`add_healing`).
+GRID_FIELDS = ("role", "healer", "fit_seconds", "maps", "evaluation_seconds", "choices", "kept_maps",
+               "holdout_nll_unhealed", "holdout_nll_healed", "confirmation")
+
+
 def _healed(entry: dict[str, Any]) -> StudyCell:
-    return StudyCell.from_json({k: v for k, v in entry.items() if k not in ("role", "healer", "fit_seconds", "maps", "evaluation_seconds")})
+    return StudyCell.from_json({k: v for k, v in entry.items() if k not in GRID_FIELDS})
 
 
 def gap_closed(dense: float, unhealed: float, healed: float) -> float:
@@ -88,15 +117,51 @@ def gap_closed(dense: float, unhealed: float, healed: float) -> float:
     return math.log(unhealed / healed) / gap if gap else float("nan")
 
 
+def best_healed_baseline(results: StudyResult | dict[str, Any]) -> dict[str, Any] | None:
+    """The baseline in the form a practitioner would ship, chosen on calibration data only: among its unhealed
+    form and each healer's, the lowest held-out calibration NLL (ties: the unhealed form, then the healers'
+    order). Forms without that figure (a healer with a fixed setting) are not candidates; with none, the
+    unhealed form.
+
+    Returns:
+        ``{"method", "healer" ("none": unhealed), "holdout_nll", "screening": StudyCell, "confirmation":
+        ConfirmationRow or None}``, or ``None`` when the grid has no baseline.
+    """
+    r = as_study(results)
+    grid = r.healing or {}
+    entries = [e for e in grid.get("cells", []) if e["role"] == "best baseline"]
+    if not entries:
+        return None
+    method, budget = entries[0]["method"], grid["budget"]
+    unhealed = next((e["holdout_nll_unhealed"] for e in entries if e.get("holdout_nll_unhealed") is not None), None)
+    options = [("none", unhealed, None)] + [(e["healer"], e.get("holdout_nll_healed"), e) for e in entries]
+    known = [o for o in options if o[1] is not None]
+    healer, nll, entry = min(known, key=lambda o: o[1]) if known else options[0]
+    if entry is None:
+        plain = next((c for c in r.cells if c.method == method and c.budget == budget), None)
+        held = next((e for e in (r.confirmation or {}).get("cells", [])
+                     if e["method"] == method and e["budget"] == budget), None)
+        screening, confirmation = plain, held and ConfirmationRow(held)
+    else:
+        screening = _healed(entry)
+        confirmation = ConfirmationRow(entry["confirmation"]) if entry.get("confirmation") else None
+    return {"method": method, "healer": healer, "holdout_nll": nll, "screening": screening,
+            "confirmation": confirmation}
+
+
 def healing_rows(results: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
-    """Per (method, healer) of the grid: perplexity unhealed and healed, the gap closed with its interval, the
-    comparisons against the same baseline healed alike and against the best healed baseline.
+    """Per (method, healer) of the grid: perplexity unhealed and healed, the gap closed with its interval, what
+    the healer kept, and the comparisons against the same baseline healed alike and against the best healed
+    baseline (:func:`best_healed_baseline`), on the screening windows and on the confirmation windows.
 
     Rows ``{"method", "role", "healer", "pruned", "unhealed", "healed", "closed", "closed_low", "closed_high",
-    "vs_unhealed", "vs_same_healer", "vs_best_healed", "best_healed", "accuracy_unhealed", "accuracy_healed",
-    "acc_vs_same_healer", "fit_seconds", "maps"}`` (perplexity comparisons are
+    "vs_unhealed", "vs_same_healer", "vs_best_healed", "best_healed", "best_same", "accuracy_unhealed",
+    "accuracy_healed", "acc_vs_same_healer", "fit_seconds", "maps", "choices", "kept_maps",
+    "holdout_nll_unhealed", "holdout_nll_healed", "confirmation_healed", "conf_vs_best_healed", "p_holm",
+    "decision"}``. Perplexity comparisons are
     :class:`lorp.evaluate.perplexity_uncertainty.PerplexityComparison`, the accuracy one
-    :func:`lorp.evaluate.accuracy_uncertainty.compare_accuracy`'s average, or ``None``).
+    :func:`lorp.evaluate.accuracy_uncertainty.compare_accuracy`'s average, or ``None``. ``p_holm`` and
+    ``decision`` (LoRP rows with a confirmation comparison) are Holm-corrected over those rows of this model.
     """
     r = as_study(results)
     grid = r.healing or {}
@@ -105,7 +170,9 @@ def healing_rows(results: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
     entries = grid.get("cells", [])
     healed = {(e["method"], e["healer"]): _healed(e) for e in entries}
     baselines = [(e["method"], e["healer"]) for e in entries if e["role"] == "best baseline"]
-    best = min(baselines, key=lambda k: healed[k].mean_perplexity) if baselines else None
+    best = best_healed_baseline(r)
+    best_name = None if best is None else (f"{best['method']} unhealed" if best["healer"] == "none"
+                                           else f"{best['method']} + {best['healer']}")
     rows = []
     for e in entries:
         key = (e["method"], e["healer"])
@@ -120,19 +187,39 @@ def healing_rows(results: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
                     if gap else (None, None)  # sorted: a pruned set better than dense has a negative gap
         same_key = next(((m, h) for m, h in baselines if h == e["healer"]), None)
         same = healed[same_key] if same_key else None
+        mine = e["role"] == "lorp"
+        held = ConfirmationRow(e["confirmation"]) if e.get("confirmation") else None
         rows.append({"method": e["method"], "role": e["role"], "healer": e["healer"], "pruned": e["pruned"],
                      "unhealed": before.mean_perplexity if before is not None else None,
                      "healed": cell.mean_perplexity, "closed": closed, "closed_low": low, "closed_high": high,
                      "vs_unhealed": vs_unhealed,
-                     "vs_same_healer": compare_perplexity(same, cell) if e["role"] == "lorp" and same else None,
-                     "vs_best_healed": compare_perplexity(healed[best], cell) if e["role"] == "lorp" and best else None,
-                     "best_healed": f"{best[0]} + {best[1]}" if best else None,
-                     "best_same": same_key[0] if same_key else None,
+                     "vs_same_healer": compare_perplexity(same, cell) if mine and same else None,
+                     "vs_best_healed": compare_perplexity(best["screening"], cell)
+                     if mine and best and best["screening"] is not None else None,
+                     "best_healed": best_name, "best_same": same_key[0] if same_key else None,
                      "accuracy_unhealed": before.zero_shot_average if before is not None else None,
                      "accuracy_healed": cell.zero_shot_average,
-                     "acc_vs_same_healer": _accuracy(same, cell) if e["role"] == "lorp" and same else None,
-                     "fit_seconds": e.get("fit_seconds"), "maps": e.get("maps")})
+                     "acc_vs_same_healer": _accuracy(same, cell) if mine and same else None,
+                     "fit_seconds": e.get("fit_seconds"), "maps": e.get("maps"), "choices": e.get("choices"),
+                     "kept_maps": e.get("kept_maps"), "holdout_nll_unhealed": e.get("holdout_nll_unhealed"),
+                     "holdout_nll_healed": e.get("holdout_nll_healed"),
+                     "confirmation_healed": held.mean_perplexity if held else None,
+                     "conf_vs_best_healed": compare_perplexity(best["confirmation"], held)
+                     if mine and held and best and best["confirmation"] is not None else None,
+                     "p_holm": None, "decision": None})
+    family = [row for row in rows if row["conf_vs_best_healed"] is not None]
+    tests = [row["conf_vs_best_healed"] for row in family]
+    decisions = holm_decisions([k.p_value for k in tests], [k.difference for k in tests], better="lower")
+    for row, adjusted, decision in zip(family, holm([k.p_value for k in tests]), decisions):
+        row["p_holm"], row["decision"] = adjusted, decision
     return rows
+
+
+def kept_in_words(choices: Any) -> str:
+    """What a healer kept per run of removed blocks: ``"0.1, identity, 1"`` (``–`` when not recorded)."""
+    if not choices:
+        return "–"
+    return ", ".join("identity" if c == "identity" else "?" if c is None else f"α {c:g}" for c in choices)
 
 
 def _accuracy(reference: StudyCell, other: StudyCell) -> Any:
@@ -142,55 +229,83 @@ def _accuracy(reference: StudyCell, other: StudyCell) -> Any:
     return (compare_accuracy(reference, other) or {}).get("average")
 
 
+def _decided(decision: str | None) -> str:
+    return {"loses": "LoRP's loss survives healing", "wins": "LoRP wins after healing"}.get(
+        decision or "", "no difference was shown after healing")
+
+
 def healing_answers(results: StudyResult | dict[str, Any]) -> list[str]:
-    """The grid's three answers in words (empty without a grid)."""
-    rows = healing_rows(results)
+    """The grid's answers in words, the held-out verdict first (empty without a grid)."""
+    r = as_study(results)
+    rows = healing_rows(r)
     if not rows:
         return []
     out = []
+    windows = (r.healing or {}).get("confirmation_windows")
+    for row in (x for x in rows if x["role"] == "lorp" and x["conf_vs_best_healed"] is not None):
+        k = row["conf_vs_best_healed"]
+        out.append(f"On the held-out confirmation windows ({windows} per corpus), LoRP + `{row['healer']}` against "
+                   f"the best healed baseline ({row['best_healed']}, chosen on calibration data): {_ratio_ci(k)}, "
+                   f"Holm p {row['p_holm']:.2g}: {_decided(row['decision'])}.")
+    for row in (x for x in rows if x["role"] == "lorp"):
+        k = row["vs_best_healed"]
+        if k is not None:
+            out.append(f"On the screening windows (which chose the baseline), LoRP + `{row['healer']}` against the "
+                       f"best healed baseline ({row['best_healed']}): {_ratio_ci(k)}; {_decided(k.decision)}.")
+        k = row["vs_same_healer"]
+        if k is not None:
+            out.append(f"Ranking with `{row['healer']}` on both: LoRP healed has {_ratio_ci(k)} the perplexity of "
+                       f"the best baseline healed alike, {row['best_same']}: {shown(k.decision)}.")
+        k = row["acc_vs_same_healer"]
+        if k is not None:
+            out.append(f"Zero-shot accuracy with `{row['healer']}` on both: LoRP healed minus the best baseline "
+                       f"healed alike, {_points_ci(k)} points: {shown(k.decision)}.")
     for row in rows:
         if row["closed"] is not None:
             interval = "" if row["closed_low"] is None else f" [{row['closed_low']:.2f}, {row['closed_high']:.2f}]"
             out.append(f"`{row['healer']}` closes {row['closed']:.2f}{interval} of {row['method']}'s "
                        "log-perplexity gap to dense.")
-    for row in (r for r in rows if r["role"] == "lorp"):
-        k = row["vs_same_healer"]
-        if k is not None:
-            out.append(f"Ranking with `{row['healer']}` on both: LoRP healed has {_ratio_ci(k)} the perplexity of "
-                       f"the best baseline healed alike, {row['best_same']}: {shown(k.decision)}.")
-        k = row["vs_best_healed"]
-        if k is not None:
-            survives = {"loses": "LoRP's loss survives healing", "wins": "LoRP wins after healing"}.get(
-                k.decision, "no difference was shown after healing")
-            out.append(f"LoRP + `{row['healer']}` against the best healed baseline ({row['best_healed']}): "
-                       f"{_ratio_ci(k)}; {survives}.")
-        k = row["acc_vs_same_healer"]
-        if k is not None:
-            out.append(f"Zero-shot accuracy with `{row['healer']}` on both: LoRP healed minus the best baseline "
-                       f"healed alike, {_points_ci(k)} points: {shown(k.decision)}.")
+    for row in rows:
+        choices = row["choices"] or []
+        if row["kept_maps"] is not None and row["kept_maps"] < len(choices):
+            what = ("kept no map: none beat no repair on its held-out calibration rows, so this healed model is "
+                    "the unhealed one" if row["kept_maps"] == 0 else
+                    f"kept the identity for {len(choices) - row['kept_maps']} of {len(choices)} runs of removed "
+                    f"blocks ({kept_in_words(choices)})")
+            out.append(f"`{row['healer']}` on {row['method']}'s set {_blocks(row['pruned'])} {what}.")
     return out
 
 
 def healing_markdown(results: StudyResult | dict[str, Any]) -> str:
-    """``healing.md``: what ran where, the three answers, then the grid table."""
+    """``healing.md``: the answers (held-out verdict first), what ran where, then the grid table."""
     r = as_study(results)
     grid = r.healing
     if not grid:
         return "_No healing grid: the study ran without healers (`healers`)._\n"
     rows = healing_rows(r)
+    best = best_healed_baseline(r)
+    windows = grid.get("confirmation_windows")
+    where = (f"and on {windows} held-out confirmation windows per corpus (disjoint from the screening windows; "
+             "Holm-corrected over this model's healers)" if windows else
+             "only: this study has no confirmation windows")
     lines = [f"# Selection × healing at budget {grid['budget']}", "",
              *[f"- {a}" for a in healing_answers(r)], "",
              f"Where it ran: the verdict pair at the detail budget (LoRP and the best baseline chosen on the "
              f"screening windows), healed by {', '.join(f'`{h}`' for h in grid['healers'])}, each fitted on the "
-             "first run seed's calibration draw (settings chosen on held-out calibration rows only) and scored "
-             "on the same screening windows as the unhealed cells. Ratios are healed over reference perplexity "
+             "first run seed's calibration draw and scored on the same screening windows as the unhealed cells "
+             f"{where}. Each healer keeps a map for a run of removed blocks only where it lowers the next-token NLL "
+             "of every 4th calibration sequence, held out of the fit; otherwise the identity (no map). The best "
+             "healed baseline is the baseline's form, unhealed or healed, with the lowest held-out calibration NLL"
+             + (f": {best['method']} {'unhealed' if best['healer'] == 'none' else '+ ' + best['healer']}"
+                if best else "") + ". Ratios are healed over reference perplexity "
              f"(geometric mean over corpora) with {_interval_method('windows')}. The gap closed is "
              "log(unhealed / healed) / log(unhealed / dense), its interval that of the healed/unhealed ratio "
              "with the dense gap taken as fixed. Zero-shot accuracy (the first healer only, the detail cells' "
              f"items) compares with {_interval_method('items')}.", "",
-             "| method | role | healer | removed | unhealed | healed | gap closed | healed / unhealed | "
+             "| method | role | healer | removed | kept per run | held-out calibration NLL unhealed → healed | "
+             "unhealed | healed | gap closed | healed / unhealed | confirmation: healed | "
              "zero-shot unhealed → healed | fit (s) |",
-             "|---|---|---|---|---:|---:|---:|---|---|---:|"]
+             "|---|---|---|---|---|---|---:|---:|---:|---|---:|---|---:|"]
     for row in rows:
         closed = "–" if row["closed"] is None else (
             f"{row['closed']:.2f}" + ("" if row["closed_low"] is None
@@ -198,17 +313,22 @@ def healing_markdown(results: StudyResult | dict[str, Any]) -> str:
         ratio = _ratio_ci(row["vs_unhealed"]) if row["vs_unhealed"] is not None else "–"
         acc = "–" if row["accuracy_healed"] is None else (
             f"{_fmt(row['accuracy_unhealed'] and 100 * row['accuracy_unhealed'])} → {100 * row['accuracy_healed']:.1f} %")
+        nll = "–" if row["holdout_nll_healed"] is None else (
+            f"{row['holdout_nll_unhealed']:.4f} → {row['holdout_nll_healed']:.4f}")
         lines.append(f"| {row['method']} | {row['role']} | {row['healer']} | {_blocks(row['pruned'])} | "
-                     f"{_fmt(row['unhealed'], 2)} | {_fmt(row['healed'], 2)} | {closed} | {ratio} | {acc} | "
-                     f"{_fmt(row['fit_seconds'], 1)} |")
+                     f"{kept_in_words(row['choices'])} | {nll} | "
+                     f"{_fmt(row['unhealed'], 2)} | {_fmt(row['healed'], 2)} | {closed} | {ratio} | "
+                     f"{_fmt(row['confirmation_healed'], 2)} | {acc} | {_fmt(row['fit_seconds'], 1)} |")
     return "\n".join(lines) + "\n"
 
 
 def healing_summary(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
-    """The summary's ``healing.md``: per model and healer, the three answers in one row each (models without a
-    grid are listed as such)."""
-    lines = ["| model | budget | healer | gap closed: LoRP | gap closed: best baseline | LoRP ÷ baseline, both "
-             "healed alike | LoRP ÷ best healed baseline |", "|---|---:|---|---|---|---|---|"]
+    """The summary's ``healing.md``: per model and healer, the answers in one row each (models without a grid are
+    listed as such)."""
+    lines = ["| model | budget | healer | LoRP ÷ best healed baseline, confirmation windows (Holm) | "
+             "LoRP ÷ best healed baseline, screening windows | LoRP ÷ baseline, both healed alike | "
+             "gap closed: LoRP | gap closed: best baseline | kept per run: LoRP; baseline |",
+             "|---|---:|---|---|---|---|---|---|---|"]
     missing = []
     for name, results in studies.items():
         r = as_study(results)
@@ -228,16 +348,23 @@ def healing_summary(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
 
             def versus(k):
                 return "–" if k is None else f"{_ratio_ci(k)}, {shown(k.decision)}"
-            lines.append(f"| {name} | {r.healing['budget']} | {healer} | {closed(mine)} | {closed(base)} | "
-                         f"{versus(mine and mine['vs_same_healer'])} | "
-                         f"{versus(mine and mine['vs_best_healed'])}"
-                         + (f" ({mine['best_healed']})" if mine and mine["best_healed"] else "") + " |")
+            held = "–" if not mine or mine["conf_vs_best_healed"] is None else (
+                f"{_ratio_ci(mine['conf_vs_best_healed'])}, p {mine['p_holm']:.2g}, {shown(mine['decision'])}")
+            lines.append(f"| {name} | {r.healing['budget']} | {healer} | {held}"
+                         + (f" ({mine['best_healed']})" if mine and mine["best_healed"] else "") + " | "
+                         f"{versus(mine and mine['vs_best_healed'])} | {versus(mine and mine['vs_same_healer'])} | "
+                         f"{closed(mine)} | {closed(base)} | {kept_in_words(mine and mine['choices'])}; "
+                         f"{kept_in_words(base and base['choices'])} |")
     head = ("# Selection × healing, per model\n\nEach model's verdict pair at its detail budget, healed by each "
-            "healer (fitted on calibration data only) and scored on the screening windows; ratios are LoRP's "
-            "perplexity over the baseline's with 95 % paired intervals over windows (details in each model's "
+            "healer (fitted on calibration data only; a map is kept only where it beats none on held-out "
+            "calibration rows) and scored on the screening and the held-out confirmation windows. The best healed "
+            "baseline is the baseline's form, unhealed or healed, with the lowest held-out calibration NLL. Ratios "
+            "are LoRP's perplexity over the baseline's with 95 % paired intervals over windows; on the confirmation "
+            "windows the outcome is Holm-corrected over each model's healers (details in each model's "
             "`healing.md`). Better or worse shown: the interval excludes 1.\n\n")
     tail = f"\nNo healing grid: {', '.join(missing)}.\n" if missing else ""
     return head + "\n".join(lines) + "\n" + tail
 
 
-__all__ = ["add_healing", "gap_closed", "healing_answers", "healing_markdown", "healing_rows", "healing_summary"]
+__all__ = ["GRID_FIELDS", "add_healing", "best_healed_baseline", "gap_closed", "healing_answers", "healing_markdown",
+           "healing_rows", "healing_summary", "kept_in_words"]
