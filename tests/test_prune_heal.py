@@ -59,7 +59,7 @@ def test_healed_run_saves_a_standard_model_that_reloads_to_the_same_logits(tiny_
     # only the folded down_proj weights differ from the dense model's kept blocks
     dense = AutoModelForCausalLM.from_pretrained(folder).eval()
     kept = [b for b in range(6) if b not in results["pruned"]]
-    folded = {f"model.layers.{kept.index(m['block'])}.mlp.down_proj.weight" for m in maps}
+    folded = {f"model.layers.{kept.index(m['block'])}.mlp.down_proj.weight" for m in maps if m["alpha"] != "identity"}
     dense_params = dict(dense.named_parameters())
     for name, p in reloaded.named_parameters():
         if name.startswith("model.layers."):
@@ -79,6 +79,34 @@ def test_healed_run_saves_a_standard_model_that_reloads_to_the_same_logits(tiny_
     windows = evaluation_windows(load_model(str(folder)).tokenizer, load_corpus(corpus), 8, 64)
     assert perplexity(reloaded, windows, progress=False).nll == pytest.approx(
         healing["perplexity"]["healed"][corpus]["nll"], abs=1e-6)
+
+
+def test_a_healed_gemma3_saves_and_reloads_with_its_layer_types_and_norm_gains(tiny_run, tmp_path):
+    """Gemma 3's fold also writes the post-MLP norm's gain, and its config keeps one layer type per kept block: a
+    plain AutoModelForCausalLM reloads the saved folder to the same logits (alpha fixed, so the fold is written)."""
+    folder, config = tiny_run("gemma3_text", heal_settings={"alpha": 0.01}, budget=2)
+    out = tmp_path / "gemma-run"
+    run = run_prune(config, out_dir=out)
+    results = json.loads((out / "results.json").read_text())
+    maps = results["healing"]["record"]["maps"]
+    assert maps and all(m["fold"]["kind"] == "post-norm, scaled" and m["alpha"] == 0.01 for m in maps)
+    dense = AutoModelForCausalLM.from_pretrained(folder).eval()
+    reloaded = AutoModelForCausalLM.from_pretrained(out / "model").eval()
+    kept = [b for b in range(6) if b not in results["pruned"]]
+    assert reloaded.config.num_hidden_layers == 4
+    assert list(reloaded.config.layer_types) == [dense.config.layer_types[b] for b in kept]
+    for m in maps:  # the folded block's norm gain and down_proj are the healed ones, saved and reloaded
+        i = kept.index(m["block"])
+        gain = reloaded.model.layers[i].post_feedforward_layernorm.weight
+        assert not torch.equal(gain, dense.model.layers[m["block"]].post_feedforward_layernorm.weight)
+        torch.testing.assert_close(gain, run.model.model.layers[i].post_feedforward_layernorm.weight, rtol=0, atol=0)
+    ids = torch.tensor([[3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 2, 4]])  # longer than the sliding window (8)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(input_ids=ids).logits, run.model(input_ids=ids).logits, rtol=0, atol=1e-6)
+    corpus = config.eval_corpora[0]
+    windows = evaluation_windows(load_model(str(folder)).tokenizer, load_corpus(corpus), 8, 64)
+    assert perplexity(reloaded, windows, progress=False).nll == pytest.approx(
+        results["healing"]["perplexity"]["healed"][corpus]["nll"], abs=1e-6)
 
 
 def test_cli_heal_settings_reach_the_healer_and_are_recorded(tiny_run, tmp_path):
