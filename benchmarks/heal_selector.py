@@ -2,7 +2,8 @@
 
 Runs one sweep (the study's calibration and screening windows: 32 × 256 lambada tokens, 2048 screening
 tokens per corpus, SLEB on 2 sequences) with ``--healers none,linear`` at the given budgets, then prints for
-each budget: every method's removed set and geometric-mean perplexity unhealed and healed by ``linear``, and
+each budget: every method's removed set and geometric-mean perplexity unhealed and healed by ``linear`` (with the
+alpha or identity ``linear`` kept per run of removed blocks), and
 ``span-heal-nll + linear`` against each baseline + ``linear`` (paired t-interval of the perplexity ratio over the
 screening windows, :func:`lorp.evaluate.perplexity_uncertainty.compare_perplexity`), with the selection's and
 the healed evaluations' seconds. The selector's settings come from calibration data; the windows are the
@@ -25,6 +26,7 @@ from lorp.run.pipeline import PruneConfig
 from lorp.run.records import CellResult
 from lorp.run.sweep import SweepConfig, execute_sweep
 from lorp.study.floors import study_cell
+from lorp.study.healing import kept_in_words
 
 SELECTOR = "span-heal-nll"
 BASELINES = ("lorp", "shortgpt", "streamline", "angular", "sleb", "last")
@@ -59,9 +61,10 @@ def main(argv=None) -> None:
             ev = c.evaluation
             rows[method, healer] = study_cell(method, b, list(ev.removed), ev.perplexity)
             heal = ev.healing or {}
+            kept = [m.get("alpha") for m in (heal.get("record") or {}).get("maps", [])]
             print(f"  {method:14s} {healer:7s} {sorted(ev.removed)!s:34s} ppl {geometric_mean_perplexity(ev.perplexity):10.2f}"
                   f"  select {c.timings.get('selection', 0):6.1f} s  fit {heal.get('fit_seconds') or 0:5.1f} s"
-                  f"  eval {c.timings.get('evaluation', 0):6.1f} s")
+                  f"  eval {c.timings.get('evaluation', 0):6.1f} s" + (f"  kept {kept_in_words(kept)}" if heal else ""))
         sel = cells.get((SELECTOR, budget, "none"))
         if sel is not None:
             print("  selector's pick:", sel.selection.removals[0].reason, "| passes", sel.nll_passes)

@@ -99,3 +99,36 @@ def test_failed_run_leaves_nothing_behind(tmp_path):
     with pytest.raises(ConfigError, match="larger than the 28 removable blocks"):
         run_prune(config, out_dir=out)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_healing_lorps_smollm2_set_lowers_perplexity_and_keeps_no_map_where_one_hurts(smollm2):
+    """SmolLM2 at 4 blocks, calibration as ``lorp prune``'s default (32 x 256 tokens of lambada, seed 0): ``linear``
+    lowers LoRP's screening perplexity, and a run whose every map is worse than none on the held-out calibration
+    rows keeps the identity (observed here: the single block between LoRP's first and last runs)."""
+    import lorp
+    from lorp.heal.fit import fit_healer
+    from lorp.heal.forward import weights_written
+    from lorp.model.pruning import blocks_removed
+    from lorp.plugins.registry import PluginSettings, load_registry
+
+    reg = load_registry(PluginSettings(autoload=False, plugin_dirs=()))
+    dense = smollm2.model
+    ids = calibration_samples(smollm2.tokenizer, load_corpus("lambada", reg), 32, 256, seed=0)
+    s = capture_similarities(dense, ids, {"cosine": reg.similarity("cosine")}, progress=False,
+                             registry=reg).matrices["cosine"]
+    removed = tuple(select_blocks(s, 4, allocation="lorp", registry=reg).pruned)
+    fit = fit_healer(reg.healer("linear"), lorp.HealRequest(model=dense, removed=removed, calibration=ids,
+                                                            attention_mask=torch.ones_like(ids), registry=reg))
+    maps = fit.record["maps"]
+    for m in maps:  # the rule, per run: a map is written only if it beats none on the held-out rows
+        best = min(m["holdout_nll"].values())
+        assert (m["alpha"] == "identity") == (best >= m["holdout_nll_identity"])
+    assert any(m["alpha"] == "identity" for m in maps) and fit.record["kept_maps"] >= 1
+    assert fit.record["holdout_nll_healed"] < fit.record["holdout_nll_unhealed"]
+    windows = {c: evaluation_windows(smollm2.tokenizer, load_corpus(c, reg), 256, 4096) for c in ("ptb",
+                                                                                                  "wiki-paragraphs")}
+    with blocks_removed(dense, list(removed), reg):
+        unhealed = {c: perplexity(dense, w, progress=False).perplexity for c, w in windows.items()}
+    with weights_written(dense, fit.weights), blocks_removed(dense, list(removed), reg):
+        healed = {c: perplexity(dense, w, progress=False).perplexity for c, w in windows.items()}
+    assert all(healed[c] < unhealed[c] for c in windows), (removed, unhealed, healed)
