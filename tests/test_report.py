@@ -34,7 +34,7 @@ def test_winners_pick_lowest_perplexity_and_highest_accuracy_per_budget():
     assert [x["budget"] for x in w] == [2, 4]
     assert (w[0]["perplexity_winner"], w[0]["perplexity"], w[0]["lorp_perplexity"]) == ("shortgpt", 15.0, 20.0)
     assert (w[0]["accuracy_winner"], w[0]["accuracy"], w[0]["lorp_accuracy"]) == ("shortgpt", 0.55, 0.5)
-    assert w[1]["perplexity_winner"] == "lorp, angular" and w[1]["accuracy_winner"] is None  # ties: all named
+    assert w[1]["perplexity_winner"] == "angular, lorp" and w[1]["accuracy_winner"] is None  # ties: all named, by name
     table = perplexity_markdown(r)
     assert "| shortgpt | 2 | 15.0 | 15.0 | **15.0** |" in table and "| lorp | 4 | 40.0 | 40.0 | **40.0** |" in table
 

@@ -36,6 +36,8 @@ from ..evaluate.uncertainty import LEVEL
 from ..run.study_records import StudyCell, StudyResult, as_study
 from .parameters import split_ints, split_list, study_config
 from .formatting import _interval_method
+from .query import best_baseline
+from .query import cell as query_cell
 from .formatting import _times as _x
 
 ABLATION_SCHEMA = "lorp.ablation"
@@ -99,11 +101,6 @@ def ablation_budgets(value: str | Sequence[int], budgets: Sequence[int], detail:
     return tuple(b for b in budgets if b in chosen)
 
 
-def _cell(cells: Iterable[StudyCell], method: str, budget: int, seed: int | None = None) -> StudyCell | None:
-    return next((c for c in cells if c.method == method and c.budget == budget
-                 and (seed is None or c.seed == seed)), None)
-
-
 def _compare(reference: StudyCell, other: StudyCell) -> dict[str, Any] | None:
     k = compare_perplexity(reference, other)
     return None if k is None else {"ratio": k.ratio, "low": k.ratio_low, "high": k.ratio_high,
@@ -136,11 +133,10 @@ def ablation_rows(results: StudyResult | Mapping[str, Any], variants: Sequence[s
     out = []
     for v in variants:
         for b in sorted({c.budget for c in r.cells}):
-            cell, lorp = _cell(r.cells, v, b), _cell(r.cells, allocation, b)
-            rivals = [c for c in (_cell(r.cells, m, b) for m in baselines) if c is not None]
-            if cell is None or lorp is None or not rivals:
+            cell, lorp = query_cell(r.cells, v, b), query_cell(r.cells, allocation, b)
+            best = best_baseline(r.cells, b, among=baselines)
+            if cell is None or lorp is None or best is None:
                 continue
-            best = min(rivals, key=lambda c: c.mean_perplexity)
             out.append({"method": v, "budget": b, "pruned": list(cell.pruned),
                         "mean_perplexity": cell.mean_perplexity, "lorp_perplexity": lorp.mean_perplexity,
                         "best_perplexity": best.mean_perplexity, "same_as_lorp": set(cell.pruned) == set(lorp.pruned),
@@ -196,12 +192,13 @@ def selector_outcomes(results: StudyResult | Mapping[str, Any], selector: str, b
             continue
         seeds, beats, beaten = [], [], []
         for cell in mine:
-            rivals = [x for x in (_cell(cells, m, b, cell.seed) or _cell(cells, m, b, first) for m in baselines)
+            rivals = [x for x in (query_cell(cells, m, b, seed=cell.seed) or query_cell(cells, m, b, seed=first)
+                                   for m in baselines)
                       if x is not None]
             if not rivals:
                 continue
             ks = [compare_perplexity(x, cell) for x in rivals]
-            best = min(rivals, key=lambda c: c.mean_perplexity)
+            best = best_baseline(rivals, b, among=baselines)
             all_win = all(k is not None and k.decision == "wins" for k in ks)
             any_lose = any(k is not None and k.decision == "loses" for k in ks)
             beats.append(all_win)

@@ -25,6 +25,7 @@ import numpy as np
 from ..method.allocation import normalize_protected, redundancy
 from ..method.selection import DEFAULT_PROTECTED
 from ..run.study_records import StudyCell, StudyResult, as_study
+from .query import best_baseline, cell
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,8 @@ def compared_cells(results: StudyResult | dict[str, Any], budget: int | None = N
     r = as_study(results)
     budget = detail_budget(r) if budget is None else budget
     cells = [c for c in r.cells if c.budget == budget]
-    lorp = min((c for c in cells if c.method == allocation), key=lambda c: c.seed, default=None)
-    rival = min((c for c in cells if c.method != allocation), key=lambda c: (c.mean_perplexity, c.method, c.seed),
-                default=None)
+    lorp = cell(cells, allocation, budget)
+    rival = best_baseline(cells, budget, among={c.method for c in cells} - {allocation})
     return lorp, rival
 
 

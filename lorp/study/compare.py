@@ -11,11 +11,13 @@ from ..evaluate.uncertainty import holm_decisions
 from ..run.study_records import StudyCell, StudyResult, as_study
 from .confirmation import confirmed
 from .floors import floor_losses
+from .query import best_baseline, best_baseline_by_accuracy
 from .formatting import NO_WINDOW_NLL, _fmt, _interval_method, _times, shown
 
 
 def lorp_vs_best_baseline(cells: Sequence[StudyCell], allocation: str = "lorp") -> dict[str, Any] | None:
-    """LoRP against the baseline with the lowest geometric mean perplexity among ``cells`` (one budget).
+    """LoRP against the baseline with the lowest geometric mean perplexity among ``cells`` (one budget;
+    :func:`lorp.study.query.best_baseline`).
 
     Returns ``{"baseline", "ratio", "low", "high", "decision", "p"}``: ratio of LoRP's geometric mean
     perplexity over the baseline's with its paired 95 % t-interval and the t-test's p-value
@@ -24,10 +26,9 @@ def lorp_vs_best_baseline(cells: Sequence[StudyCell], allocation: str = "lorp") 
     per-window NLL.
     """
     lorp = next((c for c in cells if c.method == allocation), None)
-    rivals = [c for c in cells if c.method != allocation]
-    if lorp is None or not rivals:
+    base = lorp and best_baseline(cells, lorp.budget, among={c.method for c in cells} - {allocation})
+    if lorp is None or base is None:
         return None
-    base = min(rivals, key=lambda c: c.mean_perplexity)
     k = compare_perplexity(base, lorp)
     return None if k is None else {"baseline": base.method, "ratio": k.ratio, "low": k.ratio_low,
                                    "high": k.ratio_high, "decision": k.decision, "p": k.p_value,
@@ -43,10 +44,9 @@ def lorp_vs_best_baseline_accuracy(cells: Sequence[StudyCell], allocation: str =
     McNemar p-value on the pooled items; ``None`` without per-item results.
     """
     lorp = next((c for c in cells if c.method == allocation and c.zero_shot_average is not None), None)
-    rivals = [c for c in cells if c.method != allocation and c.zero_shot_average is not None]
-    if lorp is None or not rivals:
+    base = lorp and best_baseline_by_accuracy(cells, lorp.budget, among={c.method for c in cells} - {allocation})
+    if lorp is None or base is None:
         return None
-    base = max(rivals, key=lambda c: c.zero_shot_average)
     k = (compare_accuracy(base, lorp) or {}).get("average")
     return None if k is None else {"baseline": base.method, "difference": k.difference, "low": k.low,
                                    "high": k.high, "decision": k.decision, "mcnemar_p": k.mcnemar.p_value}
@@ -70,10 +70,11 @@ def winners(results: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
     r = as_study(results)
     out = []
     for b in sorted({c.budget for c in r.cells}):
-        cells = sorted((c for c in r.cells if c.budget == b), key=lambda c: c.mean_perplexity)
+        cells = sorted((c for c in r.cells if c.budget == b), key=lambda c: (c.mean_perplexity, c.method))  # as query
         ppl = cells[0]
         lorp = next((c for c in cells if c.method == "lorp"), None)
-        acc_cells = sorted((c for c in cells if c.zero_shot_average is not None), key=lambda c: -c.zero_shot_average)
+        acc_cells = sorted((c for c in cells if c.zero_shot_average is not None),
+                           key=lambda c: (-c.zero_shot_average, c.method))
         acc = acc_cells[0] if acc_cells else None
         ppl_k = [compare_perplexity(ppl, c) for c in cells[1:]]
         ppl_iv = bool(ppl_k) and all(ppl_k)

@@ -21,6 +21,7 @@ from ..run.study_records import StudyResult, as_study
 from ..run.sweep import SweepConfig
 from .formatting import _fmt, _interval_method, _ratio_ci, _times
 from .load import per_sample
+from .query import best_baseline
 
 
 def verdict_pairs(results: StudyResult | dict[str, Any], allocation: str = "lorp", selectors: Sequence[str] = (),
@@ -34,11 +35,12 @@ def verdict_pairs(results: StudyResult | dict[str, Any], allocation: str = "lorp
     rows = []
     for b in sorted({c.budget for c in r.cells}):
         cells = [c for c in r.cells if c.budget == b]
-        rivals = [c for c in cells if c.method != allocation and c.method not in selectors
-                  and (baselines is None or c.method in baselines)]
+        among = {c.method for c in cells if c.method != allocation and c.method not in selectors
+                 and (baselines is None or c.method in baselines)}
         chosen = [(c, "lorp") for c in cells if c.method == allocation]
-        if rivals:
-            chosen.append((min(rivals, key=lambda c: (c.mean_perplexity, c.method)), "best baseline"))
+        best = best_baseline(cells, b, among=among)
+        if best is not None:
+            chosen.append((best, "best baseline"))
         chosen += [(c, "selector") for c in cells if c.method in selectors]
         rows += [{"method": c.method, "budget": b, "role": role, "pruned": list(c.pruned)} for c, role in chosen]
     return rows

@@ -14,6 +14,7 @@ from .formatting import (NO_ITEM_RESULTS, NO_WINDOW_NLL, _fmt, _interval_method,
                          _windows_per_corpus, shown)
 from .sensitivity import sensitivity_markdown as _sensitivity_markdown
 from .compare import lorp_vs_best_baseline
+from .query import best_baseline
 
 #: RLS the paper reports for its models (arXiv 2605.27786, Table 1).
 PAPER_RLS = {"Llama-3.1-8B": 1.149, "OLMo-3-7B": 0.941, "Mistral-Nemo-12B": 0.926, "Qwen3-8B": 0.685,
@@ -42,8 +43,8 @@ def perplexity_markdown(results: StudyResult | dict[str, Any]) -> str:
              "|---|---:|" + "---:|" * (len(corpora) + 1) + ("---:|" if intervals else "") + "---|",
              "| dense | 0 | " + " | ".join(_fmt(r.dense.perplexity[c]) for c in corpora)
              + f" | {_fmt(r.dense.mean_perplexity)} | " + ("| " if intervals else "") + "|"]
-    best = {b: min((c for c in r.cells if c.budget == b), key=lambda c: c.mean_perplexity)
-            for b in {c.budget for c in r.cells}}
+    methods = {c.method for c in r.cells}
+    best = {b: best_baseline(r.cells, b, among=methods) for b in {c.budget for c in r.cells}}  # LoRP included
     for c in sorted(r.cells, key=lambda c: (c.budget, c.mean_perplexity)):
         top = best[c.budget]
         k = None if c is top or not intervals else compare_perplexity(top, c)
@@ -80,10 +81,9 @@ def per_corpus_markdown(results: StudyResult | dict[str, Any], allocation: str =
     for b in sorted({c.budget for c in r.cells}):
         cells = [c for c in r.cells if c.budget == b]
         lorp = next((c for c in cells if c.method == allocation), None)
-        rivals = [c for c in cells if c.method != allocation]
-        if lorp is None or not rivals:
+        base = best_baseline(cells, b, among={c.method for c in cells} - {allocation})
+        if lorp is None or base is None:
             continue
-        base = min(rivals, key=lambda c: c.mean_perplexity)
         per, mean = compare_per_corpus(base, lorp), compare_perplexity(base, lorp)
         if per is None or mean is None:
             continue
