@@ -53,6 +53,35 @@ def report_name(model: str) -> str:
     return model.rstrip("/").replace("/", "--").lstrip(".-") or "model"
 
 
+#: Notebook parameters that name local files or folders (comma-separated where several): a relative one is
+#: resolved against the directory ``lorp study`` runs from, since the notebooks run from ``notebooks/``.
+PATH_PARAMETERS = ("work_dir", "calibration", "eval_corpora", "calibration_corpora")
+
+
+def user_path(value: str | os.PathLike) -> Path:
+    """A path the user gave, absolute: ``~`` expanded, a relative one taken from the current directory."""
+    return Path(os.path.expanduser(str(value))).resolve()
+
+
+def local_argument(value: str) -> str:
+    """A model or corpus argument: an existing local path made absolute, anything else (a bundled key, a hub id,
+    a registered corpus) unchanged."""
+    text = str(value).strip()
+    return str(user_path(text)) if text and Path(os.path.expanduser(text)).exists() else text
+
+
+def with_local_paths(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with :data:`PATH_PARAMETERS` resolved against the current directory (``work_dir`` always when
+    set; the corpus lists item by item, where the item is an existing file or folder)."""
+    out = dict(params)
+    if out.get("work_dir"):
+        out["work_dir"] = str(user_path(out["work_dir"]))
+    for name in PATH_PARAMETERS[1:]:
+        if isinstance(out.get(name), str) and out[name].strip():
+            out[name] = ",".join(local_argument(item) for item in out[name].split(","))
+    return out
+
+
 def _cast(params: Mapping[str, Any], known: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     """Check names against the notebook and convert command-line strings to the parameter's type."""
     unknown = sorted(set(params) - set(known))
@@ -178,18 +207,19 @@ def run_study(models: Iterable[str] | None = None, *, preset: str = "default",
     """
     known = notebook_parameters(STUDY_NOTEBOOK)
     chosen = load_preset(preset, known_parameters=list(known))
-    overrides = _cast(dict(parameters or {}), known)
+    overrides = with_local_paths(_cast(dict(parameters or {}), known))
     if {"model", "out_dir"} & set(overrides):
         raise ConfigError("the study sets each notebook's model and out_dir itself; choose models with --models "
                           "and the folder with --reports")
     models = list(models) if models else list(chosen.models)
     if not models:
         raise ConfigError(f"preset {preset!r} names no models; give --models")
-    root = Path(reports_dir) if reports_dir else (REPORTS_DIR if preset == "default" else REPORTS_DIR / preset)
+    root = user_path(reports_dir) if reports_dir else (REPORTS_DIR if preset == "default" else REPORTS_DIR / preset)
     created = not root.exists()
     try:
         for m in models:  # every model's settings are checked before any notebook runs
-            check_study_parameters({**notebook_defaults(known), **chosen.parameters_for(m, overrides), "model": m})
+            check_study_parameters({**notebook_defaults(known), **chosen.parameters_for(m, overrides),
+                                    "model": local_argument(m)})
             check_output_location(root / report_name(m))
     except BaseException:
         if created and root.is_dir() and not any(root.iterdir()):
@@ -207,13 +237,16 @@ def _run_all(models, chosen, overrides, root: Path, preset: str, summary: bool, 
     written = []
     defaults = notebook_defaults(notebook_parameters(STUDY_NOTEBOOK))
     for i, model in enumerate(models, 1):
-        params = chosen.parameters_for(model, overrides)
+        params = {**chosen.parameters_for(model, overrides), "model": local_argument(model)}
         final = root / report_name(model)
         echo(f"[{i}/{len(models)}] {model}: running notebooks/lorp_study.ipynb (preset {preset}) -> {final}")
         t = time.perf_counter()
         with staged_dir(final) as stage:
             _execute(STUDY_NOTEBOOK, stage, "study.ipynb", {**params, "preset": preset, "out_dir": str(stage)},
                      progress, f"study notebook for {model!r}", echo, f"[{i}/{len(models)}] {model}: ")
+            if not (stage / "results.json").is_file():
+                raise LorpError(f"the study notebook for {model!r} ran but wrote no results.json into {stage}; "
+                                "its report would not be where this run says, so nothing was replaced")
             full = {**defaults, **params}
             if names(full["ablations"]) or names(full["selectors"]):
                 echo(f"[{i}/{len(models)}] {model}: running notebooks/ablation.ipynb (ablations and our selectors)")
