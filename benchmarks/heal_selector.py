@@ -25,7 +25,7 @@ from lorp.run.cells import CellsFailedError
 from lorp.run.pipeline import PruneConfig
 from lorp.run.records import CellResult
 from lorp.run.sweep import SweepConfig, execute_sweep
-from lorp.study.floors import study_cell
+from lorp.study.quality_floor import study_cell
 from lorp.study.healing import kept_in_words
 
 SELECTOR = "span-heal-nll"

@@ -11,7 +11,7 @@ The floor counts the multiply-adds actually needed, two FLOPs each: per token, e
 (``2 × its weights``, plus ``2 × T × width`` for the attention scores and their weighted sum at causal
 context ``T/2`` on average), and the LM head (``2 × vocab × hidden``) at every position; a variant runs only
 the kept blocks from its first removed one. It is divided by this machine's float32 matmul rate, measured
-on a 1024 × 1024 × 1024 product (the best of 5); both from :mod:`lorp.evaluate.floor`, which the
+on a 1024 × 1024 × 1024 product (the best of 5); both from :mod:`lorp.evaluate.compute_floor`, which the
 study's ``time.md`` uses for its "× floor" column. Ratio = measured / floor; the goal is within 1.3×.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 import time
 
-from lorp.evaluate.floor import block_flops, head_flops, matmul_rate, variant_flops
+from lorp.evaluate.compute_floor import block_flops, head_flops, matmul_rate, variant_flops
 from lorp.evaluate.perplexity import SweepPerplexity
 from lorp.method.capture import capture_similarities
 from lorp.method.selection import select_blocks

@@ -47,3 +47,16 @@ def test_the_readme_is_a_front_door():
     assert len(readme.splitlines()) <= 220
     for page in ("docs/study.md", "docs/plugins.md", "docs/architecture.md", "docs/findings.md"):
         assert f"({page}" in readme, page
+
+
+def test_architecture_lists_every_module_of_every_package():
+    """docs/architecture.md's layer diagram names each module of each lorp package in that package's entry."""
+    text = (REPO / "docs" / "architecture.md").read_text()
+    diagram = text[text.index("```"):text.index("```", text.index("```") + 3)]
+    entries = re.split(r"\n(?=\s*\d*\s+lorp/)", diagram)
+    for package in sorted(p for p in (REPO / "lorp").iterdir() if p.is_dir() and (p / "__init__.py").exists()):
+        entry = next((e for e in entries if f"lorp/{package.name}/" in e), None)
+        assert entry is not None, f"lorp/{package.name}/ is missing from docs/architecture.md"
+        named = set(re.findall(r"[a-z_]+", entry))
+        missing = [m.stem for m in package.glob("*.py") if m.stem != "__init__" and m.stem not in named]
+        assert not missing, f"docs/architecture.md's lorp/{package.name}/ entry leaves out {missing}"

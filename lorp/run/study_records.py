@@ -119,7 +119,7 @@ class SweepRecord:
         dense: the dense model's evaluation (zero-shot and speed when any cell is detailed).
         dense_flops_per_token: FLOPs per token of the dense model.
         perplexity_reuse: ``{"enabled", "stored_blocks"}`` of the dense-state reuse, and ``"floor"``
-            (:func:`lorp.evaluate.floor.floor_record`; absent in records written before it existed).
+            (:func:`lorp.evaluate.compute_floor.floor_record`; absent in records written before it existed).
         versions, git_commit: provenance of the code that computed it.
         attribution: the single-block removal profile (:class:`Attribution`), ``None`` when the sweep
             did not ask for it or was written before it existed.
@@ -284,7 +284,7 @@ class StudyResult:
             "cells": [{"method", "budget", "role", "pruned", "perplexity", "window_nll", "window_tokens",
             "seconds"}]}``; ``None`` for studies without one (version 1 records, or none asked for).
         random_floor: random removed sets at the detail budget on the screening windows
-            (:func:`lorp.study.floors.add_random_floor`): ``{"budget", "draws": [StudyCell JSON with "draw"]}``;
+            (:func:`lorp.study.quality_floor.add_random_floor`): ``{"budget", "draws": [StudyCell JSON with "draw"]}``;
             ``None`` without one (older records, or none asked for).
         sleb_check: SLEB at its scoring token count and at a multiple of it, at the detail budget
             (:func:`lorp.study.sleb_check.add_sleb_check`): ``{"budget", "used", "runs": [{**StudyCell JSON,

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..builtins.baselines import block_influence
 from ..errors import ConfigError, UnknownNameError
-from ..evaluate.floor import floor_record
+from ..evaluate.compute_floor import floor_record
 from ..evaluate.perplexity import Perplexity, SweepPerplexity, single_removal_nll
 from ..evaluate.speed import decode_speed, flops_per_token
 from ..evaluate.zeroshot import zero_shot
@@ -403,7 +403,7 @@ class CellWorker:
         """The dense model's evaluation, the perplexity-reuse record and the dense FLOPs per token.
 
         The reuse record ``{"enabled", "stored_blocks", "floor"}`` also carries what the perplexity
-        stages' floor needs (:func:`lorp.evaluate.floor.floor_record`, the matmul rate measured here).
+        stages' floor needs (:func:`lorp.evaluate.compute_floor.floor_record`, the matmul rate measured here).
 
         The dense perplexity pass keeps the hidden states entering the blocks in
         ``firsts`` (first removed block of each cell). Zero-shot accuracy and speed

@@ -24,7 +24,7 @@ from .attribution import compared_cells, detail_budget, signals
 from .calibration_corpus import corpus_verdict
 from .compare import accuracy_sizes, verdict_pairs_tested
 from .confirmation import confirmed
-from .floors import floor_losses
+from .quality_floor import floor_losses
 from .formatting import _times
 from .sensitivity import stability
 

@@ -10,7 +10,7 @@ from ..evaluate.perplexity_uncertainty import compare_perplexity
 from ..evaluate.uncertainty import holm_decisions
 from ..run.study_records import StudyCell, StudyResult, as_study
 from .confirmation import confirmed
-from .floors import floor_losses
+from .quality_floor import floor_losses
 from .query import best_baseline, best_baseline_by_accuracy
 from .formatting import NO_WINDOW_NLL, _fmt, _interval_method, _times, shown
 
@@ -236,7 +236,7 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
     way; the two criteria (perplexity, accuracy) are stated apart, never merged into one word,
     since a loss on one says nothing about the other. The text is short bullets: perplexity,
     the held-out confirmation windows, accuracy, the floors (``last``, the random median;
-    :func:`lorp.study.floors.floor_losses`), the interval methods, samples and checkpoints. Settings without
+    :func:`lorp.study.quality_floor.floor_losses`), the interval methods, samples and checkpoints. Settings without
     intervals are compared on point estimates (ties undecided) and counted as such.
     Results without any intervals (older runs) get the point-estimate verdict (ties
     count as not beaten) with :data:`NO_WINDOW_NLL`.

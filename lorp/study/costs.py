@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..evaluate.floor import variant_flops
+from ..evaluate.compute_floor import variant_flops
 from ..run.study_records import StudyResult, as_study
 
 STAGES = ("load model", "calibration pass", "selection", "SLEB selection", "attribution profile", "perplexity (dense)",
@@ -94,7 +94,7 @@ FLOOR_STAGES = ("perplexity (dense)", "perplexity (pruned)", "confirmation windo
 def stage_floor_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
     """The floor of each perplexity stage of one model's study, seconds: its FLOPs / the recorded matmul rate.
 
-    FLOPs per :func:`lorp.evaluate.floor.variant_flops`: the dense pass over the screening windows;
+    FLOPs per :func:`lorp.evaluate.compute_floor.variant_flops`: the dense pass over the screening windows;
     every cell that computed its own perplexity (reused evaluations cost nothing), restarting from
     its first removed block where the dense states entering it were kept; each confirmation row on
     its windows (dense once, each set from its first removed block); each random draw. Keys: the

@@ -12,7 +12,7 @@ from ..run.study_records import StudyResult, as_study
 from .attribution import compared_cells, detail_budget, first_order_damage, rank_of, signals, spearman
 from .formatting import NO_ITEM_RESULTS, NO_WINDOW_NLL, _blocks, _fmt, _interval_method, _times, shown
 from .compare import winners
-from .floors import floor_losses
+from .quality_floor import floor_losses
 
 #: What :func:`attribution_markdown` says for a study without the single-block removal profile.
 NO_ATTRIBUTION = "_No single-block removal profile in this run (set attribution=True and rerun; finished cells are reused)._"

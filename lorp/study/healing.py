@@ -41,7 +41,7 @@ from ..run.study_records import StudyCell, StudyResult, as_study
 from ..run.sweep import SweepConfig
 from .attribution import detail_budget
 from .confirmation import ConfirmationRow, confirmation_row, verdict_pairs
-from .floors import study_cell
+from .quality_floor import study_cell
 from .load import per_sample
 from .formatting import _blocks, _fmt, _interval_method, _points_ci, _ratio_ci, shown
 

@@ -20,7 +20,7 @@ from ..run.screening import scoring_tokens, sleb_at
 from ..run.study_records import StudyCell, StudyResult, as_study
 from ..run.sweep import SweepConfig
 from .attribution import detail_budget
-from .floors import study_cell
+from .quality_floor import study_cell
 from .formatting import _blocks, _fmt, _interval_method, _ratio_ci
 from .sensitivity import jaccard
 

@@ -1,7 +1,7 @@
-"""The perplexity floor's FLOP counts (lorp.evaluate.floor), against hand counts on a tiny Llama."""
+"""The perplexity floor's FLOP counts (lorp.evaluate.compute_floor), against hand counts on a tiny Llama."""
 
 
-from lorp.evaluate.floor import block_flops, floor_record, head_flops, matmul_rate, variant_flops
+from lorp.evaluate.compute_floor import block_flops, floor_record, head_flops, matmul_rate, variant_flops
 from lorp.testing import make_tiny_model
 
 

@@ -12,7 +12,7 @@ from lorp.study.calibration_corpus import (calibration_corpus_markdown, calibrat
                                            corpus_verdict, rule_jaccard)
 from lorp.study.compare import verdict
 from lorp.study.explain import reading
-from lorp.study.floors import floor_losses, floor_markdown, floor_summary
+from lorp.study.quality_floor import floor_losses, floor_markdown, floor_summary
 from lorp.study.sleb_check import sleb_check_markdown
 
 WOBBLE = [0.3, -0.3, 0.2, -0.2, 0.1, -0.1]  # per-window departures from the mean token NLL (sum 0)

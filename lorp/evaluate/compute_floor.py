@@ -1,4 +1,5 @@
-"""The floor of a perplexity evaluation: its multiply-adds over this machine's float32 matmul rate.
+"""The compute floor of a perplexity evaluation: its multiply-adds over this machine's float32 matmul rate
+(a floor on time; the floor on quality every method should beat is :mod:`lorp.study.quality_floor`).
 
 A perplexity stage can run no faster than the matrix products it needs. Per token of a
 window of ``T`` tokens, a block that runs costs two FLOPs per weight (one multiply, one

@@ -1,4 +1,5 @@
-"""The floors every method should beat: the last blocks and the random draws' distribution, said in words.
+"""The quality floors every method should beat: the last blocks and the random draws' distribution, said in
+words (a floor on perplexity; the floor on time is :mod:`lorp.evaluate.compute_floor`).
 
 A method that cannot beat removing the deepest blocks (``last``), or that lands above the median of
 random removals, has learnt nothing useful about which blocks matter. :func:`add_random_floor`
