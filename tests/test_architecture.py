@@ -71,3 +71,12 @@ def test_every_lorp_name_a_notebook_imports_exists(notebook):
                         f"{notebook.name}: from {node.module} import {alias.name}"
                     imported.append(alias.name)
     assert imported
+
+
+def test_pyproject_names_every_package_so_the_wheel_carries_it():
+    import tomllib
+
+    repo = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    present = {"lorp"} | {f"lorp.{p.name}" for p in (repo / "lorp").iterdir() if (p / "__init__.py").is_file()}
+    assert present | {"lorp.notebooks"} == listed

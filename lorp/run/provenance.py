@@ -7,7 +7,7 @@ import platform
 import subprocess
 import sys
 
-from ..paths import REPO_ROOT
+from ..paths import CHECKOUT, REPO_ROOT
 from ..version import __version__
 
 _PACKAGES = ("torch", "transformers", "scikit-learn", "numpy", "pluggy", "datasets", "papermill", "lm-eval")
@@ -25,12 +25,15 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
-    """The checkout's commit (with ``-dirty`` if its code or settings are modified), or ``None`` outside git.
+    """The checkout's commit (with ``-dirty`` if its code or settings are modified), or ``None`` outside git or for
+    an installed package.
 
     Changes under ``reports/`` do not count: a study rewrites the committed
     reports as it goes, so without this every model after the first would be
     marked ``-dirty`` although the code that computed it is the commit's.
     """
+    if not CHECKOUT:  # an installed package: its folder may sit inside someone else's git repository
+        return None
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports"],
