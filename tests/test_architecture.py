@@ -80,3 +80,16 @@ def test_pyproject_names_every_package_so_the_wheel_carries_it():
     listed = set(tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     present = {"lorp"} | {f"lorp.{p.name}" for p in (repo / "lorp").iterdir() if (p / "__init__.py").is_file()}
     assert present | {"lorp.notebooks"} == listed
+
+
+def test_no_module_imports_another_modules_private_name():
+    import ast
+
+    repo = Path(__file__).resolve().parent.parent
+    offenders = []
+    for path in sorted((repo / "lorp").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("lorp")):
+                offenders += [f"{path.relative_to(repo)}: {a.name}" for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not offenders, offenders

@@ -21,7 +21,7 @@ def _lls(model, tokenizer, requests, forward=None):
     return lm._loglikelihood_tokens(requests, disable_tqdm=True), lm
 
 
-def _plain(model, tokenizer, requests, removed):
+def json_ready(model, tokenizer, requests, removed):
     with blocks_removed(model, removed):
         return _lls(model, tokenizer, requests)[0]
 
@@ -53,7 +53,7 @@ def test_restarted_variants_give_the_plain_pruned_loglikelihoods(arch):
         assert prefix.start_for(removed) == start
         before = prefix.restarted, prefix.plain
         got, _ = _lls(model, tokenizer, requests, prefix.replay(removed))
-        _close(got, _plain(model, tokenizer, requests, removed))
+        _close(got, json_ready(model, tokenizer, requests, removed))
         restarted, plain = prefix.restarted - before[0], prefix.plain - before[1]
         assert (restarted, plain) == ((batches, 0) if start is not None else (0, batches))
 
@@ -69,7 +69,7 @@ def test_a_healed_variant_restarts_no_later_than_its_first_changed_block():
     with torch.no_grad():
         model.model.layers[2].mlp.down_proj.weight.mul_(3.0)
     assert prefix.start_for([3], changed_from=2) == 1 and prefix.start_for([3], changed_from=0) is None
-    want = _plain(model, tokenizer, requests, [3])
+    want = json_ready(model, tokenizer, requests, [3])
     _close(_lls(model, tokenizer, requests, prefix.replay([3], changed_from=2))[0], want)
     stale = _lls(model, tokenizer, requests, prefix.replay([3]))[0]  # from block 3: the dense input to it is stale
     assert max(abs(a[0] - b[0]) for a, b in zip(stale, want)) > 1e-3
@@ -87,7 +87,7 @@ def test_the_state_bound_drops_the_lowest_block_first_and_replay_stays_exact():
     assert all(set(kept) == {3} for kept in prefix._states.values())
     for removed in ((1,), (3,)):
         _close(_lls(model, tokenizer, requests, prefix.replay(removed))[0],
-               _plain(model, tokenizer, requests, removed))
+               json_ready(model, tokenizer, requests, removed))
     assert prefix.start_for([1]) is None and prefix.start_for([3]) == 3
 
 
@@ -101,7 +101,7 @@ def test_learned_positions_fail_the_check_and_keep_nothing():
     _close(_lls(model, tokenizer, requests, prefix.record)[0], _lls(model, tokenizer, requests)[0])
     assert prefix.reuse is False and not prefix._states and prefix.kept_bytes == 0
     assert prefix.start_for([2]) is None
-    _close(_lls(model, tokenizer, requests, prefix.replay([2]))[0], _plain(model, tokenizer, requests, [2]))
+    _close(_lls(model, tokenizer, requests, prefix.replay([2]))[0], json_ready(model, tokenizer, requests, [2]))
 
 
 def test_batch_keys_tell_batches_apart():

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .uncertainty import (LEVEL, SAMPLES, SEED, Decision, Interval, _check_settings, _correct, _draw, _percentiles,
-                           _tasks, decide)
+from .uncertainty import (LEVEL, SAMPLES, SEED, Decision, Interval, check_bootstrap_settings, check_correct, resample_indices, percentile_interval,
+                           check_tasks, decide)
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def accuracy_interval(correct: Sequence[int], level: float = LEVEL) -> Interval:
     Raises:
         ValueError: empty, or values other than 0 and 1.
     """
-    x = _correct(correct, "correct")
+    x = check_correct(correct, "correct")
     k = int(x.sum())
     return Interval(k / x.size, *wilson_interval(k, x.size, level), level, "wilson")
 
@@ -124,12 +124,12 @@ def bootstrap_accuracy(correct: Sequence[int] | Mapping[str, Sequence[int]], *, 
     Raises:
         ValueError: no tasks, an empty task, values other than 0/1, bad ``samples``/``level``.
     """
-    _check_settings(samples, level)
-    tasks = _tasks(correct, "correct")
+    check_bootstrap_settings(samples, level)
+    tasks = check_tasks(correct, "correct")
     rng = np.random.default_rng(seed)
-    stats = np.mean([x[_draw(rng, x.size, samples)].mean(axis=1) for x in tasks.values()], axis=0)
+    stats = np.mean([x[resample_indices(rng, x.size, samples)].mean(axis=1) for x in tasks.values()], axis=0)
     estimate = float(np.mean([x.mean() for x in tasks.values()]))
-    return Interval(estimate, *_percentiles(stats, level), level, "bootstrap")
+    return Interval(estimate, *percentile_interval(stats, level), level, "bootstrap")
 
 
 def mcnemar_exact(a_correct: Sequence[int], b_correct: Sequence[int]) -> McNemar:
@@ -144,7 +144,7 @@ def mcnemar_exact(a_correct: Sequence[int], b_correct: Sequence[int]) -> McNemar
     Raises:
         ValueError: empty, different lengths, or values other than 0/1.
     """
-    x, y = _correct(a_correct, "a_correct"), _correct(b_correct, "b_correct")
+    x, y = check_correct(a_correct, "a_correct"), check_correct(b_correct, "b_correct")
     if x.size != y.size:
         raise ValueError(f"a has {x.size} items, b has {y.size}; a paired comparison needs the same items")
     a_only, b_only = int(np.sum((x == 1) & (y == 0))), int(np.sum((x == 0) & (y == 1)))
@@ -220,8 +220,8 @@ def paired_bootstrap_accuracy(a_correct: Sequence[int] | Mapping[str, Sequence[i
     Raises:
         ValueError: different tasks or item counts, empty input, values other than 0/1, bad ``samples``/``level``.
     """
-    _check_settings(samples, level)
-    a, b = _tasks(a_correct, "a_correct"), _tasks(b_correct, "b_correct")
+    check_bootstrap_settings(samples, level)
+    a, b = check_tasks(a_correct, "a_correct"), check_tasks(b_correct, "b_correct")
     if set(a) != set(b):
         raise ValueError(f"a and b must cover the same tasks: {sorted(a)} vs {sorted(b)}")
     for t in a:
@@ -230,9 +230,9 @@ def paired_bootstrap_accuracy(a_correct: Sequence[int] | Mapping[str, Sequence[i
                              "the same items")
     rng = np.random.default_rng(seed)
     diffs = {t: b[t] - a[t] for t in a}
-    stats = np.mean([d[_draw(rng, d.size, samples)].mean(axis=1) for d in diffs.values()], axis=0)
+    stats = np.mean([d[resample_indices(rng, d.size, samples)].mean(axis=1) for d in diffs.values()], axis=0)
     estimate = float(np.mean([d.mean() for d in diffs.values()]))
-    lo, hi = _percentiles(stats, level)
+    lo, hi = percentile_interval(stats, level)
     pooled = mcnemar_exact(np.concatenate(list(a.values())), np.concatenate([b[t] for t in a]))
     return AccuracyComparison(estimate, lo, hi, level, samples, seed, sum(x.size for x in a.values()), pooled)
 

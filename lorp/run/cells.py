@@ -23,7 +23,7 @@ from ..store.cache import notice
 from .cell_store import CellStore, RunStats
 from .progress import report as progress_report
 from .records import CellFailure, CellResult, CellSpec, EvalSettings, Evaluation, RunContext
-from .worker import Selected, _failure, evaluation_key
+from .worker import Selected, cell_failure, evaluation_key
 
 
 class CellsFailedError(LorpError):
@@ -137,7 +137,7 @@ def _select_all(workers: Workers, pending: Sequence[CellSpec], stats: RunStats) 
     selected: list[Selected] = []
     for _task, outcome in workers.run([Task("select", (specs,)) for specs in by_group.values()]):
         if isinstance(outcome, BaseException):
-            stats.failures += [_failure(s, "selection", outcome) for s in _task.args[0]]
+            stats.failures += [cell_failure(s, "selection", outcome) for s in _task.args[0]]
             continue
         for item in outcome:
             (stats.failures if isinstance(item, CellFailure) else selected).append(item)
@@ -191,7 +191,7 @@ def _attribution_done(ctx: RunContext, outcome: Any, stats: RunStats, on_attribu
 def _evaluation_done(task: Task, outcome: Any, store: CellStore, stats: RunStats, land: _Landing) -> None:
     """One removed set's evaluation came back: store it and land its cells, or record the cells as failed."""
     if isinstance(outcome, BaseException):
-        outcome = [_failure(s, "evaluation", outcome) for s in task.args[3]]
+        outcome = [cell_failure(s, "evaluation", outcome) for s in task.args[3]]
     if isinstance(outcome, list):
         stats.failures += outcome
         return

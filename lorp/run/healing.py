@@ -180,7 +180,7 @@ def evaluate_healed(worker: Any, removed: Sequence[int], settings: EvalSettings,
         t0 = time.perf_counter()
         ppl = {c: perplexity(model, w, batch_size=base.batch_size, progress=False) for c, w in worker.windows.items()}
         stages["perplexity"] = time.perf_counter() - t0
-        zs, speed = worker._details(settings, stages) if settings.detailed else (None, None)
+        zs, speed = worker.detail_measures(settings, stages) if settings.detailed else (None, None)
         held_out = None
         if confirmation:
             t0 = time.perf_counter()

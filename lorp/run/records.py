@@ -57,13 +57,13 @@ def schema_of(data: Any) -> str | None:
     return None
 
 
-def _plain(obj: Any) -> Any:
+def json_ready(obj: Any) -> Any:
     """JSON-ready copy: numpy arrays and scalars to lists and numbers, tuples to lists."""
     return json.loads(json.dumps(obj, default=lambda o: o.tolist() if isinstance(o, (np.ndarray, np.generic))
                                  else sorted(o) if isinstance(o, (set, frozenset)) else str(o)))
 
 
-def _check(cls: type, data: Any) -> dict[str, Any]:
+def check_record(cls: type, data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"expected a {cls.SCHEMA} record (a JSON object), got {type(data).__name__}")
     schema, version = data.get("schema"), data.get("version")
@@ -75,7 +75,7 @@ def _check(cls: type, data: Any) -> dict[str, Any]:
     return data
 
 
-def _field_names(cls: type) -> set[str]:
+def field_names(cls: type) -> set[str]:
     return {f.name for f in fields(cls)}
 
 
@@ -114,7 +114,7 @@ class EvalSettings:
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict (tuples as lists)."""
-        return _plain(asdict(self))
+        return json_ready(asdict(self))
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EvalSettings:
@@ -165,7 +165,7 @@ class CellSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CellSpec:
         """Inverse of :meth:`to_json`; raises :class:`ConfigError` on another kind of record."""
-        _check(cls, data)
+        check_record(cls, data)
         return cls(data["method"], int(data["budget"]), int(data["seed"]), EvalSettings.from_json(data["evaluation"]),
                    str(data.get("healer", "none")))
 
@@ -218,7 +218,7 @@ class ZeroShot:
         """From :func:`lorp.evaluate.zeroshot.zero_shot`'s dict (or this record's JSON); ``None`` passes through."""
         if data is None:
             return None
-        known = _field_names(TaskScore)
+        known = field_names(TaskScore)
         tasks = {t: TaskScore(**{k: v for k, v in s.items() if k in known}) for t, s in data["tasks"].items()}
         return cls(tasks, float(data["average"]), data.get("limit"), data.get("seed", 0),
                    dict(data.get("not_available") or {}))
@@ -245,7 +245,7 @@ class Speed:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Speed | None:
         """From a plain dict; ``None`` passes through."""
-        return None if data is None else cls(**{k: data[k] for k in _field_names(cls)})
+        return None if data is None else cls(**{k: data[k] for k in field_names(cls)})
 
 
 def _perplexities(data: dict[str, Any]) -> dict[str, Perplexity]:
@@ -283,12 +283,12 @@ class Evaluation:
 
     def to_json(self) -> dict[str, Any]:
         """Tagged plain dict."""
-        return {"schema": self.SCHEMA, "version": self.VERSION, **_plain(asdict(self))}
+        return {"schema": self.SCHEMA, "version": self.VERSION, **json_ready(asdict(self))}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Evaluation:
         """Inverse of :meth:`to_json`; raises :class:`ConfigError` on another kind of record."""
-        _check(cls, data)
+        check_record(cls, data)
         return cls(tuple(data["removed"]), _perplexities(data["perplexity"]), int(data["parameters"]),
                    ZeroShot.from_dict(data.get("zero_shot")), Speed.from_dict(data.get("speed")),
                    float(data.get("seconds", 0.0)), {k: float(v) for k, v in (data.get("stage_seconds") or {}).items()},
@@ -364,15 +364,15 @@ class CellResult:
         """Tagged plain dict (``method``, ``budget`` and ``pruned`` repeated at the top for readers of the file)."""
         return {"schema": self.SCHEMA, "version": self.VERSION, "method": self.method, "budget": self.budget,
                 "seed": self.spec.seed, "pruned": self.pruned, "identity": self.identity, "spec": self.spec.to_json(),
-                "selection": _plain(self.selection.to_dict()), "evaluation": self.evaluation.to_json(),
+                "selection": json_ready(self.selection.to_dict()), "evaluation": self.evaluation.to_json(),
                 "timings": dict(self.timings), "evaluation_key": self.evaluation_key,
                 "evaluation_reused": self.evaluation_reused, "nll_passes": self.nll_passes,
-                "plugin": _plain(self.plugin), "code": dict(self.code)}
+                "plugin": json_ready(self.plugin), "code": dict(self.code)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CellResult:
         """Inverse of :meth:`to_json`; raises :class:`ConfigError` on another kind of record."""
-        _check(cls, data)
+        check_record(cls, data)
         return cls(CellSpec.from_json(data["spec"]), data["identity"], _selection_from_json(data["selection"]),
                    Evaluation.from_json(data["evaluation"]), dict(data["timings"]), data.get("evaluation_key", ""),
                    bool(data.get("evaluation_reused")), data.get("nll_passes"), dict(data.get("plugin") or {}),
@@ -435,12 +435,12 @@ class RunContext:
     def to_json(self) -> dict[str, Any]:
         """Tagged plain dict (S as a list of lists)."""
         return {"schema": self.SCHEMA, "version": self.VERSION,
-                **_plain({f.name: getattr(self, f.name) for f in fields(self)})}
+                **json_ready({f.name: getattr(self, f.name) for f in fields(self)})}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunContext:
         """Inverse of :meth:`to_json`."""
-        _check(cls, data)
+        check_record(cls, data)
         kw = {f.name: data[f.name] for f in fields(cls) if f.name in data}
         kw["similarity"] = np.asarray(kw["similarity"], dtype=np.float64)
         return cls(**kw)

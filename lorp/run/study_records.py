@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .records import STUDY_SCHEMA, SWEEP_SCHEMA, Evaluation, RunContext, _check, _field_names, _plain
+from .records import STUDY_SCHEMA, SWEEP_SCHEMA, Evaluation, RunContext, check_record, field_names, json_ready
 
 
 @dataclass(frozen=True)
@@ -88,13 +88,13 @@ class Attribution:
 
     def to_json(self) -> dict[str, Any]:
         """Tagged plain dict (block keys as strings, as JSON has them)."""
-        return {"schema": self.SCHEMA, "version": self.VERSION, **_plain(asdict(self))}
+        return {"schema": self.SCHEMA, "version": self.VERSION, **json_ready(asdict(self))}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Attribution:
         """Inverse of :meth:`to_json`; raises :class:`ConfigError` on another kind of record."""
-        _check(cls, data)
-        kw = {k: v for k, v in data.items() if k in _field_names(cls)}
+        check_record(cls, data)
+        kw = {k: v for k, v in data.items() if k in field_names(cls)}
         kw["nll"] = {int(b): float(v) for b, v in data["nll"].items()}
         kw["dense_nll"] = float(data["dense_nll"])
         kw["passes"] = {k: int(v) for k, v in (data.get("passes") or {}).items()}
@@ -145,16 +145,16 @@ class SweepRecord:
     def to_json(self) -> dict[str, Any]:
         """Tagged plain dict."""
         return {"schema": self.SCHEMA, "version": self.VERSION, "identity": self.identity,
-                "config": _plain(self.config), "context": self.context.to_json(), "dense": self.dense.to_json(),
-                "dense_flops_per_token": self.dense_flops_per_token, "perplexity_reuse": _plain(self.perplexity_reuse),
-                "versions": _plain(self.versions), "git_commit": self.git_commit,
+                "config": json_ready(self.config), "context": self.context.to_json(), "dense": self.dense.to_json(),
+                "dense_flops_per_token": self.dense_flops_per_token, "perplexity_reuse": json_ready(self.perplexity_reuse),
+                "versions": json_ready(self.versions), "git_commit": self.git_commit,
                 "attribution": None if self.attribution is None else self.attribution.to_json(),
-                "seed_calibration": _plain(self.seed_calibration)}
+                "seed_calibration": json_ready(self.seed_calibration)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SweepRecord:
         """Inverse of :meth:`to_json` (``attribution`` ``None`` in records written before it existed)."""
-        _check(cls, data)
+        check_record(cls, data)
         return cls(data["identity"], data["config"], RunContext.from_json(data["context"]),
                    Evaluation.from_json(data["dense"]), int(data["dense_flops_per_token"]),
                    data.get("perplexity_reuse") or {}, data.get("versions") or {}, data.get("git_commit"),
@@ -204,7 +204,7 @@ class StudyCell:
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict; zero-shot, speed, per-window and per-item keys only where measured."""
-        d = _plain(asdict(self))
+        d = json_ready(asdict(self))
         for k in ("zero_shot", "zero_shot_items", "zero_shot_average", "speed", *_PER_SAMPLE):
             if d[k] is None:
                 d.pop(k)
@@ -213,7 +213,7 @@ class StudyCell:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StudyCell:
         """From :meth:`to_json`'s dict (keys it does not know are ignored)."""
-        return cls(**{k: v for k, v in data.items() if k in _field_names(cls)})
+        return cls(**{k: v for k, v in data.items() if k in field_names(cls)})
 
 
 #: Per-window NLL and per-item results a study row carries where its evaluation kept them.
@@ -240,7 +240,7 @@ class StudyDense:
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict; per-window and per-item keys only where kept."""
-        d = _plain(asdict(self))
+        d = json_ready(asdict(self))
         for k in _PER_SAMPLE:
             if d[k] is None:
                 d.pop(k)
@@ -248,7 +248,7 @@ class StudyDense:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StudyDense:
-        return cls(**{k: v for k, v in data.items() if k in _field_names(cls)})
+        return cls(**{k: v for k, v in data.items() if k in field_names(cls)})
 
 
 @dataclass
@@ -347,14 +347,14 @@ class StudyResult:
         d["cells"] = [c.to_json() for c in self.cells]
         d["seed_cells"] = [c.to_json() for c in self.seed_cells]
         d["attribution"] = None if self.attribution is None else self.attribution.to_json()
-        return {"schema": self.SCHEMA, "version": self.VERSION, **_plain(d)}
+        return {"schema": self.SCHEMA, "version": self.VERSION, **json_ready(d)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StudyResult:
         """From ``results.json`` (also untagged ones written before records were tagged)."""
         if "schema" in data:
-            _check(cls, data)
-        kw = {k: v for k, v in data.items() if k in _field_names(cls)}
+            check_record(cls, data)
+        kw = {k: v for k, v in data.items() if k in field_names(cls)}
         kw["dense"] = StudyDense.from_json(data["dense"])
         kw["cells"] = [StudyCell.from_json(c) for c in data["cells"]]
         kw["seed_cells"] = [StudyCell.from_json(c) for c in data.get("seed_cells") or []]

@@ -37,7 +37,7 @@ from .records import CellFailure, CellSpec, EvalSettings, Evaluation, RunContext
 from .study_records import Attribution
 
 
-def _failure(spec: CellSpec, stage: str, exc: BaseException) -> CellFailure:
+def cell_failure(spec: CellSpec, stage: str, exc: BaseException) -> CellFailure:
     return CellFailure(spec, stage, f"{type(exc).__name__}: {exc}",
                        "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
 
@@ -306,7 +306,7 @@ class CellWorker:
                 except Exception as exc:  # noqa: BLE001 - reported per cell with its traceback
                     made[key] = exc
             got = made[key]
-            out.append(_failure(spec, "selection", got) if isinstance(got, BaseException) else replace(got, spec=spec))
+            out.append(cell_failure(spec, "selection", got) if isinstance(got, BaseException) else replace(got, spec=spec))
         return out
 
     # -- attribution ---------------------------------------------------------------------------------------------
@@ -373,7 +373,7 @@ class CellWorker:
             self._scorer_firsts = firsts
         return self._scorer
 
-    def _details(self, settings: EvalSettings, stages: dict[str, float], forward=None,
+    def detail_measures(self, settings: EvalSettings, stages: dict[str, float], forward=None,
                  speed_of: Any = None) -> tuple[ZeroShot | None, Speed | None]:
         """Zero-shot accuracy and decode speed per ``settings``; their wall times go into ``stages``.
 
@@ -421,7 +421,7 @@ class CellWorker:
         if settings is not None and settings.zero_shot_tasks and wanted:
             self._zero_shot_prefix = DensePrefixStates(self.load().model, wanted, registry=self.registry)
         forward = self._zero_shot_prefix.record if self._zero_shot_prefix is not None else None
-        zs, speed = self._details(settings, stages, forward) if settings is not None else (None, None)
+        zs, speed = self.detail_measures(settings, stages, forward) if settings is not None else (None, None)
         ctx = self.context()
         ev = Evaluation((), {c: Perplexity(**v) for c, v in scorer.dense.items()}, ctx.parameters, zs, speed,
                         time.perf_counter() - t, stages)
@@ -443,11 +443,11 @@ class CellWorker:
         if settings.detailed:
             model, prefix = self.load().model, self._zero_shot_prefix
             if prefix is not None and prefix.start_for(removed) is not None:
-                zs, speed = self._details(settings, stages, prefix.replay(removed),
+                zs, speed = self.detail_measures(settings, stages, prefix.replay(removed),
                                           speed_of=blocks_removed(model, list(removed), self.registry))
             else:
                 with blocks_removed(model, list(removed), self.registry):
-                    zs, speed = self._details(settings, stages)
+                    zs, speed = self.detail_measures(settings, stages)
         return Evaluation(tuple(sorted(removed)), ppl, self.context().parameters_without(removed), zs, speed,
                           time.perf_counter() - t, stages)
 
@@ -512,7 +512,7 @@ class CellWorker:
                 return self.evaluate_healed(removed, settings, first.healer, first.seed, confirmation)
             return self.evaluate(removed, settings, firsts)
         except Exception as exc:  # noqa: BLE001 - reported per cell with its traceback
-            return [_failure(s, "evaluation", exc) for s in specs]
+            return [cell_failure(s, "evaluation", exc) for s in specs]
 
     def evaluate_healed(self, removed: Sequence[int], settings: EvalSettings, healer: str, seed: int,
                         confirmation: int = 0) -> Evaluation:

@@ -35,10 +35,10 @@ from ..evaluate.perplexity_uncertainty import compare_perplexity
 from ..evaluate.uncertainty import LEVEL
 from ..run.study_records import StudyCell, StudyResult, as_study
 from .parameters import split_ints, split_list, study_config
-from .formatting import _interval_method
+from .formatting import fmt_times, interval_method
 from .query import best_baseline
 from .query import cell as query_cell
-from .formatting import _times as _x
+
 
 ABLATION_SCHEMA = "lorp.ablation"
 
@@ -247,7 +247,7 @@ def win_rate(outcomes: Sequence[Mapping[str, Any]], level: float = LEVEL) -> dic
 
 
 def _ci(k: Mapping[str, Any] | None) -> str:
-    return "–" if not k else f"{_x(k['ratio'])}× [{_x(k['low'])}, {_x(k['high'])}]"
+    return "–" if not k else f"{fmt_times(k['ratio'])}× [{fmt_times(k['low'])}, {fmt_times(k['high'])}]"
 
 
 def _ppl(v: float) -> str:
@@ -255,7 +255,7 @@ def _ppl(v: float) -> str:
 
 
 def _interval_note() -> str:
-    return _interval_method("screening windows")
+    return interval_method("screening windows")
 
 
 def ablation_markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str] | None = None) -> str:

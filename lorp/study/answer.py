@@ -25,7 +25,7 @@ from .calibration_corpus import corpus_verdict
 from .compare import accuracy_sizes, verdict_pairs_tested
 from .confirmation import confirmed
 from .quality_floor import floor_losses
-from .formatting import _times
+from .formatting import fmt_times
 from .sensitivity import stability
 
 #: The most lines :func:`answer_lines` gives (the issue's "ten lines a reader can trust in two minutes").
@@ -34,7 +34,7 @@ MAX_LINES = 10
 
 def _range(values: list[float]) -> str:
     lo, hi = min(values), max(values)
-    return f"{_times(lo)}×" if _times(lo) == _times(hi) else f"{_times(lo)}× to {_times(hi)}×"
+    return f"{fmt_times(lo)}×" if fmt_times(lo) == fmt_times(hi) else f"{fmt_times(lo)}× to {fmt_times(hi)}×"
 
 
 def _perplexity_line(studies: Mapping[str, StudyResult], tested: Mapping[str, Any]) -> str:
@@ -47,8 +47,8 @@ def _perplexity_line(studies: Mapping[str, StudyResult], tested: Mapping[str, An
         lows = [o["comparison"].ratio_low for _, o in held]
         highs = [o["comparison"].ratio_high for _, o in held]
         return (f"**Does LoRP beat its baselines here? {answer}.** On held-out confirmation windows its perplexity is "
-                f"{_range(ratios)} the best baseline's (95 % intervals from {_times(min(lows))} to "
-                f"{_times(max(highs))}): worse shown in {len(worse)} of {len(held)} (model, budget) settings, better "
+                f"{_range(ratios)} the best baseline's (95 % intervals from {fmt_times(min(lows))} to "
+                f"{fmt_times(max(highs))}): worse shown in {len(worse)} of {len(held)} (model, budget) settings, better "
                 f"shown in {len(better)}, after Holm's correction.")
     ppl = tested["perplexity"]
     if not ppl:

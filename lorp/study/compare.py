@@ -12,7 +12,7 @@ from ..run.study_records import StudyCell, StudyResult, as_study
 from .confirmation import confirmed
 from .quality_floor import floor_losses
 from .query import best_baseline, best_baseline_by_accuracy
-from .formatting import NO_WINDOW_NLL, _fmt, _interval_method, _times, shown
+from .formatting import NO_WINDOW_NLL, fmt_number, interval_method, fmt_times, shown
 
 
 def lorp_vs_best_baseline(cells: Sequence[StudyCell], allocation: str = "lorp") -> dict[str, Any] | None:
@@ -119,11 +119,11 @@ def winners_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     for w in rows:
         acc = "–" if w["accuracy"] is None else f"{100 * w['accuracy']:.1f} %"
         lacc = "–" if w["lorp_accuracy"] is None else f"{100 * w['lorp_accuracy']:.1f} %"
-        line = (f"| {w['model']} | {w['budget']} | {w['perplexity_winner']} | {_fmt(w['perplexity'])} | "
-                f"{_fmt(w['lorp_perplexity'])} | {w['accuracy_winner'] or '–'} | {acc} | {lacc} |")
+        line = (f"| {w['model']} | {w['budget']} | {w['perplexity_winner']} | {fmt_number(w['perplexity'])} | "
+                f"{fmt_number(w['lorp_perplexity'])} | {w['accuracy_winner'] or '–'} | {acc} | {lacc} |")
         if intervals:
             v, a = w.get("lorp_vs_best_baseline"), w.get("lorp_vs_best_baseline_accuracy")
-            line += (f" {_times(v['ratio'])}× [{_times(v['low'])}, {_times(v['high'])}] vs {v['baseline']}: "
+            line += (f" {fmt_times(v['ratio'])}× [{fmt_times(v['low'])}, {fmt_times(v['high'])}] vs {v['baseline']}: "
                      f"{v['decision']} |" if v else " – |")
             line += (f" {100 * a['difference']:+.1f} [{100 * a['low']:+.1f}, {100 * a['high']:+.1f}] vs "
                      f"{a['baseline']}: {shown(a['decision'])} |" if a else " – |")
@@ -143,7 +143,7 @@ def winners_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
                          f"{raw.count('loses')} losses).")
     lines.append(f"Best names every method, best first, whose interval against the best includes no difference "
                  f"(a perplexity ratio of 1, an accuracy difference of 0): "
-                 f"{_interval_method('screening windows (items for accuracy)')}.")
+                 f"{interval_method('screening windows (items for accuracy)')}.")
     return "\n".join(lines) + "\n"
 
 
@@ -284,7 +284,7 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
         if n:
             lines.append(f"- {n} setting(s) lacked per-{'window NLL' if what == 'perplexity' else 'item results'} "
                          f"and were compared on point {what} (equal values undecided).")
-    lines.append(f"- **Intervals**: {_interval_method('screening windows (items for accuracy)')}.")
+    lines.append(f"- **Intervals**: {interval_method('screening windows (items for accuracy)')}.")
     lines += _samples_and_models(studies)
     return "\n".join(lines) + "\n"
 

@@ -19,7 +19,7 @@ from ..evaluate.uncertainty import holm, holm_decisions
 from ..run.confirmation import confirm
 from ..run.study_records import StudyResult, as_study
 from ..run.sweep import SweepConfig
-from .formatting import _fmt, _interval_method, _ratio_ci, _times
+from .formatting import fmt_number, interval_method, fmt_ratio_ci, fmt_times
 from .load import per_sample
 from .query import best_baseline
 
@@ -124,16 +124,16 @@ def confirmation_markdown(results: StudyResult | dict[str, Any]) -> str:
                   "|---:|---|---|" + "---:|" * (len(corpora) + 2) + "---|---:|---:|"]
         for o in rows:
             lines.append(f"| {o['budget']} | {o['method']} | {o['baseline']} | "
-                         + " | ".join(_ratio_ci(o["per_corpus"][c]) for c in corpora)
-                         + f" | {_ratio_ci(o['comparison'])} | {o['p_holm']:.2g} | {o['decision']} | "
-                         f"{_times(o['vs_dense'].ratio)} | {_times(o['baseline_vs_dense'].ratio)} |")
+                         + " | ".join(fmt_ratio_ci(o["per_corpus"][c]) for c in corpora)
+                         + f" | {fmt_ratio_ci(o['comparison'])} | {o['p_holm']:.2g} | {o['decision']} | "
+                         f"{fmt_times(o['vs_dense'].ratio)} | {fmt_times(o['baseline_vs_dense'].ratio)} |")
         lines += ["", f"{title} against the best baseline, Holm-corrected over these {len(rows)} tests: wins in "
                       f"{sum(o['decision'] == 'wins' for o in rows)}, loses in {sum(o['decision'] == 'loses' for o in rows)}, "
                       f"undecided in {sum(o['decision'] == 'undecided' for o in rows)}.", ""]
     dense = r.confirmation["dense"]
-    lines += ["Dense on the confirmation windows: " + ", ".join(f"{c} {_fmt(dense['perplexity'][c])}" for c in corpora)
-              + f"; geometric mean {_fmt(dense['mean_perplexity'])}. Ratios [95 % CI]: "
-              f"{_interval_method('confirmation windows')}; outcome after Holm's correction (family-wise error 5 %)."]
+    lines += ["Dense on the confirmation windows: " + ", ".join(f"{c} {fmt_number(dense['perplexity'][c])}" for c in corpora)
+              + f"; geometric mean {fmt_number(dense['mean_perplexity'])}. Ratios [95 % CI]: "
+              f"{interval_method('confirmation windows')}; outcome after Holm's correction (family-wise error 5 %)."]
     return "\n".join(lines) + "\n"
 
 

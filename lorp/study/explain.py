@@ -10,7 +10,7 @@ import numpy as np
 from ..evaluate.accuracy_uncertainty import accuracy_intervals
 from ..run.study_records import StudyResult, as_study
 from .attribution import compared_cells, detail_budget, first_order_damage, rank_of, signals, spearman
-from .formatting import NO_ITEM_RESULTS, NO_WINDOW_NLL, _blocks, _fmt, _interval_method, _times, shown
+from .formatting import NO_ITEM_RESULTS, NO_WINDOW_NLL, fmt_blocks, fmt_number, interval_method, fmt_times, shown
 from .compare import winners
 from .quality_floor import floor_losses
 
@@ -65,14 +65,14 @@ def attribution_markdown(results: StudyResult | dict[str, Any], budget: int | No
         lines.append("| – | – | – | – | – | – | – |")
     lines.append("")
     best = sorted(ranks, key=ranks.get)[:budget]
-    damage = [f"{m} {_blocks(c.pruned)}: {first_order_damage(sig.delta, c.pruned):.3f}" for m, c in sets]
+    damage = [f"{m} {fmt_blocks(c.pruned)}: {first_order_damage(sig.delta, c.pruned):.3f}" for m, c in sets]
     lines.append("Sum of single-removal ΔNLL (nats/token) — " + "; ".join(
-        damage + [f"first-order optimum {_blocks(best)}: {first_order_damage(sig.delta, best):.3f}"]) + ".")
+        damage + [f"first-order optimum {fmt_blocks(best)}: {first_order_damage(sig.delta, best):.3f}"]) + ".")
     if lorp is not None and rival is not None:
         own, other = sorted(set(lorp.pruned) - set(rival.pruned)), sorted(set(rival.pruned) - set(lorp.pruned))
         if own or other:
-            lines.append(f"Only LoRP removes {_blocks(own)} (ΔNLL sum {first_order_damage(sig.delta, own):.3f}); only "
-                         f"{rival.method} removes {_blocks(other)} (ΔNLL sum {first_order_damage(sig.delta, other):.3f}).")
+            lines.append(f"Only LoRP removes {fmt_blocks(own)} (ΔNLL sum {first_order_damage(sig.delta, own):.3f}); only "
+                         f"{rival.method} removes {fmt_blocks(other)} (ΔNLL sum {first_order_damage(sig.delta, other):.3f}).")
         worst = max(lorp.pruned, key=lambda b: (sig.delta[b], -b))
         lines.append(f"LoRP's most damaging removal is block {worst} (ΔNLL {num(sig.delta[worst])}"
                      + (f", rank {ranks[worst]} of {eligible}" if worst in ranks else "") + ").")
@@ -105,13 +105,13 @@ def reading(results: StudyResult | dict[str, Any]) -> str:
         b = w["budget"]
         tied = " (not separable at 95 %)" if w["perplexity_intervals"] and ", " in w["perplexity_winner"] else ""
         line = (f"- Budget {b} ({100 * b / n:.0f} % of the blocks): lowest geometric mean perplexity from "
-                f"**{w['perplexity_winner']}**{tied} ({_fmt(w['perplexity'])}; dense {_fmt(r.dense.mean_perplexity)})")
+                f"**{w['perplexity_winner']}**{tied} ({fmt_number(w['perplexity'])}; dense {fmt_number(r.dense.mean_perplexity)})")
         if w["lorp_perplexity"] is not None and "lorp" not in w["perplexity_winner"].split(", "):
-            line += f", LoRP {_fmt(w['lorp_perplexity'])} ({w['lorp_perplexity'] / w['perplexity']:.1f}× the best)"
+            line += f", LoRP {fmt_number(w['lorp_perplexity'])} ({w['lorp_perplexity'] / w['perplexity']:.1f}× the best)"
         v = w["lorp_vs_best_baseline"]
         if v:
-            line += (f"; against the best baseline, {v['baseline']}, LoRP's geometric mean perplexity is {_times(v['ratio'])}× "
-                     f"(95 % CI {_times(v['low'])}–{_times(v['high'])}): LoRP {v['decision']}")
+            line += (f"; against the best baseline, {v['baseline']}, LoRP's geometric mean perplexity is {fmt_times(v['ratio'])}× "
+                     f"(95 % CI {fmt_times(v['low'])}–{fmt_times(v['high'])}): LoRP {v['decision']}")
         if w["accuracy_winner"] is not None:
             line += (f"; highest mean zero-shot accuracy from **{w['accuracy_winner']}** ({100 * w['accuracy']:.1f} %, "
                      f"dense {100 * r.dense.zero_shot_average:.1f} %"
@@ -128,7 +128,7 @@ def reading(results: StudyResult | dict[str, Any]) -> str:
     if limit and measured and not item_intervals:
         lines += ["", f"Zero-shot accuracies rest on {limit} items per task: differences under about "
                       f"{100 / limit ** 0.5:.0f} points are within sampling noise."]
-    notes = ([(f"Intervals: {_interval_method('screening windows (items for accuracy)')}; a method beats "
+    notes = ([(f"Intervals: {interval_method('screening windows (items for accuracy)')}; a method beats "
                "another only where its interval excludes zero (a perplexity ratio of 1).")]
              if any(w["perplexity_intervals"] or w["lorp_vs_best_baseline"] for w in rows) else [NO_WINDOW_NLL])
     if measured and not item_intervals:
@@ -181,8 +181,8 @@ def why_markdown(studies: Mapping[str, StudyResult | dict[str, Any]], allocation
         rho_bi = spearman(sig.delta, sig.block_influence, sig.eligible)
         verdict_word = "loses to" if lorp.mean_perplexity > rival.mean_perplexity else "beats"
         lines.append(
-            f"- **{name}**, budget {budget}: LoRP ({_fmt(lorp.mean_perplexity)} geometric mean perplexity) {verdict_word} "
-            f"{rival.method} ({_fmt(rival.mean_perplexity)}). Blocks only LoRP removes, most damaging first: "
+            f"- **{name}**, budget {budget}: LoRP ({fmt_number(lorp.mean_perplexity)} geometric mean perplexity) {verdict_word} "
+            f"{rival.method} ({fmt_number(rival.mean_perplexity)}). Blocks only LoRP removes, most damaging first: "
             f"{desc or 'none'}{share}. Across removable blocks, the damage of a single removal has Spearman ρ "
             f"{rho_r.rho:+.2f} with LoRP's redundancy r (eq. 8; a good signal would be strongly negative) and "
             f"{rho_bi.rho:+.2f} with Block Influence (a good signal would be strongly positive).")

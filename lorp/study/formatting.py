@@ -10,7 +10,7 @@ from ..evaluate.uncertainty import LEVEL, SAMPLES, SEED
 from ..run.study_records import StudyCell
 
 
-def _fmt(x: float | None, digits: int = 1) -> str:
+def fmt_number(x: float | None, digits: int = 1) -> str:
     if x is None:
         return "–"
     return f"{x:,.{digits}f}" if abs(x) < 1e5 else f"{x:.2e}"
@@ -23,7 +23,7 @@ NO_WINDOW_NLL = "_No per-window NLL: intervals unavailable._"
 NO_ITEM_RESULTS = "_No per-item zero-shot results: intervals unavailable._"
 
 
-def _times(x: float) -> str:
+def fmt_times(x: float) -> str:
     """A perplexity ratio: ``1.14``, ``72.5``, ``1.10e+04``; three decimals near 1 (``1.003``), so a bound
     that excludes parity never prints as ``1.00``."""
     if x != 1.0 and 0.995 <= x < 1.005:
@@ -31,15 +31,15 @@ def _times(x: float) -> str:
     return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 1e4 else f"{x:.2e}"
 
 
-def _ratio_ci(k: PerplexityComparison) -> str:
-    return f"{_times(k.ratio)}× [{_times(k.ratio_low)}, {_times(k.ratio_high)}]"
+def fmt_ratio_ci(k: PerplexityComparison) -> str:
+    return f"{fmt_times(k.ratio)}× [{fmt_times(k.ratio_low)}, {fmt_times(k.ratio_high)}]"
 
 
-def _points_ci(k: AccuracyComparison) -> str:
+def fmt_points_ci(k: AccuracyComparison) -> str:
     return f"{100 * k.difference:+.1f} [{100 * k.low:+.1f}, {100 * k.high:+.1f}]"
 
 
-def _interval_method(what: str) -> str:
+def interval_method(what: str) -> str:
     """How an interval was computed: perplexity (``what`` mentions windows) by a paired t over the per-window log
     ratios, accuracy (items) by a paired percentile bootstrap."""
     if what == "items":
@@ -52,12 +52,12 @@ def _interval_method(what: str) -> str:
     return text
 
 
-def _windows_per_corpus(cells: Sequence[StudyCell]) -> str:
+def windows_per_corpus(cells: Sequence[StudyCell]) -> str:
     counts = sorted({len(v) for c in cells if c.window_nll for v in c.window_nll.values()})
     return "/".join(map(str, counts)) or "?"
 
 
-def _blocks(blocks: Sequence[int]) -> str:
+def fmt_blocks(blocks: Sequence[int]) -> str:
     return "{" + ", ".join(map(str, sorted(blocks))) + "}" if len(blocks) else "none"
 
 

@@ -43,7 +43,7 @@ from .attribution import detail_budget
 from .confirmation import ConfirmationRow, confirmation_row, verdict_pairs
 from .quality_floor import study_cell
 from .load import per_sample
-from .formatting import _blocks, _fmt, _interval_method, _points_ci, _ratio_ci, shown
+from .formatting import fmt_blocks, fmt_number, interval_method, fmt_points_ci, fmt_ratio_ci, shown
 
 
 def add_healing(results: StudyResult, config: SweepConfig, folder: str | Path, healers: Any, registry: Any = None,
@@ -245,21 +245,21 @@ def healing_answers(results: StudyResult | dict[str, Any]) -> list[str]:
     for row in (x for x in rows if x["role"] == "lorp" and x["conf_vs_best_healed"] is not None):
         k = row["conf_vs_best_healed"]
         out.append(f"On the held-out confirmation windows ({windows} per corpus), LoRP + `{row['healer']}` against "
-                   f"the best healed baseline ({row['best_healed']}, chosen on calibration data): {_ratio_ci(k)}, "
+                   f"the best healed baseline ({row['best_healed']}, chosen on calibration data): {fmt_ratio_ci(k)}, "
                    f"Holm p {row['p_holm']:.2g}: {_decided(row['decision'])}.")
     for row in (x for x in rows if x["role"] == "lorp"):
         k = row["vs_best_healed"]
         if k is not None:
             out.append(f"On the screening windows (which chose the baseline), LoRP + `{row['healer']}` against the "
-                       f"best healed baseline ({row['best_healed']}): {_ratio_ci(k)}; {_decided(k.decision)}.")
+                       f"best healed baseline ({row['best_healed']}): {fmt_ratio_ci(k)}; {_decided(k.decision)}.")
         k = row["vs_same_healer"]
         if k is not None:
-            out.append(f"Ranking with `{row['healer']}` on both: LoRP healed has {_ratio_ci(k)} the perplexity of "
+            out.append(f"Ranking with `{row['healer']}` on both: LoRP healed has {fmt_ratio_ci(k)} the perplexity of "
                        f"the best baseline healed alike, {row['best_same']}: {shown(k.decision)}.")
         k = row["acc_vs_same_healer"]
         if k is not None:
             out.append(f"Zero-shot accuracy with `{row['healer']}` on both: LoRP healed minus the best baseline "
-                       f"healed alike, {_points_ci(k)} points: {shown(k.decision)}.")
+                       f"healed alike, {fmt_points_ci(k)} points: {shown(k.decision)}.")
     for row in rows:
         if row["closed"] is not None:
             interval = "" if row["closed_low"] is None else f" [{row['closed_low']:.2f}, {row['closed_high']:.2f}]"
@@ -272,7 +272,7 @@ def healing_answers(results: StudyResult | dict[str, Any]) -> list[str]:
                     "the unhealed one" if row["kept_maps"] == 0 else
                     f"kept the identity for {len(choices) - row['kept_maps']} of {len(choices)} runs of removed "
                     f"blocks ({kept_in_words(choices)})")
-            out.append(f"`{row['healer']}` on {row['method']}'s set {_blocks(row['pruned'])} {what}.")
+            out.append(f"`{row['healer']}` on {row['method']}'s set {fmt_blocks(row['pruned'])} {what}.")
     return out
 
 
@@ -298,10 +298,10 @@ def healing_markdown(results: StudyResult | dict[str, Any]) -> str:
              "healed baseline is the baseline's form, unhealed or healed, with the lowest held-out calibration NLL"
              + (f": {best['method']} {'unhealed' if best['healer'] == 'none' else '+ ' + best['healer']}"
                 if best else "") + ". Ratios are healed over reference perplexity "
-             f"(geometric mean over corpora) with {_interval_method('windows')}. The gap closed is "
+             f"(geometric mean over corpora) with {interval_method('windows')}. The gap closed is "
              "log(unhealed / healed) / log(unhealed / dense), its interval that of the healed/unhealed ratio "
              "with the dense gap taken as fixed. Zero-shot accuracy (the first healer only, the detail cells' "
-             f"items) compares with {_interval_method('items')}.", "",
+             f"items) compares with {interval_method('items')}.", "",
              "| method | role | healer | removed | kept per run | held-out calibration NLL unhealed → healed | "
              "unhealed | healed | gap closed | healed / unhealed | confirmation: healed | "
              "zero-shot unhealed → healed | fit (s) |",
@@ -310,15 +310,15 @@ def healing_markdown(results: StudyResult | dict[str, Any]) -> str:
         closed = "–" if row["closed"] is None else (
             f"{row['closed']:.2f}" + ("" if row["closed_low"] is None
                                       else f" [{row['closed_low']:.2f}, {row['closed_high']:.2f}]"))
-        ratio = _ratio_ci(row["vs_unhealed"]) if row["vs_unhealed"] is not None else "–"
+        ratio = fmt_ratio_ci(row["vs_unhealed"]) if row["vs_unhealed"] is not None else "–"
         acc = "–" if row["accuracy_healed"] is None else (
-            f"{_fmt(row['accuracy_unhealed'] and 100 * row['accuracy_unhealed'])} → {100 * row['accuracy_healed']:.1f} %")
+            f"{fmt_number(row['accuracy_unhealed'] and 100 * row['accuracy_unhealed'])} → {100 * row['accuracy_healed']:.1f} %")
         nll = "–" if row["holdout_nll_healed"] is None else (
             f"{row['holdout_nll_unhealed']:.4f} → {row['holdout_nll_healed']:.4f}")
-        lines.append(f"| {row['method']} | {row['role']} | {row['healer']} | {_blocks(row['pruned'])} | "
+        lines.append(f"| {row['method']} | {row['role']} | {row['healer']} | {fmt_blocks(row['pruned'])} | "
                      f"{kept_in_words(row['choices'])} | {nll} | "
-                     f"{_fmt(row['unhealed'], 2)} | {_fmt(row['healed'], 2)} | {closed} | {ratio} | "
-                     f"{_fmt(row['confirmation_healed'], 2)} | {acc} | {_fmt(row['fit_seconds'], 1)} |")
+                     f"{fmt_number(row['unhealed'], 2)} | {fmt_number(row['healed'], 2)} | {closed} | {ratio} | "
+                     f"{fmt_number(row['confirmation_healed'], 2)} | {acc} | {fmt_number(row['fit_seconds'], 1)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -347,9 +347,9 @@ def healing_summary(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
                 return f"{x['method']}: {x['closed']:.2f}{ci}"
 
             def versus(k):
-                return "–" if k is None else f"{_ratio_ci(k)}, {shown(k.decision)}"
+                return "–" if k is None else f"{fmt_ratio_ci(k)}, {shown(k.decision)}"
             held = "–" if not mine or mine["conf_vs_best_healed"] is None else (
-                f"{_ratio_ci(mine['conf_vs_best_healed'])}, p {mine['p_holm']:.2g}, {shown(mine['decision'])}")
+                f"{fmt_ratio_ci(mine['conf_vs_best_healed'])}, p {mine['p_holm']:.2g}, {shown(mine['decision'])}")
             lines.append(f"| {name} | {r.healing['budget']} | {healer} | {held}"
                          + (f" ({mine['best_healed']})" if mine and mine["best_healed"] else "") + " | "
                          f"{versus(mine and mine['vs_best_healed'])} | {versus(mine and mine['vs_same_healer'])} | "

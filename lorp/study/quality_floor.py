@@ -22,7 +22,7 @@ from ..run.screening import random_floor
 from ..run.study_records import StudyCell, StudyResult, as_study
 from ..run.sweep import SweepConfig
 from .attribution import detail_budget
-from .formatting import _blocks, _fmt, _interval_method, _ratio_ci
+from .formatting import fmt_blocks, fmt_number, interval_method, fmt_ratio_ci
 from .load import per_sample
 
 
@@ -110,16 +110,16 @@ def floor_markdown(results: StudyResult | dict[str, Any], allocation: str = "lor
         b = floor["budget"]
         lines += [f"### The random floor at budget {b}", "",
                   f"{floor['draws']} removed sets of {b} blocks, each drawn uniformly among the removable blocks, "
-                  f"scored on the screening windows: geometric mean perplexity **median {_fmt(floor['median'])}**, "
-                  f"range {_fmt(floor['low'])} to {_fmt(floor['high'])}.", "",
+                  f"scored on the screening windows: geometric mean perplexity **median {fmt_number(floor['median'])}**, "
+                  f"range {fmt_number(floor['low'])} to {fmt_number(floor['high'])}.", "",
                   "| method | geometric mean perplexity | random draws it beats | ÷ random median |",
                   "|---|---:|---:|---:|"]
         for c in sorted((c for c in r.cells if c.budget == b), key=lambda c: c.mean_perplexity):
             beaten = sum(c.mean_perplexity < d.mean_perplexity for d in cells)
-            lines.append(f"| {c.method} | {_fmt(c.mean_perplexity)} | {beaten} of {len(cells)} | "
+            lines.append(f"| {c.method} | {fmt_number(c.mean_perplexity)} | {beaten} of {len(cells)} | "
                          f"{c.mean_perplexity / floor['median']:.2f}× |")
         lines += ["", "| draw | removed blocks | geometric mean perplexity |", "|---:|---|---:|"]
-        lines += [f"| {i} | {_blocks(c.pruned)} | {_fmt(c.mean_perplexity)} |" for i, c in enumerate(cells)]
+        lines += [f"| {i} | {fmt_blocks(c.pruned)} | {fmt_number(c.mean_perplexity)} |" for i, c in enumerate(cells)]
         lines.append("")
     else:
         lines += ["_No random floor in this run (set random_draws above 0)._", ""]
@@ -130,12 +130,12 @@ def floor_markdown(results: StudyResult | dict[str, Any], allocation: str = "lor
             continue
         for c in (c for c in r.cells if c.budget == b and c is not last):
             k = compare_perplexity(last, c)
-            rows.append(f"| {b} | {c.method} | {_ratio_ci(k) if k else f'{c.mean_perplexity / last.mean_perplexity:.2f}×'}"
+            rows.append(f"| {b} | {c.method} | {fmt_ratio_ci(k) if k else f'{c.mean_perplexity / last.mean_perplexity:.2f}×'}"
                         f" | {k.decision if k else '–'} |")
     if rows:
         lines += ["### Against the last blocks", "", "| budget | method | ÷ `last` [95 % CI] | outcome |",
                   "|---:|---|---:|---|", *rows, "",
-                  f"Geometric mean perplexity over `last`'s at the same budget: {_interval_method('screening windows')}.",
+                  f"Geometric mean perplexity over `last`'s at the same budget: {interval_method('screening windows')}.",
                   ""]
     losses = floor_losses(r, allocation)
     said = [f"**LoRP loses to {what} at budget{'s' if len(bs) > 1 else ''} {', '.join(map(str, bs))}.**"

@@ -21,7 +21,7 @@ from ..run.study_records import StudyCell, StudyResult, as_study
 from ..run.sweep import SweepConfig
 from .attribution import detail_budget
 from .quality_floor import study_cell
-from .formatting import _blocks, _fmt, _interval_method, _ratio_ci
+from .formatting import fmt_blocks, fmt_number, interval_method, fmt_ratio_ci
 from .sensitivity import jaccard
 
 #: The default multiple of SLEB's scoring tokens the check runs at. Issue #27 asked for 8x; at 8x the
@@ -77,16 +77,16 @@ def sleb_check_markdown(results: StudyResult | dict[str, Any]) -> str:
              "|---:|---:|---|---:|---:|"]
     for run, c in runs:
         secs = run.get("search_seconds")
-        lines.append(f"| {run['samples']} | {run['tokens']:,} | {_blocks(c.pruned)} | {_fmt(c.mean_perplexity)} | "
+        lines.append(f"| {run['samples']} | {run['tokens']:,} | {fmt_blocks(c.pruned)} | {fmt_number(c.mean_perplexity)} | "
                      f"{'–' if secs is None else f'{secs:.0f}'} |")
     moved = ("the same blocks" if sorted(a.pruned) == sorted(b.pruned)
              else f"Jaccard {jaccard(a.pruned, b.pruned):.2f} between the two removed sets")
     lines += ["", (f"With {check['factor']}× the tokens SLEB picks {moved}; its geometric mean perplexity at "
                    f"{second['tokens']:,} tokens over that at {first['tokens']:,} is "
-                   + (f"{_ratio_ci(k)} ({k.decision.replace('wins', 'lower').replace('loses', 'higher')})"
+                   + (f"{fmt_ratio_ci(k)} ({k.decision.replace('wins', 'lower').replace('loses', 'higher')})"
                       if k else f"{b.mean_perplexity / a.mean_perplexity:.2f}×")
                    + f". The tables use {first['tokens']:,} tokens ({first['samples']} sequence(s)), the study's "
-                   f"sleb_samples and sleb_tokens. Intervals: {_interval_method('screening windows')}.")]
+                   f"sleb_samples and sleb_tokens. Intervals: {interval_method('screening windows')}.")]
     return "\n".join(lines) + "\n"
 
 

@@ -10,8 +10,8 @@ from ..evaluate.perplexity_uncertainty import compare_per_corpus, compare_perple
 from ..evaluate.uncertainty import LEVEL, SAMPLES, SEED, holm
 from ..method.locality import choose_k
 from ..run.study_records import StudyResult, as_study
-from .formatting import (NO_ITEM_RESULTS, NO_WINDOW_NLL, _fmt, _interval_method, _points_ci, _ratio_ci, _times,
-                         _windows_per_corpus, shown)
+from .formatting import (NO_ITEM_RESULTS, NO_WINDOW_NLL, fmt_number, interval_method, fmt_points_ci, fmt_ratio_ci, fmt_times,
+                         windows_per_corpus, shown)
 from .sensitivity import sensitivity_markdown as _sensitivity_markdown
 from .compare import lorp_vs_best_baseline
 from .query import best_baseline
@@ -41,28 +41,28 @@ def perplexity_markdown(results: StudyResult | dict[str, Any]) -> str:
     head = "| method | budget | " + " | ".join(corpora) + " | geometric mean | " + ("× best [95 % CI] | " if intervals else "")
     lines = [head + "pruned blocks |",
              "|---|---:|" + "---:|" * (len(corpora) + 1) + ("---:|" if intervals else "") + "---|",
-             "| dense | 0 | " + " | ".join(_fmt(r.dense.perplexity[c]) for c in corpora)
-             + f" | {_fmt(r.dense.mean_perplexity)} | " + ("| " if intervals else "") + "|"]
+             "| dense | 0 | " + " | ".join(fmt_number(r.dense.perplexity[c]) for c in corpora)
+             + f" | {fmt_number(r.dense.mean_perplexity)} | " + ("| " if intervals else "") + "|"]
     methods = {c.method for c in r.cells}
     best = {b: best_baseline(r.cells, b, among=methods) for b in {c.budget for c in r.cells}}  # LoRP included
     for c in sorted(r.cells, key=lambda c: (c.budget, c.mean_perplexity)):
         top = best[c.budget]
         k = None if c is top or not intervals else compare_perplexity(top, c)
         tied = c.mean_perplexity == top.mean_perplexity if k is None else k.decision != "loses"
-        mean = f"**{_fmt(c.mean_perplexity)}**" if tied else _fmt(c.mean_perplexity)
-        ratio = ("best | " if c is top else f"{_ratio_ci(k)} | " if k else "– | ") if intervals else ""
-        lines.append(f"| {c.method} | {c.budget} | " + " | ".join(_fmt(c.perplexity[k_]) for k_ in corpora)
+        mean = f"**{fmt_number(c.mean_perplexity)}**" if tied else fmt_number(c.mean_perplexity)
+        ratio = ("best | " if c is top else f"{fmt_ratio_ci(k)} | " if k else "– | ") if intervals else ""
+        lines.append(f"| {c.method} | {c.budget} | " + " | ".join(fmt_number(c.perplexity[k_]) for k_ in corpora)
                      + f" | {mean} | {ratio}{' '.join(map(str, c.pruned))} |")
     if not intervals:
         return "\n".join(lines) + "\n\n" + NO_WINDOW_NLL + "\n"
     lines += ["", (f"Bold: the lowest geometric mean perplexity at its budget and every method whose interval against it "
-                   f"includes 1. × best: geometric mean perplexity over the best's, {_interval_method('screening windows')}; "
-                   f"{_windows_per_corpus(r.cells)} windows per corpus, so the intervals are rough."), ""]
+                   f"includes 1. × best: geometric mean perplexity over the best's, {interval_method('screening windows')}; "
+                   f"{windows_per_corpus(r.cells)} windows per corpus, so the intervals are rough."), ""]
     for b in sorted(best):
         v = lorp_vs_best_baseline([c for c in r.cells if c.budget == b])
         if v:
-            lines.append(f"- Budget {b}: LoRP's geometric mean perplexity is {_times(v['ratio'])}× that of the best "
-                         f"baseline, {v['baseline']} (95 % CI {_times(v['low'])}–{_times(v['high'])}): LoRP "
+            lines.append(f"- Budget {b}: LoRP's geometric mean perplexity is {fmt_times(v['ratio'])}× that of the best "
+                         f"baseline, {v['baseline']} (95 % CI {fmt_times(v['low'])}–{fmt_times(v['high'])}): LoRP "
                          f"{v['decision']}.")
     return "\n".join(lines) + "\n" + per_corpus_markdown(r)
 
@@ -87,15 +87,15 @@ def per_corpus_markdown(results: StudyResult | dict[str, Any], allocation: str =
         per, mean = compare_per_corpus(base, lorp), compare_perplexity(base, lorp)
         if per is None or mean is None:
             continue
-        rows.append(f"| {b} | {base.method} | " + " | ".join(_ratio_ci(per[c]) for c in corpora)
-                    + f" | {_ratio_ci(mean)} |")
+        rows.append(f"| {b} | {base.method} | " + " | ".join(fmt_ratio_ci(per[c]) for c in corpora)
+                    + f" | {fmt_ratio_ci(mean)} |")
     if not rows:
         return ""
     return "\n".join(["", "### Per corpus: LoRP ÷ best baseline", "",
                       "| budget | best baseline | " + " | ".join(corpora) + " | geometric mean |",
                       "|---:|---|" + "---:|" * (len(corpora) + 1), *rows, "",
                       f"Perplexity ratio [95 % CI] on each corpus's screening windows and on the geometric mean over "
-                      f"corpora: {_interval_method('screening windows')}."]) + "\n"
+                      f"corpora: {interval_method('screening windows')}."]) + "\n"
 
 
 def zero_shot_markdown(results: StudyResult | dict[str, Any]) -> str:
@@ -146,17 +146,17 @@ def zero_shot_markdown(results: StudyResult | dict[str, Any]) -> str:
         family = [(i, t) for i, (*_, k) in enumerate(diffs) for t in tasks if k and t in k]
         adjusted = dict(zip(family, holm([diffs[i][2][t].mcnemar.p_value for i, t in family])))
         significant = sum(q <= 1 - LEVEL for q in adjusted.values())
-        lines += ["", (f"LoRP minus each method at budget {b}, in points: {_interval_method('items')}; "
+        lines += ["", (f"LoRP minus each method at budget {b}, in points: {interval_method('items')}; "
                        f"exact McNemar (1947) p per task, then Holm-adjusted over the {len(family)} per-task tests "
                        f"of this table: {significant} significant at 5 % family-wise."), "",
                   "| method | budget | " + " | ".join(tasks) + " | average | LoRP (average) | detectable (points) |",
                   "|---|---:|" + "---:|" * (len(tasks) + 1) + "---|---:|"]
         for i, (m, bb, k) in enumerate(diffs):
             k = k or {}
-            cells = [(_points_ci(k[t]) + f" (p {k[t].mcnemar.p_value:.2g}, Holm {adjusted[(i, t)]:.2g})")
+            cells = [(fmt_points_ci(k[t]) + f" (p {k[t].mcnemar.p_value:.2g}, Holm {adjusted[(i, t)]:.2g})")
                      if t in k else "–" for t in tasks]
             avg = k.get("average")
-            lines.append(f"| {m} | {bb} | " + " | ".join(cells) + f" | {_points_ci(avg) if avg else '–'} | "
+            lines.append(f"| {m} | {bb} | " + " | ".join(cells) + f" | {fmt_points_ci(avg) if avg else '–'} | "
                          f"{shown(avg.decision) if avg else '–'} | {_detectable(avg)} |")
         lines += ["", (f"LoRP (average): whether the average difference is shown, i.e. its 95 % interval excludes 0 "
                        f"(\"better shown\", \"worse shown\"), or \"not shown\", which is not the same as equal. "
