@@ -152,7 +152,7 @@ def test_the_worker_restarts_detailed_cells_from_its_dense_zero_shot_pass(tmp_pa
     decode speed still runs on the pruned model."""
     import torch.nn.functional as F
 
-    from lorp.run import worker as worker_module
+    from lorp.run import evaluation_work as worker_module
     from lorp.run.pipeline import PruneConfig
     from lorp.run.records import EvalSettings
     from lorp.run.worker import CellWorker

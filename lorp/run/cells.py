@@ -23,7 +23,7 @@ from ..store.cache import notice
 from .cell_store import CellStore, RunStats
 from .progress import report as progress_report
 from .records import CellFailure, CellResult, CellSpec, EvalSettings, Evaluation, RunContext
-from .worker import Selected, cell_failure, evaluation_key
+from .cell_results import Selected, cell_failure, evaluation_key
 
 
 class CellsFailedError(LorpError):
