@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 
 from .errors import ConfigError, LorpError
 from .run.threads import ENV as THREADS_ENV
@@ -344,9 +343,10 @@ def sweep(methods, budgets, seeds, seed_methods, healers, attribution, out, exec
 def select(similarity_path, budget, clustering, allocation, k, seed, protect, as_json):
     """Choose blocks to remove from a saved similarity matrix (no model needed)."""
     from .method.selection import select_blocks
+    from .method.similarity_file import read_similarity
     from .store.atomic import to_json
 
-    s = load_similarity(similarity_path)
+    s = read_similarity(similarity_path)
     sel = select_blocks(s, budget, k=k, seed=seed, clustering=clustering, allocation=allocation,
                         protected=_int_list(protect, "--protect"))
     if as_json:
@@ -357,32 +357,6 @@ def select(similarity_path, budget, clustering, allocation, k, seed, protect, as
         for r in sel.removals:
             click.echo(f"  remove block {r.block:3d}  (stage {r.stage}) {r.reason}")
         click.echo(f"pruned: {sel.pruned}")
-
-
-def load_similarity(path: Path) -> np.ndarray:
-    """Read an ``[N, N]`` matrix from ``.npy``, a JSON list of lists, or a results.json ``similarity``.
-
-    Raises:
-        ConfigError: missing or unreadable file, or no matrix inside.
-    """
-    if not path.is_file():
-        raise ConfigError(f"similarity file {path} does not exist")
-    try:
-        with open(path, "rb") as fh:
-            is_npy = fh.read(6) == b"\x93NUMPY"
-        if is_npy:
-            data = np.load(path, allow_pickle=False)
-        else:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(data, dict):
-                data = data["similarity"]
-        if np.iscomplexobj(data):
-            raise ValueError("the matrix holds complex numbers")
-        return np.asarray(data, dtype=np.float64)
-    except (ValueError, KeyError, TypeError, OSError, UnicodeDecodeError) as exc:
-        reason = type(exc).__name__ + (f": {str(exc)[:120]}" if not isinstance(exc, UnicodeDecodeError) else "")
-        raise ConfigError(f"cannot read a numeric similarity matrix from {path} ({reason}); "
-                          "give a .npy file, a JSON list of lists, or a lorp results.json") from None
 
 
 @main.command()

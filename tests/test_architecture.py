@@ -93,3 +93,10 @@ def test_no_module_imports_another_modules_private_name():
                 offenders += [f"{path.relative_to(repo)}: {a.name}" for a in node.names
                               if a.name.startswith("_") and not a.name.startswith("__")]
     assert not offenders, offenders
+
+
+def test_no_module_is_over_450_lines():
+    repo = Path(__file__).resolve().parent.parent
+    long = {str(p.relative_to(repo)): n for p in (repo / "lorp").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 450}
+    assert not long, long

@@ -11,8 +11,8 @@ from lorp.evaluate.perplexity import Perplexity
 from lorp.method.selection import Selection
 from lorp.plugins.components import Removal
 from lorp.run.pipeline import PruneConfig
-from lorp.run.records import (CellResult, CellSpec, EvalSettings, Evaluation, RunContext, Speed, TaskScore, ZeroShot,
-                              schema_of)
+from lorp.run.record_schema import schema_of
+from lorp.run.records import CellResult, CellSpec, EvalSettings, Evaluation, RunContext, Speed, TaskScore, ZeroShot
 from lorp.run.study_records import SweepRecord
 from lorp.run.sweep import SweepConfig, execute_sweep, plan_cells
 from lorp.store.atomic import to_json

@@ -27,7 +27,8 @@ from ..store.cache import check_cache_writable
 from .pipeline import PruneConfig, block_metric
 from .provenance import git_commit, machine, package_versions
 from .healing import HealedRun, check_heal, heal_run, healing_record
-from .records import PRUNE_SCHEMA, CellSpec, EvalSettings
+from .record_schema import PRUNE_SCHEMA
+from .records import CellSpec, EvalSettings
 from .worker import CellWorker
 
 

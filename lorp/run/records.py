@@ -3,7 +3,7 @@
 Every record is a dataclass that round-trips to JSON: ``record.to_json()`` gives a
 plain dict that starts with ``"schema"`` (the record kind, e.g. ``"lorp.cell"``) and
 ``"version"``; ``Kind.from_json(data)`` rebuilds it and refuses another kind or a
-newer version with one :class:`lorp.errors.ConfigError` line. :func:`schema_of`
+newer version with one :class:`lorp.errors.ConfigError` line. :func:`lorp.run.record_schema.schema_of`
 says which kind a loaded ``results.json`` holds. The records of a whole sweep and study
 (``sweep.json``, ``results.json``) are in :mod:`lorp.run.study_records`.
 
@@ -13,71 +13,15 @@ in seconds, speeds in generated tokens per second, FLOPs per generated token.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..evaluate.perplexity import Perplexity, geometric_mean_perplexity
 from ..method.selection import Selection
 from ..plugins.components import Removal
-
-#: Schema names of the records (``results.json`` and the cell store say which they hold).
-CELL_SCHEMA = "lorp.cell"
-
-
-EVALUATION_SCHEMA = "lorp.evaluation"
-
-
-SWEEP_SCHEMA = "lorp.sweep"
-
-
-STUDY_SCHEMA = "lorp.study"
-
-
-PRUNE_SCHEMA = "lorp.prune"
-
-
-def schema_of(data: Any) -> str | None:
-    """The record kind of a loaded JSON object (``"lorp.study"``, ``"lorp.prune"``, …), ``None`` if untagged.
-
-    Results written before records were tagged are recognised by shape: a study's
-    ``results.json`` has ``cells``, a pruning run's has ``pruned``.
-    """
-    if not isinstance(data, dict):
-        return None
-    if isinstance(data.get("schema"), str):
-        return data["schema"]
-    if "cells" in data:
-        return STUDY_SCHEMA
-    if "pruned" in data and "perplexity" in data:
-        return PRUNE_SCHEMA
-    return None
-
-
-def json_ready(obj: Any) -> Any:
-    """JSON-ready copy: numpy arrays and scalars to lists and numbers, tuples to lists."""
-    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if isinstance(o, (np.ndarray, np.generic))
-                                 else sorted(o) if isinstance(o, (set, frozenset)) else str(o)))
-
-
-def check_record(cls: type, data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise ConfigError(f"expected a {cls.SCHEMA} record (a JSON object), got {type(data).__name__}")
-    schema, version = data.get("schema"), data.get("version")
-    if schema != cls.SCHEMA:
-        raise ConfigError(f"expected a {cls.SCHEMA} record, got {schema or 'an untagged object'}")
-    if not isinstance(version, int) or version > cls.VERSION:
-        raise ConfigError(f"{cls.SCHEMA} record version {version!r} is newer than this lorp reads "
-                          f"({cls.VERSION}); upgrade lorp")
-    return data
-
-
-def field_names(cls: type) -> set[str]:
-    return {f.name for f in fields(cls)}
-
+from .record_schema import CELL_SCHEMA, EVALUATION_SCHEMA, check_record, field_names, json_ready
 
 @dataclass(frozen=True)
 class EvalSettings:
@@ -446,6 +390,5 @@ class RunContext:
         return cls(**kw)
 
 
-__all__ = ["CELL_SCHEMA", "EVALUATION_SCHEMA", "PRUNE_SCHEMA", "STUDY_SCHEMA", "SWEEP_SCHEMA", "CellFailure",
-           "CellResult", "CellSpec", "EvalSettings", "Evaluation", "RunContext", "Speed", "TaskScore", "ZeroShot",
-           "schema_of"]
+__all__ = ["CellFailure", "CellResult", "CellSpec", "EvalSettings", "Evaluation", "RunContext", "Speed", "TaskScore",
+           "ZeroShot"]

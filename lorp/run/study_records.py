@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .records import STUDY_SCHEMA, SWEEP_SCHEMA, Evaluation, RunContext, check_record, field_names, json_ready
+from .record_schema import STUDY_SCHEMA, SWEEP_SCHEMA, check_record, field_names, json_ready
+from .records import Evaluation, RunContext
 
 
 @dataclass(frozen=True)

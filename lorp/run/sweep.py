@@ -18,8 +18,6 @@ the calibration pass itself is cached on disk (:func:`lorp.run.pipeline.calibrat
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -29,13 +27,14 @@ from ..errors import ConfigError
 from ..method.allocation import check_seed
 from ..model.models import resolve_model
 from ..plugins.registry import Registry, load_registry
-from ..store.atomic import check_output_location, write_json, write_text
+from ..store.atomic import check_output_location
 from ..store.cache import cache_key, check_cache_writable, notice, read_checked_json, write_checked_json
 from . import progress
 from .cell_store import CellStore, RunStats, write_failures
 from .cells import CellsFailedError, Task, orchestrate
 from .executors import RayExecutor, SerialExecutor
 from .healing import check_heal
+from .sweep_table import sweep_table, write_table
 from .fingerprint import cell_code, evaluation_code, healing_inputs, input_fingerprint
 from .pipeline import PruneConfig, block_metric
 from .provenance import git_commit, package_versions
@@ -147,33 +146,6 @@ def _shared_settings(base: PruneConfig) -> dict[str, Any]:
     for per_cell in ("budget", "allocation", "save_model", "progress", "use_cache", "heal", "heal_settings"):
         shared.pop(per_cell)
     return shared
-
-
-def _table(cells: list[CellResult], dense: Evaluation, seeds: bool = False, healers: bool = False
-           ) -> list[dict[str, Any]]:
-    """Tidy rows: dense first, then one per (cell, corpus); a ``seed`` column when the sweep has several seeds,
-    a ``healer`` column when it heals."""
-    extra = (lambda s: {"seed": s}) if seeds else (lambda s: {})
-    heal = (lambda h: {"healer": h}) if healers else (lambda h: {})
-    rows = [{"method": "dense", "budget": 0, **extra(None), **heal("none"), "corpus": c, "perplexity": v.perplexity,
-             "tokens": v.tokens, "parameters": dense.parameters, "pruned": ""} for c, v in dense.perplexity.items()]
-    for cell in cells:
-        for corpus, v in cell.perplexity.items():
-            rows.append({"method": cell.method, "budget": cell.budget, **extra(cell.spec.seed),
-                         **heal(cell.spec.healer), "corpus": corpus,
-                         "perplexity": v.perplexity, "tokens": v.tokens, "parameters": cell.evaluation.parameters,
-                         "pruned": " ".join(map(str, cell.pruned))})
-    return rows
-
-
-def write_table(folder: Path, rows: list[dict[str, Any]]) -> None:
-    """``table.csv`` and ``table.json`` (atomic)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(folder / "table.csv", buf.getvalue())
-    write_json(folder / "table.json", rows)
 
 
 def plan_cells(config: SweepConfig) -> list[CellSpec]:
@@ -306,7 +278,7 @@ def execute_sweep(config: SweepConfig, out_dir: str | Path, registry: Registry |
         write_failures(out, stats.failures)
     record = SweepRecord.from_json(read_checked_json(meta_path, "sweep record"))
     cells = [c for c in (store.load(spec) for spec in plan) if c is not None]
-    rows = _table(cells, record.dense, seeds=len(config.cell_seeds) > 1, healers=config.healers != ("none",))
+    rows = sweep_table(cells, record.dense, seeds=len(config.cell_seeds) > 1, healers=config.healers != ("none",))
     write_table(out, rows)
     if stats is not None and stats.failures:
         raise CellsFailedError(stats.failures)

@@ -16,7 +16,8 @@ from typing import Any
 from ..errors import ConfigError
 from ..evaluate.perplexity import Perplexity, geometric_mean_perplexity
 from ..run.provenance import git_commit
-from ..run.records import STUDY_SCHEMA, CellResult, ZeroShot, schema_of
+from ..run.record_schema import STUDY_SCHEMA, schema_of
+from ..run.records import CellResult, ZeroShot
 from ..run.study_records import StudyCell, StudyDense, StudyResult, SweepRecord
 from ..run.sweep import SweepConfig, load_sweep_folder
 from .sensitivity import seed_runs

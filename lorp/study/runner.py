@@ -29,7 +29,7 @@ from ..run.pipeline import block_metric
 from ..run.progress import ENV as progress_env
 from ..run.progress import Follower
 from ..run.threads import resolve_threads, thread_env
-from ..run.records import STUDY_SCHEMA, schema_of
+from ..run.record_schema import STUDY_SCHEMA, schema_of
 from ..run.study_records import StudyResult
 from ..store.atomic import check_output_location, staged_dir, write_text
 from ..store.cache import check_cache_writable
