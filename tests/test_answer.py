@@ -3,6 +3,7 @@
 import json
 import math
 
+from lorp.run.study_records import StudyResult
 from lorp.study.ablation import ABLATION_SCHEMA
 from lorp.study.answer import MAX_LINES, answer_lines
 from lorp.study.compare import verdict_pairs_tested
@@ -70,7 +71,7 @@ def test_the_index_opens_with_the_answer_from_the_stored_results(tmp_path):
 
 
 def test_without_a_confirmation_set_the_answer_rests_on_the_screening_windows_and_says_so():
-    studies = {"m": _results("m", "M", confirmation=False)}
+    studies = {"m": StudyResult.from_json(_results("m", "M", confirmation=False))}
     first = answer_lines(studies)[0]
     worse = verdict_pairs_tested(studies)["perplexity"].count("loses")
     assert first.startswith("**Does LoRP beat its baselines here? No.** Against ShortGPT and LLM-Streamline")

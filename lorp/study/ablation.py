@@ -33,7 +33,7 @@ from ..errors import ConfigError
 from ..evaluate.accuracy_uncertainty import wilson_interval
 from ..evaluate.perplexity_uncertainty import compare_perplexity
 from ..evaluate.uncertainty import LEVEL
-from ..run.study_records import StudyCell, StudyResult, as_study
+from ..run.study_records import StudyCell, StudyResult
 from .parameters import split_ints, split_list, study_config
 from .formatting import fmt_times, interval_method
 from .query import best_baseline
@@ -119,7 +119,7 @@ def recovered_share(lorp: float, variant: float, best: float) -> float | None:
     return (math.log(lorp) - math.log(variant)) / (math.log(lorp) - math.log(best))
 
 
-def ablation_rows(results: StudyResult | Mapping[str, Any], variants: Sequence[str], baselines: Sequence[str],
+def ablation_rows(results: StudyResult, variants: Sequence[str], baselines: Sequence[str],
                   allocation: str = "lorp") -> list[dict[str, Any]]:
     """One row per (variant, budget), first-seed cells, in variant then budget order.
 
@@ -129,7 +129,7 @@ def ablation_rows(results: StudyResult | Mapping[str, Any], variants: Sequence[s
     ``None`` without per-window NLL), ``best_baseline``, ``recovered`` (:func:`recovered_share`).
     Variants or budgets without a cell are skipped.
     """
-    r = as_study(results)
+    r = results
     out = []
     for v in variants:
         for b in sorted({c.budget for c in r.cells}):
@@ -171,7 +171,7 @@ def recovers_most(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     return {"method": best, "pooled_recovered": scored[best], "budgets": per[best][2], "wins_vs_lorp": per[best][3]}
 
 
-def selector_outcomes(results: StudyResult | Mapping[str, Any], selector: str, baselines: Sequence[str]
+def selector_outcomes(results: StudyResult, selector: str, baselines: Sequence[str]
                       ) -> list[dict[str, Any]]:
     """Per budget: the selector against every baseline at every seed it ran (see the module docstring).
 
@@ -182,7 +182,7 @@ def selector_outcomes(results: StudyResult | Mapping[str, Any], selector: str, b
     (selector's worst seed and every baseline's best seed, geometric mean perplexity) and ``beyond_spread``.
     Budgets without a selector cell are skipped; a seed without per-window NLL counts as undecided.
     """
-    r = as_study(results)
+    r = results
     cells = r.all_cells
     first = r.cells[0].seed if r.cells else None
     out = []
@@ -327,11 +327,11 @@ def selector_markdown(selector: str, outcomes: Sequence[Mapping[str, Any]], desc
     return "\n".join(lines) + "\n"
 
 
-def ablation_record(results: StudyResult | Mapping[str, Any], ablations: Sequence[str], selectors: Sequence[str],
+def ablation_record(results: StudyResult, ablations: Sequence[str], selectors: Sequence[str],
                     baselines: Sequence[str], allocation: str = "lorp") -> dict[str, Any]:
     """``ablation.json`` (``"schema": "lorp.ablation"``): the model, its ablation rows and what recovers most,
     and per selector its outcomes and win rate. The summary notebook reads it."""
-    r = as_study(results)
+    r = results
     rows = ablation_rows(r, ablations, baselines, allocation)
     sel = {s: selector_outcomes(r, s, baselines) for s in selectors}
     return {"schema": ABLATION_SCHEMA, "version": 1, "model": r.model.get("name"), "baselines": list(baselines),

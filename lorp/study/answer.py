@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..run.study_records import StudyResult, as_study
+from ..run.study_records import StudyResult
 from .attribution import compared_cells, detail_budget, signals
 from .calibration_corpus import corpus_verdict
 from .compare import accuracy_sizes, verdict_pairs_tested
@@ -141,7 +141,7 @@ def _what_line(studies: Mapping[str, StudyResult]) -> str:
     return (f"On exactly: {models}. These are small models on small CPU samples, not the paper's 7-14B models.")
 
 
-def answer_lines(studies: Mapping[str, StudyResult | dict[str, Any]],
+def answer_lines(studies: Mapping[str, StudyResult],
                  ablations: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
     """At most :data:`MAX_LINES` Markdown lines answering the study: does LoRP win, why not, how sure, on what.
 
@@ -151,7 +151,7 @@ def answer_lines(studies: Mapping[str, StudyResult | dict[str, Any]],
     Returns:
         lines, each one paragraph; empty when ``studies`` is empty.
     """
-    studies = {name: as_study(r) for name, r in studies.items()}
+    studies = {name: r for name, r in studies.items()}
     if not studies:
         return []
     tested = verdict_pairs_tested(studies)  # the verdict's Holm-corrected counts, computed once

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..method.allocation import normalize_protected, redundancy
 from ..method.selection import DEFAULT_PROTECTED
-from ..run.study_records import StudyCell, StudyResult, as_study
+from ..run.study_records import StudyCell, StudyResult
 from .query import best_baseline, cell
 
 
@@ -46,13 +46,13 @@ class Signals:
     eligible: np.ndarray
 
 
-def signals(results: StudyResult | dict[str, Any]) -> Signals:
+def signals(results: StudyResult) -> Signals:
     """:class:`Signals` of a study.
 
     Raises:
         ValueError: the study has no single-block removal profile (``results.attribution`` is ``None``).
     """
-    r = as_study(results)
+    r = results
     if r.attribution is None:
         raise ValueError("this study has no single-block removal profile; rerun it with attribution=True")
     n = r.num_blocks
@@ -68,13 +68,13 @@ def signals(results: StudyResult | dict[str, Any]) -> Signals:
     return Signals(delta, red, bi, np.array([b not in protected for b in range(n)]))
 
 
-def detail_budget(results: StudyResult | dict[str, Any]) -> int:
+def detail_budget(results: StudyResult) -> int:
     """The budget the attribution looks at: the study's detail budget, else its largest budget.
 
     Raises:
         ValueError: the study has no cells.
     """
-    r = as_study(results)
+    r = results
     budgets = sorted({c.budget for c in r.cells})
     if not budgets:
         raise ValueError("the study has no cells")
@@ -82,7 +82,7 @@ def detail_budget(results: StudyResult | dict[str, Any]) -> int:
     return detail[0] if detail else budgets[-1]
 
 
-def compared_cells(results: StudyResult | dict[str, Any], budget: int | None = None,
+def compared_cells(results: StudyResult, budget: int | None = None,
                    allocation: str = "lorp") -> tuple[StudyCell | None, StudyCell | None]:
     """``(LoRP's cell, the best baseline's cell)`` at ``budget`` (default :func:`detail_budget`).
 
@@ -90,7 +90,7 @@ def compared_cells(results: StudyResult | dict[str, Any], budget: int | None = N
     other method with the lowest geometric mean perplexity at that budget (as in
     :func:`lorp.study.compare.lorp_vs_best_baseline`). Either is ``None`` when absent.
     """
-    r = as_study(results)
+    r = results
     budget = detail_budget(r) if budget is None else budget
     cells = [c for c in r.cells if c.budget == budget]
     lorp = cell(cells, allocation, budget)

@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import ConfigError
-from ..run.study_records import StudyResult, as_study
+from ..run.study_records import StudyResult
 from ..run.sweep import SweepConfig
 from .picks import statistics_picks
 from .sensitivity import mean_pairwise_jaccard, stability
@@ -92,7 +92,7 @@ def rule_jaccard(record: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def seed_jaccard(results: StudyResult | dict[str, Any]) -> dict[str, float]:
+def seed_jaccard(results: StudyResult) -> dict[str, float]:
     """Per method run at several seeds: the mean over budgets of its across-seed Jaccard."""
     rows = stability(results)
     out: dict[str, list[float]] = {}
@@ -111,9 +111,9 @@ def corpus_verdict(record: Mapping[str, Any]) -> tuple[float, float, bool] | Non
     return c, r, c < r
 
 
-def calibration_corpus_markdown(results: StudyResult | dict[str, Any]) -> str:
+def calibration_corpus_markdown(results: StudyResult) -> str:
     """Markdown (``calibration_corpus.md``): each method's picks per corpus, the three Jaccard figures, the answer."""
-    r = as_study(results)
+    r = results
     rec = r.calibration_corpora
     if not rec:
         return "_No calibration-corpus axis in this run (set calibration_corpora)._\n"
@@ -146,13 +146,13 @@ def calibration_corpus_markdown(results: StudyResult | dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def calibration_corpus_summary(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
+def calibration_corpus_summary(studies: Mapping[str, StudyResult]) -> str:
     """Markdown across models: corpus, seed and rule Jaccard per model, and whether the corpus moves picks more."""
     lines = ["| model | Jaccard across corpora | across seeds | across methods (rule) | corpus moves picks more |",
              "|---|---:|---:|---:|---|"]
     got = 0
     for name, res in studies.items():
-        r = as_study(res)
+        r = res
         if not r.calibration_corpora:
             continue
         v = corpus_verdict(r.calibration_corpora)

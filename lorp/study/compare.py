@@ -8,7 +8,7 @@ from typing import Any
 from ..evaluate.accuracy_uncertainty import compare_accuracy
 from ..evaluate.perplexity_uncertainty import compare_perplexity
 from ..evaluate.uncertainty import holm_decisions
-from ..run.study_records import StudyCell, StudyResult, as_study
+from ..run.study_records import StudyCell, StudyResult
 from .confirmation import confirmed
 from .quality_floor import floor_losses
 from .query import best_baseline, best_baseline_by_accuracy
@@ -52,7 +52,7 @@ def lorp_vs_best_baseline_accuracy(cells: Sequence[StudyCell], allocation: str =
                                    "high": k.high, "decision": k.decision, "mcnemar_p": k.mcnemar.p_value}
 
 
-def winners(results: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
+def winners(results: StudyResult) -> list[dict[str, Any]]:
     """Per budget: the method with the lowest geometric mean perplexity and (where measured) the highest mean accuracy.
 
     Tied methods are all named, comma-separated, best first. With per-window NLL
@@ -67,7 +67,7 @@ def winners(results: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
     measured; ``*_intervals`` say whether ties were judged by intervals; the ``lorp_vs_*`` entries are
     :func:`lorp_vs_best_baseline` and :func:`lorp_vs_best_baseline_accuracy`, ``None`` where unavailable).
     """
-    r = as_study(results)
+    r = results
     out = []
     for b in sorted({c.budget for c in r.cells}):
         cells = sorted((c for c in r.cells if c.budget == b), key=lambda c: (c.mean_perplexity, c.method))  # as query
@@ -176,7 +176,7 @@ def _status(outcomes: Sequence[str]) -> str:
     return "fails" if outcomes.count("loses") > len(outcomes) / 2 else "undecided"
 
 
-def verdict_pairs_tested(studies: Mapping[str, StudyResult | dict[str, Any]]) -> dict[str, Any]:
+def verdict_pairs_tested(studies: Mapping[str, StudyResult]) -> dict[str, Any]:
     """The verdict's counts: LoRP against the paper's baselines in every (model, budget) setting, Holm-corrected.
 
     Returns ``{"perplexity": [outcome per setting], "accuracy": [outcome per detail setting],
@@ -184,7 +184,7 @@ def verdict_pairs_tested(studies: Mapping[str, StudyResult | dict[str, Any]]) ->
     point estimates}, "tests": {criterion: [(setting, p, difference)]}}``; each outcome is ``"wins"``,
     ``"loses"`` or ``"undecided"`` (:func:`verdict` explains the rule).
     """
-    studies = {name: as_study(r) for name, r in studies.items()}
+    studies = {name: r for name, r in studies.items()}
     ppl, acc, best, point = [], [], [], {"perplexity": 0, "accuracy": 0}
     tests: dict[str, list[tuple[int, float, float]]] = {"perplexity": [], "accuracy": []}
     for r in studies.values():
@@ -218,7 +218,7 @@ def verdict_pairs_tested(studies: Mapping[str, StudyResult | dict[str, Any]]) ->
     return {"perplexity": ppl, "accuracy": acc, "best": best, "point": point, "tests": tests}
 
 
-def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
+def verdict(studies: Mapping[str, StudyResult]) -> str:
     """Plain statement of whether the paper's claim holds on these models, whichever way it falls.
 
     The claim tested: at the same budget, LoRP's pruned model has lower perplexity and
@@ -241,7 +241,7 @@ def verdict(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
     Results without any intervals (older runs) get the point-estimate verdict (ties
     count as not beaten) with :data:`NO_WINDOW_NLL`.
     """
-    studies = {name: as_study(r) for name, r in studies.items()}
+    studies = {name: r for name, r in studies.items()}
     tested = verdict_pairs_tested(studies)
     ppl, acc, best, point, tests = (tested[k] for k in ("perplexity", "accuracy", "best", "point", "tests"))
     if not ppl:

@@ -17,21 +17,21 @@ from ..evaluate.perplexity import Perplexity, geometric_mean_perplexity
 from ..evaluate.perplexity_uncertainty import compare_per_corpus, compare_perplexity
 from ..evaluate.uncertainty import holm, holm_decisions
 from ..run.confirmation import confirm
-from ..run.study_records import StudyResult, as_study
+from ..run.study_records import StudyResult
 from ..run.sweep import SweepConfig
 from .formatting import fmt_number, interval_method, fmt_ratio_ci, fmt_times
 from .load import per_sample
 from .query import best_baseline
 
 
-def verdict_pairs(results: StudyResult | dict[str, Any], allocation: str = "lorp", selectors: Sequence[str] = (),
+def verdict_pairs(results: StudyResult, allocation: str = "lorp", selectors: Sequence[str] = (),
                   baselines: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Per budget (first seed): LoRP, the best baseline chosen on the screening windows, and each selector.
 
     Baselines are ``baselines`` (default: every method other than ``allocation`` and ``selectors``). Returns rows
     ``{"method", "budget", "role", "pruned"}`` with ``role`` in ``"lorp"``, ``"best baseline"``, ``"selector"``.
     """
-    r = as_study(results)
+    r = results
     rows = []
     for b in sorted({c.budget for c in r.cells}):
         cells = [c for c in r.cells if c.budget == b]
@@ -79,12 +79,12 @@ class ConfirmationRow:
         self.window_tokens, self.mean_perplexity = entry.get("window_tokens"), entry["mean_perplexity"]
 
 
-def confirmed(results: StudyResult | dict[str, Any], role: str = "lorp") -> list[dict[str, Any]]:
+def confirmed(results: StudyResult, role: str = "lorp") -> list[dict[str, Any]]:
     """Per budget: the ``role`` method (``"lorp"`` or ``"selector"``) against the best baseline on the confirmation
     windows: ``{"budget", "method", "baseline", "comparison", "per_corpus", "p_holm", "decision"}``; the
     decisions and ``p_holm`` are Holm-corrected over the budgets (and selectors) of this model. Empty without a
     confirmation set."""
-    r = as_study(results)
+    r = results
     conf = r.confirmation or {}
     out = []
     for b in sorted({e["budget"] for e in conf.get("cells", [])}):
@@ -104,9 +104,9 @@ def confirmed(results: StudyResult | dict[str, Any], role: str = "lorp") -> list
     return out
 
 
-def confirmation_markdown(results: StudyResult | dict[str, Any]) -> str:
+def confirmation_markdown(results: StudyResult) -> str:
     """Markdown: the verdict pairs on the confirmation windows, per corpus and on the geometric mean, with Holm."""
-    r = as_study(results)
+    r = results
     if not r.confirmation:
         return ("_No confirmation set: these results were computed before held-out confirmation windows existed "
                 "(or with none asked for); the verdict rests on the screening windows that chose the best "

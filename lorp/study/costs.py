@@ -14,10 +14,9 @@ calibration pass reports the original cost, not its own.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from ..evaluate.compute_floor import variant_flops
-from ..run.study_records import StudyResult, as_study
+from ..run.study_records import StudyResult
 
 STAGES = ("load model", "calibration pass", "selection", "SLEB selection", "attribution profile", "perplexity (dense)",
           "perplexity (pruned)", "zero-shot", "decode speed", "confirmation windows", "random floor",
@@ -25,7 +24,7 @@ STAGES = ("load model", "calibration pass", "selection", "SLEB selection", "attr
           "other (notebook, figures, reports)")
 
 
-def stage_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
+def stage_seconds(results: StudyResult) -> dict[str, float]:
     """Seconds per stage of one model's study (``results.json``), keyed as :data:`STAGES`.
 
     ``"perplexity (pruned)"`` is also split per method under ``"perplexity: <method>"``
@@ -36,7 +35,7 @@ def stage_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
     Every run seed's cells count (:attr:`StudyResult.all_cells`), and the extra seeds' calibration
     passes. Raises nothing; missing timings count 0.
     """
-    r = as_study(results)
+    r = results
     cs = r.compute_seconds or {}
     dense_stages = cs.get("dense_stages") or {}
     out = dict.fromkeys(STAGES, 0.0)
@@ -91,7 +90,7 @@ def stage_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
 FLOOR_STAGES = ("perplexity (dense)", "perplexity (pruned)", "confirmation windows", "random floor")
 
 
-def stage_floor_seconds(results: StudyResult | dict[str, Any]) -> dict[str, float]:
+def stage_floor_seconds(results: StudyResult) -> dict[str, float]:
     """The floor of each perplexity stage of one model's study, seconds: its FLOPs / the recorded matmul rate.
 
     FLOPs per :func:`lorp.evaluate.compute_floor.variant_flops`: the dense pass over the screening windows;
@@ -101,7 +100,7 @@ def stage_floor_seconds(results: StudyResult | dict[str, Any]) -> dict[str, floa
     stages of :data:`FLOOR_STAGES` that ran. Empty for records written before the floor was kept
     (``perplexity_reuse["floor"]``).
     """
-    r = as_study(results)
+    r = results
     reuse = r.perplexity_reuse or {}
     floor = reuse.get("floor")
     if not floor:
@@ -127,7 +126,7 @@ def stage_floor_seconds(results: StudyResult | dict[str, Any]) -> dict[str, floa
     return out
 
 
-def stage_markdown(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
+def stage_markdown(studies: Mapping[str, StudyResult]) -> str:
     """Markdown table: seconds per stage (rows) for each model and in total (columns), each stage's share of the
     whole (per-method perplexity rows: their share, already inside "perplexity (pruned)") and, for the perplexity
     stages, the measured time over its floor (:func:`stage_floor_seconds`, summed over the models that recorded
@@ -149,7 +148,7 @@ def stage_markdown(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
         ratio = (f"{sum(per[n][stage] for n in with_floor) / sum(floors[n][stage] for n in with_floor):.2f}"
                  if with_floor else "–")
         lines.append(f"| {label} | " + " | ".join(f"{v:.0f}" for v in vals) + f" | {sum(vals):.0f} | {share} | {ratio} |")
-    walls = [float(as_study(studies[n]).wall_time_s or 0.0) for n in names]
+    walls = [float(studies[n].wall_time_s or 0.0) for n in names]
     lines.append("| **to compute** (the stages above) | " + " | ".join(f"**{w:.0f}**" for w in computed)
                  + f" | **{whole:.0f}** | 100 % | |")
     lines.append("| wall time of the run that wrote this report (short when it reused finished cells) | "

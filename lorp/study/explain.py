@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
 from ..evaluate.accuracy_uncertainty import accuracy_intervals
-from ..run.study_records import StudyResult, as_study
+from ..run.study_records import StudyResult
 from .attribution import compared_cells, detail_budget, first_order_damage, rank_of, signals, spearman
 from .formatting import NO_ITEM_RESULTS, NO_WINDOW_NLL, fmt_blocks, fmt_number, interval_method, fmt_times, shown
 from .compare import winners
@@ -18,7 +17,7 @@ from .quality_floor import floor_losses
 NO_ATTRIBUTION = "_No single-block removal profile in this run (set attribution=True and rerun; finished cells are reused)._"
 
 
-def attribution_markdown(results: StudyResult | dict[str, Any], budget: int | None = None,
+def attribution_markdown(results: StudyResult, budget: int | None = None,
                          allocation: str = "lorp") -> str:
     """Markdown: which of the removed blocks do the damage, LoRP's set against the best baseline's.
 
@@ -35,7 +34,7 @@ def attribution_markdown(results: StudyResult | dict[str, Any], budget: int | No
 
     Returns :data:`NO_ATTRIBUTION` for a study without the profile.
     """
-    r = as_study(results)
+    r = results
     if r.attribution is None or not r.cells:
         return NO_ATTRIBUTION + "\n"
     a, sig = r.attribution, signals(r)
@@ -94,9 +93,9 @@ def attribution_markdown(results: StudyResult | dict[str, Any], budget: int | No
     return "\n".join(lines) + "\n"
 
 
-def reading(results: StudyResult | dict[str, Any]) -> str:
+def reading(results: StudyResult) -> str:
     """A plain-language reading of one model's study (Markdown): who wins where, by how much, and how sure."""
-    r = as_study(results)
+    r = results
     name, n = r.model["name"], r.num_blocks
     lines = [f"**{name}** has RLS {r.rls:.3f}, so LoRP splits its {n} blocks into K = {r.k} "
              f"clusters (eq. 6: RLS ≥ 1.0 → 2, ≥ 0.7 → 3, else 4).", ""]
@@ -141,7 +140,7 @@ def reading(results: StudyResult | dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def why_markdown(studies: Mapping[str, StudyResult | dict[str, Any]], allocation: str = "lorp") -> str:
+def why_markdown(studies: Mapping[str, StudyResult], allocation: str = "lorp") -> str:
     """Markdown: why LoRP loses (or wins) on each model, from the single-block removal profile.
 
     Per model, at the detail budget: LoRP's removed set against the best baseline's, the
@@ -155,7 +154,7 @@ def why_markdown(studies: Mapping[str, StudyResult | dict[str, Any]], allocation
     """
     lines = []
     for name, res in studies.items():
-        r = as_study(res)
+        r = res
         if r.attribution is None or not r.cells:
             lines.append(f"- **{name}**: no single-block removal profile in this report (rerun with attribution on).")
             continue
@@ -186,7 +185,7 @@ def why_markdown(studies: Mapping[str, StudyResult | dict[str, Any]], allocation
             f"{desc or 'none'}{share}. Across removable blocks, the damage of a single removal has Spearman ρ "
             f"{rho_r.rho:+.2f} with LoRP's redundancy r (eq. 8; a good signal would be strongly negative) and "
             f"{rho_bi.rho:+.2f} with Block Influence (a good signal would be strongly positive).")
-    profiles = sorted({a.describe() for a in (as_study(r).attribution for r in studies.values()) if a})
+    profiles = sorted({a.describe() for a in (r.attribution for r in studies.values()) if a})
     intro = ("Which removed blocks account for LoRP's loss, from the single-block removal profile (the calibration "
              "NLL with only that block removed minus the dense NLL, scored on " + ("; ".join(profiles) or "–")
              + "). This is first order: each block's cost alone, added up. Where the sum over a set is much "

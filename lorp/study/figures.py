@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluate.accuracy_uncertainty import accuracy_intervals
-from ..run.study_records import StudyResult, as_study
+from ..run.study_records import StudyResult
 from .attribution import compared_cells, detail_budget, signals
 from .compare import lorp_vs_best_baseline
 from .confirmation import confirmed
@@ -120,7 +120,7 @@ def _save(fig, path):
     return fig
 
 
-def blocks_grid(results: StudyResult | dict[str, Any], path: str | Path | None = None):
+def blocks_grid(results: StudyResult, path: str | Path | None = None):
     """Which blocks each method removes, per budget: rows (method, budget) × columns (block); red = removed.
 
     Args:
@@ -129,7 +129,7 @@ def blocks_grid(results: StudyResult | dict[str, Any], path: str | Path | None =
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
-    results = as_study(results)
+    results = results
     n = results.num_blocks
     cells = sorted(results.cells, key=lambda r: (r.budget, r.method))
     grid = np.zeros((len(cells), n))
@@ -152,11 +152,11 @@ def blocks_grid(results: StudyResult | dict[str, Any], path: str | Path | None =
     return _save(fig, path)
 
 
-def perplexity_vs_budget(results: StudyResult | dict[str, Any], path: str | Path | None = None):
+def perplexity_vs_budget(results: StudyResult, path: str | Path | None = None):
     """Perplexity (log scale) vs budget, one line per method, dense as a dashed reference; one panel per corpus."""
     import matplotlib.pyplot as plt
 
-    results = as_study(results)
+    results = results
     corpora = list(results.dense.perplexity)
     methods = list(dict.fromkeys(r.method for r in results.cells))
     fig, axes = plt.subplots(1, len(corpora), figsize=(5.2 * len(corpora), 4), squeeze=False, constrained_layout=True)
@@ -175,7 +175,7 @@ def perplexity_vs_budget(results: StudyResult | dict[str, Any], path: str | Path
     return _save(fig, path)
 
 
-def zero_shot_bars(results: StudyResult | dict[str, Any], path: str | Path | None = None):
+def zero_shot_bars(results: StudyResult, path: str | Path | None = None):
     """Zero-shot accuracy per task and the average: dense and each method at the detail budget (grouped bars).
 
     Where the results carry per-item correctness, each bar has its 95 % interval as
@@ -186,7 +186,7 @@ def zero_shot_bars(results: StudyResult | dict[str, Any], path: str | Path | Non
     """
     import matplotlib.pyplot as plt
 
-    results = as_study(results)
+    results = results
     rows = [r for r in results.cells if r.zero_shot]
     dense = results.dense.zero_shot
     if not rows or not dense:
@@ -220,11 +220,11 @@ def zero_shot_bars(results: StudyResult | dict[str, Any], path: str | Path | Non
     return _save(fig, path)
 
 
-def speed_bars(results: StudyResult | dict[str, Any], path: str | Path | None = None):
+def speed_bars(results: StudyResult, path: str | Path | None = None):
     """Parameters and measured decode speed, dense vs pruned (two panels); ``None`` without speed figures."""
     import matplotlib.pyplot as plt
 
-    results = as_study(results)
+    results = results
     rows = [r for r in results.cells if r.speed]
     dense = results.dense
     if not rows or not dense.speed:
@@ -290,7 +290,7 @@ def heatmaps_side_by_side(matrices: dict[str, tuple[np.ndarray, Sequence[int] | 
     return _save(fig, path)
 
 
-def attribution_profile(results: StudyResult | dict[str, Any], path: str | Path | None = None,
+def attribution_profile(results: StudyResult, path: str | Path | None = None,
                         budget: int | None = None, allocation: str = "lorp"):
     """Which removed block does the damage: three aligned panels over the block index.
 
@@ -313,7 +313,7 @@ def attribution_profile(results: StudyResult | dict[str, Any], path: str | Path 
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    r = as_study(results)
+    r = results
     if r.attribution is None or not r.cells:
         return None
     sig, n = signals(r), r.num_blocks
@@ -379,7 +379,7 @@ def attribution_profile(results: StudyResult | dict[str, Any], path: str | Path 
     return _save(fig, path)
 
 
-def verdict_chart(studies: dict[str, StudyResult | dict[str, Any]], path: str | Path | None = None):
+def verdict_chart(studies: dict[str, StudyResult], path: str | Path | None = None):
     """LoRP's perplexity over the best baseline's, per model and budget, with 95 % intervals (log scale).
 
     Each point is the geometric mean perplexity ratio with its paired t-interval on the held-out
@@ -391,7 +391,7 @@ def verdict_chart(studies: dict[str, StudyResult | dict[str, Any]], path: str | 
 
     points = []  # (label, ratio, low, high, held out)
     for name, res in studies.items():
-        r = as_study(res)
+        r = res
         held = {o["budget"]: o["comparison"] for o in confirmed(r)}
         for b in sorted({c.budget for c in r.cells}):
             if b in held:

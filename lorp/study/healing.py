@@ -37,7 +37,7 @@ from ..evaluate.uncertainty import holm, holm_decisions
 from ..plugins.registry import load_registry
 from ..run.healed_sets import heal_sets
 from ..run.healing import check_healers
-from ..run.study_records import StudyCell, StudyResult, as_study
+from ..run.study_records import StudyCell, StudyResult
 from ..run.sweep import SweepConfig
 from .attribution import detail_budget
 from .confirmation import ConfirmationRow, confirmation_row, verdict_pairs
@@ -117,7 +117,7 @@ def gap_closed(dense: float, unhealed: float, healed: float) -> float:
     return math.log(unhealed / healed) / gap if gap else float("nan")
 
 
-def best_healed_baseline(results: StudyResult | dict[str, Any]) -> dict[str, Any] | None:
+def best_healed_baseline(results: StudyResult) -> dict[str, Any] | None:
     """The baseline in the form a practitioner would ship, chosen on calibration data only: among its unhealed
     form and each healer's, the lowest held-out calibration NLL (ties: the unhealed form, then the healers'
     order). Forms without that figure (a healer with a fixed setting) are not candidates; with none, the
@@ -127,7 +127,7 @@ def best_healed_baseline(results: StudyResult | dict[str, Any]) -> dict[str, Any
         ``{"method", "healer" ("none": unhealed), "holdout_nll", "screening": StudyCell, "confirmation":
         ConfirmationRow or None}``, or ``None`` when the grid has no baseline.
     """
-    r = as_study(results)
+    r = results
     grid = r.healing or {}
     entries = [e for e in grid.get("cells", []) if e["role"] == "best baseline"]
     if not entries:
@@ -149,7 +149,7 @@ def best_healed_baseline(results: StudyResult | dict[str, Any]) -> dict[str, Any
             "confirmation": confirmation}
 
 
-def healing_rows(results: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
+def healing_rows(results: StudyResult) -> list[dict[str, Any]]:
     """Per (method, healer) of the grid: perplexity unhealed and healed, the gap closed with its interval, what
     the healer kept, and the comparisons against the same baseline healed alike and against the best healed
     baseline (:func:`best_healed_baseline`), on the screening windows and on the confirmation windows.
@@ -163,7 +163,7 @@ def healing_rows(results: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
     :func:`lorp.evaluate.accuracy_uncertainty.compare_accuracy`'s average, or ``None``. ``p_holm`` and
     ``decision`` (LoRP rows with a confirmation comparison) are Holm-corrected over those rows of this model.
     """
-    r = as_study(results)
+    r = results
     grid = r.healing or {}
     budget = grid.get("budget")
     plain = {c.method: c for c in r.cells if c.budget == budget}
@@ -234,9 +234,9 @@ def _decided(decision: str | None) -> str:
         decision or "", "no difference was shown after healing")
 
 
-def healing_answers(results: StudyResult | dict[str, Any]) -> list[str]:
+def healing_answers(results: StudyResult) -> list[str]:
     """The grid's answers in words, the held-out verdict first (empty without a grid)."""
-    r = as_study(results)
+    r = results
     rows = healing_rows(r)
     if not rows:
         return []
@@ -276,9 +276,9 @@ def healing_answers(results: StudyResult | dict[str, Any]) -> list[str]:
     return out
 
 
-def healing_markdown(results: StudyResult | dict[str, Any]) -> str:
+def healing_markdown(results: StudyResult) -> str:
     """``healing.md``: the answers (held-out verdict first), what ran where, then the grid table."""
-    r = as_study(results)
+    r = results
     grid = r.healing
     if not grid:
         return "_No healing grid: the study ran without healers (`healers`)._\n"
@@ -322,7 +322,7 @@ def healing_markdown(results: StudyResult | dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def healing_summary(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
+def healing_summary(studies: Mapping[str, StudyResult]) -> str:
     """The summary's ``healing.md``: per model and healer, the answers in one row each (models without a grid are
     listed as such)."""
     lines = ["| model | budget | healer | LoRP ÷ best healed baseline, confirmation windows (Holm) | "
@@ -331,7 +331,7 @@ def healing_summary(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
              "|---|---:|---|---|---|---|---|---|---|"]
     missing = []
     for name, results in studies.items():
-        r = as_study(results)
+        r = results
         rows = healing_rows(r)
         if not rows:
             missing.append(name)

@@ -19,7 +19,7 @@ from typing import Any
 from ..evaluate.perplexity import Perplexity, geometric_mean_perplexity
 from ..evaluate.perplexity_uncertainty import compare_perplexity
 from ..run.screening import random_floor
-from ..run.study_records import StudyCell, StudyResult, as_study
+from ..run.study_records import StudyCell, StudyResult
 from ..run.sweep import SweepConfig
 from .attribution import detail_budget
 from .formatting import fmt_blocks, fmt_number, interval_method, fmt_ratio_ci
@@ -60,13 +60,13 @@ def add_random_floor(results: StudyResult, config: SweepConfig, folder: str | Pa
     return record
 
 
-def floor_cells(results: StudyResult | dict[str, Any]) -> list[StudyCell]:
+def floor_cells(results: StudyResult) -> list[StudyCell]:
     """The random floor's draws as study rows (empty without a floor)."""
-    floor = as_study(results).random_floor or {}
+    floor = results.random_floor or {}
     return [StudyCell.from_json(d) for d in floor.get("draws", [])]
 
 
-def floor_summary(results: StudyResult | dict[str, Any]) -> dict[str, Any] | None:
+def floor_summary(results: StudyResult) -> dict[str, Any] | None:
     """``{"budget", "draws", "median", "low", "high"}`` of the random draws' geometric mean perplexity; ``None``
     without a floor."""
     cells = floor_cells(results)
@@ -77,14 +77,14 @@ def floor_summary(results: StudyResult | dict[str, Any]) -> dict[str, Any] | Non
             "high": max(ppl)}
 
 
-def floor_losses(results: StudyResult | dict[str, Any], allocation: str = "lorp") -> dict[str, list[int]]:
+def floor_losses(results: StudyResult, allocation: str = "lorp") -> dict[str, list[int]]:
     """Budgets where LoRP loses to a floor: ``{"`last`": [...], "the random median": [...]}``.
 
     Against ``last``: the paired t-interval of LoRP's geometric mean perplexity over ``last``'s lies
     wholly above 1 (screening windows). Against the random floor: LoRP's geometric mean perplexity is
     above the median of the draws at their budget (a place in a distribution, not a test).
     """
-    r = as_study(results)
+    r = results
     out: dict[str, list[int]] = {"`last`": [], "the random median": []}
     for b in sorted({c.budget for c in r.cells}):
         lorp = next((c for c in r.cells if c.method == allocation and c.budget == b), None)
@@ -100,10 +100,10 @@ def floor_losses(results: StudyResult | dict[str, Any], allocation: str = "lorp"
     return out
 
 
-def floor_markdown(results: StudyResult | dict[str, Any], allocation: str = "lorp") -> str:
+def floor_markdown(results: StudyResult, allocation: str = "lorp") -> str:
     """Markdown: the random draws (median and range), every method at their budget placed against them, every
     method against ``last`` at each budget, and in words where LoRP loses to either."""
-    r = as_study(results)
+    r = results
     lines = []
     floor, cells = floor_summary(r), floor_cells(r)
     if floor:

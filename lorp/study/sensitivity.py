@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..run.records import CellResult
-from ..run.study_records import StudyResult, SweepRecord, as_study
+from ..run.study_records import StudyResult, SweepRecord
 from .picks import statistics_picks
 
 #: What :func:`sensitivity_markdown` says for a study without several seeds.
@@ -87,7 +87,7 @@ def seed_runs(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
     return out
 
 
-def stability(results: StudyResult | Mapping[str, Any]) -> list[dict[str, Any]]:
+def stability(results: StudyResult) -> list[dict[str, Any]]:
     """One row per (method, budget) in cell order, over the seeds of :attr:`StudyResult.seeds`.
 
     Methods run at a single seed (:attr:`lorp.run.sweep.SweepConfig.seed_methods`) have no row.
@@ -96,7 +96,7 @@ def stability(results: StudyResult | Mapping[str, Any]) -> list[dict[str, Any]]:
     (number of different removed sets), ``perplexity`` (``{seed: geometric mean perplexity over
     corpora}``), ``ppl_mean``, ``ppl_min``, ``ppl_max``. Empty for a one-seed study.
     """
-    r = as_study(results)
+    r = results
     seeds = [int(s) for s in r.seeds]
     if len(seeds) < 2:
         return []
@@ -121,7 +121,7 @@ def _num(x: float | None, digits: int = 3) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
-def sensitivity_markdown(results: StudyResult | Mapping[str, Any]) -> str:
+def sensitivity_markdown(results: StudyResult) -> str:
     """Markdown for one model: is the selection stable across calibration draws?
 
     Sections: per-seed calibration (tokens, max |ΔS| vs the first seed, RLS, K), then
@@ -130,7 +130,7 @@ def sensitivity_markdown(results: StudyResult | Mapping[str, Any]) -> str:
     corpora across seeds (mean, min–max). A study without several seeds (or written
     before seeds drew calibration) gives :data:`ONE_SEED`.
     """
-    r = as_study(results)
+    r = results
     if len(r.seeds) < 2:
         return ONE_SEED
     seeds = list(r.seeds)
@@ -188,10 +188,10 @@ def picks_with_more_data(base: Any, methods: Sequence[str], budgets: Sequence[in
     return {"num_samples": num_samples, "seq_len": base.seq_len, **out}
 
 
-def more_data_markdown(results: StudyResult | Mapping[str, Any], more: Mapping[str, Any]) -> str:
+def more_data_markdown(results: StudyResult, more: Mapping[str, Any]) -> str:
     """Markdown: each method's picks at the study's calibration size (first seed) against ``more``
     (:func:`picks_with_more_data`), with their Jaccard index."""
-    r = as_study(results)
+    r = results
     n0, n1 = r.config.get("num_samples", "?"), more["num_samples"]
     lines = [f"Calibration {n0} × {more['seq_len']} tokens (the study, first seed) against {n1} × {more['seq_len']} "
              f"(same draw, more sequences): RLS {_num(r.rls)} → {_num(more.get('rls'))}, K {r.k} → {more.get('k')}. "

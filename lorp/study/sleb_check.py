@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..evaluate.perplexity_uncertainty import compare_perplexity
 from ..run.screening import scoring_tokens, sleb_at
-from ..run.study_records import StudyCell, StudyResult, as_study
+from ..run.study_records import StudyCell, StudyResult
 from ..run.sweep import SweepConfig
 from .attribution import detail_budget
 from .quality_floor import study_cell
@@ -62,9 +62,9 @@ def add_sleb_check(results: StudyResult, config: SweepConfig, folder: str | Path
     return record
 
 
-def sleb_check_markdown(results: StudyResult | dict[str, Any]) -> str:
+def sleb_check_markdown(results: StudyResult) -> str:
     """Markdown: SLEB's picks and perplexity at both token counts, how much they move, which one the tables use."""
-    r = as_study(results)
+    r = results
     check = r.sleb_check
     if not check:
         return "_No SLEB check in this run (SLEB not among the methods, or sleb_check_factor 0)._\n"

@@ -9,7 +9,7 @@ from ..evaluate.accuracy_uncertainty import POWER, accuracy_intervals, compare_a
 from ..evaluate.perplexity_uncertainty import compare_per_corpus, compare_perplexity, window_series
 from ..evaluate.uncertainty import LEVEL, SAMPLES, SEED, holm
 from ..method.locality import choose_k
-from ..run.study_records import StudyResult, as_study
+from ..run.study_records import StudyResult
 from .formatting import (NO_ITEM_RESULTS, NO_WINDOW_NLL, fmt_number, interval_method, fmt_points_ci, fmt_ratio_ci, fmt_times,
                          windows_per_corpus, shown)
 from .sensitivity import sensitivity_markdown as _sensitivity_markdown
@@ -21,12 +21,12 @@ PAPER_RLS = {"Llama-3.1-8B": 1.149, "OLMo-3-7B": 0.941, "Mistral-Nemo-12B": 0.92
              "Qwen3-14B": 0.644}
 
 
-def sensitivity_markdown(results: StudyResult | dict[str, Any]) -> str:
+def sensitivity_markdown(results: StudyResult) -> str:
     """Is the selection stable across calibration draws? See :func:`lorp.study.sensitivity.sensitivity_markdown`."""
     return _sensitivity_markdown(results)
 
 
-def perplexity_markdown(results: StudyResult | dict[str, Any]) -> str:
+def perplexity_markdown(results: StudyResult) -> str:
     """Markdown: one row per (method, budget) with perplexity per corpus and their geometric mean; best per budget in bold.
 
     With per-window NLL a column gives each method's geometric mean perplexity over the
@@ -35,7 +35,7 @@ def perplexity_markdown(results: StudyResult | dict[str, Any]) -> str:
     a line per budget gives LoRP against the best baseline. Without it (older
     results) the table is the point-estimate one, with :data:`NO_WINDOW_NLL` below.
     """
-    r = as_study(results)
+    r = results
     corpora = list(r.dense.perplexity)
     intervals = any(window_series(c) for c in r.cells)
     head = "| method | budget | " + " | ".join(corpora) + " | geometric mean | " + ("× best [95 % CI] | " if intervals else "")
@@ -67,7 +67,7 @@ def perplexity_markdown(results: StudyResult | dict[str, Any]) -> str:
     return "\n".join(lines) + "\n" + per_corpus_markdown(r)
 
 
-def per_corpus_markdown(results: StudyResult | dict[str, Any], allocation: str = "lorp") -> str:
+def per_corpus_markdown(results: StudyResult, allocation: str = "lorp") -> str:
     """Markdown: per budget, LoRP over the best baseline on each corpus and on their geometric mean (screening windows).
 
     Each entry is the perplexity ratio with its paired 95 % t-interval
@@ -75,7 +75,7 @@ def per_corpus_markdown(results: StudyResult | dict[str, Any], allocation: str =
     :func:`lorp.evaluate.perplexity_uncertainty.compare_perplexity`); the best baseline is the one of lowest
     geometric mean perplexity at the budget. Empty without per-window NLL.
     """
-    r = as_study(results)
+    r = results
     corpora = list(r.dense.perplexity)
     rows = []
     for b in sorted({c.budget for c in r.cells}):
@@ -98,7 +98,7 @@ def per_corpus_markdown(results: StudyResult | dict[str, Any], allocation: str =
                       f"corpora: {interval_method('screening windows')}."]) + "\n"
 
 
-def zero_shot_markdown(results: StudyResult | dict[str, Any]) -> str:
+def zero_shot_markdown(results: StudyResult) -> str:
     """Markdown: zero-shot accuracy (%) per task and average, dense and every method at the detail budget.
 
     With per-item results each accuracy carries its 95 % interval (Wilson per task,
@@ -107,7 +107,7 @@ def zero_shot_markdown(results: StudyResult | dict[str, Any]) -> str:
     interval, exact McNemar p per task). Without them (older results) the table is
     the point-estimate one, with :data:`NO_ITEM_RESULTS` below.
     """
-    r = as_study(results)
+    r = results
     rows = [c for c in r.cells if c.zero_shot]
     dense = r.dense.zero_shot
     if not rows or not dense:
@@ -176,9 +176,9 @@ def _detectable(k: Any) -> str:
     return f"{100 * d:.1f}" if d is not None else f"> {100 * discordant:.0f}"
 
 
-def speed_markdown(results: StudyResult | dict[str, Any]) -> str:
+def speed_markdown(results: StudyResult) -> str:
     """Markdown: parameters, FLOPs per token and measured decode speed, dense vs each pruned model measured."""
-    r = as_study(results)
+    r = results
     dense = r.dense
     rows = [c for c in r.cells if c.speed]
     if not dense.speed or not rows:
@@ -195,11 +195,11 @@ def speed_markdown(results: StudyResult | dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def disclosure_markdown(results: StudyResult | dict[str, Any]) -> str:
+def disclosure_markdown(results: StudyResult) -> str:
     """Markdown: exactly what was measured — checkpoint, calibration, evaluation windows and tokens scored,
     zero-shot items, SLEB's scoring set, seeds and the commit. Fields an older ``results.json`` lacks are
     shown as "not recorded"."""
-    r = as_study(results)
+    r = results
     cfg, m = r.config, r.model
     na = "not recorded"
     ckpt = m.get("checkpoint") or (f"{m.get('spec')} ({m.get('source')}, {m.get('dtype')})")
@@ -247,11 +247,11 @@ def _code_line(plugins: Mapping[str, Mapping[str, Any]]) -> str:
     return "- **Methods' code** (cached cells are keyed by it): " + "; ".join(parts) + "."
 
 
-def rls_markdown(studies: Mapping[str, StudyResult | dict[str, Any]]) -> str:
+def rls_markdown(studies: Mapping[str, StudyResult]) -> str:
     """Markdown: RLS and K of each studied model, then the paper's values."""
     lines = ["| model | architecture | blocks | RLS | K | source |", "|---|---|---:|---:|---:|---|"]
     for name, r in studies.items():
-        r = as_study(r)
+        r = r
         lines.append(f"| {name} | {r.model.get('model_type', '')} | {r.num_blocks} | {r.rls:.3f} | {r.k} | "
                      f"this study ({r.config['num_samples']} × {r.config['seq_len']} tokens of "
                      f"{r.config['calibration']}) |")
