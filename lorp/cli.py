@@ -151,7 +151,7 @@ def prune(budget, allocation, out, no_save_model, tasks, limit, heal, heal_setti
     """Select blocks (LoRP by default), remove them (optionally healed), and write the pruned model and results.json."""
     from .run.healing import parse_heal_settings
     from .run.prune import run_prune
-    from .study.runner import report_name
+    from .paths import report_name
 
     config = _config(budget=budget, allocation=allocation, save_model=not no_save_model, tasks=tasks, limit=limit,
                      heal=heal, heal_settings=parse_heal_settings(heal_setting), **kw)
@@ -201,7 +201,7 @@ def eval_(pruned_from, budget, allocation, tasks, limit, out, **kw):
     from .model.pruning import blocks_removed
     from .run.prune import run_prune
     from .store.atomic import write_json
-    from .study.runner import report_name
+    from .paths import report_name
 
     if pruned_from is not None and budget is not None:
         raise ConfigError("give either --pruned-from or --budget, not both")
@@ -303,7 +303,7 @@ def sweep(methods, budgets, seeds, seed_methods, healers, attribution, out, exec
     from .run.executors import make_executor
     from .run.sweep import SweepConfig, run_sweep
     from .study.parameters import split_list
-    from .study.runner import report_name
+    from .paths import report_name
 
     runner = make_executor(executor, address=address, num_workers=num_workers, num_cpus=num_cpus, num_gpus=num_gpus)
     config = SweepConfig(base=_config(save_model=False, **kw),

@@ -29,6 +29,11 @@ REPORTS_DIR = REPO_ROOT / "reports" if CHECKOUT else Path.cwd() / "reports"
 PLUGINS_DIR = REPO_ROOT / "plugins" if CHECKOUT else Path.cwd() / "plugins"
 
 
+def report_name(model: str) -> str:
+    """Folder name of a model's report (and default run folders): the model argument with ``/`` made safe."""
+    return model.rstrip("/").replace("/", "--").lstrip(".-") or "model"
+
+
 def cache_dir() -> Path:
     """Return the cache directory (created if missing).
 

@@ -7,7 +7,7 @@ from lorp.run.study_records import StudyResult
 from lorp.study.ablation import ABLATION_SCHEMA
 from lorp.study.answer import MAX_LINES, answer_lines
 from lorp.study.compare import verdict_pairs_tested
-from lorp.study.runner import write_index
+from lorp.study.index import write_index
 
 WOBBLE = [0.3, -0.3, 0.2, -0.2, 0.1, -0.1]
 

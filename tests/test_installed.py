@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 CHECK = """
 import lorp, lorp.paths as paths
 from lorp.study.parameters import STUDY_NOTEBOOK, notebook_defaults, notebook_parameters
-from lorp.study.runner import check_study_parameters
+from lorp.study.checks import check_study_parameters
 from lorp.study.variants import load_preset
 assert not paths.CHECKOUT and STUDY_NOTEBOOK.is_file(), (paths.REPO_ROOT, STUDY_NOTEBOOK)
 known = notebook_parameters(STUDY_NOTEBOOK)

@@ -1,4 +1,5 @@
-"""Run the study notebooks headlessly with papermill; write per-model reports, the summary and the index.
+"""Run the study notebooks headlessly with papermill; write per-model reports, the summary and the index
+(rendered by :mod:`lorp.study.index`; the parameters checked by :mod:`lorp.study.checks`).
 
 ``reports/<model>/`` comes from ``notebooks/lorp_study.ipynb`` (one per model),
 ``reports/summary/`` from ``notebooks/summary.ipynb``, and ``reports/index.md`` /
@@ -9,34 +10,24 @@
 from __future__ import annotations
 
 import functools
-import html
-import json
 import os
-import re
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, LorpError, UnknownNameError
-from ..model.data import load_corpus
-from ..paths import REPORTS_DIR
-from ..plugins.registry import default_registry
-from ..run.healing import check_healers
-from ..run.pipeline import block_metric
+from ..paths import REPORTS_DIR, report_name
 from ..run.progress import ENV as progress_env
 from ..run.progress import Follower
 from ..run.threads import resolve_threads, thread_env
-from ..run.record_schema import STUDY_SCHEMA, schema_of
-from ..run.study_records import StudyResult
 from ..store.atomic import check_output_location, staged_dir, write_text
-from ..store.cache import check_cache_writable
-from .ablation import ablation_config, load_ablations, names
-from .answer import answer_lines
-from .parameters import (ABLATION_NOTEBOOK, STUDY_NOTEBOOK, SUMMARY_NOTEBOOK, evidence_settings, notebook_defaults,
-                         notebook_parameters, study_config)
+from .ablation import names
+from .checks import check_study_parameters
+from .index import write_index
+from .parameters import (ABLATION_NOTEBOOK, STUDY_NOTEBOOK, SUMMARY_NOTEBOOK, notebook_defaults,
+                         notebook_parameters)
 from .variants import load_preset
 
 
@@ -46,11 +37,6 @@ def render_html(notebook: Path, target: Path) -> Path:
 
     body, _ = HTMLExporter().from_filename(str(notebook))
     return write_text(target, body)
-
-
-def report_name(model: str) -> str:
-    """Folder name of a model's report: the model argument with ``/`` made safe."""
-    return model.rstrip("/").replace("/", "--").lstrip(".-") or "model"
 
 
 #: Notebook parameters that name local files or folders (comma-separated where several): a relative one is
@@ -98,40 +84,6 @@ def _cast(params: Mapping[str, Any], known: Mapping[str, dict[str, Any]]) -> dic
                                   f"got {value!r}") from None
         out[name] = value
     return out
-
-
-def check_study_parameters(params: Mapping[str, Any]) -> None:
-    """Check one model's study parameters before any notebook runs: types, values, names, and the model.
-
-    Raises:
-        ConfigError, UnknownNameError: a wrong type or value, an unknown method,
-            metric, clustering, corpus or zero-shot task, or a budget the model cannot
-            take (its block count is read from the bundled table or config.json).
-    """
-    params_for_config = {k: v for k, v in params.items() if k not in ("preset", "out_dir", "work_dir")}
-    config = study_config(params_for_config)
-    check_cache_writable()
-    if params.get("work_dir"):
-        check_output_location(Path(params["work_dir"]))
-    base = config.base
-    registry = default_registry()
-    strategies = [registry.allocation(m) for m in config.methods]
-    for key in ("seed_methods", "detail_methods"):  # filters on the compared methods, but no unknown names
-        for m in names(params.get(key, "")):
-            registry.allocation(m)
-    ablations, selectors = names(params.get("ablations", "")), names(params.get("selectors", ""))
-    if ablations or selectors:
-        ablation_config(params_for_config, ablations, selectors)
-        strategies += [registry.allocation(m) for m in (*ablations, *selectors)]
-    if any(s.uses_clusters for s in strategies):
-        registry.clustering(base.clustering)
-    block_metric(registry, base.similarity)
-    check_healers(registry, params.get("healers", ""), "the study parameter healers")
-    evidence = evidence_settings(params_for_config)
-    for name in (base.calibration, *base.eval_corpora, *evidence["calibration_corpora"]):
-        if name not in registry.components["corpus"]:
-            load_corpus(name, registry)  # a text file: read and split now, so a bad path fails here
-    base.check_against_model(config.budgets)
 
 
 @functools.lru_cache(maxsize=1)
@@ -264,78 +216,3 @@ def _run_all(models, chosen, overrides, root: Path, preset: str, summary: bool, 
         write_index(root, preset=preset, default_root=root == REPORTS_DIR)
         echo(f"index: {root / 'index.html'}")
     return written
-
-
-def _inline_html(markdown: str) -> str:
-    """One Markdown line as HTML: escaped, with ``**bold**`` and ``code`` spans (all the answer lines use)."""
-    text = html.escape(markdown, quote=False)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
-
-
-def write_index(root: str | Path, *, preset: str = "", default_root: bool = True) -> Path:
-    """``index.md`` and ``index.html`` under ``root``: the answer first, then one figure, then the links.
-
-    The first lines are :func:`lorp.study.answer.answer_lines` over the stored ``results.json`` (and
-    ``ablation.json``) under ``root``: does LoRP beat its baselines, why not, how sure, on exactly
-    which checkpoints. Then the summary's ``verdict.png`` where it exists, then every model report and
-    the summary.
-    """
-    root = Path(root)
-    rows, studies = [], {}
-    for res in sorted(root.glob("*/results.json")):
-        data = json.loads(res.read_text())
-        if schema_of(data) != STUDY_SCHEMA:
-            continue
-        r = StudyResult.from_json(data)
-        studies[res.parent.name] = r
-        rows.append((res.parent.name, r.model.get("model_type", ""), r.num_blocks, r.rls, r.k,
-                     r.parameters.get("preset", "")))
-    answer = answer_lines(studies, load_ablations(root, studies))
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    has_summary = (root / "summary" / "summary.html").is_file()
-    figure = (root / "summary" / "verdict.png").is_file()
-    md = ["# LoRP study reports", "", *(f"- {line}" for line in answer), ""]
-    if figure:
-        md += ["![LoRP's perplexity over the best baseline's, per model and budget, with 95 % intervals]"
-               "(summary/verdict.png)", ""]
-    md += ["Locality-Aware Redundancy Pruning (arXiv 2605.27786) and its baselines on real pretrained models.", ""]
-    if has_summary:
-        md += ["**[Summary across models](summary/summary.html)** "
-               "([notebook](summary/summary.ipynb), [verdict](summary/verdict.md), [winners](summary/winners.md), "
-               "[why LoRP loses](summary/why.md), [ablations and our selector](summary/ablation.md), "
-               "[RLS](summary/rls.md), [time per stage](summary/time.md))", ""]
-    md += ["| model | architecture | blocks | RLS | K | preset | report |", "|---|---|---:|---:|---:|---|---|"]
-    for folder, arch, n, rls, k, pre in rows:
-        md.append(f"| {folder} | {arch} | {n} | {rls:.3f} | {k} | {pre} | [HTML]({folder}/study.html) · "
-                  f"[notebook]({folder}/study.ipynb) · [perplexity]({folder}/perplexity.md) · "
-                  f"[ablations]({folder}/ablation.md) · [our selector]({folder}/selector.md) · "
-                  f"[results.json]({folder}/results.json) |")
-    rerun = f"`lorp study --preset {preset or 'default'}" + ("" if default_root else f" --reports {root}") + "`"
-    if preset in ("", "default") and default_root:
-        rerun = f"`make study` (or {rerun})"
-    md += ["", f"Written {stamp}. Rerun with {rerun}; finished work is reused."]
-    write_text(root / "index.md", "\n".join(md) + "\n")
-    body = ["<!doctype html><meta charset='utf-8'><title>LoRP study reports</title>",
-            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:.3em .6em}</style>",
-            "<h1>LoRP study reports</h1>",
-            "<ul>" + "".join(f"<li>{_inline_html(line)}</li>" for line in answer) + "</ul>" if answer else ""]
-    if figure:
-        body.append("<p><img src='summary/verdict.png' alt=\"LoRP's perplexity over the best baseline's\" "
-                    "style='max-width:100%'></p>")
-    body.append("<p>Locality-Aware Redundancy Pruning (arXiv 2605.27786) and its baselines on real pretrained "
-                "models.</p>")
-    if has_summary:
-        body.append("<p><b><a href='summary/summary.html'>Summary across models</a></b></p>")
-    body.append("<table><tr><th>model</th><th>architecture</th><th>blocks</th><th>RLS</th><th>K</th><th>preset</th>"
-                "<th>report</th></tr>")
-    for folder, arch, n, rls, k, pre in rows:
-        f = html.escape(folder)
-        body.append(f"<tr><td>{f}</td><td>{html.escape(arch)}</td><td>{n}</td><td>{rls:.3f}</td><td>{k}</td>"
-                    f"<td>{html.escape(pre)}</td><td><a href='{f}/study.html'>HTML</a> · "
-                    f"<a href='{f}/study.ipynb'>notebook</a> · <a href='{f}/ablation.md'>ablations</a> · "
-                    f"<a href='{f}/selector.md'>our selector</a> · <a href='{f}/results.json'>results.json</a></td></tr>")
-    body += ["</table>", f"<p>Written {stamp}.</p>"]
-    write_text(root / "index.html", "\n".join(body) + "\n")
-    return root / "index.html"
