@@ -77,3 +77,25 @@ def test_without_a_confirmation_set_the_answer_rests_on_the_screening_windows_an
     assert first.startswith("**Does LoRP beat its baselines here? No.** Against ShortGPT and LLM-Streamline")
     assert f"(screening windows; these results have no held-out confirmation set): worse shown in {worse} of 1" in first
     assert answer_lines({}) == []
+
+
+def test_the_index_the_verdict_and_the_reading_state_one_decision():
+    """Where confirmation windows exist they decide: the index's answer, the verdict page's headline and each
+    model's reading give the same outcome; the screening comparison is labelled as not deciding."""
+    from lorp.study.compare import perplexity_decision, verdict
+    from lorp.study.explain import reading
+
+    studies = {"m1": StudyResult.from_json(_results("m1", "M1")), "m2": StudyResult.from_json(_results("m2", "M2"))}
+    decided = perplexity_decision(studies)
+    assert decided["source"] == "confirmation" and decided["outcomes"] == ["loses", "loses"]
+    assert decided["status"] == "fails" and decided["answer"] == "No"
+    assert answer_lines(studies)[0].startswith("**Does LoRP beat its baselines here? No.**")
+    page = verdict(studies)
+    assert page.startswith("**Perplexity (held-out confirmation windows): the paper's claim does not hold")
+    assert "they decide the perplexity verdict" in page and "they chose the rivals" in page
+    text = reading(studies["m1"])
+    assert "screening windows, not corrected for multiple tests" in text
+    assert "on the held-out confirmation windows, which decide," in text and "): LoRP loses." in text
+    screening_only = {"m": StudyResult.from_json(_results("m", "M", confirmation=False))}
+    assert perplexity_decision(screening_only)["source"] == "screening"
+    assert not verdict(screening_only).startswith("**Perplexity (held-out")

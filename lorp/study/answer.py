@@ -22,8 +22,7 @@ from typing import Any
 from ..run.study_records import StudyResult
 from .attribution import compared_cells, detail_budget, signals
 from .calibration_corpus import corpus_verdict
-from .compare import accuracy_sizes, verdict_pairs_tested
-from .confirmation import confirmed
+from .compare import accuracy_sizes, perplexity_decision, verdict_pairs_tested
 from .quality_floor import floor_losses
 from .formatting import fmt_times
 from .sensitivity import stability
@@ -38,11 +37,12 @@ def _range(values: list[float]) -> str:
 
 
 def _perplexity_line(studies: Mapping[str, StudyResult], tested: Mapping[str, Any]) -> str:
-    held = [(name, o) for name, r in studies.items() for o in confirmed(r)]
+    decided = perplexity_decision(studies)
+    answer = decided["answer"]
+    held = [(o["model"], o) for o in decided["held"]]
     if held:
         worse = [o for _, o in held if o["decision"] == "loses"]
         better = [o for _, o in held if o["decision"] == "wins"]
-        answer = "No" if worse and not better else "Yes" if better and not worse else "Not shown"
         ratios = [o["comparison"].ratio for _, o in held]
         lows = [o["comparison"].ratio_low for _, o in held]
         highs = [o["comparison"].ratio_high for _, o in held]
@@ -54,7 +54,6 @@ def _perplexity_line(studies: Mapping[str, StudyResult], tested: Mapping[str, An
     if not ppl:
         return "**Does LoRP beat its baselines here?** These results hold no LoRP cell next to a paper baseline."
     worse, better = ppl.count("loses"), ppl.count("wins")
-    answer = "No" if worse and not better else "Yes" if better and not worse else "Not shown"
     return (f"**Does LoRP beat its baselines here? {answer}.** Against ShortGPT and LLM-Streamline on perplexity "
             f"(screening windows; these results have no held-out confirmation set): worse shown in {worse} of "
             f"{len(ppl)} (model, budget) settings, better shown in {better}, after Holm's correction.")

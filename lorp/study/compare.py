@@ -218,6 +218,33 @@ def verdict_pairs_tested(studies: Mapping[str, StudyResult]) -> dict[str, Any]:
     return {"perplexity": ppl, "accuracy": acc, "best": best, "point": point, "tests": tests}
 
 
+#: How the one decision reads in the index's question and on the verdict page.
+ANSWER = {"holds": "Yes", "fails": "No", "undecided": "Not shown"}
+
+
+def perplexity_decision(studies: Mapping[str, StudyResult]) -> dict[str, Any]:
+    """The one perplexity decision every report states (the index, the verdict page, the reading).
+
+    The held-out confirmation windows decide where the results have them: LoRP against the best baseline that the
+    screening windows chose, per (model, budget), Holm-corrected per model over its budgets
+    (:func:`lorp.study.confirmation.confirmed`). Results without a confirmation set fall back to the screening
+    windows: LoRP against the paper's baselines, Holm-corrected over every setting (:func:`verdict_pairs_tested`).
+    The status is ``holds`` when LoRP wins most settings, ``fails`` when it loses most, else ``undecided``
+    (:data:`ANSWER` words it).
+
+    Returns:
+        ``{"source": "confirmation" | "screening", "outcomes": [per setting], "status", "answer", "held": [the
+        confirmed rows, with their model under "model"]}``.
+    """
+    held = [{**o, "model": name} for name, r in studies.items() for o in confirmed(r)]
+    if held:
+        outcomes, source = [o["decision"] for o in held], "confirmation"
+    else:
+        outcomes, source = verdict_pairs_tested(studies)["perplexity"], "screening"
+    status = _status(outcomes) if outcomes else "undecided"
+    return {"source": source, "outcomes": outcomes, "status": status, "answer": ANSWER[status], "held": held}
+
+
 def verdict(studies: Mapping[str, StudyResult]) -> str:
     """Plain statement of whether the paper's claim holds on these models, whichever way it falls.
 
@@ -250,19 +277,21 @@ def verdict(studies: Mapping[str, StudyResult]) -> str:
         return _point_verdict(studies, ppl, acc, best)
     words = {"holds": "the paper's claim holds on these models", "fails": "the paper's claim does not hold on these models",
              "undecided": "not shown either way on these models and samples"}
-    head = (f"**Perplexity: {words[_status(ppl)]}. Zero-shot accuracy: "
+    decided = perplexity_decision(studies)
+    where = (" (held-out confirmation windows)" if decided["source"] == "confirmation" else "")
+    head = (f"**Perplexity{where}: {words[decided['status']]}. Zero-shot accuracy: "
             + (f"{words[_status(acc)]}.**" if acc else "not measured.**"))
     lines = [head + " The claim: at the same budget, LoRP's pruned model has lower perplexity and higher zero-shot "
              "accuracy than ShortGPT's and LLM-Streamline's. Shown means a difference that survives Holm's correction "
              "over its family of tests (5 % family-wise); not shown is not the same as equal.", "",
-             f"- **Perplexity** (geometric mean over corpora, screening windows; {len(tests['perplexity'])} paired "
-             f"t-tests): LoRP better than both baselines shown in {ppl.count('wins')} of {len(ppl)} (model, budget) "
+             f"- **Perplexity on the screening windows** (geometric mean over corpora; they chose the rivals, so where "
+             f"confirmation windows exist they do not decide; {len(tests['perplexity'])} paired t-tests): LoRP better than both baselines shown in {ppl.count('wins')} of {len(ppl)} (model, budget) "
              f"settings, worse than at least one shown in {ppl.count('loses')}, neither shown in "
              f"{ppl.count('undecided')}. It beats every other method compared in {sum(best)}."]
     held_out = [o["decision"] for r in studies.values() for o in confirmed(r)]
     if held_out:
-        lines.append(f"- **Held-out confirmation windows** (LoRP against the best baseline chosen on the screening "
-                     f"windows; Holm per model over its budgets): worse shown in {held_out.count('loses')} of "
+        lines.insert(2, f"- **Held-out confirmation windows** (they decide the perplexity verdict: LoRP against the "
+                     f"best baseline chosen on the screening windows; Holm per model over its budgets): worse shown in {held_out.count('loses')} of "
                      f"{len(held_out)} settings, better shown in {held_out.count('wins')}, neither shown in "
                      f"{held_out.count('undecided')} (each model's confirmation.md).")
     else:

@@ -11,6 +11,7 @@ from ..run.study_records import StudyResult
 from .attribution import compared_cells, detail_budget, first_order_damage, rank_of, signals, spearman
 from .formatting import NO_ITEM_RESULTS, NO_WINDOW_NLL, fmt_blocks, fmt_number, interval_method, fmt_times, shown
 from .compare import winners
+from .confirmation import confirmed
 from .quality_floor import floor_losses
 
 #: What :func:`attribution_markdown` says for a study without the single-block removal profile.
@@ -100,6 +101,7 @@ def reading(results: StudyResult) -> str:
     lines = [f"**{name}** has RLS {r.rls:.3f}, so LoRP splits its {n} blocks into K = {r.k} "
              f"clusters (eq. 6: RLS ≥ 1.0 → 2, ≥ 0.7 → 3, else 4).", ""]
     rows = winners(r)
+    held = {o["budget"]: o for o in confirmed(r)}  # the decision, where the held-out windows exist
     for w in rows:
         b = w["budget"]
         tied = " (not separable at 95 %)" if w["perplexity_intervals"] and ", " in w["perplexity_winner"] else ""
@@ -110,7 +112,14 @@ def reading(results: StudyResult) -> str:
         v = w["lorp_vs_best_baseline"]
         if v:
             line += (f"; against the best baseline, {v['baseline']}, LoRP's geometric mean perplexity is {fmt_times(v['ratio'])}× "
-                     f"(95 % CI {fmt_times(v['low'])}–{fmt_times(v['high'])}): LoRP {v['decision']}")
+                     f"(95 % CI {fmt_times(v['low'])}–{fmt_times(v['high'])}, screening windows, not corrected for "
+                     f"multiple tests): {shown(v['decision'])}")
+        o = held.get(b)
+        if o is not None:
+            k = o["comparison"]
+            line += (f"; on the held-out confirmation windows, which decide, {fmt_times(k.ratio)}× "
+                     f"(95 % CI {fmt_times(k.ratio_low)}–{fmt_times(k.ratio_high)}, Holm p {o['p_holm']:.2g}): LoRP "
+                     f"{ {'wins': 'wins', 'loses': 'loses'}.get(o['decision'], 'neither wins nor loses (not shown)') }")
         if w["accuracy_winner"] is not None:
             line += (f"; highest mean zero-shot accuracy from **{w['accuracy_winner']}** ({100 * w['accuracy']:.1f} %, "
                      f"dense {100 * r.dense.zero_shot_average:.1f} %"
