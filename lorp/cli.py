@@ -362,7 +362,7 @@ def select(similarity_path, budget, clustering, allocation, k, seed, protect, as
 @main.command()
 @click.option("--preset", default="default", show_default=True,
               help="parameter set from notebooks/variants.yaml: quick (CI, minutes), default (three model "
-                   "families, about 110 min on 2 CPU cores, projected: run seeds 0, 1, 2, ablations, our selector), sensitivity (default with SLEB "
+                   "families, over an hour on 2 CPU cores, reports/performance.md: run seeds 0, 1, 2, ablations, our selector), sensitivity (default with SLEB "
                    "at every seed), "
                    "paper (the paper's protocol, for a GPU)")
 @click.option("--models", "models", multiple=True, metavar="A,B",
