@@ -104,9 +104,11 @@ def reading(results: StudyResult) -> str:
     held = {o["budget"]: o for o in confirmed(r)}  # the decision, where the held-out windows exist
     for w in rows:
         b = w["budget"]
-        tied = " (not separable at 95 %)" if w["perplexity_intervals"] and ", " in w["perplexity_winner"] else ""
+        top, *tied = w["perplexity_winner"].split(", ")
         line = (f"- Budget {b} ({100 * b / n:.0f} % of the blocks): lowest geometric mean perplexity from "
-                f"**{w['perplexity_winner']}**{tied} ({fmt_number(w['perplexity'])}; dense {fmt_number(r.dense.mean_perplexity)})")
+                f"**{top}** ({fmt_number(w['perplexity'])}; dense {fmt_number(r.dense.mean_perplexity)})"
+                + (f", {'not separable from it at 95 %' if w['perplexity_intervals'] else 'tied with it'}: "
+                   f"{', '.join(tied)}" if tied else ""))
         if w["lorp_perplexity"] is not None and "lorp" not in w["perplexity_winner"].split(", "):
             line += f", LoRP {fmt_number(w['lorp_perplexity'])} ({w['lorp_perplexity'] / w['perplexity']:.1f}× the best)"
         v = w["lorp_vs_best_baseline"]
@@ -121,9 +123,12 @@ def reading(results: StudyResult) -> str:
                      f"(95 % CI {fmt_times(k.ratio_low)}–{fmt_times(k.ratio_high)}, Holm p {o['p_holm']:.2g}): LoRP "
                      f"{ {'wins': 'wins', 'loses': 'loses'}.get(o['decision'], 'neither wins nor loses (not shown)') }")
         if w["accuracy_winner"] is not None:
-            line += (f"; highest mean zero-shot accuracy from **{w['accuracy_winner']}** ({100 * w['accuracy']:.1f} %, "
+            top, *tied = w["accuracy_winner"].split(", ")
+            line += (f"; highest mean zero-shot accuracy from **{top}** ({100 * w['accuracy']:.1f} %, "
                      f"dense {100 * r.dense.zero_shot_average:.1f} %"
-                     + (f", LoRP {100 * w['lorp_accuracy']:.1f} %" if w["lorp_accuracy"] is not None else "") + ")")
+                     + (f", LoRP {100 * w['lorp_accuracy']:.1f} %" if w["lorp_accuracy"] is not None else "") + ")"
+                     + (f", {'not separable from it at 95 %' if w['accuracy_intervals'] else 'tied with it'}: "
+                        f"{', '.join(tied)}" if tied else ""))
         v = w["lorp_vs_best_baseline_accuracy"]
         if v:
             line += (f"; LoRP minus the best baseline, {v['baseline']}, on accuracy: {100 * v['difference']:+.1f} "
