@@ -261,6 +261,6 @@ def test_zero_shot_table_states_the_smallest_detectable_difference_and_says_not_
 def test_the_reading_names_the_best_first_and_the_methods_it_cannot_be_told_from_after():
     r = study("m", [cell("lorp", 2, 20.0, 0.25), cell("shortgpt", 2, 15.0, 0.0), cell("angular", 2, 15.0, 0.25)])
     text = reading(r)
-    assert "lowest geometric mean perplexity from **angular** (15.0; dense 10.0), tied with it: shortgpt" in text
-    assert "highest mean zero-shot accuracy from **angular** (25.0 %, dense 60.0 %, LoRP 25.0 %), tied with it: lorp" in text
+    assert "lowest geometric mean perplexity from **angular** (15.0; dense 10.0) (tied with it: shortgpt)" in text
+    assert "highest mean zero-shot accuracy from **angular** (25.0 %, dense 60.0 %, LoRP 25.0 %) (tied with it: lorp)" in text
     assert "shortgpt (25.0" not in text  # shortgpt's 0 % is never shown as the best's 25 %

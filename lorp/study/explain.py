@@ -107,8 +107,8 @@ def reading(results: StudyResult) -> str:
         top, *tied = w["perplexity_winner"].split(", ")
         line = (f"- Budget {b} ({100 * b / n:.0f} % of the blocks): lowest geometric mean perplexity from "
                 f"**{top}** ({fmt_number(w['perplexity'])}; dense {fmt_number(r.dense.mean_perplexity)})"
-                + (f", {'not separable from it at 95 %' if w['perplexity_intervals'] else 'tied with it'}: "
-                   f"{', '.join(tied)}" if tied else ""))
+                + (f" (not separable from it at 95 %: {', '.join(tied)})" if tied and w["perplexity_intervals"]
+                   else f" (tied with it: {', '.join(tied)})" if tied else ""))
         if w["lorp_perplexity"] is not None and "lorp" not in w["perplexity_winner"].split(", "):
             line += f", LoRP {fmt_number(w['lorp_perplexity'])} ({w['lorp_perplexity'] / w['perplexity']:.1f}× the best)"
         v = w["lorp_vs_best_baseline"]
@@ -127,8 +127,8 @@ def reading(results: StudyResult) -> str:
             line += (f"; highest mean zero-shot accuracy from **{top}** ({100 * w['accuracy']:.1f} %, "
                      f"dense {100 * r.dense.zero_shot_average:.1f} %"
                      + (f", LoRP {100 * w['lorp_accuracy']:.1f} %" if w["lorp_accuracy"] is not None else "") + ")"
-                     + (f", {'not separable from it at 95 %' if w['accuracy_intervals'] else 'tied with it'}: "
-                        f"{', '.join(tied)}" if tied else ""))
+                     + (f" (not separable from it at 95 %: {', '.join(tied)})" if tied and w["accuracy_intervals"]
+                        else f" (tied with it: {', '.join(tied)})" if tied else ""))
         v = w["lorp_vs_best_baseline_accuracy"]
         if v:
             line += (f"; LoRP minus the best baseline, {v['baseline']}, on accuracy: {100 * v['difference']:+.1f} "
