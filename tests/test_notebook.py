@@ -116,8 +116,12 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
         assert (e.get("zero_shot_average") is not None) == (e["healer"] == "linear")  # the first healer only
         if e["healer"] == "linear":
             assert e["zero_shot_items"] == {"arc_easy": 4} and len(e["zero_shot_correct"]["arc_easy"]) == 4
+        # never worse than unhealed on the held-out calibration rows; scored on the confirmation windows too
+        assert e["holdout_nll_healed"] <= e["holdout_nll_unhealed"] and len(e["choices"]) == e["maps"]
+        assert all(len(v) == 4 for v in e["confirmation"]["window_nll"].values())
     healing = (report / "healing.md").read_text()
     assert "of lorp's log-perplexity gap to dense" in healing and "against the best healed baseline" in healing
+    assert healing.splitlines()[2].startswith("- On the held-out confirmation windows (4 per corpus), LoRP + `linear`")
     assert "| smollm2-135m | 7 | sequential |" in (tmp_path / "summary" / "healing.md").read_text()
     assert "Ranking with `linear` on both" in healing and "Zero-shot accuracy with `linear` on both" in healing
     summary = tmp_path / "summary"
@@ -127,7 +131,7 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
     why = (summary / "why.md").read_text()  # links ablation.md instead of repeating it
     assert "span-bi-nll" in (summary / "ablation.md").read_text() and "[ablation.md](ablation.md)" in why
     assert "span-bi-nll" not in why
-    assert "Perplexity: " in (summary / "verdict.md").read_text()
+    assert (summary / "verdict.md").read_text().startswith("**Perplexity (held-out confirmation windows): ")
     opening = (tmp_path / "index.md").read_text().splitlines()
     assert opening[2].startswith("- **Does LoRP beat its baselines here?") and "On held-out confirmation windows" in opening[2]
     assert any(line.startswith("- On exactly: SmolLM2-135M-Instruct, Q4_1 GGUF dequantised") for line in opening[:12])
