@@ -13,7 +13,7 @@ the end of the text only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -95,18 +95,18 @@ class HeldOutNLL:
         :meth:`candidate`."""
         if start in self.removed:
             raise ValueError(f"block {start} is removed; start from a kept block")
-        total, count, states = 0.0, 0, []
-        with weights_written(self.model, weights):
-            for row in range(self.ids.shape[0]):
-                kept, logits = block_inputs(self.model, self.ids[row:row + 1], [start], removed=self.removed,
-                                            registry=self.registry)
-                states.append(kept[start])
-                s, n = token_nll(logits, self.ids[row:row + 1], self.mask[row:row + 1])
-                total, count = total + s, count + n
+        states: list[torch.Tensor] = []
+
+        def full_keeping_states(row: int) -> torch.Tensor:
+            kept, logits = block_inputs(self.model, self.ids[row:row + 1], [start], removed=self.removed,
+                                        registry=self.registry)
+            states.append(kept[start])
+            return logits
+
+        nll = self._mean_nll(weights, full_keeping_states)
         self.full_passes += 1
-        self._start, self._weights, self._states = start, dict(weights), states
-        self._prefix_nll = total / max(count, 1)
-        return self._prefix_nll
+        self._start, self._weights, self._states, self._prefix_nll = start, dict(weights), states, nll
+        return nll
 
     def candidate(self, weights: Mapping[str, torch.Tensor]) -> float:
         """Mean held-out NLL with ``weights`` written, which must equal :meth:`prefix`'s in every block before
@@ -118,24 +118,23 @@ class HeldOutNLL:
             self.reuse = abs(again - self._prefix_nll) <= 1e-5 * max(1.0, abs(self._prefix_nll))
         if self.reuse:
             return self._from_states(weights)
+        self.full_passes += 1
+        return self._mean_nll(weights, lambda row: block_inputs(self.model, self.ids[row:row + 1], (),
+                                                                removed=self.removed, registry=self.registry)[1])
+
+    def _from_states(self, weights: Mapping[str, torch.Tensor]) -> float:
+        self.partial_passes += 1
+        return self._mean_nll(weights, lambda row: logits_from(self.model, self._states[row], self._start,
+                                                               self.removed, self.registry))
+
+    def _mean_nll(self, weights: Mapping[str, torch.Tensor], logits_of: Callable[[int], torch.Tensor]) -> float:
+        """Mean token NLL over the held-out rows with ``weights`` written; ``logits_of(row)`` gives one row's
+        logits ``[1, T, V]`` (one row's logits at a time)."""
         total, count = 0.0, 0
         with weights_written(self.model, weights):
             for row in range(self.ids.shape[0]):
-                _, logits = block_inputs(self.model, self.ids[row:row + 1], (), removed=self.removed,
-                                         registry=self.registry)
-                s, n = token_nll(logits, self.ids[row:row + 1], self.mask[row:row + 1])
+                s, n = token_nll(logits_of(row), self.ids[row:row + 1], self.mask[row:row + 1])
                 total, count = total + s, count + n
-        self.full_passes += 1
-        return total / max(count, 1)
-
-    def _from_states(self, weights: Mapping[str, torch.Tensor]) -> float:
-        total, count = 0.0, 0
-        with weights_written(self.model, weights):
-            for row, states in enumerate(self._states):
-                logits = logits_from(self.model, states, self._start, self.removed, self.registry)
-                s, n = token_nll(logits, self.ids[row:row + 1], self.mask[row:row + 1])
-                total, count = total + s, count + n
-        self.partial_passes += 1
         return total / max(count, 1)
 
 

@@ -152,10 +152,13 @@ class EvaluationWork:
         Raises:
             ConfigError: the text holds too few windows beside the screening ones.
         """
-        base, loaded = self.base, self.load()
-        self.context()
-        return {n: confirmation_windows(loaded.tokenizer, load_corpus(n, self.registry), base.eval_seq_len, count,
+        if count not in self._confirmation_windows:  # the grid scores each healed set on them: tokenize once
+            base, loaded = self.base, self.load()
+            self.context()
+            self._confirmation_windows[count] = {
+                n: confirmation_windows(loaded.tokenizer, load_corpus(n, self.registry), base.eval_seq_len, count,
                                         base.eval_tokens) for n in base.eval_corpora}
+        return self._confirmation_windows[count]
 
     def screen(self, removed_sets: Sequence[Sequence[int]]) -> dict[tuple[int, ...], dict[str, Perplexity]]:
         """Perplexity of each removed set on the screening windows (every cell's), outside the sweep's cells.

@@ -56,6 +56,7 @@ class CellWorker(SelectionWork, EvaluationWork):
         self._seed_nll: dict[tuple[int, int, str], Any] = {}
         self._healed_nll: dict[tuple[int, int], HealedCalibrationNLL] = {}
         self._zero_shot_prefix: DensePrefixStates | None = None
+        self._confirmation_windows: dict[int, dict[str, Any]] = {}
         self.load_seconds = 0.0
 
     # -- loading -------------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def _range(values: list[float]) -> str:
 
 
 def _perplexity_line(studies: Mapping[str, StudyResult], tested: Mapping[str, Any]) -> str:
-    decided = perplexity_decision(studies)
+    decided = perplexity_decision(studies, tested)
     answer = decided["answer"]
     held = [(o["model"], o) for o in decided["held"]]
     if held:

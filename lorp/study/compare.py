@@ -222,7 +222,8 @@ def verdict_pairs_tested(studies: Mapping[str, StudyResult]) -> dict[str, Any]:
 ANSWER = {"holds": "Yes", "fails": "No", "undecided": "Not shown"}
 
 
-def perplexity_decision(studies: Mapping[str, StudyResult]) -> dict[str, Any]:
+def perplexity_decision(studies: Mapping[str, StudyResult], tested: Mapping[str, Any] | None = None
+                        ) -> dict[str, Any]:
     """The one perplexity decision every report states (the index, the verdict page, the reading).
 
     The held-out confirmation windows decide where the results have them: LoRP against the best baseline that the
@@ -232,6 +233,8 @@ def perplexity_decision(studies: Mapping[str, StudyResult]) -> dict[str, Any]:
     The status is ``holds`` when LoRP wins most settings, ``fails`` when it loses most, else ``undecided``
     (:data:`ANSWER` words it).
 
+    ``tested``: :func:`verdict_pairs_tested` of ``studies`` where the caller has it already (else computed).
+
     Returns:
         ``{"source": "confirmation" | "screening", "outcomes": [per setting], "status", "answer", "held": [the
         confirmed rows, with their model under "model"]}``.
@@ -240,7 +243,7 @@ def perplexity_decision(studies: Mapping[str, StudyResult]) -> dict[str, Any]:
     if held:
         outcomes, source = [o["decision"] for o in held], "confirmation"
     else:
-        outcomes, source = verdict_pairs_tested(studies)["perplexity"], "screening"
+        outcomes, source = (tested or verdict_pairs_tested(studies))["perplexity"], "screening"
     status = _status(outcomes) if outcomes else "undecided"
     return {"source": source, "outcomes": outcomes, "status": status, "answer": ANSWER[status], "held": held}
 
@@ -277,7 +280,7 @@ def verdict(studies: Mapping[str, StudyResult]) -> str:
         return _point_verdict(studies, ppl, acc, best)
     words = {"holds": "the paper's claim holds on these models", "fails": "the paper's claim does not hold on these models",
              "undecided": "not shown either way on these models and samples"}
-    decided = perplexity_decision(studies)
+    decided = perplexity_decision(studies, tested)
     where = (" (held-out confirmation windows)" if decided["source"] == "confirmation" else "")
     head = (f"**Perplexity{where}: {words[decided['status']]}. Zero-shot accuracy: "
             + (f"{words[_status(acc)]}.**" if acc else "not measured.**"))
