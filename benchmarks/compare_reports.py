@@ -28,7 +28,7 @@ from typing import Any
 import click
 
 #: JSON keys whose values are provenance or wall-clock measurements: they differ between any two runs.
-VOLATILE_KEY = re.compile(r"seconds|_s$|_s_runs$|commit|^location$|^tokens_per_s|^written|^when$|_at$")
+VOLATILE_KEY = re.compile(r"seconds|_s$|_s_runs$|commit|^location$|^tokens_per_s|^written|^when$|_at$|^code_hash$")
 #: Report files that hold only wall-clock measurements (seconds, tokens per second) besides their labels.
 TIMING_FILES = frozenset({"time.md", "speed.md"})
 SUFFIXES = (".md", ".json", ".csv")
@@ -60,6 +60,7 @@ def json_differences(a: Any, b: Any, path: str = "") -> list[str]:
 def masked_lines(text: str, name: str, folder: Path) -> list[str]:
     """The lines of a Markdown or CSV report with provenance (and, in :data:`TIMING_FILES`, numbers) masked."""
     text = _SHA.sub("<commit>", text).replace(str(folder), "<reports>")
+    text = re.sub(r"code hash `[^`]*`", "code hash <hash>", text)
     text = re.sub(r"Written \d{4}-\d\d-\d\d \d\d:\d\d UTC", "Written <when>", text)
     text = re.sub(r"\(\d+ s when computed\)", "(<n> s when computed)", text)
     if name in TIMING_FILES:

@@ -132,6 +132,12 @@ def test_names_and_config_checks():
         ablation_config(params, ["shortgpt"], [])
     with pytest.raises(ConfigError, match="at least one ablation or selector"):
         ablation_config(params, [], [])
+    # the default preset's time cut: our selector at the first run seed only, the study's seeds untouched
+    first = ablation_config({**params, "selector_seeds": "first"}, ["lorp-k2"], ["span-bi-nll"])
+    assert first.seeds_of("span-bi-nll") == (0,) and first.seeds_of("shortgpt") == (0, 1)
+    assert first.identity() == config.identity()
+    with pytest.raises(ConfigError, match="selector_seeds must be 'all' .* or 'first' .*, got 'some'"):
+        ablation_config({**params, "selector_seeds": "some"}, [], ["span-bi-nll"])
 
 
 def test_time_of_the_ablation_notebook_per_model():

@@ -12,10 +12,39 @@ from lorp.run.study_records import StudyResult
 from lorp.run.sweep import SweepConfig, execute_sweep
 from lorp.study.costs import stage_seconds
 from lorp.study.confirmation import confirm_verdict_pairs
+from lorp.errors import ConfigError
 from lorp.study.healing import (add_healing, best_healed_baseline, gap_closed, healing_markdown, healing_rows,
-                                healing_summary)
+                                healing_summary, healed_answer, same_tasks_average)
+from lorp.study.formatting import fmt_times
+from lorp.study.parameters import evidence_settings, healed_zero_shot_tasks
 from lorp.study.load import load_sweep, summarize
 from lorp.testing import make_tiny_model_folder
+
+
+def test_the_unhealed_accuracy_is_averaged_over_the_tasks_scored_after_healing():
+    unhealed = StudyResult.from_json({"model": {}, "num_blocks": 4, "rls": None, "k": None, "config": {},
+                                      "dense": {"perplexity": {"a": 1.0}, "mean_perplexity": 1.0, "parameters": 1},
+                                      "cells": [{"method": "m", "budget": 1, "pruned": [1], "perplexity": {"a": 2.0},
+                                                 "mean_perplexity": 2.0, "parameters": 1,
+                                                 "zero_shot": {"arc_easy": 0.5, "hellaswag": 0.3, "copa": 0.6},
+                                                 "zero_shot_average": 1.4 / 3},
+                                                {"method": "m", "budget": 1, "pruned": [1], "perplexity": {"a": 2.0},
+                                                 "mean_perplexity": 2.0, "parameters": 1,
+                                                 "zero_shot": {"arc_easy": 0.4, "copa": 0.7},
+                                                 "zero_shot_average": 0.55}]}).cells
+    assert same_tasks_average(unhealed[0], unhealed[1]) == pytest.approx((0.5 + 0.6) / 2)
+    assert same_tasks_average(None, unhealed[1]) is None
+    assert same_tasks_average(unhealed[1], unhealed[0]) is None  # hellaswag was not scored unhealed: no pairing
+
+
+def test_healed_zero_shot_tasks_are_among_the_study_s():
+    study = "arc_easy,hellaswag,copa"
+    assert healed_zero_shot_tasks("", study) == ("arc_easy", "hellaswag", "copa")
+    assert healed_zero_shot_tasks("copa, arc_easy", study) == ("arc_easy", "copa")  # the study's order
+    assert healed_zero_shot_tasks("None", study) == ()
+    with pytest.raises(ConfigError, match="healed_zero_shot_tasks piqa not among zero_shot_tasks"):
+        healed_zero_shot_tasks("arc_easy,piqa", study)
+    assert evidence_settings({"healed_zero_shot_tasks": "copa"})["healed_zero_shot_tasks"] == ("copa",)
 
 
 def test_gap_closed_by_hand():
@@ -141,3 +170,29 @@ def test_the_healed_verdict_pair_is_scored_on_the_confirmation_windows_with_holm
     text = healing_markdown(results)
     assert text.splitlines()[2].startswith("- On the held-out confirmation windows (4 per corpus), LoRP + `linear`")
     assert "| tiny | 2 | linear |" in healing_summary({"tiny": results}) and "Holm" in healing_summary({"tiny": results})
+    # the answer the index and the verdict open with: the Holm-corrected counts over (model, healer) settings
+    line = healed_answer({"tiny": results, "twin": results})
+    decisions = [r["decision"] for r in mine] * 2
+    assert line.startswith("**After healing** (`linear`, `sequential`, fitted on calibration data only)")
+    assert (f"worse shown in {decisions.count('loses')} of 4 (model, healer) settings, better shown in "
+            f"{decisions.count('wins')}, after Holm's correction") in line
+    assert f"{fmt_times(min(r['conf_vs_best_healed'].ratio for r in mine))}×" in line
+    assert healed_answer({"bare": StudyResult.from_json({**results.to_json(), "healing": None})}) is None
+
+
+def test_the_healed_answer_names_where_perplexity_and_accuracy_disagree(monkeypatch):
+    import lorp.study.healing as healing
+    from lorp.evaluate.perplexity_uncertainty import PerplexityComparison
+
+    k = PerplexityComparison(difference=math.log(1.5), low=math.log(1.2), high=math.log(1.9), ratio=1.5, ratio_low=1.2,
+                             ratio_high=1.9, level=0.95, windows=16, df=15.0, p_value=0.01)
+    rows = [{"role": "lorp", "healer": "linear", "method": "lorp", "unhealed": 90.0, "healed": 80.0,
+             "accuracy_unhealed": 0.40, "accuracy_healed": 0.42, "conf_vs_best_healed": k, "decision": "loses"},
+            {"role": "best baseline", "healer": "linear", "method": "shortgpt", "unhealed": 60.0, "healed": 50.0,
+             "accuracy_unhealed": 0.483, "accuracy_healed": 0.413, "conf_vs_best_healed": None, "decision": None}]
+    monkeypatch.setattr(healing, "healing_rows", lambda r: rows)
+    line = healing.healed_answer({"m": object()})
+    assert "LoRP's perplexity is 1.50× that baseline's (95 % intervals from 1.20 to 1.90)" in line
+    assert "worse shown in 1 of 1 (model, healer) settings, better shown in 0" in line
+    assert line.endswith("Perplexity and accuracy can disagree after healing: `linear` lowers shortgpt's perplexity "
+                         "on m (60.0 → 50.0) but its zero-shot accuracy falls from 48.3 % to 41.3 %.")

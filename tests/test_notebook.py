@@ -7,6 +7,7 @@ import pytest
 
 from lorp.errors import LorpError
 from lorp.paths import NOTEBOOKS_DIR
+from lorp.run.provenance import code_hash
 from lorp.study.ablation import ablation_config
 from lorp.study.parameters import study_config
 from lorp.study.runner import ABLATION_NOTEBOOK, SUMMARY_NOTEBOOK, notebook_parameters, run_study
@@ -80,10 +81,11 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
         assert a["shared"]
     assert "first-order account" in (report / "attribution.md").read_text()
     assert r["parameters"]["preset"] == "quick" and r["git_commit"] and r["versions"]["lorp"]
+    assert r["code_hash"] == code_hash()  # the code that computed it (issue 43): the summary combines equal ones
     # per-corpus intervals on the screening windows; the verdict pairs on 4 held-out windows per corpus
     assert "### Per corpus: LoRP ÷ best baseline" in (report / "perplexity.md").read_text()
     conf = r["confirmation"]
-    assert r["version"] == 4 and conf["windows"] == 4 and set(conf["dense"]["window_nll"]) == {"ptb", "wiki-paragraphs"}
+    assert r["version"] == 5 and conf["windows"] == 4 and set(conf["dense"]["window_nll"]) == {"ptb", "wiki-paragraphs"}
     assert all(len(v) == 4 for v in conf["dense"]["window_nll"].values())
     assert {(e["role"], e["budget"]) for e in conf["cells"]} == {(role, b) for role in ("lorp", "best baseline")
                                                                 for b in (3, 7)}
@@ -106,7 +108,7 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
     assert "Jaccard across corpora" in (report / "calibration_corpus.md").read_text()
     # the selection x healing grid: the verdict pair at the detail budget, each builtin healer
     grid = r["healing"]
-    assert grid["budget"] == 7 and grid["healers"] == ["linear", "sequential"]
+    assert grid["budget"] == 7 and grid["healers"] == ["linear", "sequential"] and grid["zero_shot_tasks"] == ["arc_easy"]
     assert {(e["role"], e["healer"]) for e in grid["cells"]} == {(role, h) for role in ("lorp", "best baseline")
                                                                 for h in ("linear", "sequential")}
     for e in grid["cells"]:
@@ -135,6 +137,7 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
     opening = (tmp_path / "index.md").read_text().splitlines()
     assert opening[2].startswith("- **Does LoRP beat its baselines here?") and "On held-out confirmation windows" in opening[2]
     assert any(line.startswith("- On exactly: SmolLM2-135M-Instruct, Q4_1 GGUF dequantised") for line in opening[:12])
+    assert any(line.startswith("- **After healing** (`linear`, `sequential`") for line in opening[:12])  # healed too
     index = (tmp_path / "index.html").read_text()
     assert "smollm2-135m/study.html" in index and "summary/summary.html" in index
 

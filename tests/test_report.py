@@ -75,6 +75,21 @@ def test_load_studies_reads_study_reports_and_refuses_missing_ones(tmp_path):
         load_studies(tmp_path / "old")
 
 
+def test_load_studies_refuses_models_computed_by_different_code(tmp_path):
+    for name, h in (("a", "1111aaaa2222bbbb"), ("b", "1111aaaa2222bbbb"), ("c", "9999ffff0000eeee")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({**raw_study(name, []), "code_hash": h}))
+    assert [r.code_hash for r in load_studies(tmp_path, ["a", "b"]).values()] == ["1111aaaa2222bbbb"] * 2
+    with pytest.raises(ConfigError, match=r"different code \(a: 1111aaaa2222bbbb; b: 1111aaaa2222bbbb; "
+                                          r"c: 9999ffff0000eeee\)") as err:
+        load_studies(tmp_path)
+    assert "\n" not in str(err.value)
+    (tmp_path / "d").mkdir()  # a record from before the hash: not the same code either
+    (tmp_path / "d" / "results.json").write_text(json.dumps(raw_study("d", [])))
+    with pytest.raises(ConfigError, match=r"a: 1111aaaa2222bbbb; d: none recorded"):
+        load_studies(tmp_path, ["a", "d"])
+
+
 # -- intervals (lorp.evaluate.uncertainty) -----------------------------------------------------------------------------------
 NOISE = [0.3, -0.3, 0.2, -0.2, 0.1, -0.1]  # per-window departures from the mean token NLL (they sum to 0)
 

@@ -32,12 +32,13 @@ Removed = tuple[int, ...]
 
 def heal_sets(config: SweepConfig, folder: str | Path, removed_sets: Sequence[Sequence[int]], healers: Sequence[str],
               registry: Registry | None = None, executor: SerialExecutor | RayExecutor | None = None,
-              zero_shot_healers: Sequence[str] = (), confirmation: int = 0) -> dict[tuple[Removed, str], Evaluation]:
+              zero_shot_healers: Sequence[str] = (), confirmation: int = 0,
+              zero_shot_tasks: Sequence[str] | None = None) -> dict[tuple[Removed, str], Evaluation]:
     """Each removed set healed by each healer (``none`` included when asked: the unhealed plain evaluation's
     equal, scored the same way), read from ``folder/healing/`` or computed in one worker pool.
 
-    The healers in ``zero_shot_healers`` also get zero-shot accuracy on the sweep's tasks, items drawn with
-    the first run seed as for the detail cells (none when the sweep has no tasks). ``confirmation`` > 0: each
+    The healers in ``zero_shot_healers`` also get zero-shot accuracy on ``zero_shot_tasks`` (``None``: the
+    sweep's tasks), items drawn with the first run seed as for the detail cells (none when there is no task). ``confirmation`` > 0: each
     healed model is also scored on that many held-out confirmation windows per corpus, from the same fit
     (:func:`lorp.run.healing.evaluate_healed`; ``Evaluation.healing["confirmation"]``).
 
@@ -52,7 +53,8 @@ def heal_sets(config: SweepConfig, folder: str | Path, removed_sets: Sequence[Se
     base, seed = config.base, config.cell_seeds[0]
     plain = EvalSettings(corpora=tuple(base.eval_corpora), seq_len=base.eval_seq_len, tokens=base.eval_tokens,
                          batch_size=base.batch_size)
-    detail = replace(plain, zero_shot_tasks=tuple(base.zero_shot_tasks), zero_shot_limit=base.zero_shot_limit,
+    tasks = tuple(base.zero_shot_tasks if zero_shot_tasks is None else zero_shot_tasks)
+    detail = replace(plain, zero_shot_tasks=tasks, zero_shot_limit=base.zero_shot_limit,
                      zero_shot_seed=seed)
     healers = tuple(dict.fromkeys(healers))
     store = CellStore(folder, config.identity(), healing=healing_inputs(registry, base, healers))

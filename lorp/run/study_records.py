@@ -295,13 +295,19 @@ class StudyResult:
         healing: the selection × healing grid (:func:`lorp.study.healing.add_healing`): ``{"budget",
             "healers", "cells": [{**StudyCell JSON, "role", "healer", "fit_seconds", "maps", "evaluation_seconds"}]}``;
             ``None`` without healers.
+        computed_at_commit: the commit whose code computed the sweep's numbers (its ``sweep.json``);
+            git_commit: the checkout that rendered this record (``-dirty`` when its code differs from the commit's).
+        code_hash: :func:`lorp.run.provenance.code_hash` of the checkout that rendered this record (the study
+            notebook computes and renders in one run); the summary combines only models with one hash
+            (:func:`lorp.study.load.load_studies`). ``None`` in records written before it existed.
     """
 
     SCHEMA: ClassVar[str] = STUDY_SCHEMA
     #: 2: screening windows spread over the text, geometric mean, ``confirmation`` kept apart.
     #: 3: ``random_floor``, ``sleb_check`` and ``calibration_corpora`` (absent from older records: ``None``).
     #: 4: ``healing`` (absent from older records: ``None``).
-    VERSION: ClassVar[int] = 4
+    #: 5: ``code_hash`` (:func:`lorp.run.provenance.code_hash`; absent from older records: ``None``).
+    VERSION: ClassVar[int] = 5
 
     model: dict[str, Any]
     num_blocks: int
@@ -322,6 +328,7 @@ class StudyResult:
     versions: dict[str, Any] = field(default_factory=dict)
     computed_at_commit: str | None = None
     git_commit: str | None = None
+    code_hash: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     plugins_used: dict[str, Any] = field(default_factory=dict)

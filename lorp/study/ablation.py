@@ -4,7 +4,8 @@ After a model's study (``notebooks/lorp_study.ipynb``), the ablation notebook ru
 (:mod:`lorp.builtins.ablations`) and our selectors (:mod:`lorp.builtins.selectors`) in the study's own
 sweep folder: same calibration draws, same evaluation windows, so every comparison here is paired and the
 study's cells are reused, not recomputed. Ablations run at the first seed; selectors at every seed the
-study ran, against the baselines at the same seed.
+study ran (``selector_seeds``: ``all``) or at the first only (``first``, the default preset), against the
+baselines at the same seed.
 
 - **Ablation table** (:func:`ablation_rows`): each variant at each budget against LoRP and against the
   best baseline, as geometric-mean perplexity ratios with paired 95 % t-intervals over the screening
@@ -53,12 +54,14 @@ def ablation_config(params: Mapping[str, Any], ablations: Sequence[str], selecto
     """The study's :class:`lorp.run.sweep.SweepConfig` (``params``: its notebook parameters) with the
     ablations and selectors added: same shared settings, hence the same sweep folder and cells.
 
-    Ablations run at the first seed; selectors at every seed; the study's methods as in the study
-    (their cells are already in the folder).
+    Ablations run at the first seed; selectors at every seed (``params["selector_seeds"]`` ``"all"``, the
+    default) or at the first only (``"first"``, the default preset's time cut); the study's methods as in the
+    study (their cells are already in the folder).
 
     Raises:
         ConfigError: no ablation and no selector, a name given as both, one of them among the study's own
-            methods, or a study without a baseline to compare against.
+            methods, a study without a baseline to compare against, or ``selector_seeds`` other than
+            ``all`` or ``first``.
     """
     ablations, selectors = names(ablations), names(selectors)
     if not ablations and not selectors:
@@ -76,8 +79,13 @@ def ablation_config(params: Mapping[str, Any], ablations: Sequence[str], selecto
         raise ConfigError(f"{', '.join(clash)} already among the study's methods; an ablation or selector must be "
                           "compared against the study, not be part of it")
     seeded = study.seed_methods if study.seed_methods is not None else study.methods
+    every = str(params.get("selector_seeds", "all")).strip().lower()
+    if every not in ("all", "first"):
+        raise ConfigError(f"selector_seeds must be 'all' (every run seed) or 'first' (the first seed only), "
+                          f"got {params.get('selector_seeds')!r}")
     where = ablation_budgets(params.get("ablation_budgets", ""), study.budgets, study.detail_budgets)
-    return replace(study, methods=(*study.methods, *ablations, *selectors), seed_methods=(*seeded, *selectors),
+    return replace(study, methods=(*study.methods, *ablations, *selectors),
+                   seed_methods=(*seeded, *selectors) if every == "all" else tuple(seeded),
                    method_budgets=tuple((a, where) for a in ablations if where != study.budgets))
 
 

@@ -4,7 +4,8 @@
 ``ablation.json``) and gives at most ten Markdown lines:
 
 1. does LoRP beat its baselines here, on perplexity (the held-out confirmation windows where
-   the results have them, else the screening windows) and on zero-shot accuracy;
+   the results have them, else the screening windows) and on zero-shot accuracy, unhealed and after
+   healing (:func:`lorp.study.healing.healed_answer`);
 2. where it loses even to the floors (the last blocks, the random draws' median);
 3. why not: the damaging blocks LoRP removes and the ablation that recovers most;
 4. how sure: the intervals, Holm, the seeds;
@@ -25,6 +26,7 @@ from .calibration_corpus import corpus_verdict
 from .compare import accuracy_sizes, perplexity_decision, verdict_pairs_tested
 from .quality_floor import floor_losses
 from .formatting import fmt_times
+from .healing import healed_answer
 from .sensitivity import stability
 
 #: The most lines :func:`answer_lines` gives (the issue's "ten lines a reader can trust in two minutes").
@@ -154,7 +156,8 @@ def answer_lines(studies: Mapping[str, StudyResult],
     if not studies:
         return []
     tested = verdict_pairs_tested(studies)  # the verdict's Holm-corrected counts, computed once
-    lines = [_perplexity_line(studies, tested), _accuracy_line(studies, tested), _floor_line(studies),
+    lines = [_perplexity_line(studies, tested), _accuracy_line(studies, tested), healed_answer(studies),
+             _floor_line(studies),
              _why_line(studies, ablations or {}), _sure_line(studies), _what_line(studies)]
     return [line for line in lines if line][:MAX_LINES]
 

@@ -10,6 +10,7 @@ from ..evaluate.perplexity_uncertainty import compare_perplexity
 from ..evaluate.uncertainty import holm_decisions
 from ..run.study_records import StudyCell, StudyResult
 from .confirmation import confirmed
+from .healing import healed_answer
 from .quality_floor import floor_losses
 from .query import best_baseline, best_baseline_by_accuracy
 from .formatting import NO_WINDOW_NLL, fmt_number, interval_method, fmt_times, shown
@@ -308,6 +309,9 @@ def verdict(studies: Mapping[str, StudyResult]) -> str:
                      "detectable at its size).")
     else:
         lines.append("- **Zero-shot accuracy**: not measured.")
+    healed = healed_answer(studies)
+    if healed:
+        lines.append(f"- {healed} Details: each model's healing.md.")
     floors = [f"{what} on {name} (budget{'s' if len(bs) > 1 else ''} {', '.join(map(str, bs))})"
               for name, r in studies.items() for what, bs in floor_losses(r).items() if bs]
     lines.append("- **Floors**: " + (f"LoRP loses even to {'; '.join(floors)} (each model's floors.md)." if floors

@@ -43,15 +43,17 @@ from .attribution import detail_budget
 from .confirmation import ConfirmationRow, confirmation_row, verdict_pairs
 from .quality_floor import study_cell
 from .load import per_sample
-from .formatting import fmt_blocks, fmt_number, interval_method, fmt_points_ci, fmt_ratio_ci, shown
+from .formatting import fmt_blocks, fmt_number, fmt_points_ci, fmt_ratio_ci, fmt_times, interval_method, shown
 
 
 def add_healing(results: StudyResult, config: SweepConfig, folder: str | Path, healers: Any, registry: Any = None,
-                executor: Any = None, allocation: str = "lorp", budget: int | None = None) -> dict[str, Any] | None:
+                executor: Any = None, allocation: str = "lorp", budget: int | None = None,
+                zero_shot_tasks: Any = None) -> dict[str, Any] | None:
     """Heal the verdict pair at ``budget`` (default: the detail budget) with each of ``healers`` and keep the grid.
 
-    The first healer's healed models also get zero-shot accuracy on the sweep's tasks (the detail cells'
-    items), the others perplexity only: zero-shot is the study's costliest stage. Where ``results`` has a
+    The first healer's healed models also get zero-shot accuracy on ``zero_shot_tasks`` (``None``: the sweep's
+    tasks; each one of them, the detail cells' items), the others perplexity only: zero-shot is the study's
+    costliest stage. Where ``results`` has a
     confirmation set, every healed model is also scored on its windows (same count per corpus).
 
     Args:
@@ -73,8 +75,9 @@ def add_healing(results: StudyResult, config: SweepConfig, folder: str | Path, h
     budget = budget or detail_budget(results)
     pairs = [p for p in verdict_pairs(results, allocation) if p["budget"] == budget]
     windows = int((results.confirmation or {}).get("windows") or 0)
+    tasks = tuple(config.base.zero_shot_tasks if zero_shot_tasks is None else zero_shot_tasks)
     scored = heal_sets(config, folder, [p["pruned"] for p in pairs], names, registry, executor,
-                       zero_shot_healers=names[:1], confirmation=windows)
+                       zero_shot_healers=names[:1], confirmation=windows, zero_shot_tasks=tasks)
     seed = config.cell_seeds[0]
     cells = []
     for p in pairs:
@@ -96,7 +99,8 @@ def add_healing(results: StudyResult, config: SweepConfig, folder: str | Path, h
                           "holdout_nll_healed": record.get("holdout_nll_healed"),
                           "confirmation": None if held is None else confirmation_row(
                               {c: Perplexity(**v) for c, v in held["perplexity"].items()})})
-    record = {"budget": budget, "healers": names, "cells": cells, "confirmation_windows": windows or None}
+    record = {"budget": budget, "healers": names, "cells": cells, "confirmation_windows": windows or None,
+              "zero_shot_tasks": list(tasks)}
     results.healing = record
     return record
 
@@ -197,7 +201,7 @@ def healing_rows(results: StudyResult) -> list[dict[str, Any]]:
                      "vs_best_healed": compare_perplexity(best["screening"], cell)
                      if mine and best and best["screening"] is not None else None,
                      "best_healed": best_name, "best_same": same_key[0] if same_key else None,
-                     "accuracy_unhealed": before.zero_shot_average if before is not None else None,
+                     "accuracy_unhealed": same_tasks_average(before, cell),
                      "accuracy_healed": cell.zero_shot_average,
                      "acc_vs_same_healer": _accuracy(same, cell) if mine and same else None,
                      "fit_seconds": e.get("fit_seconds"), "maps": e.get("maps"), "choices": e.get("choices"),
@@ -213,6 +217,25 @@ def healing_rows(results: StudyResult) -> list[dict[str, Any]]:
     for row, adjusted, decision in zip(family, holm([k.p_value for k in tests]), decisions):
         row["p_holm"], row["decision"] = adjusted, decision
     return rows
+
+
+def _zero_shot_scope(grid: Mapping[str, Any]) -> str:
+    tasks = grid.get("zero_shot_tasks")
+    if tasks is not None and not tasks:
+        return "No zero-shot accuracy after healing in this run (`healed_zero_shot_tasks`: none)."
+    on = f" on {', '.join(tasks)}" if tasks else ""
+    return (f"Zero-shot accuracy (the first healer only{on}, the detail cells' items; the unhealed average over the "
+            f"same tasks) compares with {interval_method('items')}.")
+
+
+def same_tasks_average(unhealed: StudyCell | None, healed: StudyCell) -> float | None:
+    """The unhealed cell's mean zero-shot accuracy over the tasks the healed cell was scored on (the grid may
+    score fewer tasks than the study: ``healed_zero_shot_tasks``), so the two averages are over the same items;
+    ``None`` without both."""
+    if unhealed is None or not unhealed.zero_shot or not healed.zero_shot:
+        return None
+    scores = [unhealed.zero_shot[t] for t in healed.zero_shot if t in unhealed.zero_shot]
+    return sum(scores) / len(scores) if len(scores) == len(healed.zero_shot) else None
 
 
 def kept_in_words(choices: Any) -> str:
@@ -300,8 +323,7 @@ def healing_markdown(results: StudyResult) -> str:
                 if best else "") + ". Ratios are healed over reference perplexity "
              f"(geometric mean over corpora) with {interval_method('windows')}. The gap closed is "
              "log(unhealed / healed) / log(unhealed / dense), its interval that of the healed/unhealed ratio "
-             "with the dense gap taken as fixed. Zero-shot accuracy (the first healer only, the detail cells' "
-             f"items) compares with {interval_method('items')}.", "",
+             "with the dense gap taken as fixed. " + _zero_shot_scope(grid), "",
              "| method | role | healer | removed | kept per run | held-out calibration NLL unhealed → healed | "
              "unhealed | healed | gap closed | healed / unhealed | confirmation: healed | "
              "zero-shot unhealed → healed | fit (s) |",
@@ -320,6 +342,45 @@ def healing_markdown(results: StudyResult) -> str:
                      f"{fmt_number(row['unhealed'], 2)} | {fmt_number(row['healed'], 2)} | {closed} | {ratio} | "
                      f"{fmt_number(row['confirmation_healed'], 2)} | {acc} | {fmt_number(row['fit_seconds'], 1)} |")
     return "\n".join(lines) + "\n"
+
+
+def healed_answer(studies: Mapping[str, StudyResult]) -> str | None:
+    """One Markdown line answering "does LoRP beat its baselines after healing?" for the index and the verdict.
+
+    Per model and healer, LoRP healed against the best healed baseline (:func:`best_healed_baseline`) on the
+    held-out confirmation windows, Holm-corrected over that model's healers (:func:`healing_rows`); then, where
+    healing lowers a set's screening perplexity but lowers its zero-shot accuracy too, that disagreement, in
+    numbers. ``None`` when no study has a grid with confirmation windows.
+    """
+    held, disagree = [], []
+    for name, r in studies.items():
+        for row in healing_rows(r):
+            if row["role"] == "lorp" and row["conf_vs_best_healed"] is not None:
+                held.append((name, row))
+            if (row["unhealed"] is not None and row["healed"] < row["unhealed"]
+                    and row["accuracy_unhealed"] is not None and row["accuracy_healed"] is not None
+                    and row["accuracy_healed"] < row["accuracy_unhealed"]):
+                disagree.append(f"`{row['healer']}` lowers {row['method']}'s perplexity on {name} "
+                                f"({fmt_number(row['unhealed'], 1)} → {fmt_number(row['healed'], 1)}) but its "
+                                f"zero-shot accuracy falls from {100 * row['accuracy_unhealed']:.1f} % to "
+                                f"{100 * row['accuracy_healed']:.1f} %")
+    if not held:
+        return None
+    ks = [row["conf_vs_best_healed"] for _, row in held]
+    ratios = sorted(k.ratio for k in ks)
+    span = f"{fmt_times(ratios[0])}×" if fmt_times(ratios[0]) == fmt_times(ratios[-1]) else \
+        f"{fmt_times(ratios[0])}× to {fmt_times(ratios[-1])}×"
+    decisions = [row["decision"] for _, row in held]
+    healers = ", ".join(dict.fromkeys(f"`{row['healer']}`" for _, row in held))
+    line = (f"**After healing** ({healers}, fitted on calibration data only), against the best baseline in its best "
+            f"form, unhealed or healed, chosen on held-out calibration text: on held-out confirmation windows LoRP's "
+            f"perplexity is {span} that baseline's (95 % intervals from {fmt_times(min(k.ratio_low for k in ks))} to "
+            f"{fmt_times(max(k.ratio_high for k in ks))}): worse shown in {decisions.count('loses')} of {len(held)} "
+            f"(model, healer) settings, better shown in {decisions.count('wins')}, after Holm's correction over each "
+            "model's healers.")
+    if disagree:
+        line += " Perplexity and accuracy can disagree after healing: " + "; ".join(disagree) + "."
+    return line
 
 
 def healing_summary(studies: Mapping[str, StudyResult]) -> str:

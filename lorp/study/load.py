@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..evaluate.perplexity import Perplexity, geometric_mean_perplexity
-from ..run.provenance import git_commit
+from ..run.provenance import code_hash, git_commit
 from ..run.record_schema import STUDY_SCHEMA, schema_of
 from ..run.records import CellResult, ZeroShot
 from ..run.study_records import StudyCell, StudyDense, StudyResult, SweepRecord
@@ -123,7 +123,7 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
         evaluation={n: {"source": ctx.eval_sources.get(n), "windows": w, "window_tokens": t,
                         "tokens_scored": w * (t - 1)} for n, (w, t) in ctx.eval_windows.items()},
         plugins={c.method: c.plugin for c in cells},
-        versions=meta.versions, computed_at_commit=meta.git_commit, git_commit=git_commit(),
+        versions=meta.versions, computed_at_commit=meta.git_commit, git_commit=git_commit(), code_hash=code_hash(),
         attribution=meta.attribution, seeds=seed_runs(meta, cells, allocation))
 
 
@@ -151,4 +151,22 @@ def load_studies(root: str | Path, names: Sequence[str] | None = None) -> dict[s
             studies[folder.name] = StudyResult.from_json(data)
     if not studies:
         raise ConfigError(f"no study reports under {root}; run `lorp study` first")
+    check_one_code(studies)
     return studies
+
+
+def check_one_code(studies: Mapping[str, StudyResult]) -> str | None:
+    """The one code hash (:attr:`StudyResult.code_hash`) shared by every study, so that a summary compares models
+    computed by the same code; ``None`` when every record predates the hash.
+
+    Raises:
+        ConfigError: two hashes differ (a record without one counts as ``none recorded``); the message names
+            every model with its hash and says how to make them agree.
+    """
+    hashes = {name: r.code_hash or "none recorded" for name, r in studies.items()}
+    if len(set(hashes.values())) > 1:
+        listed = "; ".join(f"{name}: {h}" for name, h in hashes.items())
+        raise ConfigError(f"the model reports were computed by different code ({listed}); a summary combines only "
+                          "models computed at one code hash: rerun the others at this checkout "
+                          "(`lorp study --models ...`) or summarise them apart (`-p models ...`)")
+    return next(iter(studies.values())).code_hash

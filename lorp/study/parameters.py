@@ -171,14 +171,16 @@ def study_config(p: Mapping[str, Any]) -> SweepConfig:
 def evidence_settings(p: Mapping[str, Any]) -> dict[str, Any]:
     """The study notebook's evidence parameters, checked: the held-out windows, the floors, SLEB's check, the corpora.
 
-    Returns ``{"confirmation_windows", "random_draws", "sleb_check_factor", "calibration_corpora"}``:
-    three whole numbers >= 0 (0: none) and a tuple of corpus names (empty: none). Missing
-    parameters take the notebook's defaults.
+    Returns ``{"confirmation_windows", "random_draws", "sleb_check_factor", "calibration_corpora",
+    "healed_zero_shot_tasks"}``: three whole numbers >= 0 (0: none), a tuple of corpus names (empty: none) and
+    the zero-shot tasks scored after healing (:func:`healed_zero_shot_tasks`). Missing parameters take the
+    notebook's defaults.
 
     Raises:
         ConfigError: a count that is not a whole number >= 0; SLEB's check scoring more calibration
             sequences (``sleb_samples × sleb_check_factor``) than the draw has while SLEB is among the
-            methods; a single calibration corpus (nothing to compare).
+            methods; a single calibration corpus (nothing to compare); a healed zero-shot task that is not
+            one of ``zero_shot_tasks``.
     """
     p = coerce_parameters({**notebook_defaults(notebook_parameters()), **p})
     out = {}
@@ -197,7 +199,32 @@ def evidence_settings(p: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"calibration_corpora needs at least two corpora to compare, got {corpora[0]!r} "
                           "(empty: none)")
     out["calibration_corpora"] = corpora
+    out["healed_zero_shot_tasks"] = healed_zero_shot_tasks(p["healed_zero_shot_tasks"], p["zero_shot_tasks"])
     return out
+
+
+def healed_zero_shot_tasks(value: str, study_tasks: str) -> tuple[str, ...]:
+    """The zero-shot tasks the selection × healing grid scores after healing (its first healer's models).
+
+    ``""``: the study's ``zero_shot_tasks``; ``"none"``: no zero-shot after healing; else comma-separated tasks,
+    each one of the study's, so that healed and unhealed accuracy are paired on the same items (each task's
+    items are drawn alone, with the first run seed: :func:`lorp.evaluate.zeroshot.chosen_items`).
+
+    Raises:
+        ConfigError: a task that is not among ``study_tasks``.
+    """
+    tasks = split_list(study_tasks, "zero_shot_tasks")
+    if not value.strip():
+        return tasks
+    if value.strip().lower() == "none":
+        return ()
+    chosen = split_list(value, "healed_zero_shot_tasks")
+    unknown = [t for t in chosen if t not in tasks]
+    if unknown:
+        raise ConfigError(f"healed_zero_shot_tasks {', '.join(unknown)} not among zero_shot_tasks "
+                          f"({', '.join(tasks) or 'none'}): healed and unhealed accuracy are compared on the same "
+                          "items; pick from those, 'none' for no zero-shot after healing, or empty for all of them")
+    return tuple(t for t in tasks if t in chosen)
 
 
 def study_executor(executor: str = "serial", ray_address: str = "", ray_workers: int = 0):
@@ -214,4 +241,4 @@ def study_executor(executor: str = "serial", ray_address: str = "", ray_workers:
     return make_executor(executor, address=ray_address or None, num_workers=int(ray_workers) or None)
 
 
-__all__ = ["coerce_parameters", "evidence_settings", "split_ints", "split_list", "study_config", "study_executor"]
+__all__ = ["coerce_parameters", "evidence_settings", "healed_zero_shot_tasks", "split_ints", "split_list", "study_config", "study_executor"]

@@ -231,7 +231,8 @@ def disclosure_markdown(results: StudyResult) -> str:
                      f"sequence(s), " + (f"the last {tok} tokens of each scored" if tok else "every token scored") + ".")
     if r.plugins:
         lines.append(_code_line(r.plugins))
-    lines.append(f"- **Seeds**: {cfg.get('seeds', [cfg.get('seed')])}; **computed at** `{r.computed_at_commit or na}`.")
+    lines.append(f"- **Seeds**: {cfg.get('seeds', [cfg.get('seed')])}; **computed at** `{r.computed_at_commit or na}`, "
+                 f"code hash `{r.code_hash or na}` (lorp/, notebooks/, plugins/, pyproject.toml).")
     return "\n".join(lines) + "\n"
 
 
