@@ -279,3 +279,14 @@ def test_the_reading_names_the_best_first_and_the_methods_it_cannot_be_told_from
     assert "lowest geometric mean perplexity from **angular** (15.0; dense 10.0) (tied with it: shortgpt)" in text
     assert "highest mean zero-shot accuracy from **angular** (25.0 %, dense 60.0 %, LoRP 25.0 %) (tied with it: lorp)" in text
     assert "shortgpt (25.0" not in text  # shortgpt's 0 % is never shown as the best's 25 %
+
+
+def test_an_undecided_claim_with_some_decided_settings_says_so_in_the_headline(monkeypatch):
+    import lorp.study.compare as compare
+
+    assert compare._mixed(["undecided", "undecided", "loses"]) == ("not shown in most settings; LoRP worse shown in "
+                                                                   "1 of 3, better in 0")
+    assert compare._mixed(["undecided", "undecided"]) == ""  # nothing decided: the plain words
+    assert compare._mixed(["loses", "loses", "undecided"]) == ""  # the majority decides: the claim fails
+    assert compare._mixed(["wins", "loses", "undecided"]) == ("not shown in most settings; LoRP worse shown in 1 of "
+                                                              "3, better in 1")

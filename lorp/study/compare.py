@@ -177,6 +177,15 @@ def _status(outcomes: Sequence[str]) -> str:
     return "fails" if outcomes.count("loses") > len(outcomes) / 2 else "undecided"
 
 
+def _mixed(outcomes: Sequence[str]) -> str:
+    """Where the majority rule leaves a claim undecided but some settings are decided, the counts in words
+    (``"not shown in most settings; LoRP worse shown in 1 of 3, better in 0"``); else ``""``."""
+    if _status(outcomes) != "undecided" or not {"wins", "loses"} & set(outcomes):
+        return ""
+    return (f"not shown in most settings; LoRP worse shown in {outcomes.count('loses')} of {len(outcomes)}, "
+            f"better in {outcomes.count('wins')}")
+
+
 def verdict_pairs_tested(studies: Mapping[str, StudyResult]) -> dict[str, Any]:
     """The verdict's counts: LoRP against the paper's baselines in every (model, budget) setting, Holm-corrected.
 
@@ -284,7 +293,7 @@ def verdict(studies: Mapping[str, StudyResult]) -> str:
     decided = perplexity_decision(studies, tested)
     where = (" (held-out confirmation windows)" if decided["source"] == "confirmation" else "")
     head = (f"**Perplexity{where}: {words[decided['status']]}. Zero-shot accuracy: "
-            + (f"{words[_status(acc)]}.**" if acc else "not measured.**"))
+            + (f"{_mixed(acc) or words[_status(acc)]}.**" if acc else "not measured.**"))
     lines = [head + " The claim: at the same budget, LoRP's pruned model has lower perplexity and higher zero-shot "
              "accuracy than ShortGPT's and LLM-Streamline's. Shown means a difference that survives Holm's correction "
              "over its family of tests (5 % family-wise); not shown is not the same as equal.", "",
