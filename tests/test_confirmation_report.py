@@ -62,7 +62,7 @@ def test_confirmation_table_tests_each_pair_on_the_held_out_windows_with_holm():
     assert "On 8 held-out confirmation windows of 256 tokens per corpus" in md
     assert "| 2 | lorp | shortgpt | 1.11× [" in md and "Holm-corrected over these 2 tests: wins in 0, loses in 1" in md
     back = StudyResult.from_json(r.to_json())
-    assert back.confirmation == r.confirmation and back.to_json()["version"] == StudyResult.VERSION == 5
+    assert back.confirmation == r.confirmation and back.to_json()["version"] == StudyResult.VERSION == 6
 
 
 def test_old_results_load_and_say_they_have_no_confirmation_set():

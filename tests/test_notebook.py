@@ -85,7 +85,7 @@ def test_quick_preset_writes_model_report_summary_and_index(tmp_path, capfd):
     # per-corpus intervals on the screening windows; the verdict pairs on 4 held-out windows per corpus
     assert "### Per corpus: LoRP ÷ best baseline" in (report / "perplexity.md").read_text()
     conf = r["confirmation"]
-    assert r["version"] == 5 and conf["windows"] == 4 and set(conf["dense"]["window_nll"]) == {"ptb", "wiki-paragraphs"}
+    assert r["version"] == 6 and conf["windows"] == 4 and set(conf["dense"]["window_nll"]) == {"ptb", "wiki-paragraphs"}
     assert all(len(v) == 4 for v in conf["dense"]["window_nll"].values())
     assert {(e["role"], e["budget"]) for e in conf["cells"]} == {(role, b) for role in ("lorp", "best baseline")
                                                                 for b in (3, 7)}

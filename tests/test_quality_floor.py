@@ -74,7 +74,7 @@ def test_every_method_is_placed_against_the_random_draws_and_losses_are_said_in_
     assert "**LoRP loses to `last` at budget 2.** **LoRP loses to the random median at budget 2.**" in md
     assert "LoRP loses even to `last` at budget 2 and to the random median at budget 2" in reading(r)
     back = StudyResult.from_json(r.to_json())
-    assert floor_summary(back) == floor_summary(r) and back.to_json()["version"] == 5
+    assert floor_summary(back) == floor_summary(r) and back.to_json()["version"] == 6
 
 
 def test_no_floor_and_no_loss_say_so():

@@ -6,11 +6,14 @@ Two checks place every method against what it should beat and against its own se
   drawn uniformly among the removable blocks, scored on the screening windows every cell is
   scored on. One random draw (the ``random`` baseline) says little; the draws' median and
   range say where chance lies.
+* **Detail measures of a removed set** (:func:`detail`): zero-shot accuracy and decode speed at the
+  study's detail settings, for a removed set no cell holds (a method ``lorp study --add`` puts beside
+  a committed study).
 * **SLEB at a second token count** (:func:`sleb_at`): SLEB's greedy search again at one budget,
   scoring each candidate on ``samples`` calibration sequences instead of ``base.sleb_samples``,
   and its picks scored on the screening windows.
 
-Both are cached in the sweep folder (``screening/<key>.json``, ``sleb/<key>.json``), written
+All are cached in the sweep folder (``screening/<key>.json``, ``detail/<key>.json``, ``sleb/<key>.json``), written
 atomically (:func:`lorp.store.cache.write_checked_json`), keyed by the sweep's identity, the
 removed set or search settings, and the code that computes them.
 """
@@ -33,7 +36,7 @@ from .cells import Task
 from .executors import RayExecutor, SerialExecutor
 from .scored_sets import scored_sets
 from .fingerprint import evaluation_code
-from .records import CellSpec, EvalSettings
+from .records import CellSpec, EvalSettings, Evaluation
 from .sweep import SweepConfig
 
 #: Offset of the random floor's draw seeds from the run seed, so that no draw repeats the ``random`` baseline's.
@@ -88,6 +91,43 @@ def screen(config: SweepConfig, folder: str | Path, removed_sets: Sequence[Seque
     return scored_sets(config, Path(folder) / "screening", wanted,
                        lambda r: _key("screening", config, list(r), code), lambda missing: Task("screen", (missing,)),
                        "screening", registry, executor)
+
+
+def detail(config: SweepConfig, folder: str | Path, removed_sets: Sequence[Sequence[int]], settings: EvalSettings,
+           registry: Registry | None = None, executor: SerialExecutor | RayExecutor | None = None
+           ) -> dict[tuple[int, ...], Evaluation]:
+    """Each removed set evaluated as a detailed cell is (:meth:`lorp.run.worker.CellWorker.evaluate`): perplexity
+    on the screening windows, zero-shot accuracy and decode speed per ``settings``; cached per set in
+    ``folder/detail/`` (keyed by the sweep's identity, the set, ``settings`` and the evaluation corpora's code).
+
+    Returns:
+        ``{tuple(sorted(removed)): Evaluation}``; the empty set is skipped.
+    Raises:
+        ConfigError: ``settings`` asks for neither zero-shot accuracy nor decode speed.
+    """
+    if not settings.detailed:
+        raise ConfigError("detail evaluation needs zero-shot tasks or decode tokens in its settings")
+    registry = registry or load_registry()
+    code = evaluation_code(registry, config.base.eval_corpora)
+    wanted = list(dict.fromkeys(tuple(sorted(int(b) for b in r)) for r in removed_sets if len(r)))
+    store = Path(folder) / "detail"
+    key = {r: _key("detail", config, [list(r), settings.to_json()], code) for r in wanted}
+    out, missing = {}, []
+    for r in wanted:
+        raw = read_checked_json(store / f"{key[r]}.json", "detail evaluation")
+        if raw is None:
+            missing.append(r)
+        else:
+            out[r] = Evaluation.from_json(raw)
+    if missing:
+        with (executor or SerialExecutor()).workers(config.run_base, config.methods, reuse_states=config.reuse_states,
+                                                    registry=registry) as workers:
+            for task, ev in workers.run([Task("evaluate", (list(r), settings, ()), key=r) for r in missing]):
+                if isinstance(ev, BaseException):
+                    raise ev
+                write_checked_json(store / f"{key[task.key]}.json", ev.to_json())
+                out[task.key] = ev
+    return out
 
 
 def random_floor(config: SweepConfig, folder: str | Path, budget: int, draws: int, num_blocks: int,
@@ -151,4 +191,4 @@ def sleb_at(config: SweepConfig, folder: str | Path, budget: int, samples: int, 
             "seconds": raw["seconds"], "perplexity": ppl}
 
 
-__all__ = ["FLOOR_SEED_OFFSET", "floor_draws", "random_floor", "scoring_tokens", "screen", "sleb_at"]
+__all__ = ["FLOOR_SEED_OFFSET", "detail", "floor_draws", "random_floor", "scoring_tokens", "screen", "sleb_at"]

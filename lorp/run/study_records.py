@@ -183,6 +183,8 @@ class StudyCell:
             ``window_tokens``: per corpus, predicted tokens per window. ``None`` in studies written
             before they were kept (reports then give no perplexity intervals).
         zero_shot_correct: per task, 0/1 per item in item order (``None``: not kept).
+        added: the row of a method ``lorp study --add`` put beside the study's (:mod:`lorp.study.add`): shown in
+            every table and figure, never counted as a baseline (:func:`lorp.study.query.baseline_methods`).
     """
 
     method: str
@@ -202,13 +204,16 @@ class StudyCell:
     window_nll: dict[str, list[float]] | None = None
     window_tokens: dict[str, int] | None = None
     zero_shot_correct: dict[str, list[int]] | None = None
+    added: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """Plain dict; zero-shot, speed, per-window and per-item keys only where measured."""
+        """Plain dict; zero-shot, speed, per-window and per-item keys only where measured, ``added`` only when set."""
         d = json_ready(asdict(self))
         for k in ("zero_shot", "zero_shot_items", "zero_shot_average", "speed", *_PER_SAMPLE):
             if d[k] is None:
                 d.pop(k)
+        if not d["added"]:
+            d.pop("added")
         return d
 
     @classmethod
@@ -300,6 +305,11 @@ class StudyResult:
         code_hash: :func:`lorp.run.provenance.code_hash` of the checkout that rendered this record (the study
             notebook computes and renders in one run); the summary combines only models with one hash
             (:func:`lorp.study.load.load_studies`). ``None`` in records written before it existed.
+        added: what ``lorp study --add`` put beside a committed study (:func:`lorp.study.add.add_methods`):
+            ``{"methods": [label], "components": {label: {"kind", "name", "code", "source"}}, "twins": {label:
+            [method]}, "reused": {"from", "computed_at_commit", "code_hash"} or None, "recomputed": [line],
+            "computed": {label: {"screened", "detailed", "confirmed", "reused_evaluations", "seconds"}}}``; the
+            added rows are in :attr:`cells` and :attr:`seed_cells` with ``added`` set. ``None`` for a plain study.
     """
 
     SCHEMA: ClassVar[str] = STUDY_SCHEMA
@@ -307,7 +317,8 @@ class StudyResult:
     #: 3: ``random_floor``, ``sleb_check`` and ``calibration_corpora`` (absent from older records: ``None``).
     #: 4: ``healing`` (absent from older records: ``None``).
     #: 5: ``code_hash`` (:func:`lorp.run.provenance.code_hash`; absent from older records: ``None``).
-    VERSION: ClassVar[int] = 5
+    #: 6: ``added`` (``lorp study --add``; absent from older records: ``None``).
+    VERSION: ClassVar[int] = 6
 
     model: dict[str, Any]
     num_blocks: int
@@ -342,6 +353,7 @@ class StudyResult:
     sleb_check: dict[str, Any] | None = None
     calibration_corpora: dict[str, Any] | None = None
     healing: dict[str, Any] | None = None
+    added: dict[str, Any] | None = None
 
     @property
     def all_cells(self) -> list[StudyCell]:

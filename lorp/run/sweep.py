@@ -131,7 +131,7 @@ class SweepConfig:
         not their path (:func:`lorp.run.fingerprint.input_fingerprint`), so a rewritten file
         gives a new identity and its cells are recomputed.
         """
-        shared = _shared_settings(self.base)
+        shared = shared_settings(self.base)
         local = input_fingerprint(self.base.model, [self.base.calibration, *self.base.eval_corpora])
         if local:
             shared["model"] = local.get("model", shared["model"])
@@ -140,7 +140,7 @@ class SweepConfig:
         return cache_key({"sweep": shared, "records": CellResult.VERSION})
 
 
-def _shared_settings(base: PruneConfig) -> dict[str, Any]:
+def shared_settings(base: PruneConfig) -> dict[str, Any]:
     """The settings every cell shares, JSON-ready (per-cell fields left out)."""
     shared = json.loads(json.dumps(asdict(base), default=list))
     for per_cell in ("budget", "allocation", "save_model", "progress", "use_cache", "heal", "heal_settings"):
@@ -375,7 +375,7 @@ def _existing_record(config: SweepConfig, out: Path, registry: Registry, identit
             notice(f"sweep record {meta_path} was written by another lorp version; recomputing it")
             raw = None
     if raw is not None and raw.get("identity") != identity:
-        now = _shared_settings(base)
+        now = shared_settings(base)
         changed = sorted(k for k in now if raw.get("config", {}).get(k) != now[k])
         local = input_fingerprint(base.model, [base.calibration, *base.eval_corpora], registry)
         changed += [f"content of {base.model if k == 'model' else k}" for k in local
@@ -416,7 +416,7 @@ class _RecordWriter:
             dense = replace(dense, zero_shot=self.old.zero_shot, speed=self.old.speed)
         self.write(SweepRecord(
             identity=self.identity,
-            config={**_shared_settings(base), "methods": list(config.methods), "budgets": list(config.budgets),
+            config={**shared_settings(base), "methods": list(config.methods), "budgets": list(config.budgets),
                     "seeds": list(config.cell_seeds), "detail_budgets": list(config.detail_budgets),
                     "detail_methods": None if config.detail_methods is None else list(config.detail_methods),
                     "decode_tokens": config.decode_tokens, "calibration_per_seed": True},

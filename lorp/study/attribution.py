@@ -25,7 +25,7 @@ import numpy as np
 from ..method.allocation import normalize_protected, redundancy
 from ..method.selection import DEFAULT_PROTECTED
 from ..run.study_records import StudyCell, StudyResult
-from .query import best_baseline, cell
+from .query import baseline_methods, best_baseline, cell
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def compared_cells(results: StudyResult, budget: int | None = None,
     budget = detail_budget(r) if budget is None else budget
     cells = [c for c in r.cells if c.budget == budget]
     lorp = cell(cells, allocation, budget)
-    rival = best_baseline(cells, budget, among={c.method for c in cells} - {allocation})
+    rival = best_baseline(cells, budget, among=baseline_methods(cells, allocation))
     return lorp, rival
 
 

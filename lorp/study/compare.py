@@ -12,7 +12,7 @@ from ..run.study_records import StudyCell, StudyResult
 from .confirmation import confirmed
 from .healing import healed_answer
 from .quality_floor import floor_losses
-from .query import best_baseline, best_baseline_by_accuracy
+from .query import baseline_methods, best_baseline, best_baseline_by_accuracy
 from .formatting import NO_WINDOW_NLL, fmt_number, interval_method, fmt_times, shown
 
 
@@ -27,7 +27,7 @@ def lorp_vs_best_baseline(cells: Sequence[StudyCell], allocation: str = "lorp") 
     per-window NLL.
     """
     lorp = next((c for c in cells if c.method == allocation), None)
-    base = lorp and best_baseline(cells, lorp.budget, among={c.method for c in cells} - {allocation})
+    base = lorp and best_baseline(cells, lorp.budget, among=baseline_methods(cells, allocation))
     if lorp is None or base is None:
         return None
     k = compare_perplexity(base, lorp)
@@ -45,7 +45,7 @@ def lorp_vs_best_baseline_accuracy(cells: Sequence[StudyCell], allocation: str =
     McNemar p-value on the pooled items; ``None`` without per-item results.
     """
     lorp = next((c for c in cells if c.method == allocation and c.zero_shot_average is not None), None)
-    base = lorp and best_baseline_by_accuracy(cells, lorp.budget, among={c.method for c in cells} - {allocation})
+    base = lorp and best_baseline_by_accuracy(cells, lorp.budget, among=baseline_methods(cells, allocation))
     if lorp is None or base is None:
         return None
     k = (compare_accuracy(base, lorp) or {}).get("average")

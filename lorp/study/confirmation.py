@@ -21,7 +21,7 @@ from ..run.study_records import StudyResult
 from ..run.sweep import SweepConfig
 from .formatting import fmt_number, interval_method, fmt_ratio_ci, fmt_times
 from .load import per_sample
-from .query import best_baseline
+from .query import baseline_methods, best_baseline
 
 
 def verdict_pairs(results: StudyResult, allocation: str = "lorp", selectors: Sequence[str] = (),
@@ -35,8 +35,7 @@ def verdict_pairs(results: StudyResult, allocation: str = "lorp", selectors: Seq
     rows = []
     for b in sorted({c.budget for c in r.cells}):
         cells = [c for c in r.cells if c.budget == b]
-        among = {c.method for c in cells if c.method != allocation and c.method not in selectors
-                 and (baselines is None or c.method in baselines)}
+        among = {m for m in baseline_methods(cells, allocation, selectors) if baselines is None or m in baselines}
         chosen = [(c, "lorp") for c in cells if c.method == allocation]
         best = best_baseline(cells, b, among=among)
         if best is not None:

@@ -22,6 +22,13 @@ def cell(cells: Iterable[StudyCell], method: str, budget: int, *, seed: int | No
     return min(found, key=lambda c: c.seed, default=None)
 
 
+def baseline_methods(cells: Iterable[StudyCell], allocation: str = "lorp", exclude: Collection[str] = ()) -> set[str]:
+    """The methods of ``cells`` that count as baselines: every one but ``allocation``, ``exclude`` and the methods
+    ``lorp study --add`` put beside the study (rows with ``added`` set: the user's method, compared with the
+    baselines, never one of them)."""
+    return {c.method for c in cells if not c.added} - {allocation} - set(exclude)
+
+
 def best_baseline(cells: Iterable[StudyCell], budget: int, *, seed: int | None = None,
                   among: Collection[str]) -> StudyCell | None:
     """The baseline cell with the lowest geometric mean perplexity at ``budget``.
@@ -47,4 +54,4 @@ def best_baseline_by_accuracy(cells: Iterable[StudyCell], budget: int, *, seed: 
     return min(eligible, key=lambda c: (-c.zero_shot_average, c.method, c.seed), default=None)
 
 
-__all__ = ["best_baseline", "best_baseline_by_accuracy", "cell"]
+__all__ = ["baseline_methods", "best_baseline", "best_baseline_by_accuracy", "cell"]

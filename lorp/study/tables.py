@@ -14,7 +14,7 @@ from .formatting import (NO_ITEM_RESULTS, NO_WINDOW_NLL, fmt_number, interval_me
                          windows_per_corpus, shown)
 from .sensitivity import sensitivity_markdown as _sensitivity_markdown
 from .compare import lorp_vs_best_baseline
-from .query import best_baseline
+from .query import baseline_methods, best_baseline
 
 #: RLS the paper reports for its models (arXiv 2605.27786, Table 1).
 PAPER_RLS = {"Llama-3.1-8B": 1.149, "OLMo-3-7B": 0.941, "Mistral-Nemo-12B": 0.926, "Qwen3-8B": 0.685,
@@ -43,7 +43,7 @@ def perplexity_markdown(results: StudyResult) -> str:
              "|---|---:|" + "---:|" * (len(corpora) + 1) + ("---:|" if intervals else "") + "---|",
              "| dense | 0 | " + " | ".join(fmt_number(r.dense.perplexity[c]) for c in corpora)
              + f" | {fmt_number(r.dense.mean_perplexity)} | " + ("| " if intervals else "") + "|"]
-    methods = {c.method for c in r.cells}
+    methods = {c.method for c in r.cells if not c.added}  # the study's methods: an added row is measured against them
     best = {b: best_baseline(r.cells, b, among=methods) for b in {c.budget for c in r.cells}}  # LoRP included
     for c in sorted(r.cells, key=lambda c: (c.budget, c.mean_perplexity)):
         top = best[c.budget]
@@ -81,7 +81,7 @@ def per_corpus_markdown(results: StudyResult, allocation: str = "lorp") -> str:
     for b in sorted({c.budget for c in r.cells}):
         cells = [c for c in r.cells if c.budget == b]
         lorp = next((c for c in cells if c.method == allocation), None)
-        base = best_baseline(cells, b, among={c.method for c in cells} - {allocation})
+        base = best_baseline(cells, b, among=baseline_methods(cells, allocation))
         if lorp is None or base is None:
             continue
         per, mean = compare_per_corpus(base, lorp), compare_perplexity(base, lorp)

@@ -1,0 +1,159 @@
+"""`lorp study --add`: a plugin's rows beside a committed study, reusing only numbers whose key matches."""
+
+import copy
+
+import pytest
+
+import lorp.run.worker
+from lorp.errors import ConfigError, UnknownNameError
+from lorp.plugins.registry import PluginSettings, load_registry
+from lorp.run.pipeline import PruneConfig
+from lorp.run.study_records import StudyResult
+from lorp.run.sweep import SweepConfig, execute_sweep
+from lorp.study.add import add_methods, resolve_added, twins
+from lorp.study.compare import lorp_vs_best_baseline
+from lorp.study.confirmation import confirm_verdict_pairs, confirmed
+from lorp.study.load import load_sweep, summarize
+from lorp.study.query import baseline_methods
+from lorp.study.reuse import reuse_mismatches
+from lorp.testing import make_tiny_model_folder
+
+#: A local allocation plugin whose rule is one word: the deepest free blocks (``last`` under another name) or
+#: the shallowest ones.
+RULE_PLUGIN = '''
+import lorp
+
+RULE = "{rule}"
+
+
+def allocate(request):
+    free = [b for b in range(request.similarity.shape[0]) if b not in request.protected]
+    chosen = free[-request.budget:] if RULE == "deepest" else free[:request.budget]
+    return [lorp.Removal(block=b, stage=1, cluster=0, score=0.0, reason=RULE) for b in chosen]
+
+
+@lorp.hookimpl
+def lorp_register_allocation_strategies(register):
+    register(lorp.AllocationStrategy(name="my-rule", allocate=allocate, uses_clusters=False))
+'''
+
+
+def _registry(plugins=None):
+    return load_registry(PluginSettings(autoload=plugins is not None, plugin_dirs=(plugins,) if plugins else ()))
+
+
+def _write_rule(folder, rule, stem):
+    """The rule plugin as ``folder/<stem>.py`` (a module name no other test imported in this process)."""
+    folder.mkdir(exist_ok=True)
+    (folder / f"{stem}.py").write_text(RULE_PLUGIN.format(rule=rule))
+    return folder
+
+
+@pytest.fixture
+def committed(tmp_path, monkeypatch):
+    """A finished tiny study (three methods, two budgets, two run seeds, confirmation windows): what a committed
+    ``results.json`` holds."""
+    monkeypatch.setenv("LORP_CACHE_DIR", str(tmp_path / "cache"))
+    folder, text = make_tiny_model_folder(tmp_path / "inputs", num_blocks=6)
+    base = PruneConfig(model=str(folder), calibration=str(text), num_samples=8, seq_len=8, eval_corpora=(str(text),),
+                       eval_seq_len=8, eval_tokens=64, progress=False)
+    config = SweepConfig(base=base, methods=("lorp", "shortgpt", "last"), budgets=(1, 2), seeds=(0, 1),
+                         detail_budgets=(2,), decode_tokens=2)
+    registry = _registry()
+    execute_sweep(config, tmp_path / "sweep", registry)
+    meta, cells = load_sweep(tmp_path / "sweep", config=config)
+    results = summarize(meta, cells, "lorp")
+    confirm_verdict_pairs(results, config, tmp_path / "sweep", 2, registry)
+    results.plugins_used = {"similarity": registry.provenance("similarity", base.similarity),  # as the notebook does
+                            "clustering": registry.provenance("clustering", base.clustering)}
+    return StudyResult.from_json(results.to_json()), config, tmp_path
+
+
+def test_a_twin_takes_the_committed_numbers_exactly_and_is_named(committed, monkeypatch):
+    results, config, tmp = committed
+    before = copy.deepcopy(results.to_json())
+    registry = _registry(_write_rule(tmp / "plugins", "deepest", "add_rule_twin"))
+
+    def refuse(*_a, **_k):
+        raise AssertionError("a removed set a committed row holds was scored again")
+    monkeypatch.setattr(lorp.run.worker.CellWorker, "screen", refuse)
+    monkeypatch.setattr(lorp.run.worker.CellWorker, "evaluate", refuse)
+    add_methods(results, ["my-rule"], config, tmp / "sweep", registry, confirmation_windows=2)
+
+    mine = [c for c in results.all_cells if c.method == "my-rule"]
+    assert sorted((c.budget, c.seed) for c in mine) == [(1, 0), (1, 1), (2, 0), (2, 1)] and all(c.added for c in mine)
+    for c in mine:  # `last` removes the deepest free blocks: every number is the committed row's
+        last = next(x for x in results.all_cells if x.method == "last" and x.budget == c.budget and x.seed == c.seed)
+        assert c.pruned == last.pruned and c.window_nll == last.window_nll
+        assert c.mean_perplexity == last.mean_perplexity and c.evaluation_reused
+    assert results.added["twins"]["my-rule"] == ["last"] == twins(results, "my-rule")
+    assert results.added["computed"]["my-rule"]["screened"] == 0
+    # the committed rows and verdicts are untouched, and the added method is never a baseline
+    assert [c for c in StudyResult.from_json(before).all_cells] == [c for c in results.all_cells if not c.added]
+    assert "my-rule" not in baseline_methods(results.cells)
+    at2 = [c for c in results.cells if c.budget == 2]
+    assert lorp_vs_best_baseline(at2) == lorp_vs_best_baseline([c for c in at2 if not c.added])
+    # held out: the added rows on the confirmation windows, copied from the verdict pairs where the set is one,
+    # scored where it is not
+    added = [e for e in results.confirmation["cells"] if e["role"] == "added"]
+    pairs = {tuple(e["pruned"]): e for e in results.confirmation["cells"] if e["role"] != "added"}
+    assert [e["budget"] for e in added] == [1, 2]
+    assert results.added["computed"]["my-rule"]["confirmed"] == sum(tuple(e["pruned"]) not in pairs for e in added)
+    for e in added:
+        if tuple(e["pruned"]) in pairs:
+            assert e["window_nll"] == pairs[tuple(e["pruned"])]["window_nll"]
+    assert {r["budget"]: r["baseline"] for r in confirmed(results, "added")}.keys() <= {1, 2}
+    back = StudyResult.from_json(results.to_json())  # the record round-trips, added rows marked
+    assert [c.added for c in back.all_cells] == [c.added for c in results.all_cells] and back.added == results.added
+
+
+def test_new_sets_are_scored_and_a_changed_plugin_gives_new_picks(committed):
+    results, config, tmp = committed
+    plugins = _write_rule(tmp / "plugins", "shallowest", "add_rule_edited")
+    first = StudyResult.from_json(results.to_json())
+    add_methods(first, ["my-rule"], config, tmp / "sweep", _registry(plugins), confirmation_windows=2)
+    rows = {(c.budget, c.seed): c for c in first.all_cells if c.method == "my-rule"}
+    assert rows[1, 0].pruned == [1] and rows[2, 0].pruned == [1, 2]
+    assert rows[2, 0].speed is not None and rows[2, 0].speed["tokens_per_s"] > 0  # the detail budget's measures
+    assert rows[1, 0].parameters == first.dense.parameters - (first.dense.parameters - rows[2, 0].parameters) // 2
+    assert first.added["twins"]["my-rule"] == []
+    conf = {e["budget"]: e for e in first.confirmation["cells"] if e["role"] == "added"}
+    assert conf[2]["pruned"] == [1, 2] and len(conf[2]["window_nll"][config.base.eval_corpora[0]]) == 2
+    code_before = first.added["components"]["my-rule"]["code"]
+
+    _write_rule(plugins, "deepest", "add_rule_edited")  # the plugin's code changed: new stamp, new picks, the old ones not served
+    second = StudyResult.from_json(results.to_json())
+    add_methods(second, ["my-rule"], config, tmp / "sweep", _registry(plugins), confirmation_windows=2)
+    assert second.added["components"]["my-rule"]["code"] != code_before
+    assert {(c.budget, c.seed): c.pruned for c in second.all_cells if c.method == "my-rule"}[2, 0] == [3, 4]
+
+
+def test_an_intact_key_has_no_mismatch_and_each_changed_part_is_said(committed):
+    results, config, _ = committed
+    registry = _registry()
+    lines = reuse_mismatches(results, config, registry)
+    # a local model folder cannot be checked against the record: said, and recomputed; nothing else differs
+    assert len(lines) == 1 and lines[0].startswith("model ") and "every baseline recomputed" in lines[0]
+    older = StudyResult.from_json(results.to_json())
+    older.versions = {**older.versions, "lorp": "0.0.9"}
+    older.plugins["shortgpt"] = {**older.plugins["shortgpt"], "code": "lorp 0.0.9, builtins 1"}
+    lines = reuse_mismatches(older, config, registry)
+    assert any(ln.startswith("lorp ") and "≠ 0.0.9: every baseline recomputed" in ln for ln in lines)
+    assert any(ln.startswith("allocation shortgpt code lorp ") and ln.endswith(
+        "≠ lorp 0.0.9, builtins 1: every baseline recomputed") for ln in lines)
+    wider = StudyResult.from_json(results.to_json())
+    wider.config = {**wider.config, "eval_tokens": 128}
+    assert any(ln.startswith("study setting eval_tokens 64 ≠ 128") for ln in reuse_mismatches(wider, config, registry))
+
+
+def test_unknown_or_already_compared_names_are_refused_before_any_work(committed):
+    results, config, _ = committed
+    registry = _registry()
+    with pytest.raises(UnknownNameError, match=r"unknown method to add 'lorp-sprad'.*`lorp plugins` lists them"):
+        add_methods(results, ["lorp-sprad"], config, "/nonexistent", registry)
+    with pytest.raises(ConfigError, match="'shortgpt' is already in the committed study"):
+        resolve_added(["shortgpt"], registry, config, ["lorp", "shortgpt"])
+    with pytest.raises(ConfigError, match="at least one registered method"):
+        resolve_added([" "], registry, config, ["lorp"])
+    assert [m.label for m in resolve_added(["angular"], registry, config, ["lorp"])] == ["angular"]
+    assert not any(c.added for c in results.all_cells)
