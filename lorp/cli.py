@@ -373,12 +373,21 @@ def select(similarity_path, budget, clustering, allocation, k, seed, protect, as
               help="reports folder (default: reports/ for the default preset, reports/<preset>/ otherwise)")
 @click.option("--no-summary", is_flag=True, help="skip the summary notebook and the index")
 @click.option("--list-parameters", is_flag=True, help="print the study notebook's parameters and exit")
+@click.option("--add", "add", default="", metavar="NAME[,NAME…]",
+              help="put these registered methods (allocation strategies, or clustering/similarity plugins LoRP runs "
+                   "with) beside the committed study, reusing every committed number whose key matches; writes "
+                   "reports/added/<names>/ (or --reports)")
+@click.option("--committed", "committed_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="with --add: the committed study's reports folder (default: reports/)")
 @_handle_errors
-def study(preset, models, params, reports_dir, no_summary, list_parameters):
+def study(preset, models, params, reports_dir, no_summary, list_parameters, add, committed_dir):
     """Run the study notebooks headlessly with papermill: per model the study notebook, then the ablation notebook
     (LoRP ablations, our selector, picks with more calibration data; skipped when the parameters ablations and
-    selectors are both empty), then the summary and index."""
-    from .study.runner import notebook_parameters, run_study
+    selectors are both empty), then the summary and index.
+
+    With --add NAME: only NAME's rows are computed, under the committed study's exact protocol, beside its
+    reused numbers (docs/plugins.md)."""
+    from .study.runner import notebook_parameters, run_added, run_study
 
     if list_parameters:
         for name, spec in notebook_parameters().items():
@@ -393,6 +402,16 @@ def study(preset, models, params, reports_dir, no_summary, list_parameters):
             raise ConfigError(f"parameter {name} given twice (-p {name}=...); give it once")
         parameters[name.strip()] = value
     chosen = [m.strip() for group in models for m in group.split(",") if m.strip()]
+    if add or committed_dir:
+        if not add:
+            raise ConfigError("--committed goes with --add NAME: the methods to put beside the committed study")
+        if parameters or preset != "default":
+            raise ConfigError("--add runs the committed study's own protocol; drop --preset and -p")
+        folders = run_added(add.split(","), chosen or None, committed_dir=committed_dir, reports_dir=reports_dir,
+                            summary=not no_summary, echo=lambda line: click.echo(line, err=True))
+        for folder in folders:
+            click.echo(f"report: {folder / ('summary.html' if folder.name == 'summary' else 'study.html')}")
+        return
     for folder in run_study(chosen or None, preset=preset, parameters=parameters, reports_dir=reports_dir,
                             summary=not no_summary, echo=lambda line: click.echo(line, err=True)):
         page = "summary.html" if folder.name == "summary" else "study.html"

@@ -6,6 +6,7 @@ import pytest
 
 import lorp.run.worker
 from lorp.errors import ConfigError, UnknownNameError
+from lorp.paths import REPORTS_DIR
 from lorp.plugins.registry import PluginSettings, load_registry
 from lorp.run.pipeline import PruneConfig
 from lorp.run.study_records import StudyResult
@@ -157,3 +158,39 @@ def test_unknown_or_already_compared_names_are_refused_before_any_work(committed
         resolve_added([" "], registry, config, ["lorp"])
     assert [m.label for m in resolve_added(["angular"], registry, config, ["lorp"])] == ["angular"]
     assert not any(c.added for c in results.all_cells)
+
+
+def test_the_answer_block_names_twins_first_and_decides_with_holm(committed):
+    from lorp.study.added_answer import added_lines, added_markdown, held_out
+
+    results, config, tmp = committed
+    add_methods(results, ["my-rule"], config, tmp / "sweep", _registry(_write_rule(tmp / "plugins", "deepest",
+                                                                                   "add_rule_answer")),
+                confirmation_windows=2)
+    lines = added_lines({"tiny": results})
+    assert lines[0].startswith("**`my-rule` ≡ `last` here** on tiny")
+    assert lines[1].startswith("**Does `my-rule` beat LoRP and the best baseline?** On the held-out confirmation")
+    rows = held_out({"tiny": results}, "my-rule", "lorp")
+    assert [o["budget"] for o in rows] == [1, 2] and all(o["rival"] == "lorp" for o in rows)
+    assert f"against LoRP: better in {sum(o['decision'] == 'better' for o in rows)} of 2" in lines[1]
+    for o in rows:  # Holm over the two budgets: the smaller p doubled, the larger kept at least as large
+        assert o["p_holm"] >= o["comparison"].p_value
+    assert any(ln.startswith("On exactly these checkpoints: tiny (") for ln in lines)
+    md = added_markdown(results, "tiny")
+    assert md.startswith("# Added to the study of tiny: `my-rule`") and md.count("| my-rule | ") == 2
+
+
+def test_the_command_refuses_an_unknown_name_in_one_line_before_any_work(tmp_path):
+    from click.testing import CliRunner
+
+    from lorp.cli import main
+
+    out = tmp_path / "added"
+    res = CliRunner().invoke(main, ["study", "--add", "lorp-sprad", "--models", "smollm2-135m", "--reports", str(out)])
+    assert res.exit_code != 0 and not out.exists()
+    error = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(error) == 1 and "unknown method to add 'lorp-sprad' (did you mean 'lorp-spread'?)" in error[0]
+    res = CliRunner().invoke(main, ["study", "--add", "lorp-spread", "-p", "budgets=2"])
+    assert res.exit_code != 0 and "--add runs the committed study's own protocol; drop --preset and -p" in res.output
+    res = CliRunner().invoke(main, ["study", "--add", "lorp-spread", "--reports", str(REPORTS_DIR)])
+    assert res.exit_code != 0 and "is the committed study's folder" in res.output

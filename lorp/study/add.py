@@ -24,6 +24,9 @@ shows them, no report counts them as a baseline, so every committed number and v
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -38,6 +41,7 @@ from ..run.cells import Task
 from ..run.confirmation import confirm
 from ..run.executors import SerialExecutor
 from ..run.records import CellSpec, EvalSettings
+from ..run.provenance import code_hash, git_commit
 from ..run.screening import detail, screen
 from ..run.study_records import StudyCell, StudyResult
 from ..run.sweep import SweepConfig
@@ -207,7 +211,7 @@ def add_methods(results: StudyResult, names: Iterable[str], config: SweepConfig,
     for m in added:
         t0 = time.perf_counter()
         picks = _picks(m, results, config, registry, executor)
-        new_sets = [tuple(p) for p, _ in picks.values() if tuple(p) not in reusable]
+        new_sets = list(dict.fromkeys(tuple(p) for p, _ in picks.values() if tuple(p) not in reusable))
         screened = screen(config, folder, new_sets, registry, executor) if new_sets else {}
         rows: list[StudyCell] = []
         for (b, s), (pruned, seconds) in sorted(picks.items(), key=lambda kv: (kv[0][1] != first, kv[0])):
@@ -241,7 +245,8 @@ def add_methods(results: StudyResult, names: Iterable[str], config: SweepConfig,
                                           "similarity": m.similarity}}
         record["twins"] = {**record["twins"], m.label: twins(results, m.label)}
         record["computed"] = {**record["computed"], m.label: {
-            "picks": len(picks), "screened": len(new_sets), "reused_evaluations": len(picks) - len(new_sets),
+            "picks": len(picks), "screened": len(new_sets),
+            "reused_evaluations": sum(tuple(p) in reusable for p, _ in picks.values()),
             "detailed": detailed, "confirmed": confirmed, "seconds": time.perf_counter() - t0,
             "selection": "committed S" if m.from_committed_s else "own calibration pass per seed"}}
     results.added = record
@@ -315,4 +320,54 @@ def twins(results: StudyResult, label: str) -> list[str]:
     return out
 
 
-__all__ = ["AddedMethod", "KINDS", "add_methods", "resolve_added", "seed_similarity", "twins"]
+def load_committed(path: str | Path) -> StudyResult:
+    """A committed ``results.json``.
+
+    Raises:
+        ConfigError: the file is missing or is not a study record (the message says how to make one).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no committed study at {path}: run `lorp study` for that model first (or give the folder "
+                          "of a finished study with --committed)")
+    return StudyResult.from_json(json.loads(path.read_text()))
+
+
+def record_origin(results: StudyResult, committed: StudyResult | None, path: str | Path | None,
+                  recomputed: Sequence[str]) -> None:
+    """Say on ``results.added`` where the study's numbers came from: ``reused`` (the committed record's commit
+    and code hash, when its key matched) and ``recomputed`` (one line per part of the key that differed). A
+    reused study is rendered by this checkout: ``git_commit`` and ``code_hash`` become this checkout's, while
+    ``computed_at_commit`` keeps the commit that computed the numbers."""
+    reused = committed is not None and not recomputed
+    results.added = {**(results.added or {}), "recomputed": list(recomputed),
+                     "reused": {"from": str(path), "computed_at_commit": committed.computed_at_commit,
+                                "code_hash": committed.code_hash} if reused else None}
+    if reused:
+        results.git_commit, results.code_hash = git_commit(), code_hash()
+
+
+#: ``table.csv``'s columns (:func:`lorp.run.sweep_table.sweep_table` with a seed column).
+TABLE_COLUMNS = ("method", "budget", "seed", "corpus", "perplexity", "tokens", "parameters", "pruned")
+
+
+def with_added_rows(table_csv: str, results: StudyResult) -> str:
+    """The study's ``table.csv`` with a row per (added row, corpus) appended, in its columns."""
+    reader = csv.DictReader(io.StringIO(table_csv))
+    columns = reader.fieldnames or list(TABLE_COLUMNS)
+    rows = [r for r in reader if r["method"] not in set((results.added or {}).get("methods", []))]
+    tokens = {c: e.get("tokens_scored") for c, e in (results.evaluation or {}).items()}
+    for c in (c for c in results.all_cells if c.added):
+        for corpus, ppl in c.perplexity.items():
+            rows.append({"method": c.method, "budget": c.budget, "seed": c.seed, "corpus": corpus, "perplexity": ppl,
+                         "tokens": tokens.get(corpus, ""), "parameters": c.parameters or "",
+                         "pruned": " ".join(map(str, c.pruned))})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+__all__ = ["AddedMethod", "KINDS", "TABLE_COLUMNS", "add_methods", "load_committed", "record_origin", "resolve_added",
+           "seed_similarity", "twins", "with_added_rows"]

@@ -12,6 +12,7 @@ from ..run.record_schema import STUDY_SCHEMA, schema_of
 from ..run.study_records import StudyResult
 from ..store.atomic import write_text
 from .ablation import load_ablations
+from .added_answer import added_lines
 from .answer import answer_lines
 
 
@@ -31,11 +32,13 @@ ABOUT = "Locality-Aware Redundancy Pruning (arXiv 2605.27786) and its baselines 
 COLUMNS = ("model", "architecture", "blocks", "RLS", "K", "preset", "report")
 
 
-def index_outline(root: str | Path, *, preset: str = "", default_root: bool = True) -> dict:
+def index_outline(root: str | Path, *, preset: str = "", default_root: bool = True, added: list[str] | None = None
+                  ) -> dict:
     """What the index says, once, for both renderings: ``{"answer", "figure", "summary", "rows", "footer"}``.
 
     ``answer``: :func:`lorp.study.answer.answer_lines` over the stored ``results.json`` (and ``ablation.json``)
-    under ``root``: does LoRP beat its baselines, why not, how sure, on exactly which checkpoints. ``figure``:
+    under ``root``: does LoRP beat its baselines, why not, how sure, on exactly which checkpoints; after
+    ``lorp study --add`` (``added``), the added methods' answer first (:func:`lorp.study.added_answer.added_lines`). ``figure``:
     the summary's ``verdict.png`` exists; ``summary``: a Markdown line linking the summary's pages, or ``None``;
     ``rows``: per model, its :data:`COLUMNS` cells (the last one Markdown links); ``footer``: when written and
     how to rerun.
@@ -63,15 +66,18 @@ def index_outline(root: str | Path, *, preset: str = "", default_root: bool = Tr
     rerun = f"`lorp study --preset {preset or 'default'}" + ("" if default_root else f" --reports {root}") + "`"
     if preset in ("", "default") and default_root:
         rerun = f"`make study` (or {rerun})"
+    if added:
+        rerun = f"`lorp study --add {','.join(added)} --reports {root}`"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return {"answer": answer_lines(studies, load_ablations(root, studies)),
+    return {"answer": [*added_lines(studies), *answer_lines(studies, load_ablations(root, studies))],
+            "title": f"LoRP study reports, with {', '.join(added)} added" if added else "LoRP study reports",
             "figure": (root / "summary" / "verdict.png").is_file(), "summary": summary, "rows": rows,
             "footer": f"Written {stamp}. Rerun with {rerun}; finished work is reused."}
 
 
 def index_markdown(outline: dict) -> str:
     """``index.md`` from :func:`index_outline`."""
-    md = ["# LoRP study reports", "", *(f"- {line}" for line in outline["answer"]), ""]
+    md = [f"# {outline.get('title', 'LoRP study reports')}", "", *(f"- {line}" for line in outline["answer"]), ""]
     if outline["figure"]:
         md += [f"![{FIGURE}](summary/verdict.png)", ""]
     md += [ABOUT, ""]
@@ -85,9 +91,10 @@ def index_markdown(outline: dict) -> str:
 
 def index_html(outline: dict) -> str:
     """``index.html`` from :func:`index_outline`: the same lines, links and table."""
-    body = ["<!doctype html><meta charset='utf-8'><title>LoRP study reports</title>",
+    title = html.escape(outline.get("title", "LoRP study reports"))
+    body = [f"<!doctype html><meta charset='utf-8'><title>{title}</title>",
             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:.3em .6em}</style>", "<h1>LoRP study reports</h1>"]
+            "td,th{border:1px solid #ccc;padding:.3em .6em}</style>", f"<h1>{title}</h1>"]
     if outline["answer"]:
         body.append("<ul>" + "".join(f"<li>{_inline_html(line)}</li>" for line in outline["answer"]) + "</ul>")
     if outline["figure"]:
@@ -101,10 +108,11 @@ def index_html(outline: dict) -> str:
     return "\n".join(body) + "\n"
 
 
-def write_index(root: str | Path, *, preset: str = "", default_root: bool = True) -> Path:
+def write_index(root: str | Path, *, preset: str = "", default_root: bool = True, added: list[str] | None = None
+                ) -> Path:
     """``index.md`` and ``index.html`` under ``root``, both rendered from one :func:`index_outline`; returns the
     HTML file's path."""
-    outline = index_outline(root, preset=preset, default_root=default_root)
+    outline = index_outline(root, preset=preset, default_root=default_root, added=added)
     write_text(Path(root) / "index.md", index_markdown(outline))
     return write_text(Path(root) / "index.html", index_html(outline))
 

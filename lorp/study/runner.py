@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -19,15 +20,18 @@ from typing import Any
 
 from ..errors import ConfigError, LorpError, UnknownNameError
 from ..paths import REPORTS_DIR, report_name
+from ..plugins.registry import load_registry
 from ..run.progress import ENV as progress_env
 from ..run.progress import Follower
 from ..run.threads import resolve_threads, thread_env
 from ..store.atomic import check_output_location, staged_dir, write_text
 from .ablation import names
+from .add import load_committed, resolve_added
 from .checks import check_study_parameters
 from .index import write_index
 from .parameters import (ABLATION_NOTEBOOK, STUDY_NOTEBOOK, SUMMARY_NOTEBOOK, notebook_defaults,
-                         notebook_parameters)
+                         notebook_parameters, study_config)
+from .reuse import reuse_mismatches
 from .variants import load_preset
 
 
@@ -214,5 +218,105 @@ def _run_all(models, chosen, overrides, root: Path, preset: str, summary: bool, 
                      progress, "summary notebook", echo, "summary: ")
         written.append(final)
         write_index(root, preset=preset, default_root=root == REPORTS_DIR)
+        echo(f"index: {root / 'index.html'}")
+    return written
+
+
+def added_reports_dir(added: Iterable[str]) -> Path:
+    """Where ``lorp study --add`` writes by default: ``reports/added/<name>+<name>…``."""
+    return REPORTS_DIR / "added" / "+".join(added)
+
+
+def committed_models(root: Path) -> list[str]:
+    """The models with a committed study under ``root`` (``<model>/results.json``), in the default preset's order
+    first."""
+    found = [p.parent.name for p in sorted(root.glob("*/results.json"))]
+    order = list(load_preset("default").models)
+    return sorted(found, key=lambda m: (order.index(m) if m in order else len(order), m))
+
+
+def run_added(added: Iterable[str], models: Iterable[str] | None = None, *, committed_dir: str | Path | None = None,
+              reports_dir: str | Path | None = None, summary: bool = True, progress: bool = True,
+              echo=print) -> list[Path]:
+    """``lorp study --add NAME…``: each model's committed study with the added methods beside it, as a full report
+    set (per-model reports, summary, index) in a folder of its own.
+
+    Every committed number whose key matches this checkout (:func:`lorp.study.reuse.reuse_mismatches`) is
+    reused; only the added methods are computed (:func:`lorp.study.add.add_methods`). A model whose key differs
+    is studied again whole, with one line per differing part said here and in the report. The committed
+    reports are read, never written.
+
+    Args:
+        added: registered method names (allocation strategies, or clustering algorithms / similarity metrics
+            LoRP runs with).
+        models: models to add to (default: every model with a committed study).
+        committed_dir: the committed reports (default ``reports/``).
+        reports_dir: where the report set goes (default :func:`added_reports_dir`); never the committed folder.
+        summary: also run the summary notebook and write the index.
+        echo: progress lines go here.
+    Returns:
+        the report folders written (models, then the summary).
+    Raises:
+        UnknownNameError: a name no plugin registered (before any work).
+        ConfigError: no committed study for a model, a name the study already compares, or the output folder
+            is the committed one.
+        LorpError: a notebook failed.
+    """
+    added = [n.strip() for n in added if n and n.strip()]
+    committed_root = user_path(committed_dir) if committed_dir else REPORTS_DIR
+    root = user_path(reports_dir) if reports_dir else added_reports_dir(added)
+    if root == committed_root or (root.parent == committed_root and (root / "results.json").is_file()):
+        raise ConfigError(f"--add writes a report set of its own; {root} is the committed study's folder: "
+                          "choose another with --reports")
+    models = list(models) if models else committed_models(committed_root)
+    if not models:
+        raise ConfigError(f"no committed study under {committed_root} (no <model>/results.json); run `lorp study` "
+                          "first, or give its folder with --committed")
+    registry = load_registry()
+    known = notebook_parameters(STUDY_NOTEBOOK)
+    defaults = notebook_defaults(known)
+    plans = []
+    for m in models:  # every name and model checked before any notebook runs
+        path = committed_root / report_name(m) / "results.json"
+        committed = load_committed(path)
+        params = {k: v for k, v in committed.parameters.items() if k in known and k not in
+                  ("out_dir", "work_dir", "added", "committed_results")}
+        config = study_config({**defaults, **params})
+        resolve_added(added, registry, config, [c.method for c in committed.all_cells if not c.added])
+        recomputed = reuse_mismatches(committed, config, registry)
+        check_output_location(root / report_name(m))
+        plans.append((m, path, params, recomputed))
+    root.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, (m, path, params, recomputed) in enumerate(plans, 1):
+        tag = f"[{i}/{len(plans)}] {m}: "
+        for line in recomputed:
+            echo(tag + line)
+        if not recomputed:
+            echo(tag + f"every committed number reused (computed at {str(load_committed(path).computed_at_commit)[:7]}); "
+                       f"computing {', '.join(added)}")
+        final = root / report_name(m)
+        t = time.perf_counter()
+        with staged_dir(final) as stage:
+            if not recomputed:  # the committed ablation pages stay as they are: the added methods are not ablations
+                for f in path.parent.iterdir():
+                    if f.is_file():
+                        shutil.copy2(f, stage / f.name)
+            _execute(STUDY_NOTEBOOK, stage, "study.ipynb",
+                     {**params, "added": ",".join(added), "committed_results": str(path), "out_dir": str(stage)},
+                     progress, f"study notebook for {m!r} with {', '.join(added)}", echo, tag)
+            full = {**defaults, **params}
+            if recomputed and (names(full["ablations"]) or names(full["selectors"])):
+                _execute(ABLATION_NOTEBOOK, stage, "ablation.ipynb", {"study_dir": str(stage), "out_dir": str(stage)},
+                         progress, f"ablation notebook for {m!r}", echo, tag)
+        echo(tag + f"done in {time.perf_counter() - t:.0f} s")
+        written.append(final)
+    if summary:
+        final = root / "summary"
+        with staged_dir(final) as stage:
+            _execute(SUMMARY_NOTEBOOK, stage, "summary.ipynb", {"reports_dir": str(root), "out_dir": str(stage)},
+                     progress, "summary notebook", echo, "summary: ")
+        written.append(final)
+        write_index(root, preset=plans[0][2].get("preset", "default"), default_root=False, added=added)
         echo(f"index: {root / 'index.html'}")
     return written
