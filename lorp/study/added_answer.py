@@ -31,7 +31,7 @@ from ..evaluate.uncertainty import holm, holm_decisions
 from ..run.study_records import StudyCell, StudyResult
 from .attribution import detail_budget
 from .confirmation import ConfirmationRow
-from .formatting import fmt_points_ci, fmt_times, interval_method
+from .formatting import fmt_points_ci, fmt_ratio_ci, fmt_times, interval_method
 from .quality_floor import floor_summary
 from .query import baseline_methods, best_baseline, best_baseline_by_accuracy, cell
 
@@ -84,16 +84,6 @@ def _holm(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _times(x: float) -> str:
-    """A ratio as :func:`lorp.study.formatting.fmt_times` prints it, small ones in scientific notation (an added
-    method may be hundreds of times better than a floor)."""
-    return f"{x:.1e}" if x < 0.01 else fmt_times(x)
-
-
-def _ci(k) -> str:
-    return f"{_times(k.ratio)}× [{_times(k.ratio_low)}, {_times(k.ratio_high)}]"
-
-
 def _counts(rows: list[dict[str, Any]]) -> str:
     n = len(rows)
     return (f"better in {sum(o['decision'] == 'better' for o in rows)} of {n}, worse in "
@@ -103,7 +93,7 @@ def _counts(rows: list[dict[str, Any]]) -> str:
 
 def _range(rows: list[dict[str, Any]]) -> str:
     ratios = sorted(o["comparison"].ratio for o in rows)
-    return f"{_times(ratios[0])}×" if len(ratios) == 1 else f"{_times(ratios[0])}× to {_times(ratios[-1])}×"
+    return f"{fmt_times(ratios[0])}×" if len(ratios) == 1 else f"{fmt_times(ratios[0])}× to {fmt_times(ratios[-1])}×"
 
 
 def accuracy(r: StudyResult, label: str) -> dict[str, Any] | None:
@@ -162,14 +152,14 @@ def added_lines(studies: Mapping[str, StudyResult], allocation: str = "lorp") ->
             at = [o for o in last if o["decision"] != "not separable"]
             summary = floor_summary(r)
             mine = cell(r.cells, label, summary["budget"], seed=_first_seed(r)) if summary else None
-            text = f"{n}: × `last` " + (", ".join(f"{_ci(o['comparison'])} at {o['budget']}" for o in last)
+            text = f"{n}: × `last` " + (", ".join(f"{fmt_ratio_ci(o['comparison'])} at {o['budget']}" for o in last)
                                       if last else "not measured")
             if at:
                 text += f" ({'; '.join(o['decision'] + ' at ' + str(o['budget']) for o in at)})"
             if mine is not None:
                 place = "below" if mine.mean_perplexity < summary["median"] else "above"
                 text += (f"; {place} the median of {summary['draws']} random draws at {summary['budget']} "
-                         f"({_times(mine.mean_perplexity / summary['median'])}× it)")
+                         f"({fmt_times(mine.mean_perplexity / summary['median'])}× it)")
             floors.append(text)
         if floors:
             lines.append("Floors (screening windows): " + "; ".join(floors) + ".")
@@ -180,9 +170,9 @@ def added_lines(studies: Mapping[str, StudyResult], allocation: str = "lorp") ->
                 continue
             text = f"{n} at {a['budget']}: {100 * a['accuracy']:.1f} %"
             if a["lorp"] is not None:
-                text += f", {fmt_points_ci(a['lorp'])} points against LoRP"
+                text += f", {fmt_pointsfmt_ratio_ci(a['lorp'])} points against LoRP"
             if a["best"] is not None:
-                text += f", {fmt_points_ci(a['best'])} against {a['best_method']}"
+                text += f", {fmt_pointsfmt_ratio_ci(a['best'])} against {a['best_method']}"
             acc.append(text)
         if acc:
             lines.append("Zero-shot accuracy (mean over tasks, 95 % paired bootstrap over items): " + "; ".join(acc) + ".")
@@ -224,10 +214,10 @@ def added_markdown(results: StudyResult, name: str) -> str:
             k_lorp, k_best = lorp and compare_perplexity(lorp, c), best and compare_perplexity(best, c)
             h_lorp, h_best = held.get((True, c.budget, m)), held.get((False, c.budget, m))
             md.append(f"| {m} | {c.budget} | {', '.join(map(str, c.pruned))} | {c.mean_perplexity:,.1f} | "
-                      f"{_ci(k_lorp) if k_lorp else '–'} | "
-                      f"{_ci(k_best) + f' ({best.method})' if k_best else '–'} | "
-                      f"{_ci(h_lorp['comparison']) if h_lorp else '–'} | "
-                      f"{_ci(h_best['comparison']) + ' (' + h_best['rival'] + ')' if h_best else '–'} |")
+                      f"{fmt_ratio_ci(k_lorp) if k_lorp else '–'} | "
+                      f"{fmt_ratio_ci(k_best) + f' ({best.method})' if k_best else '–'} | "
+                      f"{fmt_ratio_ci(h_lorp['comparison']) if h_lorp else '–'} | "
+                      f"{fmt_ratio_ci(h_best['comparison']) + ' (' + h_best['rival'] + ')' if h_best else '–'} |")
     md += ["", f"Ratios [95 % CI]: {interval_method('windows')}. Held out: the study's confirmation windows, disjoint "
                "from the screening windows that chose the best baseline."]
     return "\n".join(md) + "\n"

@@ -33,7 +33,9 @@ def stage_seconds(results: StudyResult) -> dict[str, float]:
     ``"zero-shot"`` less its perplexity share estimated from that method's other cells
     (0 if it has none), and the dense evaluation under ``"perplexity (dense)"``.
     Every run seed's cells count (:attr:`StudyResult.all_cells`), and the extra seeds' calibration
-    passes. Raises nothing; missing timings count 0.
+    passes. Rows and confirmation entries ``lorp study --add`` put beside the study are left out: they are
+    that run's cost (:attr:`lorp.run.study_records.StudyResult.added`), not the study's. Raises nothing;
+    missing timings count 0.
     """
     r = results
     cs = r.compute_seconds or {}
@@ -51,7 +53,7 @@ def stage_seconds(results: StudyResult) -> dict[str, float]:
     per_method: dict[str, float] = {}
     for seed, run in list((r.seeds or {}).items())[1:]:  # the extra seeds' calibration passes
         out["calibration pass"] += float((run.get("calibration") or {}).get("seconds") or 0.0)
-    for c in r.all_cells:
+    for c in (c for c in r.all_cells if not c.added):  # added rows cost the `--add` run, not the study
         s = c.seconds or {}
         out["SLEB selection" if c.nll_passes else "selection"] += float(s.get("selection", 0.0))
         if c.evaluation_reused:  # another cell's evaluation: computed (and counted) once, there
@@ -71,7 +73,8 @@ def stage_seconds(results: StudyResult) -> dict[str, float]:
     out["perplexity (pruned)"] = sum(per_method.values())
     conf = r.confirmation or {}
     out["confirmation windows"] = sum(float(e.get("seconds") or 0.0) for e in [conf.get("dense") or {},
-                                                                               *conf.get("cells", [])])
+                                                                               *conf.get("cells", [])]
+                                      if e.get("role") != "added")
     out["random floor"] = sum(float((d.get("seconds") or {}).get("evaluation") or 0.0)
                               for d in (r.random_floor or {}).get("draws", []))
     runs = (r.sleb_check or {}).get("runs", [])[1:]  # the first is the study's own SLEB cell, counted above

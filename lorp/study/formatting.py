@@ -24,10 +24,12 @@ NO_ITEM_RESULTS = "_No per-item zero-shot results: intervals unavailable._"
 
 
 def fmt_times(x: float) -> str:
-    """A perplexity ratio: ``1.14``, ``72.5``, ``1.10e+04``; three decimals near 1 (``1.003``), so a bound
-    that excludes parity never prints as ``1.00``."""
+    """A perplexity ratio: ``1.14``, ``72.5``, ``1.10e+04``, ``3.2e-03``; three decimals near 1 (``1.003``), so a
+    bound that excludes parity never prints as ``1.00``, and a small ratio never as ``0.00``."""
     if x != 1.0 and 0.995 <= x < 1.005:
         return f"{x:.3f}"
+    if 0 < x < 0.01:  # a ratio far below 1 (a method hundreds of times better than a floor) keeps its size
+        return f"{x:.1e}"
     return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 1e4 else f"{x:.2e}"
 
 

@@ -139,7 +139,8 @@ def zero_shot_markdown(results: StudyResult) -> str:
                    f"{'/'.join(map(str, items)) or '?'} items per task.")]
     for b in sorted({c.budget for c in rows}):
         lorp = next((c for c in rows if c.budget == b and c.method == "lorp"), None)
-        others = [("dense", 0, r.dense)] + [(c.method, c.budget, c) for c in rows if c.budget == b and c is not lorp]
+        others = [("dense", 0, r.dense)] + [(c.method, c.budget, c) for c in rows  # an added row: its own page
+                                            if c.budget == b and c is not lorp and not c.added]
         diffs = [(m, bb, compare_accuracy(o, lorp)) for m, bb, o in others] if lorp else []
         if not any(k for *_, k in diffs):
             continue
@@ -231,8 +232,20 @@ def disclosure_markdown(results: StudyResult) -> str:
                      f"sequence(s), " + (f"the last {tok} tokens of each scored" if tok else "every token scored") + ".")
     if r.plugins:
         lines.append(_code_line(r.plugins))
-    lines.append(f"- **Seeds**: {cfg.get('seeds', [cfg.get('seed')])}; **computed at** `{r.computed_at_commit or na}`, "
-                 f"code hash `{r.code_hash or na}` (lorp/, notebooks/, plugins/, pyproject.toml).")
+    added = r.added or {}
+    reused = added.get("reused")
+    if reused:  # lorp study --add: the study's numbers come from the committed record, the added rows from here
+        lines.append(f"- **Seeds**: {cfg.get('seeds', [cfg.get('seed')])}; the study's numbers **computed at** "
+                     f"`{r.computed_at_commit or na}`, code hash `{reused.get('code_hash') or na}`, reused; the added "
+                     f"methods computed at `{r.git_commit or na}`, code hash `{r.code_hash or na}` (lorp/, notebooks/, "
+                     "plugins/, pyproject.toml).")
+    else:
+        lines.append(f"- **Seeds**: {cfg.get('seeds', [cfg.get('seed')])}; **computed at** `{r.computed_at_commit or na}`, "
+                     f"code hash `{r.code_hash or na}` (lorp/, notebooks/, plugins/, pyproject.toml).")
+    for label, comp in (added.get("components") or {}).items():
+        lines.append(f"- **Added** `{label}`: {comp.get('kind')} `{comp.get('name')}` from {comp.get('source') or '?'}, "
+                     f"code `{comp.get('code') or 'not recorded'}`; "
+                     + "; ".join(added.get("recomputed") or ["every committed number whose key matched reused"]) + ".")
     return "\n".join(lines) + "\n"
 
 
