@@ -194,3 +194,40 @@ def test_the_command_refuses_an_unknown_name_in_one_line_before_any_work(tmp_pat
     assert res.exit_code != 0 and "--add runs the committed study's own protocol; drop --preset and -p" in res.output
     res = CliRunner().invoke(main, ["study", "--add", "lorp-spread", "--reports", str(REPORTS_DIR)])
     assert res.exit_code != 0 and "is the committed study's folder" in res.output
+
+
+@pytest.mark.real_model
+@pytest.mark.notebook
+def test_the_example_plugin_joins_the_committed_study_with_every_baseline_number_unchanged(tmp_path):
+    """`lorp study --add lorp-spread` on SmolLM2: the committed rows, verdict pairs, floors and healing grid are
+    the committed report's exactly; the added rows are beside them; the committed folder is not written."""
+    import json
+
+    from lorp.study.runner import run_added
+
+    committed = REPORTS_DIR / "smollm2-135m"
+    before = {f.name: f.stat().st_mtime_ns for f in committed.iterdir()}
+    folders = run_added(["lorp-spread"], ["smollm2-135m"], reports_dir=tmp_path, echo=lambda _line: None)
+    assert folders == [tmp_path / "smollm2-135m", tmp_path / "summary"]
+    assert {f.name: f.stat().st_mtime_ns for f in committed.iterdir()} == before
+    old = json.loads((committed / "results.json").read_text())
+    new = json.loads((tmp_path / "smollm2-135m" / "results.json").read_text())
+    for key in ("dense", "confirmation", "random_floor", "healing", "similarity", "seeds", "computed_at_commit"):
+        if key == "confirmation":
+            kept = {**new[key], "cells": [e for e in new[key]["cells"] if e["role"] != "added"]}
+            assert kept == old[key]
+        else:
+            assert new[key] == old[key], key
+    for rows in ("cells", "seed_cells"):
+        assert [c for c in new[rows] if not c.get("added")] == old[rows]
+        mine = [c for c in new[rows] if c.get("added")]
+        assert mine and {c["method"] for c in mine} == {"lorp-spread"}
+    assert new["added"]["reused"]["computed_at_commit"] == old["computed_at_commit"]
+    assert new["added"]["recomputed"] == [] and new["added"]["components"]["lorp-spread"]["kind"] == "allocation"
+    for page in ("perplexity.md", "confirmation.md", "healing.md"):  # every committed line is still there
+        lines = (tmp_path / "smollm2-135m" / page).read_text().splitlines()
+        assert set((committed / page).read_text().splitlines()) <= set(lines), page
+    index = (tmp_path / "index.md").read_text().splitlines()
+    assert index[0] == "# LoRP study reports, with lorp-spread added"
+    assert index[2].startswith("- **Does `lorp-spread` beat LoRP and the best baseline?** On the held-out")
+    assert (tmp_path / "smollm2-135m" / "added.md").read_text().startswith("# Added to the study of smollm2-135m")

@@ -170,9 +170,9 @@ def added_lines(studies: Mapping[str, StudyResult], allocation: str = "lorp") ->
                 continue
             text = f"{n} at {a['budget']}: {100 * a['accuracy']:.1f} %"
             if a["lorp"] is not None:
-                text += f", {fmt_pointsfmt_ratio_ci(a['lorp'])} points against LoRP"
+                text += f", {fmt_points_ci(a['lorp'])} points against LoRP"
             if a["best"] is not None:
-                text += f", {fmt_pointsfmt_ratio_ci(a['best'])} against {a['best_method']}"
+                text += f", {fmt_points_ci(a['best'])} against {a['best_method']}"
             acc.append(text)
         if acc:
             lines.append("Zero-shot accuracy (mean over tasks, 95 % paired bootstrap over items): " + "; ".join(acc) + ".")
