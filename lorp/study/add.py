@@ -39,7 +39,7 @@ from ..method.selection import select_blocks
 from ..plugins.registry import Registry
 from ..run.cells import Task
 from ..run.confirmation import confirm
-from ..run.executors import SerialExecutor
+from ..run.executors import HeldWorkers, SerialExecutor
 from ..run.records import CellSpec, EvalSettings
 from ..run.provenance import code_hash, git_commit
 from ..run.screening import detail, screen
@@ -209,52 +209,62 @@ def add_methods(results: StudyResult, names: Iterable[str], config: SweepConfig,
     reusable, per_block = _reusable(results), _block_parameters(results)
     record = dict(results.added or {"methods": [], "components": {}, "twins": {}, "computed": {}})
     for m in added:
-        t0 = time.perf_counter()
-        picks = _picks(m, results, config, registry, executor)
-        new_sets = list(dict.fromkeys(tuple(p) for p, _ in picks.values() if tuple(p) not in reusable))
-        screened = screen(config, folder, new_sets, registry, executor) if new_sets else {}
-        rows: list[StudyCell] = []
-        for (b, s), (pruned, seconds) in sorted(picks.items(), key=lambda kv: (kv[0][1] != first, kv[0])):
-            key = tuple(pruned)
-            if key in reusable:
-                old = reusable[key]
-                row = replace(old, method=m.label, budget=b, seed=s, seconds={"selection": seconds, "evaluation": 0.0},
-                              evaluation_reused=True, nll_passes=None, added=True,
-                              zero_shot=None, zero_shot_items=None, zero_shot_average=None, speed=None,
-                              zero_shot_correct=None)
-            else:
-                ppl = screened[key]
-                row = StudyCell(method=m.label, budget=b, pruned=list(pruned),
-                                perplexity={c: p.perplexity for c, p in ppl.items()},
-                                mean_perplexity=geometric_mean_perplexity(ppl),
-                                parameters=results.dense.parameters - per_block * len(pruned) if per_block else 0,
-                                seed=s, seconds={"selection": seconds,
-                                                 "evaluation": float(sum(p.seconds for p in ppl.values()))},
-                                added=True, **{k: v for k, v in per_sample(ppl, None).items()
-                                               if k != "zero_shot_correct"})
-            rows.append(row)
-        detailed = _add_detail(rows, m, config, folder, registry, executor, reusable, detail_budget, first)
-        confirmed = _add_confirmation(results, rows, m, config, folder, registry, executor, confirmation_windows,
-                                      first)
-        results.cells += [r for r in rows if r.seed == first]
-        results.seed_cells += [r for r in rows if r.seed != first]
-        record["methods"] = [*record["methods"], m.label]
-        record["components"] = {**record["components"],
-                                m.label: {"kind": m.kind, "name": m.name, "code": m.code, "source": m.source,
-                                          "allocation": m.allocation, "clustering": m.clustering,
-                                          "similarity": m.similarity}}
-        record["twins"] = {**record["twins"], m.label: twins(results, m.label)}
-        record["computed"] = {**record["computed"], m.label: {
-            "picks": len(picks), "screened": len(new_sets),
-            "reused_evaluations": sum(tuple(p) in reusable for p, _ in picks.values()),
-            "detailed": detailed, "confirmed": confirmed, "seconds": time.perf_counter() - t0,
-            "selection": "committed S" if m.from_committed_s else "own calibration pass per seed"}}
+        with HeldWorkers(executor) as held:  # one model load for the screening, detail and confirmation scores
+            _add_one(results, m, config, folder, registry, held, reusable, per_block, first, detail_budget,
+                     confirmation_windows, record)
     results.added = record
     return added
 
 
+def _add_one(results: StudyResult, m: AddedMethod, config: SweepConfig, folder: str | Path, registry: Registry,
+             executor: Any, reusable: dict, per_block: int | None, first: int, detail_budget: int | None,
+             confirmation_windows: int, record: dict) -> None:
+    """:func:`add_methods` for one method, its scores through ``executor`` (held workers)."""
+    t0 = time.perf_counter()
+    picks = _picks(m, results, config, registry, executor)
+    new_sets = list(dict.fromkeys(tuple(p) for p, _ in picks.values() if tuple(p) not in reusable))
+    firsts = tuple(sorted({r[0] for r in new_sets}))
+    screened = screen(config, folder, new_sets, registry, executor) if new_sets else {}
+    rows: list[StudyCell] = []
+    for (b, s), (pruned, seconds) in sorted(picks.items(), key=lambda kv: (kv[0][1] != first, kv[0])):
+        key = tuple(pruned)
+        if key in reusable:
+            old = reusable[key]
+            row = replace(old, method=m.label, budget=b, seed=s, seconds={"selection": seconds, "evaluation": 0.0},
+                          evaluation_reused=True, nll_passes=None, added=True,
+                          zero_shot=None, zero_shot_items=None, zero_shot_average=None, speed=None,
+                          zero_shot_correct=None)
+        else:
+            ppl = screened[key]
+            row = StudyCell(method=m.label, budget=b, pruned=list(pruned),
+                            perplexity={c: p.perplexity for c, p in ppl.items()},
+                            mean_perplexity=geometric_mean_perplexity(ppl),
+                            parameters=results.dense.parameters - per_block * len(pruned) if per_block else 0,
+                            seed=s, seconds={"selection": seconds,
+                                             "evaluation": float(sum(p.seconds for p in ppl.values()))},
+                            added=True, **{k: v for k, v in per_sample(ppl, None).items()
+                                           if k != "zero_shot_correct"})
+        rows.append(row)
+    detailed = _add_detail(rows, m, config, folder, registry, executor, reusable, detail_budget, first, firsts)
+    confirmed = _add_confirmation(results, rows, m, config, folder, registry, executor, confirmation_windows,
+                                  first)
+    results.cells += [r for r in rows if r.seed == first]
+    results.seed_cells += [r for r in rows if r.seed != first]
+    record["methods"] = [*record["methods"], m.label]
+    record["components"] = {**record["components"],
+                            m.label: {"kind": m.kind, "name": m.name, "code": m.code, "source": m.source,
+                                      "allocation": m.allocation, "clustering": m.clustering,
+                                      "similarity": m.similarity}}
+    record["twins"] = {**record["twins"], m.label: twins(results, m.label)}
+    record["computed"] = {**record["computed"], m.label: {
+        "picks": len(picks), "screened": len(new_sets),
+        "reused_evaluations": sum(tuple(p) in reusable for p, _ in picks.values()),
+        "detailed": detailed, "confirmed": confirmed, "seconds": time.perf_counter() - t0,
+        "selection": "committed S" if m.from_committed_s else "own calibration pass per seed"}}
+
+
 def _add_detail(rows: list[StudyCell], m: AddedMethod, config: SweepConfig, folder: str | Path, registry: Registry,
-                executor: Any, reusable: dict, budget: int | None, first: int) -> str:
+                executor: Any, reusable: dict, budget: int | None, first: int, firsts: tuple[int, ...] = ()) -> str:
     """Zero-shot accuracy and decode speed of the first-seed row at the detail budget (in place); what was done."""
     row = next((r for r in rows if r.budget == budget and r.seed == first), None)
     base = config.base
@@ -271,7 +281,7 @@ def _add_detail(rows: list[StudyCell], m: AddedMethod, config: SweepConfig, fold
                             batch_size=base.batch_size, zero_shot_tasks=tuple(base.zero_shot_tasks),
                             zero_shot_limit=base.zero_shot_limit, zero_shot_seed=first,
                             decode_tokens=config.decode_tokens)
-    ev = detail(config, folder, [row.pruned], settings, registry, executor)[tuple(row.pruned)]
+    ev = detail(config, folder, [row.pruned], settings, registry, executor, firsts)[tuple(row.pruned)]
     zs = ev.zero_shot
     i = rows.index(row)
     rows[i] = replace(row, parameters=ev.parameters,
