@@ -181,7 +181,7 @@ def test_the_answer_block_names_twins_first_and_decides_with_holm(committed):
         assert o["p_holm"] >= o["comparison"].p_value
     assert any(ln.startswith("On exactly these checkpoints: tiny (") for ln in lines)
     md = added_markdown(results, "tiny")
-    assert md.startswith("# Added to the study of tiny: `my-rule`") and md.count("| my-rule | ") == 2
+    assert md.startswith("# Added to the study of tiny: `my-rule`") and md.count("| my-rule | ") == 4  # two tables
 
 
 def test_the_command_refuses_an_unknown_name_in_one_line_before_any_work(tmp_path):

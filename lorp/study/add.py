@@ -36,6 +36,7 @@ from typing import Any
 from ..errors import ConfigError, UnknownNameError
 from ..evaluate.perplexity import geometric_mean_perplexity
 from ..method.selection import select_blocks
+from ..paths import REPO_ROOT
 from ..plugins.registry import Registry
 from ..run.cells import Task
 from ..run.confirmation import confirm
@@ -343,6 +344,15 @@ def load_committed(path: str | Path) -> StudyResult:
     return StudyResult.from_json(json.loads(path.read_text()))
 
 
+def shown_path(path: str | Path | None) -> str:
+    """``path`` as a record shows it: relative to the checkout when inside it (``reports/x/results.json``), so a
+    committed record names no machine's folders."""
+    if path is None:
+        return ""
+    p = Path(path).resolve()
+    return p.relative_to(REPO_ROOT).as_posix() if p.is_relative_to(REPO_ROOT) else str(p)
+
+
 def record_origin(results: StudyResult, committed: StudyResult | None, path: str | Path | None,
                   recomputed: Sequence[str]) -> None:
     """Say on ``results.added`` where the study's numbers came from: ``reused`` (the committed record's commit
@@ -351,7 +361,7 @@ def record_origin(results: StudyResult, committed: StudyResult | None, path: str
     ``computed_at_commit`` keeps the commit that computed the numbers."""
     reused = committed is not None and not recomputed
     results.added = {**(results.added or {}), "recomputed": list(recomputed),
-                     "reused": {"from": str(path), "computed_at_commit": committed.computed_at_commit,
+                     "reused": {"from": shown_path(path), "computed_at_commit": committed.computed_at_commit,
                                 "code_hash": committed.code_hash} if reused else None}
     if reused:
         results.git_commit, results.code_hash = git_commit(), code_hash()
@@ -380,4 +390,4 @@ def with_added_rows(table_csv: str, results: StudyResult) -> str:
 
 
 __all__ = ["AddedMethod", "KINDS", "TABLE_COLUMNS", "add_methods", "load_committed", "record_origin", "resolve_added",
-           "seed_similarity", "twins", "with_added_rows"]
+           "seed_similarity", "shown_path", "twins", "with_added_rows"]

@@ -218,6 +218,15 @@ def added_markdown(results: StudyResult, name: str) -> str:
                       f"{fmt_ratio_ci(k_best) + f' ({best.method})' if k_best else '–'} | "
                       f"{fmt_ratio_ci(h_lorp['comparison']) if h_lorp else '–'} | "
                       f"{fmt_ratio_ci(h_best['comparison']) + ' (' + h_best['rival'] + ')' if h_best else '–'} |")
+    baselines = sorted(baseline_methods(results.cells, allocation))
+    md += ["", "Against each study method on the screening windows (first seed), the added method's perplexity over "
+               "theirs:", "",
+           "| method | budget | " + " | ".join([allocation, *baselines]) + " |", "|---|---:|" + "---:|" * (len(baselines) + 1)]
+    for m in added_methods(studies):
+        for c in sorted((c for c in results.cells if c.method == m and c.seed == seed), key=lambda c: c.budget):
+            ks = [(o := cell(results.cells, other, c.budget, seed=seed)) and compare_perplexity(o, c)
+                  for other in [allocation, *baselines]]
+            md.append(f"| {m} | {c.budget} | " + " | ".join(fmt_ratio_ci(k) if k else "–" for k in ks) + " |")
     md += ["", f"Ratios [95 % CI]: {interval_method('windows')}. Held out: the study's confirmation windows, disjoint "
                "from the screening windows that chose the best baseline."]
     return "\n".join(md) + "\n"

@@ -93,11 +93,13 @@ def rule_jaccard(record: Mapping[str, Any]) -> dict[str, float]:
 
 
 def seed_jaccard(results: StudyResult) -> dict[str, float]:
-    """Per method run at several seeds: the mean over budgets of its across-seed Jaccard."""
-    rows = stability(results)
+    """Per method of the study run at several seeds (not one ``lorp study --add`` put beside it): the mean over
+    budgets of its across-seed Jaccard."""
+    added = set((results.added or {}).get("methods", []))
     out: dict[str, list[float]] = {}
-    for row in rows:
-        out.setdefault(row["method"], []).append(row["jaccard"])
+    for row in stability(results):
+        if row["method"] not in added:
+            out.setdefault(row["method"], []).append(row["jaccard"])
     return {m: statistics.fmean(v) for m, v in out.items()}
 
 

@@ -99,7 +99,8 @@ def stage_floor_seconds(results: StudyResult) -> dict[str, float]:
     FLOPs per :func:`lorp.evaluate.compute_floor.variant_flops`: the dense pass over the screening windows;
     every cell that computed its own perplexity (reused evaluations cost nothing), restarting from
     its first removed block where the dense states entering it were kept; each confirmation row on
-    its windows (dense once, each set from its first removed block); each random draw. Keys: the
+    its windows (dense once, each set from its first removed block); each random draw. Rows ``lorp study --add``
+    put beside the study are left out, as in :func:`stage_seconds`. Keys: the
     stages of :data:`FLOOR_STAGES` that ran. Empty for records written before the floor was kept
     (``perplexity_reuse["floor"]``).
     """
@@ -118,11 +119,13 @@ def stage_floor_seconds(results: StudyResult) -> dict[str, float]:
     out = {"perplexity (dense)": seconds(screening)}
     out["perplexity (pruned)"] = sum(
         seconds(screening, c.pruned, enabled and min(c.pruned) in stored) for c in r.all_cells
-        if c.pruned and float((c.seconds or {}).get("evaluation_perplexity", 0.0)) > 0 and not c.evaluation_reused)
+        if c.pruned and float((c.seconds or {}).get("evaluation_perplexity", 0.0)) > 0 and not c.evaluation_reused
+        and not c.added)
     conf = r.confirmation or {}
     if conf.get("dense"):
         tokens = int(conf["windows"]) * int(conf["seq_len"]) * len(conf["dense"].get("perplexity") or {})
-        out["confirmation windows"] = seconds(tokens) + sum(seconds(tokens, e["pruned"]) for e in conf.get("cells", []))
+        out["confirmation windows"] = seconds(tokens) + sum(seconds(tokens, e["pruned"]) for e in conf.get("cells", [])
+                                                            if e.get("role") != "added")
     draws = (r.random_floor or {}).get("draws", [])
     if draws:
         out["random floor"] = sum(seconds(screening, d["pruned"]) for d in draws)
