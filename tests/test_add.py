@@ -296,3 +296,18 @@ def test_a_changed_key_recomputes_the_model_s_study_and_says_why(tmp_path, monke
     assert lines[0].startswith("[1/1] smollm2-135m: lorp ") and lines[0].endswith("≠ 0.0.9: every baseline recomputed")
     assert [n for n, _ in ran] == ["lorp_study.ipynb", "ablation.ipynb"]  # the whole study, ablations included
     assert not (tmp_path / "b" / "smollm2-135m" / "ablation.md").exists()  # nothing of the old record copied
+
+
+def test_a_similarity_plugin_selects_on_its_own_calibration_pass(committed):
+    """LoRP with another similarity metric (the example CKA plugin): its picks come from a worker's calibration
+    pass of that metric at each run seed, not from the committed S; its rows are named lorp+cka."""
+    from lorp.paths import REPO_ROOT
+
+    results, config, tmp = committed
+    registry = _registry(REPO_ROOT / "plugins")
+    added = add_methods(results, ["cka"], config, tmp / "sweep", registry, confirmation_windows=2)
+    assert [(m.label, m.kind, m.from_committed_s) for m in added] == [("lorp+cka", "similarity", False)]
+    rows = {(c.budget, c.seed): c for c in results.all_cells if c.method == "lorp+cka"}
+    assert sorted(rows) == [(1, 0), (1, 1), (2, 0), (2, 1)] and all(len(c.pruned) == c.budget for c in rows.values())
+    assert results.added["computed"]["lorp+cka"]["selection"] == "own calibration pass per seed"
+    assert results.added["components"]["lorp+cka"]["similarity"] == "cka"
