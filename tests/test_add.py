@@ -311,3 +311,18 @@ def test_a_similarity_plugin_selects_on_its_own_calibration_pass(committed):
     assert sorted(rows) == [(1, 0), (1, 1), (2, 0), (2, 1)] and all(len(c.pruned) == c.budget for c in rows.values())
     assert results.added["computed"]["lorp+cka"]["selection"] == "own calibration pass per seed"
     assert results.added["components"]["lorp+cka"]["similarity"] == "cka"
+
+
+def test_a_partial_twin_is_said_budget_by_budget(committed):
+    from lorp.study.added_answer import added_lines, same_blocks
+
+    results, config, tmp = committed
+    add_methods(results, ["my-rule"], config, tmp / "sweep", _registry(_write_rule(tmp / "plugins", "shallowest",
+                                                                                   "add_rule_partial")),
+                confirmation_windows=2)
+    lorp_at = {c.budget: c.pruned for c in results.cells if c.method == "lorp"}
+    expected = {b: ["lorp"] for b, p in lorp_at.items() if p == [1, 2][:b]}  # the shallowest free blocks
+    assert {b: [m for m in ms if m == "lorp"] for b, ms in same_blocks(results, "my-rule").items()
+            if "lorp" in ms} == expected
+    said = [ln for ln in added_lines({"tiny": results}) if "removes the same blocks as a study method" in ln]
+    assert bool(said) == bool(same_blocks(results, "my-rule"))

@@ -5,7 +5,8 @@ The answer block (:func:`added_lines`, the first lines of the index and of each 
 added method:
 
 1. its **twins**: study methods that remove the same blocks at every budget and seed ("lorp-x ≡ shortgpt
-   here"), first, since every other line is then about that method's numbers;
+   here"), first, since every other line is then about that method's numbers; then the budgets where it
+   removes a study method's blocks (a partial twin);
 2. against **LoRP** and against **the best baseline** on the held-out confirmation windows (first run seed,
    every budget): the paired ratio of geometric mean perplexities with its 95 % t-interval
    (:func:`lorp.evaluate.perplexity_uncertainty.compare_perplexity`), decided after Holm's correction over
@@ -46,6 +47,18 @@ def added_methods(studies: Mapping[str, StudyResult]) -> list[str]:
 
 def _first_seed(r: StudyResult) -> int:
     return min((c.seed for c in r.cells), default=0)
+
+
+def same_blocks(r: StudyResult, label: str) -> dict[int, list[str]]:
+    """``{budget: [study method]}``: where ``label``'s first-seed pick is a study method's (empty budgets left out)."""
+    seed = _first_seed(r)
+    out = {}
+    for c in sorted((c for c in r.cells if c.method == label and c.seed == seed), key=lambda c: c.budget):
+        same = [o.method for o in r.cells if not o.added and o.budget == c.budget and o.seed == seed
+                and sorted(o.pruned) == sorted(c.pruned)]
+        if same:
+            out[c.budget] = same
+    return out
 
 
 def held_out(studies: Mapping[str, StudyResult], label: str, against: str) -> list[dict[str, Any]]:
@@ -137,6 +150,11 @@ def added_lines(studies: Mapping[str, StudyResult], allocation: str = "lorp") ->
         else:
             lines.append(f"**`{label}`**: no confirmation windows in these studies; the screening windows below "
                          "chose nothing for it, but they also score every baseline.")
+        partial = [f"{n} at {b} ({', '.join(f'`{m}`' for m in ms)})" for n, r in with_it.items() if n not in twins
+                   for b, ms in same_blocks(r, label).items()]
+        if partial:
+            lines.append(f"`{label}` removes the same blocks as a study method (first seed) on " + "; ".join(partial)
+                         + ": there their numbers are the same.")
         per_base = []
         baselines = list(dict.fromkeys(m for r in with_it.values() for m in sorted(baseline_methods(r.cells, allocation))
                                        if m not in FLOORS))
@@ -232,4 +250,5 @@ def added_markdown(results: StudyResult, name: str) -> str:
     return "\n".join(md) + "\n"
 
 
-__all__ = ["FLOORS", "accuracy", "added_lines", "added_markdown", "added_methods", "held_out", "screening"]
+__all__ = ["FLOORS", "accuracy", "added_lines", "added_markdown", "added_methods", "held_out", "same_blocks",
+           "screening"]
