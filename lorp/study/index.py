@@ -8,6 +8,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..paths import REPO_ROOT
 from ..run.record_schema import STUDY_SCHEMA, schema_of
 from ..run.study_records import StudyResult
 from ..store.atomic import write_text
@@ -67,7 +68,9 @@ def index_outline(root: str | Path, *, preset: str = "", default_root: bool = Tr
     if preset in ("", "default") and default_root:
         rerun = f"`make study` (or {rerun})"
     if added:
-        rerun = f"`lorp study --add {','.join(added)} --reports {root}`"
+        where = root.resolve()
+        where = where.relative_to(REPO_ROOT).as_posix() if where.is_relative_to(REPO_ROOT) else where
+        rerun = f"`lorp study --add {','.join(added)} --reports {where}`"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return {"answer": [*added_lines(studies), *answer_lines(studies, load_ablations(root, studies))],
             "title": f"LoRP study reports, with {', '.join(added)} added" if added else "LoRP study reports",
