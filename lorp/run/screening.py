@@ -182,9 +182,8 @@ def sleb_at(config: SweepConfig, folder: str | Path, budget: int, samples: int, 
         with (executor or SerialExecutor()).workers(config.run_base, config.methods, reuse_states=config.reuse_states,
                                                     registry=registry) as workers:
             t = time.perf_counter()
-            plain = EvalSettings(corpora=tuple(base.eval_corpora), seq_len=base.eval_seq_len, tokens=base.eval_tokens,
-                                 batch_size=base.batch_size)
-            picked = workers.first(Task("select_one", (CellSpec("sleb", budget, seed, plain), samples)))
+            picked = workers.first(Task("select_one", (CellSpec("sleb", budget, seed, config.plain_settings()),
+                                                       samples)))
             raw = {"pruned": sorted(int(b) for b in picked.selection.pruned), "seconds": time.perf_counter() - t}
         write_checked_json(path, raw)
     tokens = scoring_tokens(base, samples)

@@ -124,6 +124,20 @@ class SweepConfig:
         """Whether the cell (method, budget) gets zero-shot accuracy and decode speed."""
         return budget in self.detail_budgets and (self.detail_methods is None or method in self.detail_methods)
 
+    def plain_settings(self) -> EvalSettings:
+        """How every cell is evaluated: perplexity on the screening windows of the evaluation corpora."""
+        base = self.base
+        return EvalSettings(corpora=tuple(base.eval_corpora), seq_len=base.eval_seq_len, tokens=base.eval_tokens,
+                            batch_size=base.batch_size)
+
+    def detail_settings(self) -> EvalSettings:
+        """How a detailed cell is evaluated: :meth:`plain_settings` plus zero-shot accuracy (items drawn with the
+        first run seed) and decode speed."""
+        base = self.base
+        return replace(self.plain_settings(), zero_shot_tasks=tuple(base.zero_shot_tasks),
+                       zero_shot_limit=base.zero_shot_limit, zero_shot_seed=self.cell_seeds[0],
+                       decode_tokens=self.decode_tokens)
+
     def identity(self) -> str:
         """Hash of the settings every cell shares (cells from other settings are not reused).
 
@@ -150,11 +164,7 @@ def shared_settings(base: PruneConfig) -> dict[str, Any]:
 
 def plan_cells(config: SweepConfig) -> list[CellSpec]:
     """Every cell of the sweep, in table order: methods × budgets × seeds, detail settings where asked for."""
-    base = config.base
-    plain = EvalSettings(corpora=tuple(base.eval_corpora), seq_len=base.eval_seq_len, tokens=base.eval_tokens,
-                         batch_size=base.batch_size)
-    detail = replace(plain, zero_shot_tasks=tuple(base.zero_shot_tasks), zero_shot_limit=base.zero_shot_limit,
-                     zero_shot_seed=config.cell_seeds[0], decode_tokens=config.decode_tokens)
+    plain, detail = config.plain_settings(), config.detail_settings()
     return [CellSpec(m, b, s, detail if config.detailed(m, b) and detail.detailed else plain, h)
             for m in config.methods for b in config.budgets_of(m) for s in config.seeds_of(m) for h in config.healers]
 

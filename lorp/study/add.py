@@ -29,7 +29,7 @@ import io
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +41,13 @@ from ..plugins.registry import Registry
 from ..run.cells import Task
 from ..run.confirmation import confirm
 from ..run.executors import HeldWorkers, SerialExecutor
-from ..run.records import CellSpec, EvalSettings
+from ..run.records import CellSpec
 from ..run.provenance import code_hash, git_commit
 from ..run.screening import detail, screen
 from ..run.study_records import StudyCell, StudyResult
 from ..run.sweep import SweepConfig
 from .confirmation import confirmation_row
-from .load import per_sample
+from .load import detail_fields, per_sample
 
 #: Component kinds ``--add`` takes, in the order a name is looked up.
 KINDS = ("allocation", "clustering", "similarity")
@@ -149,8 +149,7 @@ def _picks(added: AddedMethod, results: StudyResult, config: SweepConfig, regist
             out[b, s] = (sel.pruned, time.perf_counter() - t)
         return out
     run_base = replace(config.run_base, similarity=added.similarity, clustering=added.clustering)
-    plain = EvalSettings(corpora=tuple(base.eval_corpora), seq_len=base.eval_seq_len, tokens=base.eval_tokens,
-                         batch_size=base.batch_size)
+    plain = config.plain_settings()
     with (executor or SerialExecutor()).workers(run_base, (added.allocation,), reuse_states=config.reuse_states,
                                                 registry=registry) as workers:
         tasks = [Task("select_one", (CellSpec(added.allocation, b, s, plain),), key=(b, s)) for b, s in grid]
@@ -278,19 +277,11 @@ def _add_detail(rows: list[StudyCell], m: AddedMethod, config: SweepConfig, fold
                           zero_shot_average=old.zero_shot_average, speed=old.speed,
                           zero_shot_correct=old.zero_shot_correct, parameters=old.parameters)
         return f"reused from {old.method}"
-    settings = EvalSettings(corpora=tuple(base.eval_corpora), seq_len=base.eval_seq_len, tokens=base.eval_tokens,
-                            batch_size=base.batch_size, zero_shot_tasks=tuple(base.zero_shot_tasks),
-                            zero_shot_limit=base.zero_shot_limit, zero_shot_seed=first,
-                            decode_tokens=config.decode_tokens)
-    ev = detail(config, folder, [row.pruned], settings, registry, executor, firsts)[tuple(row.pruned)]
-    zs = ev.zero_shot
+    ev = detail(config, folder, [row.pruned], config.detail_settings(), registry, executor,
+                firsts)[tuple(row.pruned)]
     i = rows.index(row)
-    rows[i] = replace(row, parameters=ev.parameters,
-                      zero_shot={t: v.score for t, v in zs.tasks.items()} if zs else None,
-                      zero_shot_items={t: v.items for t, v in zs.tasks.items()} if zs else None,
-                      zero_shot_average=zs.average if zs else None,
-                      speed=asdict(ev.speed) if ev.speed else None,
-                      zero_shot_correct=per_sample({}, zs)["zero_shot_correct"],
+    rows[i] = replace(row, parameters=ev.parameters, **detail_fields(ev.zero_shot, ev.speed),
+                      zero_shot_correct=per_sample({}, ev.zero_shot)["zero_shot_correct"],
                       seconds={**row.seconds, "detail": ev.seconds})
     return "computed"
 

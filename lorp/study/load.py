@@ -49,6 +49,15 @@ def load_sweep(folder: str | Path, methods: Sequence[str] | None = None,
     return record, sorted(cells, key=lambda c: (order[c.method], c.budget, c.spec.seed))
 
 
+def detail_fields(zero_shot: ZeroShot | None, speed: Any) -> dict[str, Any]:
+    """A study row's ``zero_shot`` (score per task), ``zero_shot_items``, ``zero_shot_average`` and ``speed``
+    (dict) from an evaluation's zero-shot result and decode speed; ``None`` each where not measured."""
+    zs = zero_shot
+    return {"zero_shot": {t: v.score for t, v in zs.tasks.items()} if zs else None,
+            "zero_shot_items": {t: v.items for t, v in zs.tasks.items()} if zs else None,
+            "zero_shot_average": zs.average if zs else None, "speed": asdict(speed) if speed else None}
+
+
 def per_sample(perplexity: Mapping[str, Perplexity], zero_shot: ZeroShot | None) -> dict[str, Any]:
     """``window_nll``, ``window_tokens`` and ``zero_shot_correct`` of a study row from its evaluation.
 
@@ -97,10 +106,7 @@ def summarize(meta: SweepRecord, cells: Sequence[CellResult], allocation: str = 
             perplexity={k: v.perplexity for k, v in ev.perplexity.items()}, mean_perplexity=geometric_mean_perplexity(ev.perplexity),
             parameters=ev.parameters, seconds=dict(c.timings), nll_passes=c.nll_passes,
             evaluation_reused=c.evaluation_reused,
-            zero_shot={t: v.score for t, v in zs.tasks.items()} if zs else None,
-            zero_shot_items={t: v.items for t, v in zs.tasks.items()} if zs else None,
-            zero_shot_average=zs.average if zs else None, speed=asdict(ev.speed) if ev.speed else None,
-            **per_sample(ev.perplexity, zs)))
+            **detail_fields(zs, ev.speed), **per_sample(ev.perplexity, zs)))
     return StudyResult(
         model=ctx.model, num_blocks=ctx.num_blocks,
         config={**meta.config, "methods": list(dict.fromkeys(c.method for c in cells)),

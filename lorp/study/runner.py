@@ -285,15 +285,15 @@ def run_added(added: Iterable[str], models: Iterable[str] | None = None, *, comm
         resolve_added(added, registry, config, [c.method for c in committed.all_cells if not c.added])
         recomputed = reuse_mismatches(committed, config, registry)
         check_output_location(root / report_name(m))
-        plans.append((m, path, params, recomputed))
+        plans.append((m, path, params, recomputed, committed.computed_at_commit))
     root.mkdir(parents=True, exist_ok=True)
     written = []
-    for i, (m, path, params, recomputed) in enumerate(plans, 1):
+    for i, (m, path, params, recomputed, computed_at) in enumerate(plans, 1):
         tag = f"[{i}/{len(plans)}] {m}: "
         for line in recomputed:
             echo(tag + line)
         if not recomputed:
-            echo(tag + f"every committed number reused (computed at {str(load_committed(path).computed_at_commit)[:7]}); "
+            echo(tag + f"every committed number reused (computed at {str(computed_at)[:7]}); "
                        f"computing {', '.join(added)}")
         final = root / report_name(m)
         t = time.perf_counter()
