@@ -326,3 +326,20 @@ def test_a_partial_twin_is_said_budget_by_budget(committed):
             if "lorp" in ms} == expected
     said = [ln for ln in added_lines({"tiny": results}) if "removes the same blocks as a study method" in ln]
     assert bool(said) == bool(same_blocks(results, "my-rule"))
+
+
+def test_the_study_still_runs_in_a_sweep_folder_where_add_scored_first(committed):
+    """`--add` caches its scores in the study's sweep folder; a study run there later (`make study` after
+    `lorp study --add`) takes it as its own, and a folder holding anything else is still refused."""
+    results, config, tmp = committed
+    fresh = tmp / "fresh-sweep"
+    add_methods(results, ["my-rule"], config, fresh, _registry(_write_rule(tmp / "plugins", "shallowest",
+                                                                           "add_rule_side")), confirmation_windows=2)
+    assert {p.name for p in fresh.iterdir()} <= {"screening", "detail", "confirmation"}
+    execute_sweep(config, fresh, _registry())
+    assert (fresh / "sweep.json").is_file()
+    other = tmp / "other"
+    (other / "screening").mkdir(parents=True)
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="exists and is not a lorp sweep"):
+        execute_sweep(config, other, _registry())

@@ -154,6 +154,12 @@ class SweepConfig:
         return cache_key({"sweep": shared, "records": CellResult.VERSION})
 
 
+#: The folders a sweep folder holds beside its cells: removed sets scored outside the cells, cached per set
+#: (:mod:`lorp.run.screening`, :mod:`lorp.run.confirmation`, :mod:`lorp.run.healed_sets`). ``lorp study --add``
+#: may write them before the sweep itself ever ran there, so a folder holding only these is a lorp sweep's.
+SIDE_STORES = frozenset({"screening", "confirmation", "detail", "sleb", "healing"})
+
+
 def shared_settings(base: PruneConfig) -> dict[str, Any]:
     """The settings every cell shares, JSON-ready (per-cell fields left out)."""
     shared = json.loads(json.dumps(asdict(base), default=list))
@@ -392,7 +398,8 @@ def _existing_record(config: SweepConfig, out: Path, registry: Registry, identit
                     if (raw.get("content") or {}).get(k) != local[k]]
         raise ConfigError(f"{out} holds a sweep with other settings (differing: {', '.join(changed) or 'lorp version'}); "
                           "use another --out or delete it")
-    if out.exists() and raw is None and not meta_path.exists() and any(out.iterdir()):
+    if out.exists() and raw is None and not meta_path.exists() and any(p.name not in SIDE_STORES
+                                                                      for p in out.iterdir()):
         raise ConfigError(f"output folder {out} exists and is not a lorp sweep; choose another --out")
     return raw
 
