@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup study lint test test-fast clean
+.PHONY: setup study lint test test-fast llama-cpp clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,5 +27,10 @@ test: lint
 test-fast: lint
 	$(VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# Optional: llama.cpp itself (npm's node-llama-cpp ships it prebuilt) for tests/test_llama_cpp.py and
+# benchmarks/llama_cpp.py; needs node >= 20. Nothing else depends on it.
+llama-cpp:
+	npm install --prefix tools/llama-cpp --no-audit --no-fund --ignore-scripts
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs tools/llama-cpp/node_modules

@@ -109,6 +109,10 @@ _run_options = [
 ]
 
 
+GGUF_TYPE = click.option("--gguf-type", type=click.Choice(["F16", "Q8_0", "F32"]), default="F16", show_default=True,
+                         help="type of the healed 2-D tensors in the GGUF (docs/usage.md gives the measured cost)")
+
+
 def run_options(fn):
     for option in reversed(_run_options):
         fn = option(fn)
@@ -146,38 +150,35 @@ def _config(budget=1, allocation=_D["allocation"], save_model=True, tasks="", li
               help="healer plugin fitted on the calibration set before the blocks are deleted (lorp plugins lists them)")
 @click.option("--heal-setting", "heal_setting", multiple=True, metavar="KEY=VALUE",
               help="a healer setting, VALUE read as JSON (repeatable), e.g. --heal-setting alpha=0.01")
+@click.option("--gguf", "gguf_path", type=click.Path(path_type=Path), default=None, metavar="PATH",
+              help="also write the pruned (and healed) model as this GGUF file (bundled models only; docs/usage.md)")
+@GGUF_TYPE
 @_handle_errors
-def prune(budget, allocation, out, no_save_model, tasks, limit, heal, heal_setting, **kw):
+def prune(budget, allocation, out, no_save_model, tasks, limit, heal, heal_setting, gguf_path, gguf_type, **kw):
     """Select blocks (LoRP by default), remove them (optionally healed), and write the pruned model and results.json."""
     from .run.healing import parse_heal_settings
-    from .run.prune import run_prune
+    from .run.prune import run_prune, run_summary
     from .paths import report_name
 
     config = _config(budget=budget, allocation=allocation, save_model=not no_save_model, tasks=tasks, limit=limit,
                      heal=heal, heal_settings=parse_heal_settings(heal_setting), **kw)
     out = out or Path("runs") / f"{report_name(config.model)}-{allocation}-b{budget}"
-    run = run_prune(config, out_dir=out)
-    _print_run(run.results, allocation)
-    click.echo(f"wrote {out / 'results.json'}")
+    run = run_prune(config, out_dir=out, gguf_path=gguf_path, gguf_type=gguf_type)
+    click.echo(run_summary(run.results, allocation))
+    click.echo(f"wrote {out / 'results.json'}" + (f" and {gguf_path}" if gguf_path is not None else ""))
 
 
-def _print_run(r, allocation):
-    k = r["k"] if r["k"] is not None else f"- ({allocation} does not cluster)"
-    click.echo(f"RLS = {r['rls']:.4f}, K = {k}, pruned blocks: {r['pruned']}")
-    for name, before in r["perplexity"]["before"].items():
-        after = r["perplexity"]["after"][name]
-        click.echo(f"perplexity {name}: {before['perplexity']:.2f} -> {after['perplexity']:.2f} ({before['tokens']} tokens)")
-    if r.get("healing"):
-        h = r["healing"]
-        click.echo(f"healer {h['healer']} (fitted in {h['fit_seconds']:.1f} s): perplexity unhealed -> healed " + ", ".join(
-            f"{c} {h['perplexity']['unhealed'][c]['perplexity']:.2f} -> {v['perplexity']:.2f}"
-            for c, v in h["perplexity"]["healed"].items()))
-    if r.get("zero_shot"):
-        zb, za = r["zero_shot"]["before"], r["zero_shot"]["after"]
-        for task, v in zb["tasks"].items():
-            click.echo(f"zero-shot {task} ({v['metric']}, {v['items']} items, {v['split']}): "
-                       f"{v['score']:.3f} -> {za['tasks'][task]['score']:.3f}")
-        click.echo(f"zero-shot average: {zb['average']:.3f} -> {za['average']:.3f}")
+@main.command("export-gguf")
+@click.argument("run_folder", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path))
+@GGUF_TYPE
+@_handle_errors
+def export_gguf(run_folder, path, gguf_type):
+    """Write the GGUF of a lorp prune RUN_FOLDER (a bundled model's) to PATH, healed tensors in --gguf-type."""
+    from .run.gguf import export_run_folder
+
+    export_run_folder(run_folder, path, gguf_type)
+    click.echo(f"wrote {path}")
 
 
 @main.command(name="eval")
@@ -199,7 +200,7 @@ def eval_(pruned_from, budget, allocation, tasks, limit, out, **kw):
     from .evaluate.zeroshot import zero_shot
     from .model.models import load_model
     from .model.pruning import blocks_removed
-    from .run.prune import run_prune
+    from .run.prune import run_prune, run_summary
     from .store.atomic import write_json
     from .paths import report_name
 
@@ -211,7 +212,7 @@ def eval_(pruned_from, budget, allocation, tasks, limit, out, **kw):
     if budget is not None:
         out = out or Path("runs") / f"{report_name(config.model)}-{allocation}-b{budget}"
         run = run_prune(config, out_dir=out)
-        _print_run(run.results, allocation)
+        click.echo(run_summary(run.results, allocation))
         click.echo(f"wrote {out / 'results.json'}")
         return
     if pruned_from is not None:
@@ -229,12 +230,11 @@ def eval_(pruned_from, budget, allocation, tasks, limit, out, **kw):
     else:
         results, model_spec, pruned = None, config.model, []
     loaded = load_model(model_spec, device=config.device)
-    with blocks_removed(loaded.model, pruned):
-        pass  # checks the block list against this model before any evaluation
+    with blocks_removed(loaded.model, pruned):  # checks the block list against this model before any evaluation
+        pass
     run_zs = functools.partial(zero_shot, loaded.model, loaded.tokenizer, config.zero_shot_tasks,
                                limit=config.zero_shot_limit, seed=config.seed)
-    dense = run_zs()
-    after = None
+    dense, after = run_zs(), None
     if pruned:
         with blocks_removed(loaded.model, pruned):
             after = run_zs()

@@ -196,11 +196,13 @@ def evaluate_healed(worker: Any, removed: Sequence[int], settings: EvalSettings,
 
 
 def healing_record(healed: HealedRun, unhealed: Any, provenance: Mapping[str, Any]) -> dict[str, Any]:
-    """``results.json``'s ``"healing"`` entry: the healer, its settings and record, the fit time, and the
-    pruned model's perplexity (and zero-shot accuracy) unhealed and healed."""
+    """``results.json``'s ``"healing"`` entry: the healer, its settings and record, the dense model's parameters it
+    changed (``"weights"``, names), the fit time, and the pruned model's perplexity (and zero-shot accuracy)
+    unhealed and healed."""
     fit = healed.fit
     return {
         "healer": fit.healer, "settings": healed.settings, "plugin": dict(provenance), "record": fit.record,
+        "weights": sorted(fit.weights),
         "fit_seconds": fit.seconds, "evaluation_seconds": healed.evaluation_seconds,
         "perplexity": {"unhealed": {c: asdict(v) for c, v in unhealed.perplexity.items()},
                        "healed": {c: asdict(v) for c, v in healed.perplexity.items()}},

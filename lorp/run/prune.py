@@ -26,6 +26,7 @@ from ..store.atomic import check_output_location, staged_dir, write_json
 from ..store.cache import check_cache_writable
 from .pipeline import PruneConfig, block_metric
 from .provenance import git_commit, machine, package_versions
+from .gguf import check_gguf_export, export_run_gguf
 from .healing import HealedRun, check_heal, heal_run, healing_record
 from .record_schema import PRUNE_SCHEMA
 from .records import CellSpec, EvalSettings
@@ -68,7 +69,8 @@ def check_output_folder(out_dir: Path) -> None:
                               "a run replaces its folder whole, so choose another --out")
 
 
-def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: Registry | None = None) -> RunResult:
+def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: Registry | None = None, *,
+              gguf_path: str | Path | None = None, gguf_type: str = "F16") -> RunResult:
     """Run LoRP end to end on a real model and (optionally) write the outputs.
 
     One cell (:class:`lorp.run.worker.CellWorker`, the same code a sweep runs) plus
@@ -84,10 +86,16 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     (the pruned model and tokenizer, loadable by ``from_pretrained``). On error
     nothing is left behind and an existing ``out_dir`` is untouched.
 
+    With ``gguf_path`` (a bundled model only), the pruned (and healed) model is also written as that GGUF file
+    (:func:`lorp.run.gguf.export_run_gguf`; healed tensors in ``gguf_type``), before the run folder; checked
+    before the model loads. ``results["gguf"]`` then names the file and the type.
+
     Raises:
         ConfigError, UnknownNameError, ResourceUnavailableError: bad settings
             or missing resources, raised before any heavy computation where possible.
     """
+    if gguf_path is not None:
+        gguf_path = check_gguf_export(config.model, gguf_path, gguf_type)
     out_dir, registry, strategy, worker = _checked_worker(config, out_dir, registry)
     settings = EvalSettings(corpora=tuple(config.eval_corpora), seq_len=config.eval_seq_len, tokens=config.eval_tokens,
                             batch_size=config.batch_size, zero_shot_tasks=tuple(config.zero_shot_tasks),
@@ -128,10 +136,18 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
     results = _prune_record(config, loaded, ctx, calib_meta, selection, (dense, after), _count_parameters(model),
                             timings, registry, strategy, healed)
     run = RunResult(results, out_dir, ctx.similarity, model, tokenizer)
-    if out_dir is not None:
-        with staged_dir(out_dir) as stage:
-            save_run(run, stage, save_model=config.save_model)
-        run.out_dir = out_dir
+    if gguf_path is not None:
+        export_run_gguf(results, healed.fit.weights if healed is not None else {}, gguf_path, gguf_type)
+        results["gguf"] = {"path": str(gguf_path), "healed_type": gguf_type}
+    try:
+        if out_dir is not None:
+            with staged_dir(out_dir) as stage:
+                save_run(run, stage, save_model=config.save_model)
+            run.out_dir = out_dir
+    except BaseException:
+        if gguf_path is not None:
+            gguf_path.unlink(missing_ok=True)  # the run failed: no GGUF without its run folder
+        raise
     return run
 
 
@@ -215,6 +231,28 @@ def _prune_record(config: PruneConfig, loaded: Any, ctx: Any, calib_meta: dict[s
         "git_commit": git_commit(),
         "machine": machine(),
     }
+
+def run_summary(r: dict[str, Any], allocation: str) -> str:
+    """The lines ``lorp prune`` prints for a run's ``results.json`` ``r``: RLS and K, the removed blocks, perplexity
+    before and after, the healer's unhealed and healed perplexity, and zero-shot accuracy when measured."""
+    k = r["k"] if r["k"] is not None else f"- ({allocation} does not cluster)"
+    lines = [f"RLS = {r['rls']:.4f}, K = {k}, pruned blocks: {r['pruned']}"]
+    for name, before in r["perplexity"]["before"].items():
+        after = r["perplexity"]["after"][name]
+        lines.append(f"perplexity {name}: {before['perplexity']:.2f} -> {after['perplexity']:.2f} ({before['tokens']} tokens)")
+    if r.get("healing"):
+        h = r["healing"]
+        lines.append(f"healer {h['healer']} (fitted in {h['fit_seconds']:.1f} s): perplexity unhealed -> healed " + ", ".join(
+            f"{c} {h['perplexity']['unhealed'][c]['perplexity']:.2f} -> {v['perplexity']:.2f}"
+            for c, v in h["perplexity"]["healed"].items()))
+    if r.get("zero_shot"):
+        zb, za = r["zero_shot"]["before"], r["zero_shot"]["after"]
+        for task, v in zb["tasks"].items():
+            lines.append(f"zero-shot {task} ({v['metric']}, {v['items']} items, {v['split']}): "
+                         f"{v['score']:.3f} -> {za['tasks'][task]['score']:.3f}")
+        lines.append(f"zero-shot average: {zb['average']:.3f} -> {za['average']:.3f}")
+    return "\n".join(lines)
+
 
 def save_run(run: RunResult, folder: str | Path, *, save_model: bool = True) -> Path:
     """Write a run's outputs into ``folder`` (created if needed).
