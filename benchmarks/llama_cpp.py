@@ -23,6 +23,8 @@ from pathlib import Path
 
 import click
 
+from benchmarks._common import quartiles
+
 #: The folder of the node script and its package.json (``make llama-cpp`` installs node_modules there).
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "llama-cpp"
 
@@ -68,9 +70,11 @@ def perplexity_of(answer: dict) -> float:
 @click.option("--budget", type=int, default=8, show_default=True)
 @click.option("--heal", default="linear", show_default=True)
 @click.option("--windows", type=int, default=16, show_default=True, help="evaluation windows per corpus")
-@click.option("--tokens", type=int, default=64, show_default=True, help="greedy tokens to decode")
+@click.option("--tokens", type=int, default=128, show_default=True, help="greedy tokens to decode")
+@click.option("--rounds", type=int, default=5, show_default=True,
+              help="decode-speed rounds, dense and pruned alternating, each a fresh process of 3 timed repeats")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="also write the Markdown here")
-def main(model_key, method, budget, heal, windows, tokens, out) -> None:
+def main(model_key, method, budget, heal, windows, tokens, rounds, out) -> None:
     from lorp.model.data import evaluation_windows, load_corpus
     from lorp.model.models import bundled_gguf
     from lorp.run.pipeline import PruneConfig
@@ -89,8 +93,9 @@ def main(model_key, method, budget, heal, windows, tokens, out) -> None:
                 "node-llama-cpp 3.22.1, 2 threads", "",
                 "| model | blocks | corpus | perplexity, lorp (float32) | perplexity, llama.cpp | llama.cpp ÷ lorp |",
                 "|---|---:|---|---:|---:|---:|"]
-        speed = []
-        for label, path, key in (("dense", bundled_gguf(model_key), "before"), ("pruned", pruned, "after")):
+        files = {"dense": bundled_gguf(model_key), "pruned": pruned}
+        for label, key in (("dense", "before"), ("pruned", "after")):
+            path = files[label]
             for corpus in config.eval_corpora:
                 ids = evaluation_windows(run.tokenizer, load_corpus(corpus), config.eval_seq_len, config.eval_tokens)
                 answer = run_llama(path, {"windows": ids[:windows].tolist()})
@@ -100,12 +105,21 @@ def main(model_key, method, budget, heal, windows, tokens, out) -> None:
                 theirs = perplexity_of(answer)
                 rows.append(f"| {label} | {answer['block_count']} | {corpus} | {ours:.2f} | {theirs:.2f} | "
                             f"{theirs / ours:.3f} |")
-            answer = run_llama(path, {"generate": {"prompt": prompt, "tokens": tokens}})
-            speed.append((label, answer["generate"]["tokens_per_second"],
-                          run.tokenizer.decode(answer["generate"]["ids"][:12])))
-        rows += ["", "| model | decode tokens/s (llama.cpp) | first greedy tokens |", "|---|---:|---|"]
-        rows += [f"| {label} | {tps:.1f} | {text!r} |" for label, tps, text in speed]
-        rows.append(f"\nPruned ÷ dense decode speed: {speed[1][1] / speed[0][1]:.2f}×")
+        rates, texts, ratios = {"dense": [], "pruned": []}, {}, []
+        for i in range(rounds):  # alternate which goes first, so drift hits both alike
+            for label in (("dense", "pruned") if i % 2 == 0 else ("pruned", "dense")):
+                answer = run_llama(files[label], {"generate": {"prompt": prompt, "tokens": tokens, "repeats": 3}})
+                rates[label].append(answer["generate"]["tokens_per_second"])
+                texts[label] = run.tokenizer.decode(answer["generate"]["ids"][:12])
+            ratios.append(rates["pruned"][-1] / rates["dense"][-1])
+        rows += ["", f"Decode speed, {rounds} rounds (each the median of 3 timed greedy decodes of up to {tokens} "
+                 "tokens after a warm-up); median [quartiles]:", "",
+                 "| model | decode tokens/s (llama.cpp) | first greedy tokens |", "|---|---:|---|"]
+        for label in ("dense", "pruned"):
+            q1, q2, q3 = quartiles(rates[label])
+            rows.append(f"| {label} | {q2:.1f} [{q1:.1f}, {q3:.1f}] | {texts[label]!r} |")
+        q1, q2, q3 = quartiles(ratios)
+        rows.append(f"\nPruned ÷ dense decode speed, per round: {q2:.2f}× [{q1:.2f}, {q3:.2f}]")
     text = "\n".join(rows)
     print(text)
     if out is not None:
