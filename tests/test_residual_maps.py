@@ -8,7 +8,8 @@ from torch import nn
 
 from lorp.errors import ConfigError
 from lorp.heal.linear import RidgeStats, ridge_to_identity
-from lorp.heal.residual import MappedBlock, StreamMap, collect_stream_stats, insert_stream_maps
+from lorp.heal.residual import (MappedBlock, StreamMap, collect_stream_stats, fit_stream_maps, insert_stream_maps,
+                                 stream_maps_inserted)
 from lorp.model.blocks import find_blocks
 from lorp.model.pruning import remove_blocks
 
@@ -81,3 +82,47 @@ def test_runs_without_a_kept_block_after_them_are_refused(tiny_model):
     with pytest.raises(ConfigError, match="already carries a stream map"):
         insert_stream_maps(model, {(1, 1): torch.eye(32)})
     assert StreamMap(np.eye(2), (4, 5))(torch.ones(3, 2, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_stream_maps_inserted_is_undone_and_changes_only_inside(tiny_model):
+    model = tiny_model("llama", 4)
+    ids = torch.randint(0, 128, (2, 10))
+    _, before = find_blocks(model)
+    with torch.no_grad():
+        dense = model(ids).logits
+        with stream_maps_inserted(model, {(1, 1): 2.0 * torch.eye(32)}):
+            assert isinstance(find_blocks(model)[1][2], MappedBlock)
+            assert not torch.allclose(model(ids).logits, dense)
+        assert find_blocks(model)[1] is before and torch.equal(model(ids).logits, dense)
+
+
+def test_a_map_is_kept_on_held_out_rows_when_it_helps_and_the_model_is_left_unchanged(tiny_model):
+    model = tiny_model("llama", 5)
+    torch.manual_seed(2)
+    path, blocks = find_blocks(model)
+    blocks[2] = LinearBlock(torch.eye(32) + 0.3 * torch.randn(32, 32))  # a removed block no identity replaces
+    ids = torch.randint(0, 128, (8, 16))
+    maps, record = fit_stream_maps(model, ids, torch.ones_like(ids), [2, 4])
+    assert record["holdout_rows"] == 2 and record["fit_rows"] == 6 and record["unhealed_runs"] == [[4, 4]]
+    (entry,) = record["maps"]
+    assert entry["run"] == [2, 2] and entry["block"] == 3 and entry["alpha"] != "identity"
+    assert record["holdout_nll_healed"] < record["holdout_nll_unhealed"] == entry["holdout_nll_identity"]
+    assert entry["mse_chosen"] < entry["mse_identity"] and set(maps) == {(2, 2)}
+    assert entry["holdout_nll_chosen"] == min(entry["holdout_nll"].values())
+    assert not any(isinstance(b, MappedBlock) for b in find_blocks(model)[1])  # the dense model is as it was
+    fixed, rec = fit_stream_maps(model, ids, torch.ones_like(ids), [2], alphas=[0.0], fixed=True)
+    assert np.allclose(fixed[(2, 2)], blocks[2].a.double().numpy(), atol=1e-5) and rec["holdout_rows"] == 0
+
+
+def test_the_identity_is_kept_when_no_map_helps(tiny_model):
+    """The removed block is the identity, so every candidate map is I up to rounding and none lowers the held-out
+    NLL: no map is written."""
+    model = tiny_model("llama", 4)
+    path, blocks = find_blocks(model)
+    blocks[1] = LinearBlock(torch.eye(32))
+    ids = torch.randint(0, 128, (8, 16))
+    maps, record = fit_stream_maps(model, ids, torch.ones_like(ids), [1])
+    assert maps == {} and record["maps"][0]["alpha"] == "identity" and record["kept_maps"] == 0
+    assert record["holdout_nll_healed"] == record["holdout_nll_unhealed"]
+    with pytest.raises(ConfigError, match="needs at least 2"):
+        fit_stream_maps(model, ids[:1], torch.ones_like(ids[:1]), [1])

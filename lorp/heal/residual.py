@@ -14,21 +14,26 @@ of it; the price is that it folds into no standard weight, so it is a module of 
 applied to the input of the first kept block after the run by :class:`MappedBlock`, which ``print(model)``
 shows. A pruned model carrying maps is not a standard architecture: saving it needs the maps beside the weights.
 
-States are the dense model's, every run fitted independently (as ``linear``'s). Which ``α`` (or the identity)
-is kept is decided on held-out calibration rows, the rule ``linear`` uses (the healer's step, to come).
+States are the dense model's, every run fitted independently (as ``linear``'s). Which ``α``, or no map at all,
+is kept is decided on held-out calibration rows by the rule ``linear`` uses (:func:`fit_stream_maps`), so the
+healed model's held-out NLL is never above the unhealed one's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from ..model.blocks import find_blocks, set_blocks
 from .forward import forward_until
-from .linear import RidgeStats
+from .holdout import HOLDOUT_EVERY, HeldOutNLL, holdout_split
+from .linear import DEFAULT_ALPHAS, RidgeStats, removed_runs, residual_error, ridge_to_identity
 
 
 class StreamMap(nn.Module):
@@ -143,4 +148,101 @@ def insert_stream_maps(model: nn.Module, maps: Mapping[tuple[int, int], torch.Te
     return model
 
 
-__all__ = ["MappedBlock", "StreamMap", "collect_stream_stats", "insert_stream_maps"]
+@contextmanager
+def stream_maps_inserted(model: nn.Module, maps: Mapping[tuple[int, int], object], *, registry=None
+                         ) -> Iterator[nn.Module]:
+    """Inside the ``with``, the dense ``model`` carries ``maps`` (``{(first, last): T}``) as
+    :func:`insert_stream_maps` puts them; the original block list is back afterwards (also on error). Nothing is
+    copied but the list: the blocks are the model's own."""
+    path, original = find_blocks(model, registry)
+    try:
+        insert_stream_maps(model, maps, registry=registry)
+        yield model
+    finally:
+        set_blocks(model, path, original)
+
+
+def fit_stream_maps(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, removed: Sequence[int], *,
+                    alphas: Sequence[float] = DEFAULT_ALPHAS, fixed: bool = False, registry=None
+                    ) -> tuple[dict[tuple[int, int], np.ndarray], dict]:
+    """The residual-stream maps to keep for ``removed``, and a JSON-able record of the choice.
+
+    Every ``HOLDOUT_EVERY``-th calibration row is held out (:func:`lorp.heal.holdout.holdout_split`); one map per
+    ridge strength in ``alphas`` is fitted on the other rows (:func:`collect_stream_stats`,
+    :func:`lorp.heal.linear.ridge_to_identity`). In depth order, each run keeps the candidate whose pruned model
+    (earlier runs' maps as chosen, later runs unmapped) has the lowest next-token NLL on the held-out rows, and
+    only if it beats no map; ties keep no map. With ``fixed`` (one alpha), the map is fitted on every row and
+    always kept. A run ending at the last block has no kept block after it and stays unhealed.
+
+    Args:
+        model: the dense causal LM (unchanged on return).
+        ids, mask: int64 ``[rows, T]`` calibration tokens and their attention mask.
+        removed: the blocks to delete, dense indices.
+        alphas: ridge strengths, multiples of ``tr(XᵀX) / d``; exactly one when ``fixed``.
+    Returns:
+        ``({(first, last): T float64 [d, d]}, record)``; the record has ``holdout_rows``, ``fit_rows``,
+        ``holdout_every``, ``alphas``, ``holdout_nll_unhealed`` and ``holdout_nll_healed`` (mean nats per
+        held-out token; ``None`` when fixed), ``unhealed_runs``, ``kept_maps`` and per run under ``"maps"``: the
+        run, the block the map precedes, ``alpha`` (or ``"identity"``), ``best_alpha``, the held-out NLL per
+        alpha, of the identity and of the choice, the fit tokens, the mean squared error per token of the
+        identity and of the chosen map on the fit rows, and the solve seconds.
+    Raises:
+        ConfigError: fewer than 2 calibration rows when alpha is to be chosen, or ``fixed`` with other than one
+            alpha.
+    """
+    alphas = tuple(float(x) for x in alphas)
+    if fixed and len(alphas) != 1:
+        raise ConfigError(f"a fixed ridge strength is one alpha, got {list(alphas)}")
+    _, blocks = find_blocks(model, registry)
+    runs = removed_runs(removed)
+    healable = [(a, b) for a, b in runs if b < len(blocks) - 1]
+    rows = int(ids.shape[0])
+    if fixed:
+        fit, held = list(range(rows)), []
+    elif rows < 2:
+        raise ConfigError(f"the residual maps' strength is chosen on held-out calibration sequences (every "
+                          f"{HOLDOUT_EVERY}th) and needs at least 2; give more, or fix alpha")
+    else:
+        fit, held = holdout_split(rows)
+    stats = collect_stream_stats(model, ids[fit], mask[fit], healable, registry=registry)
+    scorer = HeldOutNLL(model, ids[held], mask[held], removed, registry=registry) if held and healable else None
+    chosen: dict[tuple[int, int], np.ndarray] = {}
+    entries, unhealed_nll, healed_nll = [], None, None
+    for a, b in healable:
+        t0 = time.perf_counter()
+        candidates = {x: ridge_to_identity(stats[(a, b)], x) for x in alphas}
+        entry = {"run": [a, b], "block": b + 1, "tokens": stats[(a, b)].tokens,
+                 "solve_seconds": time.perf_counter() - t0,
+                 "mse_identity": residual_error(stats[(a, b)], np.eye(candidates[alphas[0]].shape[0]))}
+        if scorer is None:
+            chosen[(a, b)] = candidates[alphas[0]]
+            entry.update(alpha=alphas[0], best_alpha=alphas[0], holdout_nll={}, holdout_nll_identity=None,
+                         holdout_nll_chosen=None, mse_chosen=residual_error(stats[(a, b)], chosen[(a, b)]))
+        else:
+            with stream_maps_inserted(model, chosen, registry=registry):
+                identity = scorer.prefix({}, b + 1)
+                scorer.candidate({})  # the restart check, before any candidate map wraps block b + 1
+            scores = {}
+            for x, t in candidates.items():
+                with stream_maps_inserted(model, {**chosen, (a, b): t}, registry=registry):
+                    scores[x] = scorer.candidate({})
+            best = min(scores, key=scores.get)  # ties: the first in the grid
+            keep = scores[best] < identity
+            if keep:
+                chosen[(a, b)] = candidates[best]
+            unhealed_nll = identity if unhealed_nll is None else unhealed_nll
+            healed_nll = scores[best] if keep else identity
+            entry.update(alpha=best if keep else "identity", best_alpha=best,
+                         holdout_nll={str(x): v for x, v in scores.items()}, holdout_nll_identity=identity,
+                         holdout_nll_chosen=healed_nll,
+                         mse_chosen=residual_error(stats[(a, b)], candidates[best] if keep else
+                                                   np.eye(candidates[best].shape[0])))
+        entries.append(entry)
+    record = {"holdout_rows": len(held), "holdout_every": HOLDOUT_EVERY if held else None, "fit_rows": len(fit),
+              "alphas": list(alphas), "maps": entries, "unhealed_runs": [[a, b] for a, b in runs if (a, b) not in healable],
+              "holdout_nll_unhealed": unhealed_nll, "holdout_nll_healed": healed_nll, "kept_maps": len(chosen)}
+    return chosen, record
+
+
+__all__ = ["MappedBlock", "StreamMap", "collect_stream_stats", "fit_stream_maps", "insert_stream_maps",
+           "stream_maps_inserted"]
