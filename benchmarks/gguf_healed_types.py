@@ -25,7 +25,7 @@ from lorp.evaluate.perplexity import perplexity
 from lorp.model.data import evaluation_windows, load_corpus
 from lorp.model.gguf_export import HEALED_TYPES, encode_tensor, gguf_tensor_name, to_gguf_layout
 from lorp.model.models import bundled_gguf
-from lorp.run.gguf import LAYER_PARAMETER
+from lorp.run.gguf import pruned_parameter_name
 from lorp.run.pipeline import PruneConfig
 from lorp.run.prune import run_prune
 
@@ -57,12 +57,10 @@ def measure(model_key: str, method: str, budget: int) -> list[dict]:
     arch = reader.get_field("general.architecture").contents()
     blocks = int(reader.get_field(f"{arch}.block_count").contents())
     types = _source_types(source)
-    position = {int(old): new for new, old in enumerate(results["kept"])}
     params = dict(model.named_parameters())
     healed = {}  # pruned-model parameter -> (GGUF name, float32 values in GGUF layout)
     for name in results["healing"]["weights"]:
-        m = LAYER_PARAMETER.match(name)
-        pruned_name = f"{m.group(1)}{position[int(m.group(2))]}{m.group(3)}"
+        pruned_name = pruned_parameter_name(name, results["kept"])
         gguf_name = gguf_tensor_name(arch, name, blocks)
         healed[pruned_name] = (gguf_name, to_gguf_layout(arch, gguf_name, params[pruned_name].detach().numpy()))
     source_kinds = sorted({types[g].name for g, v in healed.values() if v.ndim > 1})

@@ -33,6 +33,18 @@ from .record_schema import PRUNE_SCHEMA
 LAYER_PARAMETER = re.compile(r"^(.*\blayers\.)(\d+)(\..+)$")
 
 
+def pruned_parameter_name(name: str, kept: list[int]) -> str:
+    """Dense parameter ``name`` as the pruned model calls it: block ``kept[j]`` is block ``j`` there
+    (``model.layers.26.mlp.down_proj.weight`` with 4 earlier blocks removed -> ``model.layers.22.…``); a name
+    outside the blocks is unchanged.
+
+    Raises:
+        ValueError: ``name`` is a parameter of a block not in ``kept``.
+    """
+    m = LAYER_PARAMETER.match(name)
+    return f"{m.group(1)}{list(kept).index(int(m.group(2)))}{m.group(3)}" if m else name
+
+
 def check_gguf_export(model_spec: str, target: str | Path, healed_type: str = DEFAULT_HEALED_TYPE) -> Path:
     """Before any work: the model is a bundled one (the source of the GGUF), ``target`` can be a file, and
     ``healed_type`` is known. Returns ``target`` as a path.
@@ -119,11 +131,7 @@ def saved_healed_weights(folder: Path, results: Mapping[str, Any]) -> dict[str, 
     if not files:
         raise ConfigError(f"run {folder} holds no saved model ({model_dir}), so its healed weights are gone; run "
                           "lorp prune again without --no-save-model, or with --gguf PATH")
-    position = {int(old): new for new, old in enumerate(results["kept"])}
-    wanted = {}
-    for name in healing["weights"]:
-        m = LAYER_PARAMETER.match(name)
-        wanted[f"{m.group(1)}{position[int(m.group(2))]}{m.group(3)}" if m else name] = name
+    wanted = {pruned_parameter_name(name, results["kept"]): name for name in healing["weights"]}
     out = {}
     for path in files:
         with safe_open(path, framework="pt") as f:
@@ -153,9 +161,8 @@ def export_run_folder(folder: str | Path, target: str | Path, healed_type: str =
     if not isinstance(results, dict) or results.get("schema") != PRUNE_SCHEMA:
         raise ConfigError(f"{path} is not a lorp prune result (schema {PRUNE_SCHEMA!r}); export-gguf takes a run "
                           "folder of lorp prune")
-    check_gguf_export(results["model"]["spec"], target, healed_type)
     return export_run_gguf(results, saved_healed_weights(folder, results), target, healed_type)
 
 
 __all__ = ["LAYER_PARAMETER", "check_gguf_export", "export_run_folder", "export_run_gguf", "healed_gguf_tensors",
-           "saved_healed_weights"]
+           "pruned_parameter_name", "saved_healed_weights"]
