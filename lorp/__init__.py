@@ -22,12 +22,14 @@ from .plugins.components import (  # noqa: E402
     SimilarityAccumulator,
     SimilarityMetric,
 )
+from .heal.saved import load_healed  # noqa: E402
 from .plugins.hookspecs import hookimpl  # noqa: E402
 from .version import __version__  # noqa: E402
 
 __all__ = [
     "__version__",
     "hookimpl",
+    "load_healed",
     "AllocationRequest",
     "AllocationStrategy",
     "ClusteringAlgorithm",

@@ -107,6 +107,11 @@ def bad_healer(returned):
     (lambda r: {}, r"must return \(weights: dict, record: dict\)"),
     (lambda r: ({}, {"map": torch.zeros(2)}), "not JSON-able"),
     (lambda r: in_place(r), "changed the model itself"),
+    (lambda r: ({}, {}, {(1, 2): torch.eye(32)}), "not keyed by a maximal run of removed blocks"),
+    (lambda r: ({}, {}, {(2, 2): torch.eye(31)}), r"finite float \[32, 32\] tensor, got \(31, 31\)"),
+    (lambda r: ({}, {}, {(2, 2): torch.full((32, 32), float("inf"))}), "finite float"),
+    (lambda r: ({}, {}, {(2, 2): "I"}), "got str"),
+    (lambda r: ({}, {}, {}, {}), r"or \(weights, record, stream_maps: dict\)"),
 ])
 def test_a_healer_that_breaks_the_contract_gets_one_clear_error_and_nothing_is_written(
         lorp_registry, tiny_model, returned, message):

@@ -40,7 +40,7 @@ def test_builtins_register_through_the_hooks(lorp_registry):
         "span-bi-nll", "span-heal-nll"}
     assert set(lorp_registry.components["corpus"]) == {"ptb", "wiki-paragraphs", "lambada", "wikitext2", "c4"}
     assert [a.name for a in lorp_registry.adapters()] == ["decoder-layers", "gpt2", "gpt-neox", "opt"]
-    assert set(lorp_registry.components["healer"]) == {"none", "linear", "sequential"}
+    assert set(lorp_registry.components["healer"]) == {"none", "linear", "sequential", "residual"}
     sources = {p.name: p.source for p in lorp_registry.plugins}
     assert sources["lorp.builtins.similarity"] == "builtin"
     assert lorp_registry.provenance("allocation", "lorp")["plugin"] == "lorp.builtins.allocation"

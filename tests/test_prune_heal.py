@@ -9,7 +9,9 @@ import torch
 from click.testing import CliRunner
 from transformers import AutoModelForCausalLM
 
+import lorp
 from lorp.cli import main
+from lorp.heal.saved import HEAL_MAPS
 from lorp.errors import ConfigError, PluginError, UnknownNameError
 from lorp.evaluate.perplexity import perplexity
 from lorp.model.data import evaluation_windows, load_corpus
@@ -17,6 +19,7 @@ from lorp.model.models import load_model
 from lorp.plugins.registry import PluginSettings, load_registry
 from lorp.run.healing import parse_heal_settings
 from lorp.run.pipeline import PruneConfig
+from lorp.run.gguf import export_run_folder
 from lorp.run.prune import run_prune
 from lorp.testing import make_tiny_model_folder
 
@@ -79,6 +82,41 @@ def test_healed_run_saves_a_standard_model_that_reloads_to_the_same_logits(tiny_
     windows = evaluation_windows(load_model(str(folder)).tokenizer, load_corpus(corpus), 8, 64)
     assert perplexity(reloaded, windows, progress=False).nll == pytest.approx(
         healing["perplexity"]["healed"][corpus]["nll"], abs=1e-6)
+
+
+def test_a_residual_healed_run_saves_its_maps_beside_the_model_and_load_healed_rebuilds_it(tiny_run, tmp_path):
+    """``--heal residual`` (a fixed alpha, so a map is always kept): the maps are in heal_maps.safetensors, a plain
+    from_pretrained is refused saying why, ``lorp.load_healed`` gives the evaluated model's logits and perplexity,
+    and a GGUF export is refused."""
+    folder, config = tiny_run(heal="residual", heal_settings={"alpha": 0.1})
+    out = tmp_path / "run"
+    run = run_prune(config, out_dir=out)
+    results = json.loads((out / "results.json").read_text())
+    healing = results["healing"]
+    runs = [m["run"] for m in healing["record"]["maps"]]
+    assert healing["weights"] == [] and healing["stream_maps"] == runs and runs
+    assert (out / "model" / HEAL_MAPS).is_file() and results["plugins"]["healer"]["name"] == "residual"
+    with pytest.raises(ValueError, match="fold into no weight.*lorp.load_healed"):
+        AutoModelForCausalLM.from_pretrained(out / "model")
+    reloaded = lorp.load_healed(out)
+    assert "StreamMap(d=32, replaces removed blocks" in str(reloaded) and reloaded.config.num_hidden_layers == 4
+    ids = torch.tensor([[3, 5, 7, 11, 13, 17, 19, 23]])
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(input_ids=ids).logits, run.model(input_ids=ids).logits, rtol=0, atol=0)
+    cached = reloaded.generate(ids, max_new_tokens=6, do_sample=False, use_cache=True)
+    assert torch.equal(cached, reloaded.generate(ids, max_new_tokens=6, do_sample=False, use_cache=False))
+    corpus = config.eval_corpora[0]
+    windows = evaluation_windows(load_model(str(folder)).tokenizer, load_corpus(corpus), 8, 64)
+    assert perplexity(reloaded, windows, progress=False).nll == pytest.approx(
+        healing["perplexity"]["healed"][corpus]["nll"], abs=1e-6)
+    assert healing["perplexity"]["healed"][corpus]["nll"] != healing["perplexity"]["unhealed"][corpus]["nll"]
+    with pytest.raises(ConfigError, match="residual-stream maps .* fold into no weight"):
+        export_run_folder(out, tmp_path / "x.gguf")
+    with pytest.raises(ConfigError, match="fold into no weight"):
+        run_prune(config, out_dir=tmp_path / "run2", gguf_path=tmp_path / "y.gguf")
+    assert not (tmp_path / "run2").exists() and not (tmp_path / "y.gguf").exists()
+    with pytest.raises(ConfigError, match="holds no saved model"):
+        lorp.load_healed(tmp_path)
 
 
 def test_a_healed_gemma3_saves_and_reloads_with_its_layer_types_and_norm_gains(tiny_run, tmp_path):
@@ -157,7 +195,7 @@ def test_bad_heal_input_gives_one_clear_error_and_writes_nothing(tiny_run, tmp_p
     registry = load_registry(PluginSettings(autoload=True, plugin_dirs=(tmp_path / "plugins",)))
     assert "wrong-shape" in registry.components["healer"]
     cases = [
-        ({"heal": "linaer"}, UnknownNameError, "known healers: linear, none, sequential, wrong-shape"),
+        ({"heal": "linaer"}, UnknownNameError, "known healers: linear, none, residual, sequential, wrong-shape"),
         ({"heal": "none", "heal_settings": {"alpha": 1}}, ConfigError, "no healer was chosen"),
         ({"heal_settings": {"alpha": -1.0}}, ConfigError, "alpha"),
         ({"heal_settings": {"ridge": 1.0}}, ConfigError, "unknown"),

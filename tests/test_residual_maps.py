@@ -6,12 +6,15 @@ import pytest
 import torch
 from torch import nn
 
+import lorp
 from lorp.errors import ConfigError
+from lorp.heal.fit import apply_healing, fit_healer, healing_applied
+from lorp.heal.holdout import token_nll
 from lorp.heal.linear import RidgeStats, ridge_to_identity
 from lorp.heal.residual import (MappedBlock, StreamMap, collect_stream_stats, fit_stream_maps, insert_stream_maps,
                                  stream_maps_inserted)
 from lorp.model.blocks import find_blocks
-from lorp.model.pruning import remove_blocks
+from lorp.model.pruning import blocks_removed, remove_blocks
 
 
 class LinearBlock(nn.Module):
@@ -126,3 +129,36 @@ def test_the_identity_is_kept_when_no_map_helps(tiny_model):
     assert record["holdout_nll_healed"] == record["holdout_nll_unhealed"]
     with pytest.raises(ConfigError, match="needs at least 2"):
         fit_stream_maps(model, ids[:1], torch.ones_like(ids[:1]), [1])
+
+
+def test_the_residual_healer_is_registered_and_its_fit_is_applied_and_undone(lorp_registry, tiny_model):
+    """Through the healer hook: the fit holds the map ``fit_stream_maps`` keeps (float32), no weights; inside
+    ``healing_applied`` the pruned model is healed, outside it the dense model is back bit for bit."""
+    model = tiny_model("llama", 5)
+    torch.manual_seed(2)
+    _, blocks = find_blocks(model)
+    blocks[2] = LinearBlock(torch.eye(32) + 0.3 * torch.randn(32, 32))
+    ids = torch.randint(0, 128, (8, 16))
+    healer = lorp_registry.healer("residual")
+    assert "residual stream" in healer.description and "Ghosted Layers" in healer.source
+    fit = fit_healer(healer, lorp.HealRequest(model=model, removed=(2,), calibration=ids,
+                                              attention_mask=torch.ones_like(ids), registry=lorp_registry))
+    maps, record = fit_stream_maps(model, ids, torch.ones_like(ids), [2])
+    seconds = lambda r: [{k: v for k, v in m.items() if k != "solve_seconds"} for m in r["maps"]]  # noqa: E731
+    assert fit.weights == {} and not fit.foldable and seconds(fit.record) == seconds(record)
+    assert set(fit.stream_maps) == {(2, 2)} and fit.stream_maps[(2, 2)].dtype == torch.float32
+    assert torch.equal(fit.stream_maps[(2, 2)], torch.from_numpy(maps[(2, 2)]).float())
+    with torch.no_grad():
+        dense = model(ids).logits
+        with healing_applied(model, fit, lorp_registry), blocks_removed(model, [2], lorp_registry) as pruned:
+            held = ids[0::4]  # holdout_split's rows
+            healed = pruned(held).logits
+            assert isinstance(find_blocks(pruned)[1][2], MappedBlock)
+            nll, count = token_nll(healed, held, torch.ones_like(held))
+            assert nll / count == pytest.approx(record["holdout_nll_healed"], rel=1e-5)  # the model the choice judged
+        assert torch.equal(model(ids).logits, dense)
+        apply_healing(model, fit, lorp_registry)
+        remove_blocks(model, [2])
+        assert torch.equal(model(held).logits, healed)  # for good: the same model as inside the with
+    with pytest.raises(ConfigError, match="takes the settings alpha and alphas"):
+        healer.check_settings({"ridge": 1})

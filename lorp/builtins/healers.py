@@ -12,6 +12,7 @@ import torch
 from ..errors import ConfigError
 from ..heal.linear import DEFAULT_ALPHAS, collect_stats, removed_runs, residual_error, ridge_to_identity
 from ..heal.holdout import HOLDOUT_EVERY, HeldOutNLL, holdout_split
+from ..heal.residual import fit_stream_maps
 from ..heal.norm_fold import conjugated_map, fold_scale_stats, switched_on
 from ..heal.sequential import collect_run_stats
 from ..model.blocks import find_blocks
@@ -140,6 +141,34 @@ def sequential_healing(request: HealRequest) -> tuple[dict[str, torch.Tensor], d
             plan.choose(run, plan.candidates(run, stats, earlier, healed))
         earlier += range(run[0], run[1] + 1)
     return plan.weights, {**plan.record(), "sequential": True}
+
+
+def residual_healing(request: HealRequest) -> tuple[dict, dict, dict[tuple[int, int], torch.Tensor]]:
+    """One ``d × d`` map on the whole residual stream per maximal run of removed blocks, applied to the input of the
+    first kept block after the run (:mod:`lorp.heal.residual`; the form of Ghosted Layers, arXiv 2605.15491).
+
+    Fitted by least squares with a ridge toward I on the dense stream entering and leaving each run
+    (:func:`lorp.heal.residual.fit_stream_maps`). Which map, if any, is kept: ``linear``'s rule (every 4th
+    calibration sequence held out, one candidate per ridge strength, in depth order the lowest held-out NLL kept
+    only if it beats no map), so the healed model's held-out NLL is never above the unhealed one's. Settings as
+    ``linear`` (``alphas`` or a fixed ``alpha``). A run ending at the last block has no kept block after it and is
+    left unhealed (``"unhealed_runs"``).
+
+    The maps fold into no weight: the healed model is not a standard architecture. lorp evaluates it, and
+    ``lorp prune --heal residual`` saves the maps beside the model (``heal_maps.safetensors``,
+    :func:`lorp.load_healed`); a GGUF export is refused.
+
+    Returns:
+        ``({}, record, {(first, last): T float32 [d, d]})``, the record as
+        :func:`lorp.heal.residual.fit_stream_maps` gives it.
+    Raises:
+        ConfigError: an unknown setting, a bad alpha, or fewer than 2 calibration rows when alpha is chosen.
+    """
+    check_least_squares_settings("residual")(request.settings)
+    alphas = healer_alphas(request.settings, "residual")
+    maps, record = fit_stream_maps(request.model, request.calibration, request.attention_mask, request.removed,
+                                   alphas=alphas, fixed="alpha" in request.settings, registry=request.registry)
+    return {}, record, {run: torch.as_tensor(t, dtype=torch.float32) for run, t in maps.items()}
 
 
 def check_least_squares_settings(name: str):
@@ -292,3 +321,10 @@ def lorp_register_healers(register):
                     source="lorp's own design (lorp/heal/sequential.py): ReplaceMe's maps with the sequential "
                            "fitting of GPTQ/SliceGPT",
                     check_settings=check_least_squares_settings("sequential")))
+    register(Healer(name="residual", heal=residual_healing, version="1",
+                    description="least-squares d x d map on the whole residual stream per run of removed blocks, "
+                                "ridge toward I chosen, or no map kept, by held-out calibration NLL; a module "
+                                "before the next kept block (not foldable into the weights)",
+                    source="Ghosted Layers (arXiv 2605.15491), least-squares form with linear's held-out choice; "
+                           "lorp/heal/residual.py",
+                    check_settings=check_least_squares_settings("residual"), foldable=False))

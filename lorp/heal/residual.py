@@ -153,7 +153,10 @@ def stream_maps_inserted(model: nn.Module, maps: Mapping[tuple[int, int], object
                          ) -> Iterator[nn.Module]:
     """Inside the ``with``, the dense ``model`` carries ``maps`` (``{(first, last): T}``) as
     :func:`insert_stream_maps` puts them; the original block list is back afterwards (also on error). Nothing is
-    copied but the list: the blocks are the model's own."""
+    copied but the list: the blocks are the model's own. No maps: the model is left exactly as it is."""
+    if not maps:
+        yield model
+        return
     path, original = find_blocks(model, registry)
     try:
         insert_stream_maps(model, maps, registry=registry)

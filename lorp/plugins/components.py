@@ -311,6 +311,12 @@ class Healer:
             blocks, so the healed model stays a standard architecture. ``record`` is a JSON-able dict
             of what the healer chose (its settings, one entry per fitted map, ...), stored with the
             results. Raise :class:`lorp.errors.ConfigError` for settings it cannot use.
+            A healer whose repair is not a weight change may return a third element,
+            ``stream_maps``: ``{(first, last): T [d, d]}``, one float map per maximal run of removed blocks
+            with a kept block after it, applied to that block's input hidden states
+            (:class:`lorp.heal.residual.StreamMap`, ``x ↦ x T``). Such a model is no longer a standard
+            architecture: lorp evaluates it, saves the maps beside the weights (``heal_maps.safetensors``,
+            :func:`lorp.load_healed`) and refuses a GGUF export.
         version: bump when the numbers change; part of cache keys.
         description: one line for ``lorp plugins``.
         source: paper and equation the healer implements.
@@ -318,14 +324,18 @@ class Healer:
             model loads (``lorp prune --heal-setting``, a sweep's or the study's healers with ``{}``); raise
             :class:`lorp.errors.ConfigError` saying what is wrong and how to fix it. ``None``: the settings
             are first seen by ``heal``, after the model has loaded and the blocks were chosen.
+        foldable: ``False`` for a healer that may return ``stream_maps``: ``lorp prune --gguf`` is then refused
+            before the model loads. A foldable healer that returns stream maps breaks its contract.
     """
 
     name: str
-    heal: Callable[[HealRequest], tuple[Mapping[str, torch.Tensor], Mapping[str, object]]]
+    heal: Callable[[HealRequest], tuple[Mapping[str, torch.Tensor], Mapping[str, object]]
+                   | tuple[Mapping[str, torch.Tensor], Mapping[str, object], Mapping[tuple[int, int], torch.Tensor]]]
     version: str = "1"
     description: str = ""
     source: str = ""
     check_settings: Callable[[Mapping[str, object]], None] | None = None
+    foldable: bool = True
 
 
 Component = SimilarityMetric | ClusteringAlgorithm | AllocationStrategy | CorpusSource | ModelAdapter | Healer

@@ -96,14 +96,19 @@ def export_run_gguf(results: Mapping[str, Any], healed: Mapping[str, Any], targe
     healer, healed tensors and their type, and lorp's commit.
 
     Raises:
-        ConfigError: as :func:`check_gguf_export`, :func:`healed_gguf_tensors` and
+        ConfigError: the run's healer kept residual-stream maps (``healing.stream_maps``: they fold into no
+            weight), or as :func:`check_gguf_export`, :func:`healed_gguf_tensors` and
             :func:`lorp.model.gguf_export.export_pruned_gguf`.
         ResourceUnavailableError: the bundled GGUF cannot be assembled.
     """
+    healing = results.get("healing") or {}
+    if healing.get("stream_maps"):
+        raise ConfigError(f"healer {healing.get('healer')!r} repaired this run with residual-stream maps (removed "
+                          f"runs {healing['stream_maps']}), which fold into no weight, so a GGUF file cannot hold "
+                          "them; load the run with lorp.load_healed, or prune again with a foldable healer (linear)")
     spec = results["model"]["spec"]
     target = check_gguf_export(spec, target, healed_type)
     source = bundled_gguf(spec)
-    healing = results.get("healing") or {}
     note = {"method": results["config"]["allocation"], "budget": str(results["budget"]),
             "healer": healing.get("healer", "none"), "lorp_commit": str(results.get("git_commit") or git_commit())}
     return export_pruned_gguf(source, target, results["pruned"], note=note,

@@ -20,8 +20,7 @@ import torch
 from ..errors import ConfigError
 from ..evaluate.perplexity import Perplexity, perplexity
 from ..evaluate.zeroshot import zero_shot
-from ..heal.fit import HealFit, apply_healing, fit_healer
-from ..heal.forward import weights_written
+from ..heal.fit import HealFit, apply_healing, fit_healer, healing_applied
 from ..model.data import calibration_samples, load_corpus
 from ..model.pruning import blocks_removed
 from ..plugins.components import HealRequest
@@ -134,7 +133,7 @@ def heal_run(worker: Any, config: Any, removed: Sequence[int], settings: EvalSet
                           attention_mask=torch.ones_like(ids), settings=dict(config.heal_settings), seed=config.seed,
                           registry=registry)
     fit = fit_healer(registry.healer(config.heal), request)
-    apply_healing(loaded.model, fit)
+    apply_healing(loaded.model, fit, registry)
     t = time.perf_counter()
     zs = None
     with blocks_removed(loaded.model, list(removed), registry) as model:
@@ -154,9 +153,10 @@ def evaluate_healed(worker: Any, removed: Sequence[int], settings: EvalSettings,
     The healer is fitted on the dense model with the calibration draw of run seed ``seed``
     (``base.num_samples`` × ``base.seq_len`` tokens of ``base.calibration``,
     :func:`lorp.model.data.calibration_samples`), its checked weights are written in for the evaluation
-    only (:func:`lorp.heal.forward.weights_written`) and restored after, so the worker's dense prefix
+    only (:func:`lorp.heal.fit.healing_applied`) and restored after, so the worker's dense prefix
     states stay valid. Perplexity is plain (the healed blocks change the stream); zero-shot accuracy and
-    decode speed as the worker measures them when ``settings`` asks. Stage seconds add ``heal_fit``.
+    decode speed as the worker measures them when ``settings`` asks. Stage seconds add ``heal_fit``. A healer's
+    residual-stream maps are inserted the same way, for the evaluation only (:func:`lorp.heal.fit.healing_applied`).
     ``confirmation`` > 0: the same healed model is also scored on that many held-out confirmation windows per
     corpus (:meth:`lorp.run.worker.CellWorker.confirmation_windows`), one fit for both window sets.
 
@@ -176,7 +176,7 @@ def evaluate_healed(worker: Any, removed: Sequence[int], settings: EvalSettings,
         model=loaded.model, removed=tuple(sorted(int(b) for b in removed)), calibration=ids,
         attention_mask=torch.ones_like(ids), seed=int(seed), registry=registry))
     stages = {"heal_fit": time.perf_counter() - t}
-    with weights_written(loaded.model, fit.weights), blocks_removed(loaded.model, list(removed), registry) as model:
+    with healing_applied(loaded.model, fit, registry), blocks_removed(loaded.model, list(removed), registry) as model:
         t0 = time.perf_counter()
         ppl = {c: perplexity(model, w, batch_size=base.batch_size, progress=False) for c, w in worker.windows.items()}
         stages["perplexity"] = time.perf_counter() - t0
@@ -197,12 +197,13 @@ def evaluate_healed(worker: Any, removed: Sequence[int], settings: EvalSettings,
 
 def healing_record(healed: HealedRun, unhealed: Any, provenance: Mapping[str, Any]) -> dict[str, Any]:
     """``results.json``'s ``"healing"`` entry: the healer, its settings and record, the dense model's parameters it
-    changed (``"weights"``, names), the fit time, and the pruned model's perplexity (and zero-shot accuracy)
+    changed (``"weights"``, names), its residual-stream maps (``"stream_maps"``, runs ``[first, last]``; a
+    non-empty list means the saved model needs :func:`lorp.load_healed`), the fit time, and the pruned model's perplexity (and zero-shot accuracy)
     unhealed and healed."""
     fit = healed.fit
     return {
         "healer": fit.healer, "settings": healed.settings, "plugin": dict(provenance), "record": fit.record,
-        "weights": sorted(fit.weights),
+        "weights": sorted(fit.weights), "stream_maps": [list(run) for run in fit.stream_maps],
         "fit_seconds": fit.seconds, "evaluation_seconds": healed.evaluation_seconds,
         "perplexity": {"unhealed": {c: asdict(v) for c, v in unhealed.perplexity.items()},
                        "healed": {c: asdict(v) for c, v in healed.perplexity.items()}},

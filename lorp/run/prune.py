@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..heal.saved import save_healed
 from ..method.allocation import check_budget, normalize_protected
 from ..model.blocks import find_blocks
 from ..model.models import resolve_model
@@ -83,18 +84,23 @@ def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: 
 
     Output (when ``out_dir`` is given), written atomically: ``results.json``,
     ``similarity.npy`` (float64 ``[N, N]``) and, with ``save_model``, ``model/``
-    (the pruned model and tokenizer, loadable by ``from_pretrained``). On error
+    (the pruned model and tokenizer, loadable by ``from_pretrained``; with residual-stream maps, by
+    :func:`lorp.load_healed` only, :mod:`lorp.heal.saved`). On error
     nothing is left behind and an existing ``out_dir`` is untouched.
 
-    With ``gguf_path`` (a bundled model only), the pruned (and healed) model is also written as that GGUF file
-    (:func:`lorp.run.gguf.export_run_gguf`; healed tensors in ``gguf_type``), before the run folder; checked
-    before the model loads. ``results["gguf"]`` then names the file and the type.
+    With ``gguf_path`` (a bundled model only, a foldable healer), the pruned (and healed) model is also written as
+    that GGUF file (:func:`lorp.run.gguf.export_run_gguf`; healed tensors in ``gguf_type``), before the run folder;
+    checked before the model loads. ``results["gguf"]`` then names the file and the type.
 
     Raises:
         ConfigError, UnknownNameError, ResourceUnavailableError: bad settings
             or missing resources, raised before any heavy computation where possible.
     """
+    registry = registry or load_registry()
     if gguf_path is not None:
+        if not registry.healer(config.heal).foldable:
+            raise ConfigError(f"healer {config.heal!r} repairs with residual-stream maps, which fold into no weight, "
+                              "so a GGUF file cannot hold them; heal with a foldable healer (e.g. linear) for --gguf")
         gguf_path = check_gguf_export(config.model, gguf_path, gguf_type)
     out_dir, registry, strategy, worker = _checked_worker(config, out_dir, registry)
     settings = EvalSettings(corpora=tuple(config.eval_corpora), seq_len=config.eval_seq_len, tokens=config.eval_tokens,
@@ -258,7 +264,7 @@ def save_run(run: RunResult, folder: str | Path, *, save_model: bool = True) -> 
     """Write a run's outputs into ``folder`` (created if needed).
 
     Files: ``similarity.npy`` (float64 ``[N, N]``), ``model/`` (pruned model and
-    tokenizer, when ``save_model``) and ``results.json``, written last and
+    tokenizer, when ``save_model``; :func:`lorp.heal.saved.save_healed`) and ``results.json``, written last and
     atomically so that its presence marks a complete output;
     ``results["model_dir"]`` is relative to ``folder``.
     """
@@ -266,7 +272,7 @@ def save_run(run: RunResult, folder: str | Path, *, save_model: bool = True) -> 
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "similarity.npy", run.similarity)
     if save_model:
-        run.model.save_pretrained(folder / "model")
+        save_healed(run.model, folder / "model")  # residual-stream maps beside the weights (lorp.load_healed)
         run.tokenizer.save_pretrained(folder / "model")
         for f in (folder / "model").iterdir():
             f.chmod(0o644)  # safetensors writes 0600 through a temporary file
