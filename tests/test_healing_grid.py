@@ -196,3 +196,51 @@ def test_the_healed_answer_names_where_perplexity_and_accuracy_disagree(monkeypa
     assert "worse shown in 1 of 1 (model, healer) settings, better shown in 0" in line
     assert line.endswith("Perplexity and accuracy can disagree after healing: `linear` lowers shortgpt's perplexity "
                          "on m (60.0 → 50.0) but its zero-shot accuracy falls from 48.3 % to 41.3 %.")
+
+
+def test_foldable_vs_residual_gives_each_set_s_ratio_with_paired_intervals_and_the_ranking(tiny_study):
+    """The grid with linear (foldable) and residual (not): per set, residual-healed over linear-healed with its
+    paired interval on both window sets, and the ranking under each healer on the confirmation windows."""
+    from lorp.evaluate.perplexity_uncertainty import compare_perplexity
+    from lorp.study.confirmation import ConfirmationRow
+    from lorp.study.foldability import foldability_markdown, foldability_rows, foldability_summary, healer_kinds
+    from lorp.study.healing import healed_cell
+
+    config, registry, work = tiny_study
+    meta, cells = load_sweep(work, config=config)
+    results = summarize(meta, cells, "lorp")
+    confirm_verdict_pairs(results, config, work, 4, registry)
+    record = add_healing(results, config, work, "linear,residual", registry)
+    assert record["foldable"] == {"linear": True, "residual": False}
+    back = StudyResult.from_json(results.to_json())
+    assert healer_kinds(back) == (["linear"], ["residual"])
+    found = foldability_rows(back)
+    entries = {(e["method"], e["healer"]): e for e in record["cells"]}
+    assert [x["role"] for x in found["sets"]] == ["lorp", "best baseline"]
+    for x in found["sets"]:
+        a, b = entries[(x["method"], "linear")], entries[(x["method"], "residual")]
+        assert x["screening"].ratio == pytest.approx(b["mean_perplexity"] / a["mean_perplexity"], rel=1e-9)
+        assert x["screening"].ratio_low <= x["screening"].ratio <= x["screening"].ratio_high
+        by_hand = compare_perplexity(ConfirmationRow(a["confirmation"]), ConfirmationRow(b["confirmation"]))
+        assert x["confirmation"].ratio == pytest.approx(by_hand.ratio, rel=1e-12)
+        assert x["row_stream"]["healer"] == "residual" and x["row_foldable"]["healer"] == "linear"
+    (rank,) = found["ranking"]
+    assert rank["windows"] == "confirmation"
+    lorp_method = next(x["method"] for x in found["sets"] if x["role"] == "lorp")
+    for healer, key in (("linear", "under_foldable"), ("residual", "under_stream")):
+        mine = ConfirmationRow(entries[(lorp_method, healer)]["confirmation"])
+        base = ConfirmationRow(entries[(rank["baseline"], healer)]["confirmation"])
+        assert rank[key].ratio == pytest.approx(mine.mean_perplexity / base.mean_perplexity, rel=1e-9)
+    assert rank["changes"] == ((rank["under_foldable"].ratio < 1) != (rank["under_stream"].ratio < 1))
+    text = foldability_markdown(back)
+    assert text.startswith("\n## Foldable vs residual: what foldability costs")
+    assert f"`residual` closes {found['sets'][0]['row_stream']['closed']:.2f}" in text
+    assert ("the ranking changes" if rank["changes"] else "the ranking does not change") in text
+    summary = foldability_summary({"tiny": back})
+    assert "| tiny | confirmation | linear: " in summary and "## Foldable vs residual, per model" in summary
+    # a grid of foldable healers only, or one recorded before issue 46, has no such section
+    only = StudyResult.from_json({**results.to_json(), "healing": {**record, "foldable": {"linear": True,
+                                                                                           "residual": True}}})
+    assert foldability_markdown(only) == "" and foldability_summary({"x": only}) == ""
+    old = StudyResult.from_json({**results.to_json(), "healing": {k: v for k, v in record.items() if k != "foldable"}})
+    assert healer_kinds(old) == ([], []) and healed_cell(record["cells"][0]).method == record["cells"][0]["method"]

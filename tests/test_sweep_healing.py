@@ -143,11 +143,14 @@ def test_the_study_and_the_cli_refuse_bad_healers_in_one_line_before_any_work(ti
 def test_cli_sweep_healers(tiny_sweep):
     base, _, out = tiny_sweep
     res = CliRunner().invoke(main, [
-        "sweep", "--methods", "last", "--budgets", "2", "--healers", "none,linear", "--model", base.model,
+        "sweep", "--methods", "last", "--budgets", "2", "--healers", "none,linear,residual", "--model", base.model,
         "--calibration", base.calibration, "--eval", base.calibration, "--samples", "8", "--seq-len", "8",
         "--eval-seq-len", "8", "--eval-tokens", "64", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "last +linear" in res.output and "\nlast " in res.output
+    assert "last +linear" in res.output and "last +residual" in res.output and "\nlast " in res.output
+    cell = json.loads(next(out.glob("cells/last-b2-s0-hresidual.json")).read_text())
+    maps = cell["evaluation"]["healing"]["record"]["maps"]
+    assert cell["evaluation"]["healing"]["healer"] == "residual" and [m["run"] for m in maps] == [[3, 4]]  # "last" keeps the protected last block
 
 
 def test_one_folder_with_healed_and_unhealed_cells_never_mixes_them_in_a_table(tiny_sweep):

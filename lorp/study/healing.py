@@ -60,7 +60,8 @@ def add_healing(results: StudyResult, config: SweepConfig, folder: str | Path, h
         healers: healer names (a comma-separated string or a sequence, checked before any work); ``none`` is
             the unhealed cell itself and is skipped.
     Returns:
-        the record set on :attr:`StudyResult.healing`; ``None`` (and nothing set) without a healer. Each cell
+        the record set on :attr:`StudyResult.healing` (``foldable``: per healer, whether its repair folds into the
+        weights, :attr:`lorp.Healer.foldable`); ``None`` (and nothing set) without a healer. Each cell
         adds to its :class:`StudyCell` fields ``role``, ``healer``, ``fit_seconds``, ``maps``,
         ``evaluation_seconds``, ``choices`` (per run of removed blocks healed: the alpha kept or ``"identity"``),
         ``kept_maps``, ``holdout_nll_unhealed``/``holdout_nll_healed`` (mean nats on the healer's held-out
@@ -100,7 +101,7 @@ def add_healing(results: StudyResult, config: SweepConfig, folder: str | Path, h
                           "confirmation": None if held is None else confirmation_row(
                               {c: Perplexity(**v) for c, v in held["perplexity"].items()})})
     record = {"budget": budget, "healers": names, "cells": cells, "confirmation_windows": windows or None,
-              "zero_shot_tasks": list(tasks)}
+              "zero_shot_tasks": list(tasks), "foldable": {h: registry.healer(h).foldable for h in names}}
     results.healing = record
     return record
 
@@ -110,7 +111,9 @@ GRID_FIELDS = ("role", "healer", "fit_seconds", "maps", "evaluation_seconds", "c
                "holdout_nll_unhealed", "holdout_nll_healed", "confirmation")
 
 
-def _healed(entry: dict[str, Any]) -> StudyCell:
+def healed_cell(entry: dict[str, Any]) -> StudyCell:
+    """A grid cell (:func:`add_healing`) as a :class:`StudyCell`: its screening evaluation, the grid's own keys
+    dropped."""
     return StudyCell.from_json({k: v for k, v in entry.items() if k not in GRID_FIELDS})
 
 
@@ -147,7 +150,7 @@ def best_healed_baseline(results: StudyResult) -> dict[str, Any] | None:
                      if e["method"] == method and e["budget"] == budget), None)
         screening, confirmation = plain, held and ConfirmationRow(held)
     else:
-        screening = _healed(entry)
+        screening = healed_cell(entry)
         confirmation = ConfirmationRow(entry["confirmation"]) if entry.get("confirmation") else None
     return {"method": method, "healer": healer, "holdout_nll": nll, "screening": screening,
             "confirmation": confirmation}
@@ -172,7 +175,7 @@ def healing_rows(results: StudyResult) -> list[dict[str, Any]]:
     budget = grid.get("budget")
     plain = {c.method: c for c in r.cells if c.budget == budget}
     entries = grid.get("cells", [])
-    healed = {(e["method"], e["healer"]): _healed(e) for e in entries}
+    healed = {(e["method"], e["healer"]): healed_cell(e) for e in entries}
     baselines = [(e["method"], e["healer"]) for e in entries if e["role"] == "best baseline"]
     best = best_healed_baseline(r)
     best_name = None if best is None else (f"{best['method']} unhealed" if best["healer"] == "none"
@@ -427,5 +430,5 @@ def healing_summary(studies: Mapping[str, StudyResult]) -> str:
     return head + "\n".join(lines) + "\n" + tail
 
 
-__all__ = ["GRID_FIELDS", "add_healing", "best_healed_baseline", "gap_closed", "healing_answers", "healing_markdown",
+__all__ = ["GRID_FIELDS", "add_healing", "best_healed_baseline", "gap_closed", "healed_cell", "healing_answers", "healing_markdown",
            "healing_rows", "healing_summary", "kept_in_words"]
