@@ -228,3 +228,27 @@ def test_healed_smollm2_saves_reloads_and_generates(tmp_path):
     windows = evaluation_windows(run.tokenizer, load_corpus("ptb"), 256, 512)
     assert perplexity(reloaded, windows, progress=False).nll == pytest.approx(
         results["healing"]["perplexity"]["healed"]["ptb"]["nll"], abs=1e-5)
+
+
+@pytest.mark.real_model
+def test_residual_healed_smollm2_reloads_with_load_healed_and_generates(tmp_path):
+    """The issue's path on the real model: ``lorp prune --heal residual`` saves the maps, a plain from_pretrained is
+    refused, and ``lorp.load_healed`` gives the evaluated model: its logits, its perplexity, the same greedy text."""
+    config = PruneConfig(budget=4, allocation="shortgpt", num_samples=8, seq_len=64, eval_corpora=("ptb",),
+                         eval_tokens=512, progress=False, heal="residual", heal_settings={"alpha": 0.01})
+    out = tmp_path / "run"  # a fixed alpha: every run's map is kept, so the save and load paths are exercised
+    run = run_prune(config, out_dir=out)
+    results = json.loads((out / "results.json").read_text())
+    healing = results["healing"]
+    assert healing["stream_maps"] == [m["run"] for m in healing["record"]["maps"]] and healing["stream_maps"]
+    with pytest.raises(ValueError, match="lorp.load_healed"):
+        AutoModelForCausalLM.from_pretrained(out / "model")
+    reloaded = lorp.load_healed(out)
+    ids = run.tokenizer("The capital of France is", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(input_ids=ids).logits, run.model(input_ids=ids).logits, rtol=0, atol=1e-5)
+    cached = reloaded.generate(ids, max_new_tokens=8, do_sample=False, use_cache=True)
+    assert torch.equal(cached, run.model.generate(ids, max_new_tokens=8, do_sample=False, use_cache=True))
+    windows = evaluation_windows(run.tokenizer, load_corpus("ptb"), 256, 512)
+    assert perplexity(reloaded, windows, progress=False).nll == pytest.approx(
+        healing["perplexity"]["healed"]["ptb"]["nll"], abs=1e-5)
