@@ -50,8 +50,8 @@ class StreamMap(nn.Module):
         self.run = (int(run[0]), int(run[1]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` ``[..., d]`` -> ``x T`` in ``x``'s dtype."""
-        return (x.to(self.t.dtype) @ self.t).to(x.dtype)
+        """``x`` ``[..., d]`` -> ``x T`` in ``x``'s dtype, on ``x``'s device (``T`` stays where it is)."""
+        return (x.to(self.t.dtype) @ self.t.to(x.device)).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"d={self.t.shape[0]}, replaces removed blocks {self.run[0]}..{self.run[1]}"
