@@ -96,6 +96,8 @@ def test_a_residual_healed_run_saves_its_maps_beside_the_model_and_load_healed_r
     runs = [m["run"] for m in healing["record"]["maps"]]
     assert healing["weights"] == [] and healing["stream_maps"] == runs and runs
     assert (out / "model" / HEAL_MAPS).is_file() and results["plugins"]["healer"]["name"] == "residual"
+    reloaded_params = sum(p.numel() for p in lorp.load_healed(out).parameters())
+    assert results["parameters"]["after"] == reloaded_params + len(runs) * 32 * 32  # the maps' values count
     with pytest.raises(ValueError, match="fold into no weight.*lorp.load_healed"):
         AutoModelForCausalLM.from_pretrained(out / "model")
     reloaded = lorp.load_healed(out)

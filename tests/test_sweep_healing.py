@@ -151,6 +151,9 @@ def test_cli_sweep_healers(tiny_sweep):
     cell = json.loads(next(out.glob("cells/last-b2-s0-hresidual.json")).read_text())
     maps = cell["evaluation"]["healing"]["record"]["maps"]
     assert cell["evaluation"]["healing"]["healer"] == "residual" and [m["run"] for m in maps] == [[3, 4]]  # "last" keeps the protected last block
+    linear = json.loads(next(out.glob("cells/last-b2-s0-hlinear.json")).read_text())
+    kept = cell["evaluation"]["healing"]["record"]["kept_maps"]
+    assert cell["evaluation"]["parameters"] == linear["evaluation"]["parameters"] + kept * 32 * 32  # d² per map
 
 
 def test_one_folder_with_healed_and_unhealed_cells_never_mixes_them_in_a_table(tiny_sweep):

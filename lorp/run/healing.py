@@ -156,7 +156,8 @@ def evaluate_healed(worker: Any, removed: Sequence[int], settings: EvalSettings,
     only (:func:`lorp.heal.fit.healing_applied`) and restored after, so the worker's dense prefix
     states stay valid. Perplexity is plain (the healed blocks change the stream); zero-shot accuracy and
     decode speed as the worker measures them when ``settings`` asks. Stage seconds add ``heal_fit``. A healer's
-    residual-stream maps are inserted the same way, for the evaluation only (:func:`lorp.heal.fit.healing_applied`).
+    residual-stream maps are inserted the same way, for the evaluation only (:func:`lorp.heal.fit.healing_applied`),
+    and their ``d²`` values each are counted in the evaluation's parameters.
     ``confirmation`` > 0: the same healed model is also scored on that many held-out confirmation windows per
     corpus (:meth:`lorp.run.worker.CellWorker.confirmation_windows`), one fit for both window sets.
 
@@ -191,7 +192,8 @@ def evaluate_healed(worker: Any, removed: Sequence[int], settings: EvalSettings,
                "calibration_seed": int(seed)}
     if held_out is not None:
         healing["confirmation"] = {"windows": int(confirmation), "perplexity": held_out}
-    return Evaluation(tuple(sorted(int(b) for b in removed)), ppl, ctx.parameters_without(removed), zs, speed,
+    maps = sum(t.numel() for t in fit.stream_maps.values())  # a residual map's d² values count as parameters
+    return Evaluation(tuple(sorted(int(b) for b in removed)), ppl, ctx.parameters_without(removed) + maps, zs, speed,
                       time.perf_counter() - t, stages, healing)
 
 

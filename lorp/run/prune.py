@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..heal.saved import save_healed
+from ..heal.saved import carried_stream_maps, save_healed
 from ..method.allocation import check_budget, normalize_protected
 from ..model.blocks import find_blocks
 from ..model.models import resolve_model
@@ -46,7 +46,8 @@ class RunResult:
 
 
 def _count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """Parameters, plus the values of any residual-stream maps (``d²`` each): what the saved model holds."""
+    return sum(p.numel() for p in model.parameters()) + sum(m.t.numel() for m in carried_stream_maps(model).values())
 
 
 #: What a run folder holds; anything else in an existing --out folder stops the run.
