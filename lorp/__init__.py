@@ -22,7 +22,7 @@ from .plugins.components import (  # noqa: E402
     SimilarityAccumulator,
     SimilarityMetric,
 )
-from .heal.saved import load_healed  # noqa: E402
+from .heal.saved import load_healed, save_healed  # noqa: E402
 from .plugins.hookspecs import hookimpl  # noqa: E402
 from .version import __version__  # noqa: E402
 
@@ -30,6 +30,7 @@ __all__ = [
     "__version__",
     "hookimpl",
     "load_healed",
+    "save_healed",
     "AllocationRequest",
     "AllocationStrategy",
     "ClusteringAlgorithm",

@@ -285,7 +285,7 @@ _R = _ray_defaults()
               "the first seed only (default, or empty: every method at every seed)")
 @click.option("--healers", default="none", show_default=True,
               help="comma-separated healers, one cell each per (method, budget, seed): 'none' is unhealed, e.g. "
-                   "none,linear,sequential (lorp plugins lists them)")
+                   "none,linear,residual (lorp plugins lists them)")
 @run_options
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="sweep folder (default: runs/sweep-<model>); rerunning resumes it")

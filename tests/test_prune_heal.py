@@ -2,11 +2,14 @@
 writes nothing."""
 
 import json
+import shutil
 import textwrap
 
 import pytest
 import torch
 from click.testing import CliRunner
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
 import lorp
@@ -119,6 +122,54 @@ def test_a_residual_healed_run_saves_its_maps_beside_the_model_and_load_healed_r
     assert not (tmp_path / "run2").exists() and not (tmp_path / "y.gguf").exists()
     with pytest.raises(ConfigError, match="holds no saved model"):
         lorp.load_healed(tmp_path)
+    damaged_folders_are_refused_in_one_line(out, tmp_path, ids, reloaded)
+
+
+def damaged_folders_are_refused_in_one_line(out, tmp_path, ids, healed):
+    """``load_healed`` on a changed or lost maps file, an unmarked config, a plain save_pretrained of the healed
+    model: one ConfigError naming what is wrong; ``lorp.save_healed`` re-saves it faithfully."""
+    def copy(name):
+        target = tmp_path / name
+        shutil.copytree(out / "model", target)
+        return target
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        lorp.load_healed(tmp_path / "nowhere")
+    lost = copy("lost")
+    (lost / HEAL_MAPS).unlink()
+    with pytest.raises(ConfigError, match="marked as a residual-healed model, but heal_maps.safetensors is missing"):
+        lorp.load_healed(lost)
+    truncated = copy("truncated")
+    (truncated / HEAL_MAPS).write_bytes((out / "model" / HEAL_MAPS).read_bytes()[:100])
+    with pytest.raises(ConfigError, match=r"heal_maps.safetensors cannot be read"):
+        lorp.load_healed(truncated)
+    tensors = load_file(out / "model" / HEAL_MAPS)
+    key = next(iter(tensors))
+    with safe_open(str(out / "model" / HEAL_MAPS), framework="pt") as f:
+        meta = f.metadata()
+    cases = [({**tensors, key: torch.eye(5)}, meta, r"must be a finite float \[32, 32\]"),
+             ({**tensors, key: torch.full((32, 32), float("nan"))}, meta, "must be a finite float"),
+             ({**tensors, "abc": tensors[key].clone()}, meta, r"entry 'abc' \(block missing\)"),
+             (tensors, {**meta, key: "99"}, "block 99"),
+             (tensors, {**meta, "version": "2"}, "not a maps file this lorp wrote"),
+             ({**tensors, "0-0": tensors[key].clone()}, {**meta, "0-0": meta[key]}, "two maps precede block")]
+    for i, (values, metadata, message) in enumerate(cases):
+        changed = copy(f"changed{i}")
+        save_file(values, str(changed / HEAL_MAPS), metadata=metadata)
+        with pytest.raises(ConfigError, match=message):
+            lorp.load_healed(changed)
+    unmarked = copy("unmarked")  # config.json set back by hand: the maps are still applied
+    config = json.loads((unmarked / "config.json").read_text())
+    config["model_type"] = config.pop("lorp_model_type")
+    (unmarked / "config.json").write_text(json.dumps(config))
+    with torch.no_grad():
+        reference = healed(input_ids=ids).logits
+        assert torch.equal(lorp.load_healed(unmarked)(input_ids=ids).logits, reference)
+        healed.save_pretrained(tmp_path / "plain")  # what a user might do: names of the wrappers, no maps file
+        with pytest.raises(ConfigError, match="plain save_pretrained of a model carrying residual-stream maps"):
+            lorp.load_healed(tmp_path / "plain")
+        assert lorp.save_healed(healed, tmp_path / "again") == sorted(tensors)
+        assert torch.equal(lorp.load_healed(tmp_path / "again")(input_ids=ids).logits, reference)
 
 
 def test_a_healed_gemma3_saves_and_reloads_with_its_layer_types_and_norm_gains(tiny_run, tmp_path):

@@ -162,3 +162,6 @@ def test_the_residual_healer_is_registered_and_its_fit_is_applied_and_undone(lor
         assert torch.equal(model(held).logits, healed)  # for good: the same model as inside the with
     with pytest.raises(ConfigError, match="takes the settings alpha and alphas"):
         healer.check_settings({"ridge": 1})
+    for bad in ({"alpha": True}, {"alphas": [0.1, False]}, {"alphas": ["0.1"]}, {"alpha": -1}, {"alphas": []}):
+        with pytest.raises(ConfigError, match="alpha must be a number >= 0"):
+            healer.check_settings(bad)

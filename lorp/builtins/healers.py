@@ -295,11 +295,13 @@ def healer_alphas(settings, name: str) -> tuple[float, ...]:
         raise ConfigError(f"healer {name!r}: give alpha (one fixed strength) or alphas (a grid to choose from), "
                           "not both")
     raw = [settings["alpha"]] if "alpha" in settings else settings.get("alphas", DEFAULT_ALPHAS)
+    items = raw if isinstance(raw, (list, tuple)) else [raw]
     try:
-        alphas = tuple(float(x) for x in (raw if isinstance(raw, (list, tuple)) else [raw]))
+        alphas = tuple(float(x) for x in items)
     except (TypeError, ValueError):
         alphas = ()
-    if not alphas or not all(math.isfinite(x) and x >= 0 for x in alphas) or isinstance(raw, (str, bool)):
+    if not alphas or not all(math.isfinite(x) and x >= 0 for x in alphas) or isinstance(raw, str) \
+            or any(isinstance(x, (bool, str)) for x in items):  # true is no strength, though float(True) is 1
         raise ConfigError(f"healer {name!r}: alpha must be a number >= 0 and alphas a non-empty list of them "
                           f"(e.g. alphas=[0.01,0.1,1]), got {raw!r}")
     return alphas
