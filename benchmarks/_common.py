@@ -6,6 +6,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -85,3 +86,13 @@ def ratio_stats(num: list[float], den: list[float]) -> tuple[float, tuple[float,
     """Median and (min, max) of the pairwise ratios ``num[i] / den[i]``."""
     r = [x / y for x, y in zip(num, den)]
     return statistics.median(r), (min(r), max(r))
+
+
+def emit_markdown(lines: list[str], out: Path | None) -> str:
+    """Print a benchmark's Markdown ``lines`` after a blank line and, with ``out``, also write them there; returns
+    the text."""
+    text = "\n".join(lines)
+    print("\n" + text)
+    if out is not None:
+        out.write_text(text + "\n")
+    return text

@@ -29,6 +29,8 @@ from lorp.model.models import bundled_gguf
 from lorp.run.pipeline import PruneConfig
 from lorp.run.prune import run_prune
 
+from benchmarks._common import emit_markdown
+
 
 def measure(method: str, budget: int, model_key: str = "gemma3-270m") -> dict:
     """``{method, pruned, moved, lorp: {corpus: ppl}, gguf: {corpus: ppl}}`` for one unhealed pruned model."""
@@ -66,10 +68,7 @@ def main(methods: str, budget: int, out: Path | None) -> None:
                          f"{r['dense'][c]:.2f} | {r['lorp'][c]:.2f} | {r['gguf'][c]:.2f} | "
                          f"{100 * (r['gguf'][c] / r['lorp'][c] - 1):+.1f} % |")
         print("\n".join(lines[-len(r["lorp"]):]), flush=True)
-    text = "\n".join(lines)
-    print("\n" + text)
-    if out is not None:
-        out.write_text(text + "\n")
+    emit_markdown(lines, out)
 
 
 if __name__ == "__main__":

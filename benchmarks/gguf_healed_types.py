@@ -29,6 +29,8 @@ from lorp.run.gguf import pruned_parameter_name
 from lorp.run.pipeline import PruneConfig
 from lorp.run.prune import run_prune
 
+from benchmarks._common import emit_markdown
+
 
 def _source_types(source: Path) -> dict[str, gguf.GGMLQuantizationType]:
     return {t.name: t.tensor_type for t in gguf.GGUFReader(source).tensors}
@@ -111,10 +113,7 @@ def main(models: str, methods: str, budget: int, out: Path | None) -> None:
                 lines.append(f"| {r['model']} | {r['method']} | {r['pruned']} | {kind} | "
                              + " | ".join(f"{ppl[c]:.3f}" for c in sorted(ppl)) + f" | {100 * change:.3f} % |")
             print("\n".join(lines[-len(rows):]), flush=True)
-    text = "\n".join(lines)
-    print("\n" + text)
-    if out is not None:
-        out.write_text(text + "\n")
+    emit_markdown(lines, out)
 
 
 if __name__ == "__main__":

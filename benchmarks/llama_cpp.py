@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from benchmarks._common import quartiles
+from benchmarks._common import emit_markdown, quartiles
 
 #: The folder of the node script and its package.json (``make llama-cpp`` installs node_modules there).
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "llama-cpp"
@@ -120,10 +120,7 @@ def main(model_key, method, budget, heal, windows, tokens, rounds, out) -> None:
             rows.append(f"| {label} | {q2:.1f} [{q1:.1f}, {q3:.1f}] | {texts[label]!r} |")
         q1, q2, q3 = quartiles(ratios)
         rows.append(f"\nPruned ÷ dense decode speed, per round: {q2:.2f}× [{q1:.2f}, {q3:.2f}]")
-    text = "\n".join(rows)
-    print(text)
-    if out is not None:
-        out.write_text(text + "\n")
+    emit_markdown(rows, out)
 
 
 if __name__ == "__main__":

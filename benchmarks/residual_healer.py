@@ -36,6 +36,8 @@ from lorp.model.pruning import blocks_removed
 from lorp.plugins.components import HealRequest
 from lorp.plugins.registry import load_registry
 
+from benchmarks._common import emit_markdown
+
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 #: The committed study's detail budget per model.
 DETAIL_BUDGET = {"smollm2-135m": 8, "gemma3-270m": 4, "qwen2.5-0.5b": 6}
@@ -125,10 +127,7 @@ def main(models: str, methods: str, out: Path | None) -> None:
                          + " · ".join(f"{s:.1f}" for s in r["speed"])
                          + f" | {statistics.median(ratios):.2f}× ({min(ratios):.2f}-{max(ratios):.2f}) |")
             print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    print("\n" + text)
-    if out is not None:
-        out.write_text(text + "\n")
+    emit_markdown(lines, out)
 
 
 if __name__ == "__main__":

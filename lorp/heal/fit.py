@@ -26,7 +26,7 @@ from ..plugins.components import Healer, HealRequest
 from ..plugins.guard import plugin_code
 from .forward import weights_written
 from .linear import removed_runs
-from .residual import insert_stream_maps, stream_maps_inserted
+from .residual import insert_stream_maps, stream_maps_inserted, stream_width, valid_map
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def check_stream_maps(model: nn.Module, removed: tuple[int, ...], maps: Mapping,
     """
     runs = removed_runs(removed)
     last = len(find_blocks(model, registry)[1]) - 1
-    d = int(model.get_input_embeddings().weight.shape[-1])
+    d = stream_width(model)
     checked: dict[tuple[int, int], torch.Tensor] = {}
     for key, value in maps.items():
         where = f"healer {healer!r}: stream map {key!r}"
@@ -159,11 +159,10 @@ def check_stream_maps(model: nn.Module, removed: tuple[int, ...], maps: Mapping,
                               f"are {runs}")
         if run[1] == last:
             raise PluginError(f"{where} ends at the last block; no kept block follows it to carry the map")
-        t = torch.as_tensor(value) if isinstance(value, (torch.Tensor, np.ndarray)) else None
-        if t is None or tuple(t.shape) != (d, d) or not t.is_floating_point() or not bool(torch.isfinite(t).all()):
-            got = tuple(t.shape) if t is not None else type(value).__name__
+        if not valid_map(value, d):
+            got = tuple(value.shape) if isinstance(value, (torch.Tensor, np.ndarray)) else type(value).__name__
             raise PluginError(f"{where} must be a finite float [{d}, {d}] tensor, got {got}")
-        checked[run] = t.detach().to(device="cpu", dtype=torch.float32).clone()
+        checked[run] = torch.as_tensor(value).detach().to(device="cpu", dtype=torch.float32).clone()
     return dict(sorted(checked.items()))
 
 

@@ -57,6 +57,19 @@ class StreamMap(nn.Module):
         return f"d={self.t.shape[0]}, replaces removed blocks {self.run[0]}..{self.run[1]}"
 
 
+def stream_width(model: nn.Module) -> int:
+    """``d``, the width of ``model``'s residual stream (its input embeddings'): a stream map is ``[d, d]``."""
+    return int(model.get_input_embeddings().weight.shape[-1])
+
+
+def valid_map(t: object, d: int) -> bool:
+    """Whether ``t`` can be a stream map of a width-``d`` stream: a float tensor or array ``[d, d]``, all finite."""
+    if not isinstance(t, (torch.Tensor, np.ndarray)):
+        return False
+    t = torch.as_tensor(t)
+    return tuple(t.shape) == (d, d) and t.is_floating_point() and bool(torch.isfinite(t).all())
+
+
 class MappedBlock(nn.Module):
     """A kept block whose input hidden states first pass through a :class:`StreamMap`.
 
@@ -248,4 +261,4 @@ def fit_stream_maps(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, rem
 
 
 __all__ = ["MappedBlock", "StreamMap", "collect_stream_stats", "fit_stream_maps", "insert_stream_maps",
-           "stream_maps_inserted"]
+           "stream_maps_inserted", "stream_width", "valid_map"]

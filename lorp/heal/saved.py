@@ -33,7 +33,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from ..errors import ConfigError
 from ..model.blocks import find_blocks, set_blocks
-from .residual import MappedBlock, StreamMap
+from .residual import MappedBlock, StreamMap, stream_width, valid_map
 
 #: The file beside the weights that holds the residual-stream maps.
 HEAL_MAPS = "heal_maps.safetensors"
@@ -118,7 +118,7 @@ def load_healed(folder: str | Path, *, dtype: torch.dtype = torch.float32, regis
     config = AutoConfig.for_model(**settings)
     model = AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=dtype).eval()
     path, blocks = find_blocks(model, registry)
-    maps = read_heal_maps(folder / HEAL_MAPS, len(blocks), int(model.get_input_embeddings().weight.shape[-1]))
+    maps = read_heal_maps(folder / HEAL_MAPS, len(blocks), stream_width(model))
     set_blocks(model, path, nn.ModuleList([MappedBlock(maps[i], b) if i in maps else b for i, b in enumerate(blocks)]))
     return model
 
@@ -149,7 +149,7 @@ def read_heal_maps(path: Path, num_blocks: int, d: int) -> dict[int, StreamMap]:
                               f"blocks before one of the model's {num_blocks} blocks; the file was changed")
         if int(index) in maps:
             raise ConfigError(f"{path}: two maps precede block {index}; the file was changed")
-        if tuple(t.shape) != (d, d) or not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+        if not valid_map(t, d):
             raise ConfigError(f"{path}: map {key!r} must be a finite float [{d}, {d}] tensor, got {tuple(t.shape)} "
                               f"{t.dtype}; the file was changed")
         maps[int(index)] = StreamMap(t, (int(run.group(1)), int(run.group(2))))

@@ -200,8 +200,8 @@ def evaluate_healed(worker: Any, removed: Sequence[int], settings: EvalSettings,
 def healing_record(healed: HealedRun, unhealed: Any, provenance: Mapping[str, Any]) -> dict[str, Any]:
     """``results.json``'s ``"healing"`` entry: the healer, its settings and record, the dense model's parameters it
     changed (``"weights"``, names), its residual-stream maps (``"stream_maps"``, runs ``[first, last]``; a
-    non-empty list means the saved model needs :func:`lorp.load_healed`), the fit time, and the pruned model's perplexity (and zero-shot accuracy)
-    unhealed and healed."""
+    non-empty list means the saved model needs :func:`lorp.load_healed`), the fit time, and the pruned model's
+    perplexity (and zero-shot accuracy) unhealed and healed."""
     fit = healed.fit
     return {
         "healer": fit.healer, "settings": healed.settings, "plugin": dict(provenance), "record": fit.record,

@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..heal.saved import carried_stream_maps, save_healed
 from ..method.allocation import check_budget, normalize_protected
 from ..model.blocks import find_blocks
+from ..model.gguf_export import DEFAULT_HEALED_TYPE
 from ..model.models import resolve_model
 from ..model.pruning import remove_blocks
 from ..plugins.components import AllocationStrategy
@@ -72,7 +73,7 @@ def check_output_folder(out_dir: Path) -> None:
 
 
 def run_prune(config: PruneConfig, out_dir: str | Path | None = None, registry: Registry | None = None, *,
-              gguf_path: str | Path | None = None, gguf_type: str = "F16") -> RunResult:
+              gguf_path: str | Path | None = None, gguf_type: str = DEFAULT_HEALED_TYPE) -> RunResult:
     """Run LoRP end to end on a real model and (optionally) write the outputs.
 
     One cell (:class:`lorp.run.worker.CellWorker`, the same code a sweep runs) plus
@@ -238,6 +239,7 @@ def _prune_record(config: PruneConfig, loaded: Any, ctx: Any, calib_meta: dict[s
         "git_commit": git_commit(),
         "machine": machine(),
     }
+
 
 def run_summary(r: dict[str, Any], allocation: str) -> str:
     """The lines ``lorp prune`` prints for a run's ``results.json`` ``r``: RLS and K, the removed blocks, perplexity
